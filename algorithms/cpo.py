@@ -41,7 +41,7 @@ from cmdp.rollout import RolloutBatch
 from cmdp.solver import PolicyGradientSolver
 from cmdp.trust_region import (CASE_FEASIBLE_INTERSECTS, TrustRegionConfig, backtracking_line_search,
                                conjugate_gradient, detached_distribution, fisher_vector_product, flat_grad,
-                               flat_params, mean_kl, solve_cpo_subproblem)
+                               flat_params, mean_kl, solve_cpo_subproblem, trainable_parameters)
 
 
 @dataclass
@@ -95,7 +95,7 @@ class CPO(PolicyGradientSolver):
             adv = normalize_advantages(adv)
         adv_r, adv_c = adv[:, 0], adv[:, 1]
 
-        params = list(actor.parameters())
+        params = trainable_parameters(actor)
         theta_old = flat_params(actor)
         old_dist = detached_distribution(actor, batch.obs)
         ratio = torch.exp(actor.log_prob(batch.obs, batch.actions) - batch.logp_old)
@@ -156,9 +156,9 @@ class CPO(PolicyGradientSolver):
             "cpo_lam": step.lam,
             "cpo_nu": step.nu,
             "cpo_q": q, "cpo_r": r, "cpo_s": s,
-            "lr": self.optimizer.param_groups[1]["lr"],
+            "lr": self.updater.critic_lr,
         })
-        self.scheduler.step()
+        self.updater.end_epoch()
         return metrics
 
     def state_dict(self) -> dict[str, Any]:

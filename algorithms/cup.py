@@ -78,8 +78,8 @@ class CUP(PPOLag):
         self.update_multipliers(mean_episode_costs)
         metrics = self.optimize(batch, self.policy_advantage(batch))
         metrics.update(self.project(batch))
-        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
-        self.scheduler.step()
+        metrics["lr"] = self.updater.actor_lr
+        self.updater.end_epoch()
         return metrics
 
     def projection_coef(self) -> float:
@@ -105,21 +105,14 @@ class CUP(PPOLag):
         costs = self.cost_advantages(batch)
         cost_adv = costs @ lam  # (B,) sum_k lambda_k A_c,k
         coef = self.projection_coef()
-        params = list(actor.parameters())
-        n, bs = batch.size, cfg.batch_size
         loss_sum, count, iters_done = 0.0, 0, 0
         for _ in range(cfg.update_iters):
-            perm = torch.randperm(n, generator=self.generator)
-            for start in range(0, n, bs):
-                idx = perm[start:start + bs]
+            for idx in batch.minibatches(cfg.batch_size, self.generator):
                 obs = batch.obs[idx]
                 ratio = torch.exp(actor.log_prob(obs, batch.actions[idx]) - batch.logp_old[idx])
                 kl = distribution_kl(actor.distribution(obs), improved.distribution(obs))
                 loss = (coef * ratio * cost_adv[idx] + kl).mean()
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
-                self.optimizer.step()  # critics have no gradient here, so Adam leaves them alone
+                self.updater.step(actor_loss=loss)  # the critics get no gradient: they stay as they are
                 loss_sum += loss.item()
                 count += 1
             iters_done += 1

@@ -21,7 +21,8 @@ from algorithms.ppo_lag import PPOLag, PPOLagConfig
 from cmdp.registry import register_algorithm
 from cmdp.rollout import RolloutBatch
 from cmdp.trust_region import (TrustRegionConfig, backtracking_line_search, conjugate_gradient,
-                               detached_distribution, fisher_vector_product, flat_grad, flat_params, mean_kl)
+                               detached_distribution, fisher_vector_product, flat_grad, flat_params, mean_kl,
+                               trainable_parameters)
 
 
 @dataclass
@@ -42,7 +43,7 @@ class TRPOLag(PPOLag):
         self.update_multipliers(mean_episode_costs)
         adv = self.policy_advantage(batch)
 
-        params = list(actor.parameters())
+        params = trainable_parameters(actor)
         theta_old = flat_params(actor)
         old_dist = detached_distribution(actor, batch.obs)
         surr = (torch.exp(actor.log_prob(batch.obs, batch.actions) - batch.logp_old) * adv).mean()
@@ -79,7 +80,7 @@ class TRPOLag(PPOLag):
             "line_search_tries": float(tries),
             "surr_change": seen["d"],
             "pred_surr_change": frac * torch.dot(g, direction).item(),
-            "lr": self.optimizer.param_groups[1]["lr"],
+            "lr": self.updater.critic_lr,
         })
-        self.scheduler.step()
+        self.updater.end_epoch()
         return metrics

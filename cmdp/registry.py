@@ -22,12 +22,22 @@ T = TypeVar("T", bound=type)
 
 @dataclass(frozen=True)
 class EnvEntry:
-    """A registered environment: `factory(num_envs=..., **kwargs)` returns a `VecCMDP`."""
+    """A registered environment.
+
+    Control environments give `factory(num_envs=..., **env_kwargs)` -> `VecCMDP`, and the trainer builds the
+    MLP agent and vectorised collector around it. A family with its own models (text) gives `builder(cfg)`
+    -> an object with `spec`, `agent`, `collect(cfg, rng, reset_seed, progress)` and `close()`.
+    `config_defaults()` are keys that sit between an algorithm's defaults and the user's config for this
+    environment; `validate(cfg)` checks the environment's part of a resolved config without loading anything.
+    """
 
     name: str
-    factory: Callable[..., Any]
+    factory: Callable[..., Any] | None
     family: str
     description: str = ""
+    builder: Callable[[Any], Any] | None = None
+    config_defaults: Callable[[], dict[str, Any]] | None = None
+    validate: Callable[[Any], None] | None = None
 
 
 def register_algorithm(name: str) -> Callable[[T], T]:
@@ -43,9 +53,14 @@ def register_algorithm(name: str) -> Callable[[T], T]:
     return wrap
 
 
-def register_env(name: str, factory: Callable[..., Any], family: str, description: str = "") -> None:
-    """Make an environment available as `--env name`."""
-    _ENVS[name] = EnvEntry(name, factory, family, description)
+def register_env(name: str, factory: Callable[..., Any] | None, family: str, description: str = "", *,
+                 builder: Callable[[Any], Any] | None = None,
+                 config_defaults: Callable[[], dict[str, Any]] | None = None,
+                 validate: Callable[[Any], None] | None = None) -> None:
+    """Make an environment available as `--env name` (see `EnvEntry` for the arguments)."""
+    if (factory is None) == (builder is None):
+        raise ValueError(f"environment '{name}': give exactly one of factory and builder")
+    _ENVS[name] = EnvEntry(name, factory, family, description, builder, config_defaults, validate)
 
 
 def load_builtins() -> None:

@@ -6,8 +6,8 @@ the reward and every cost. Solvers receive the finished `RolloutBatch` and never
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 import gymnasium
 import numpy as np
@@ -26,17 +26,37 @@ class RolloutBatch:
     Stream axis E = 1 + K: column 0 is the reward, column 1 + k is cost k.
     """
 
-    obs: torch.Tensor  # (B, obs_dim) encoded and normalised as the policy saw them
-    actions: torch.Tensor  # (B, act_dim) or (B,) for discrete actions
+    obs: Any  # (B, obs_dim) tensor encoded and normalised as the policy saw them; text: a TokenObs
+    actions: torch.Tensor  # (B, act_dim) or (B,) for discrete actions (text: token ids)
     logp_old: torch.Tensor  # (B,)
     values: torch.Tensor  # (B, E) critic estimates at collection time
     advantages: torch.Tensor  # (B, E) GAE per stream (not standardised)
     returns: torch.Tensor  # (B, E) critic targets: advantages + values
     episodes: EpisodeStats  # episodes that finished during the epoch (raw, unscaled)
+    # (B,) group of each sample, groups contiguous and numbered 0..G-1 (text: the response a token belongs to);
+    # minibatches then hold whole groups, so a model runs once per sequence, not once per token
+    groups: torch.Tensor | None = None
+    info: dict[str, float] = field(default_factory=dict)  # collection metrics, logged with the epoch
 
     @property
     def size(self) -> int:
-        return self.obs.shape[0]
+        return int(self.logp_old.shape[0])
+
+    def minibatches(self, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        """One random pass over the batch as index tensors: `batch_size` samples each, or, with `groups`,
+        `batch_size` whole groups each."""
+        if self.groups is None:
+            perm = torch.randperm(self.size, generator=generator)
+            for start in range(0, self.size, batch_size):
+                yield perm[start:start + batch_size]
+            return
+        counts = torch.bincount(self.groups.cpu())
+        offsets = torch.cumsum(counts, 0) - counts
+        perm = torch.randperm(len(counts), generator=generator)
+        for start in range(0, len(counts), batch_size):
+            chosen = perm[start:start + batch_size]
+            idx = torch.cat([torch.arange(int(offsets[g]), int(offsets[g] + counts[g])) for g in chosen])
+            yield idx.to(self.logp_old.device)
 
 
 class VecCollector:

@@ -20,6 +20,7 @@ import torch
 from cmdp.config import ConfigError, TrainConfig
 from cmdp.losses import approx_kl, normalize_advantages, ppo_clip_loss
 from cmdp.networks import ActorCritic
+from cmdp.optim import TorchUpdater
 from cmdp.rollout import RolloutBatch
 from cmdp.spec import CMDPSpec
 
@@ -106,15 +107,10 @@ class PolicyGradientSolver(Solver):
     def __init__(self, cfg: PolicyGradientConfig, spec: CMDPSpec, agent: ActorCritic, num_epochs: int,
                  generator: torch.Generator) -> None:
         super().__init__(cfg, spec, agent, num_epochs, generator)
-        # One optimiser, one backward per minibatch: actor and critics share no parameters, so this is
-        # the same as separate optimisers at half the per-step overhead. Coupled weight decay on the
-        # critics equals OmniSafe's loss term critic_l2 * sum(w^2) (its gradient is 2 * critic_l2 * w).
-        self.optimizer = torch.optim.Adam([
-            {"params": list(agent.actor.parameters()), "lr": cfg.actor_lr, "weight_decay": 0.0},
-            {"params": list(agent.critic.parameters()), "lr": cfg.critic_lr, "weight_decay": 2 * cfg.critic_l2},
-        ], foreach=True)
-        decay = (lambda epoch: max(0.0, 1.0 - epoch / num_epochs)) if cfg.lr_decay else (lambda epoch: 1.0)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, decay)
+        # the agent may bring its own way of updating (text runs under DeepSpeed); else one torch Adam
+        make_updater = getattr(agent, "make_updater", None)
+        self.updater = make_updater(cfg, num_epochs) if make_updater else TorchUpdater(agent.actor, agent.critic,
+                                                                                      cfg, num_epochs)
 
     # --- the parts solvers change -------------------------------------------------------------
     def update_multipliers(self, mean_episode_costs: np.ndarray) -> None:
@@ -143,8 +139,8 @@ class PolicyGradientSolver(Solver):
         """One epoch's update: multipliers, then PPO on the combined advantage with the critics alongside."""
         self.update_multipliers(mean_episode_costs)
         metrics = self.optimize(batch, self.policy_advantage(batch))
-        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
-        self.scheduler.step()
+        metrics["lr"] = self.updater.actor_lr
+        self.updater.end_epoch()
         return metrics
 
     def optimize(self, batch: RolloutBatch, policy_adv: torch.Tensor | None,
@@ -153,28 +149,18 @@ class PolicyGradientSolver(Solver):
         critics' squared error, one backward and one optimiser step per minibatch. With an actor
         loss, stops early once KL(old || new) on the whole batch exceeds `target_kl`."""
         cfg = self.cfg
-        actor_params = list(self.agent.actor.parameters())
-        critic_params = list(self.agent.critic.parameters())
-        n, bs = batch.size, cfg.batch_size
         sums = {"loss_pi": 0.0, "loss_v": 0.0, "clip_frac": 0.0}
         count, iters_done, kl = 0, 0, 0.0
         for _ in range(update_iters or cfg.update_iters):
-            perm = torch.randperm(n, generator=self.generator)
-            for start in range(0, n, bs):
-                idx = perm[start:start + bs]
-                loss = loss_v = ((self.agent.critic(batch.obs[idx]) - batch.returns[idx]) ** 2).mean(0).sum()
+            for idx in batch.minibatches(cfg.batch_size, self.generator):
+                obs = batch.obs[idx]
+                loss_v = ((self.agent.critic(obs) - batch.returns[idx]) ** 2).mean(0).sum()
+                loss_pi = None
                 if policy_adv is not None:
-                    loss_pi, info = self.actor_loss(batch.obs[idx], batch.actions[idx], batch.logp_old[idx],
-                                                    policy_adv[idx])
-                    loss = loss + loss_pi
+                    loss_pi, info = self.actor_loss(obs, batch.actions[idx], batch.logp_old[idx], policy_adv[idx])
                     sums["loss_pi"] += loss_pi.item()
                     sums["clip_frac"] += info["clip_frac"].item()
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if policy_adv is not None:
-                    torch.nn.utils.clip_grad_norm_(actor_params, cfg.max_grad_norm, foreach=True)
-                torch.nn.utils.clip_grad_norm_(critic_params, cfg.max_grad_norm, foreach=True)
-                self.optimizer.step()
+                self.updater.step(actor_loss=loss_pi, critic_loss=loss_v)
                 sums["loss_v"] += loss_v.item()
                 count += 1
             iters_done += 1
@@ -190,8 +176,7 @@ class PolicyGradientSolver(Solver):
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        return self.updater.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.updater.load_state_dict(state)

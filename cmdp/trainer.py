@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from cmdp.checkpoint import load_checkpoint, save_checkpoint
-from cmdp.config import TrainConfig, build_config, dump_yaml, load_yaml, to_dict
+from cmdp.config import TrainConfig, build_config, dump_yaml, field_names, load_yaml, to_dict
 from cmdp.logger import RunLogger
 from cmdp.networks import ActorCritic, flat_obs_dim
 from cmdp.normalize import ObsNormalizer, ReturnScaler
@@ -48,8 +48,16 @@ def resolve_config(overrides: dict[str, Any], config_file: str | None = None) ->
     if not isinstance(algo, str):
         raise ConfigError(f"algo must be a string, got {algo!r}")
     solver_cls = get_algorithm(algo)
+    env = values.get("env", TrainConfig.env)
+    if not isinstance(env, str):
+        raise ConfigError(f"env must be a string, got {env!r}")
+    entry = get_env(env)  # unknown environment -> ConfigError now, not after a folder exists
+    if entry.config_defaults is not None:
+        known = set(field_names(solver_cls.Config))
+        values = {**{k: v for k, v in entry.config_defaults().items() if k in known}, **values}
     cfg = build_config(solver_cls.Config, values, source=config_file or "config")
-    get_env(cfg.env)  # unknown environment -> ConfigError now, not after a folder exists
+    if entry.validate is not None:
+        entry.validate(cfg)
     return plan_epochs(cfg)
 
 
@@ -83,17 +91,36 @@ class Trainer:
         self.device = torch.device(cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device is 'cuda' but no GPU is available; use device=cpu")
-        self.env = get_env(cfg.env).factory(num_envs=cfg.num_envs, **cfg.env_kwargs)
+        entry = get_env(cfg.env)
+        self.num_epochs = cfg.total_steps // cfg.steps_per_epoch
+        self.rng = np.random.default_rng(cfg.seed)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.env, self.parts = None, None
+        self.obs_normalizer = self.reward_scaler = self.cost_scaler = None
+        if entry.builder is not None:
+            # a family with its own models and collector (text): the same solvers, the same loop
+            self.parts = entry.builder(cfg)
+            self.spec, self.agent = self.parts.spec, self.parts.agent
+        else:
+            self._build_control(cfg, entry)
+        try:
+            self.solver = solver_cls(cfg, self.spec, self.agent, self.num_epochs, self.generator)
+        except Exception:
+            self.close()
+            raise
+        self.epoch = 0
+        self.wall_seconds = 0.0
+        self.last_episodes: dict[str, Any] = {}
+
+    def _build_control(self, cfg: Any, entry: Any) -> None:
+        """A vectorised environment, the MLP actor-critic, normalisers and the vectorised collector."""
+        self.env = entry.factory(num_envs=cfg.num_envs, **cfg.env_kwargs)
         try:
             self.spec = self.env.spec.with_limits(cfg.cost_limits)
-            self.num_epochs = cfg.total_steps // cfg.steps_per_epoch
             torch.manual_seed(cfg.seed)
             self.agent = ActorCritic(self.spec.observation_space, self.spec.action_space, self.spec.num_costs,
                                      cfg.actor_hidden, cfg.critic_hidden, cfg.activation,
                                      cfg.init_log_std).to(self.device)
-            self.rng = np.random.default_rng(cfg.seed)
-            self.generator = torch.Generator().manual_seed(cfg.seed)
-            self.solver = solver_cls(cfg, self.spec, self.agent, self.num_epochs, self.generator)
             # one-hot encodings of Discrete observations need no normalising
             box_obs = isinstance(self.spec.observation_space, gymnasium.spaces.Box)
             self.obs_normalizer = (ObsNormalizer((flat_obs_dim(self.spec.observation_space),))
@@ -107,9 +134,21 @@ class Trainer:
         except Exception:
             self.env.close()
             raise
-        self.epoch = 0
-        self.wall_seconds = 0.0
-        self.last_episodes: dict[str, Any] = {}
+
+    def collect(self, progress: Callable[[int], None] | None) -> Any:
+        """One epoch of experience as a RolloutBatch."""
+        cfg = self.cfg
+        reset_seed = epoch_reset_seed(cfg.seed, self.epoch)
+        if self.parts is not None:
+            return self.parts.collect(cfg, self.rng, reset_seed, progress)
+        return self.collector.collect(cfg.steps_per_epoch // cfg.num_envs, self.rng, reset_seed, progress=progress)
+
+    def close(self) -> None:
+        """Release environments (subprocesses, simulators) and models."""
+        if self.env is not None:
+            self.env.close()
+        if self.parts is not None:
+            self.parts.close()
 
     @property
     def env_steps(self) -> int:
@@ -147,12 +186,10 @@ class Trainer:
             self.load_state_dict(load_checkpoint(run_dir / CHECKPOINT))
         logger = RunLogger(run_dir, resume_epoch=self.epoch)
         bar = _progress_bar(cfg, self.env_steps) if progress else None
-        steps_per_env = cfg.steps_per_epoch // cfg.num_envs
         try:
             while self.epoch < self.num_epochs:
                 t0 = time.perf_counter()
-                batch = self.collector.collect(steps_per_env, self.rng, epoch_reset_seed(cfg.seed, self.epoch),
-                                               progress=bar.update if bar else None)
+                batch = self.collect(bar.update if bar else None)
                 t1 = time.perf_counter()
                 eps = batch.episodes
                 # NaN when no episode finished: the multiplier then takes no step
@@ -161,7 +198,7 @@ class Trainer:
                 t2 = time.perf_counter()
                 self.epoch += 1
                 self.wall_seconds += t2 - t0
-                row = self._row(eps, mean_costs, metrics, t1 - t0, t2 - t1)
+                row = self._row(eps, mean_costs, {**batch.info, **metrics}, t1 - t0, t2 - t1)
                 logger.log(row)
                 if bar is not None:
                     bar.set_postfix_str(_postfix(row, self.spec.cost_names), refresh=False)
@@ -173,7 +210,7 @@ class Trainer:
             if bar is not None:
                 bar.close()
             logger.close()
-            self.env.close()
+            self.close()
         summary = self.summary()
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
@@ -243,7 +280,7 @@ def new_run(cfg: Any, out: str | None) -> tuple["Trainer", Path]:
     trainer = Trainer(cfg)
     run_dir = Path(out) if out else Path("runs") / f"{cfg.algo}-{cfg.env}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     if run_dir.exists() and any(run_dir.iterdir()):
-        trainer.env.close()
+        trainer.close()
         hint = " (use --resume to continue it)" if is_run_dir(run_dir) else ""
         raise ConfigError(f"output folder {run_dir} already exists and is not empty{hint}")
     run_dir.mkdir(parents=True, exist_ok=True)

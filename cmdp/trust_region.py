@@ -69,16 +69,21 @@ class TrustRegionConfig(PolicyGradientConfig):
 # Flat parameters and gradients
 # --------------------------------------------------------------------------------------------
 
+def trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The parameters a trust-region step moves: those that require gradients (LoRA: the adapters only)."""
+    return [p for p in module.parameters() if p.requires_grad]
+
+
 def flat_params(module: nn.Module) -> torch.Tensor:
-    """All parameters of `module` concatenated into one detached 1-D tensor (a copy)."""
-    return torch.cat([p.detach().reshape(-1) for p in module.parameters()]).clone()
+    """The trainable parameters of `module` concatenated into one detached 1-D tensor (a copy)."""
+    return torch.cat([p.detach().reshape(-1) for p in trainable_parameters(module)]).clone()
 
 
 def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
     """Write a 1-D tensor laid out as `flat_params(module)` back into the parameters, in place."""
     offset = 0
     with torch.no_grad():
-        for p in module.parameters():
+        for p in trainable_parameters(module):
             n = p.numel()
             p.copy_(flat[offset:offset + n].view_as(p))
             offset += n
@@ -144,7 +149,7 @@ def fisher_vector_product(actor: nn.Module, obs: torch.Tensor, damping: float = 
     so a product costs about two backward passes and no matrix is ever formed. The returned closure
     is valid while the actor's parameters are unchanged.
     """
-    params = [p for p in actor.parameters()]
+    params = trainable_parameters(actor)
     old = detached_distribution(actor, obs)
     kl = mean_kl(old, actor.distribution(obs))
     grad_kl = flat_grad(kl, params, create_graph=True)

@@ -143,7 +143,7 @@ def test_state_round_trip_restores_the_multiplier():
     assert fresh.multipliers() != solver.multipliers()
     fresh.load_state_dict(state)
     assert fresh.multipliers() == solver.multipliers()
-    assert fresh.scheduler.last_epoch == solver.scheduler.last_epoch == 3
+    assert fresh.updater.epochs_done == solver.updater.epochs_done == 3
     # the multiplier's Adam moments came back too: the next steps agree exactly
     for cost in (50.0, 0.0):
         solver.update_multipliers(np.array([cost]))
