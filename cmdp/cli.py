@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a run's saved policy")
     e.add_argument("run_dir")
-    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--episodes", type=int, default=10, help="episodes (text runs: prompts to answer)")
     e.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
     e.add_argument("--num-envs", type=int, default=1)
     e.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy's mode")
@@ -131,6 +131,10 @@ def _eval(args: argparse.Namespace) -> int:
     if args.episodes < 1 or args.num_envs < 1:
         raise ConfigError("--episodes and --num-envs must be >= 1")
     cfg, run_dir = open_run(args.run_dir)
+    from cmdp.registry import get_env
+
+    if get_env(cfg.env).builder is not None:
+        return _eval_text(args, cfg, run_dir)
     from dataclasses import replace
 
     trainer = Trainer(replace(cfg, num_envs=args.num_envs, steps_per_epoch=args.num_envs))
@@ -155,6 +159,32 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"cost    {result[f'cost_mean/{name}']:.2f} +- {result[f'cost_std/{name}']:.2f}"
               f"  (limit {result['cost_limits'][name]:g})  [{name}]")
     print(f"length  {result['len_mean']:.1f}")
+    return 0
+
+
+def _eval_text(args: argparse.Namespace, cfg: Any, run_dir: Path) -> int:
+    """A text run: the trained policy against its initial one on `--episodes` prompts (see envs/text/evaluation.py)."""
+    from cmdp.checkpoint import load_checkpoint
+    from cmdp.trainer import CHECKPOINT, Trainer
+    from envs.text.evaluation import evaluate_text_run, format_text_eval
+
+    # evaluation trains nothing: plain modules, whatever DeepSpeed setup the run trained with
+    from dataclasses import replace
+
+    trainer = Trainer(replace(cfg, env_kwargs={k: v for k, v in cfg.env_kwargs.items() if k != "deepspeed"}))
+    try:
+        state = load_checkpoint(run_dir / CHECKPOINT)
+        trainer.agent.load_state_dict(state["agent"])
+        result = evaluate_text_run(trainer.parts, args.episodes, args.seed, greedy=not args.stochastic)
+    finally:
+        trainer.close()
+    limits = dict(zip(trainer.spec.cost_names, trainer.spec.cost_limits.tolist()))
+    result.update({"run_dir": str(run_dir), "epoch": int(state["epoch"]), "cost_limits": limits})
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{cfg.algo} on {cfg.env}, checkpoint of epoch {result['epoch']}")
+    print(format_text_eval(result, trainer.spec.cost_names, limits))
     return 0
 
 

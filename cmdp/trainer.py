@@ -8,6 +8,7 @@ uninterrupted run produces (same machine, CPU).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import replace
@@ -158,7 +159,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch, "env_steps": self.env_steps, "wall_seconds": self.wall_seconds,
-            "agent": self.agent.state_dict(), "solver": self.solver.state_dict(),
+            "agent": self._agent_state(), "solver": self.solver.state_dict(),
             "obs_normalizer": self.obs_normalizer.state_dict() if self.obs_normalizer else None,
             "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None,
             "cost_scaler": self.cost_scaler.state_dict() if self.cost_scaler else None,
@@ -166,9 +167,19 @@ class Trainer:
             "last_episodes": self.last_episodes,
         }
 
+    def _agent_state(self) -> dict[str, Any]:
+        """The agent's full weights (an updater that partitions them, DeepSpeed ZeRO-3, gathers them first)."""
+        gathered = getattr(getattr(self.solver, "updater", None), "gathered", None)
+        if gathered is None:
+            return self.agent.state_dict()
+        with gathered(self.agent):
+            return {k: v.detach().clone() for k, v in self.agent.state_dict().items()}
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.wall_seconds = int(state["epoch"]), float(state["wall_seconds"])
-        self.agent.load_state_dict(state["agent"])
+        gathered = getattr(getattr(self.solver, "updater", None), "gathered", None)
+        with gathered(self.agent, write=True) if gathered else contextlib.nullcontext():
+            self.agent.load_state_dict(state["agent"])
         self.solver.load_state_dict(state["solver"])
         for name in ("obs_normalizer", "reward_scaler", "cost_scaler"):
             if getattr(self, name) is not None:

@@ -20,7 +20,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -84,9 +84,11 @@ def sign_accuracy(costs: torch.Tensor, is_safe: torch.Tensor) -> float:
 
 # ---------------------------------------------------------------------------------------------- model
 
-@dataclass
-class ScoreOutput:
-    """`scores` (B, L): one scalar per token; `end_scores` (B,): the score at `end_index` (B,), the last real token."""
+class ScoreOutput(NamedTuple):
+    """`scores` (B, L): one scalar per token; `end_scores` (B,): the score at `end_index` (B,), the last real token.
+
+    A named tuple so that wrappers that look for tensors in a module's outputs (DeepSpeed ZeRO-3) find them.
+    """
 
     scores: torch.Tensor
     end_scores: torch.Tensor

@@ -1,0 +1,442 @@
+"""The text-generation CMDP (Safe RLHF, arXiv 2310.12773) and the collector that turns it into `RolloutBatch`es.
+
+One episode is one response: a prompt is drawn, the policy writes up to `max_new_tokens` tokens (until EOS),
+the reward model scores the whole response (helpfulness) and each cost model scores it (harmfulness, > 0 means
+unsafe). At the token level, as in safe-rlhf:
+
+    reward stream   r_t = -kl_coeff * kl_t        + [t = last] clip(reward score)
+    cost stream k   c_t = +kl_coeff * kl_t        + [t = last] clip(cost score k)
+
+with kl_t = log pi(a_t|s_t) - log pi_ref(a_t|s_t). The KL penalty sits in both streams so that the
+Lagrangian advantage (A_r - sum lambda A_c) / (1 + sum lambda) carries the same KL weight whatever the
+multipliers. GAE runs per stream with the shared `cmdp.gae.gae` (the response's last token is terminal).
+Episode statistics are the raw scores: return = reward score, cost k = cost score k, length = tokens.
+
+A config's `env_kwargs` for `--env text` is a `TextEnvConfig` (model paths, prompts, generation settings).
+A run of the text env uses "steps" for responses: `steps_per_epoch` responses per epoch, generated
+`num_envs` at a time.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium
+import numpy as np
+import torch
+
+from cmdp.config import build_config
+from cmdp.gae import gae
+from cmdp.rollout import RolloutBatch
+from cmdp.spec import CMDPSpec, ConfigError, CostSpec
+from cmdp.vec_env import EpisodeStats
+from envs.text.chat import encode_prompt, pad_id_of
+from envs.text.policy import TextActor, TextAgent, TextCritic, TokenObs, position_ids_from_mask
+from envs.text.score_model import ScoreModel, import_transformers
+
+DEFAULT_COST_LIMIT = 0.0  # safe-rlhf's threshold: a cost score <= 0 is judged safe
+
+
+@dataclass
+class TextEnvConfig:
+    """`env_kwargs` of `--env text`: what the text CMDP is made of. Paths are local or hub model paths."""
+
+    policy: str = ""  # causal LM to train (also the initial policy for `cmdp eval`'s win rate)
+    reward_model: str = ""  # ScoreModel directory
+    cost_models: Any = None  # ScoreModel directory, or a mapping {cost name: directory}
+    prompts: str = ""  # JSONL/CSV/Parquet with a `prompt` column
+    reference: str | None = None  # frozen reference LM for the KL penalty; default: `policy`
+    reward_critic: str | None = None  # initial reward critic; default: `reward_model` (as safe-rlhf)
+    cost_critics: Any = None  # initial cost critics (path or mapping); default: the cost models
+    eval_prompts: str | None = None  # prompts for `cmdp eval`; default: `prompts`
+    max_new_tokens: int = 32
+    max_prompt_tokens: int = 128  # longer prompts are cut from the left (their end is kept)
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1.0: off
+    kl_coeff: float = 0.01
+    score_clip: float = 50.0  # scores are clipped to [-score_clip, score_clip] before they enter the streams
+    eval_batch_size: int = 16  # sequences per forward pass when no gradient is needed
+    trust_remote_code: bool = False
+    lora: dict = field(default_factory=dict)  # e.g. {r: 8, alpha: 16, dropout: 0.05, target_modules: [c_attn]}
+    deepspeed: dict = field(default_factory=dict)  # e.g. {stage: 2} ; see docs/text.md
+    bf16: bool | None = None  # None: bf16 weights on GPU, fp32 on CPU
+
+    def validate(self) -> None:
+        for name in ("policy", "reward_model", "prompts"):
+            if not getattr(self, name):
+                raise ConfigError(f"env_kwargs.{name} is required for --env text")
+        if not self.cost_models:
+            raise ConfigError("env_kwargs.cost_models is required for --env text (a path, or {name: path})")
+        for name in ("max_new_tokens", "max_prompt_tokens", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"env_kwargs.{name} must be >= 1, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise ConfigError(f"env_kwargs.temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0 or not 0 < self.top_p <= 1:
+            raise ConfigError("env_kwargs.top_k must be >= 0 and env_kwargs.top_p in (0, 1]")
+        if self.kl_coeff < 0 or self.score_clip <= 0:
+            raise ConfigError("env_kwargs.kl_coeff must be >= 0 and env_kwargs.score_clip > 0")
+        for key in self.lora:
+            if key not in ("r", "alpha", "dropout", "target_modules"):
+                raise ConfigError(f"env_kwargs.lora: unknown key '{key}' (r, alpha, dropout, target_modules)")
+        for key in self.deepspeed:
+            if key not in ("stage", "offload", "config"):
+                raise ConfigError(f"env_kwargs.deepspeed: unknown key '{key}' (stage, offload, config)")
+        stage = self.deepspeed.get("stage", 0)
+        if self.deepspeed and stage not in (0, 1, 2, 3):
+            raise ConfigError(f"env_kwargs.deepspeed.stage must be 0, 1, 2 or 3, got {stage!r}")
+
+    def named_paths(self, value: Any, what: str) -> dict[str, str]:
+        """A path or a {name: path} mapping -> {name: path}; a lone path is named 'cost'."""
+        if isinstance(value, str):
+            return {"cost": value}
+        if isinstance(value, dict) and value and all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in value.items()):
+            return dict(value)
+        raise ConfigError(f"env_kwargs.{what} must be a path or a mapping of cost name to path, got {value!r}")
+
+    def cost_paths(self) -> dict[str, str]:
+        return self.named_paths(self.cost_models, "cost_models")
+
+    def cost_critic_paths(self) -> dict[str, str]:
+        costs = self.cost_paths()
+        if self.cost_critics is None:
+            return costs
+        critics = self.named_paths(self.cost_critics, "cost_critics")
+        if isinstance(self.cost_critics, str) and len(costs) == 1:
+            critics = {next(iter(costs)): self.cost_critics}
+        if set(critics) != set(costs):
+            raise ConfigError(f"env_kwargs.cost_critics names {sorted(critics)} differ from cost_models' "
+                              f"{sorted(costs)}")
+        return {name: critics[name] for name in costs}
+
+
+def text_env_config(env_kwargs: dict[str, Any]) -> TextEnvConfig:
+    """Validate `env_kwargs` of a text run (unknown keys and bad values -> ConfigError naming env_kwargs.KEY)."""
+    try:
+        return build_config(TextEnvConfig, env_kwargs, source="env_kwargs")
+    except ConfigError as exc:
+        message = str(exc)
+        if "unknown key" in message:
+            message = message.replace("for algorithm 'TextEnvConfig'", "of --env text")
+        raise ConfigError(message) from None
+
+
+def _check_path(label: str, path: str) -> None:
+    # a local-looking path that does not exist: say so now (a hub id like "gpt2" is left to from_pretrained)
+    if (path.startswith((".", "/", "~")) or Path(path).parent != Path(".")) and not Path(path).expanduser().exists():
+        raise ConfigError(f"env_kwargs.{label}: {path} does not exist")
+
+
+def check_text_paths(tcfg: TextEnvConfig) -> None:
+    """Every local path of the config exists (before any model is loaded or folder written)."""
+    _check_path("policy", tcfg.policy)
+    _check_path("reward_model", tcfg.reward_model)
+    _check_path("prompts", tcfg.prompts)
+    for label, path in (("reference", tcfg.reference), ("reward_critic", tcfg.reward_critic),
+                        ("eval_prompts", tcfg.eval_prompts)):
+        if path:
+            _check_path(label, path)
+    for name, path in tcfg.cost_paths().items():
+        _check_path(f"cost_models.{name}", path)
+    for name, path in tcfg.cost_critic_paths().items():
+        _check_path(f"cost_critics.{name}", path)
+
+
+# ----------------------------------------------------------------------------------------------- models
+
+def resolve_device(device: str) -> torch.device:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device is 'cuda' but no GPU is available; use device=cpu")
+    return torch.device(device)
+
+
+def quiet_transformers() -> Any:
+    """transformers without its per-load progress bars (a run has its own progress display)."""
+    transformers = import_transformers()
+    transformers.utils.logging.disable_progress_bar()
+    return transformers
+
+
+def load_tokenizer(path: str, trust_remote_code: bool) -> Any:
+    tokenizer = quiet_transformers().AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tokenizer.eos_token_id is None:
+        raise ConfigError(f"the tokenizer of {path} has no EOS token; responses end at EOS")
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_causal_lm(path: str, dtype: torch.dtype, trust_remote_code: bool, attn_implementation: str | None = None) -> Any:
+    transformers = quiet_transformers()
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    return transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                             **kwargs)
+
+
+def apply_lora(model: Any, lora: dict[str, Any]) -> Any:
+    """Wrap `model` with LoRA adapters (PEFT); only the adapters train."""
+    try:
+        import peft
+    except ImportError as exc:
+        raise ConfigError("env_kwargs.lora needs peft: pip install 'cmdp-lab[text]'") from exc
+    config = peft.LoraConfig(r=int(lora.get("r", 8)), lora_alpha=int(lora.get("alpha", 16)),
+                             lora_dropout=float(lora.get("dropout", 0.0)),
+                             target_modules=lora.get("target_modules"), task_type="CAUSAL_LM")
+    try:
+        return peft.get_peft_model(model, config)
+    except ValueError as exc:
+        raise ConfigError(f"env_kwargs.lora: {exc}") from None
+
+
+@dataclass
+class TextModels:
+    """Everything a text run loads: the tokenizer, the agent, and the frozen reference and scorers."""
+
+    tokenizer: Any
+    agent: TextAgent
+    reference: Any
+    reward_model: ScoreModel
+    cost_models: dict[str, ScoreModel]
+
+
+def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bool = False) -> TextModels:
+    """Load policy, reference, reward and cost models and critics from their paths, on `device`.
+
+    `second_order`: the solver differentiates the policy twice (Fisher-vector products of CPO and TRPO), so the
+    policy uses plain ("eager") attention: fused attention kernels have no double backward.
+    """
+    check_text_paths(tcfg)
+    bf16 = tcfg.bf16 if tcfg.bf16 is not None else device.type == "cuda"
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    remote = tcfg.trust_remote_code
+    tokenizer = load_tokenizer(tcfg.policy, remote)
+    policy = load_causal_lm(tcfg.policy, dtype, remote, "eager" if second_order else None)
+    if tcfg.lora:
+        policy = apply_lora(policy, tcfg.lora)
+    reference = load_causal_lm(tcfg.reference or tcfg.policy, dtype, remote).requires_grad_(False).eval()
+    reward_model = ScoreModel.from_pretrained(tcfg.reward_model, trust_remote_code=remote, dtype=dtype)
+    cost_models = {name: ScoreModel.from_pretrained(path, trust_remote_code=remote, dtype=dtype)
+                   for name, path in tcfg.cost_paths().items()}
+    for model in (reward_model, *cost_models.values()):
+        model.requires_grad_(False).eval()
+    critics = [ScoreModel.from_pretrained(tcfg.reward_critic or tcfg.reward_model, trust_remote_code=remote,
+                                          dtype=dtype)]
+    critics += [ScoreModel.from_pretrained(path, trust_remote_code=remote, dtype=dtype)
+                for path in tcfg.cost_critic_paths().values()]
+    vocab = len(tokenizer)
+    for label, model in [("policy", policy), ("reward_model", reward_model.backbone),
+                         *((f"cost_models.{n}", m.backbone) for n, m in cost_models.items())]:
+        size = model.get_input_embeddings().weight.shape[0]
+        if size < vocab:
+            raise ConfigError(f"env_kwargs.{label}: its embedding has {size} rows but the policy's tokenizer has "
+                              f"{vocab} tokens; every model of a text run must share the policy's tokenizer")
+    agent = TextAgent(TextActor(policy, tcfg.temperature, tcfg.eval_batch_size),
+                      TextCritic(critics, tcfg.eval_batch_size))
+    agent.to(device)
+    for model in (reference, reward_model, *cost_models.values()):
+        model.to(device)
+    return TextModels(tokenizer, agent, reference, reward_model, cost_models)
+
+
+def text_spec(tcfg: TextEnvConfig, vocab_size: int) -> CMDPSpec:
+    """The text CMDP's spec: text prompts in, tokens out, one cost per cost model (limit 0 by default)."""
+    return CMDPSpec(observation_space=gymnasium.spaces.Text(max_length=10 ** 6),
+                    action_space=gymnasium.spaces.Discrete(vocab_size),
+                    costs=tuple(CostSpec(name, DEFAULT_COST_LIMIT) for name in tcfg.cost_paths()),
+                    max_episode_steps=tcfg.max_new_tokens)
+
+
+# ------------------------------------------------------------------------------------------- generation
+
+@dataclass
+class Responses:
+    """A batch of generated responses: sequences (S, L) = left-padded prompt + response + right padding."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    prompt_length: int  # the padded prompt block's width: response tokens start here
+    response_mask: torch.Tensor  # (S, L) 1 on response tokens (up to and including EOS)
+    prompts: list[str]
+
+    @property
+    def response_lengths(self) -> torch.Tensor:
+        return self.response_mask.sum(1)
+
+    def last_index(self) -> torch.Tensor:
+        """(S,) position of each response's last token (its EOS when it finished)."""
+        return self.prompt_length + self.response_lengths - 1
+
+    def texts(self, tokenizer: Any) -> list[str]:
+        out = []
+        for ids, mask in zip(self.input_ids, self.response_mask):
+            out.append(tokenizer.decode(ids[mask.bool()], skip_special_tokens=True).strip())
+        return out
+
+
+def encode_prompts(tokenizer: Any, prompts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded prompt ids and mask (prompts longer than `max_tokens` keep their last tokens)."""
+    encoded = [encode_prompt(tokenizer, p)[-max_tokens:] for p in prompts]
+    width = max(len(e) for e in encoded)
+    pad = pad_id_of(tokenizer)
+    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for i, e in enumerate(encoded):
+        ids[i, width - len(e):] = torch.tensor(e, dtype=torch.long)
+        mask[i, width - len(e):] = 1
+    return ids, mask
+
+
+def response_mask_of(response: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """(S, R) 1 on each generated row's tokens up to and including its first EOS, 0 after.
+
+    Built from the position of the first EOS, never by comparing with the pad id: when pad == eos (GPT-2
+    style), `ids != pad` would drop the real EOS, the token the reward is read at.
+    """
+    if response.shape[1] == 0:
+        raise RuntimeError("generation produced no token")
+    is_eos = response.eq(eos_id).long()
+    ended_before = (is_eos.cumsum(1) - is_eos) > 0
+    return (~ended_before).long()
+
+
+@torch.no_grad()
+def generate(model: Any, tokenizer: Any, prompts: list[str], tcfg: TextEnvConfig, device: torch.device,
+             seed: int, greedy: bool = False) -> Responses:
+    """Sample one response per prompt (batched, KV cache). Same seed, same model: the same responses."""
+    ids, mask = encode_prompts(tokenizer, prompts, tcfg.max_prompt_tokens)
+    ids, mask = ids.to(device), mask.to(device)
+    was_training = model.training
+    model.eval()
+    torch.manual_seed(seed)
+    eos = tokenizer.eos_token_id
+    kwargs: dict[str, Any] = dict(max_new_tokens=tcfg.max_new_tokens, eos_token_id=eos,
+                                  pad_token_id=pad_id_of(tokenizer), use_cache=True)
+    if greedy:
+        kwargs.update(do_sample=False)
+    else:
+        kwargs.update(do_sample=True, temperature=tcfg.temperature, top_k=tcfg.top_k, top_p=tcfg.top_p)
+    out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+    model.train(was_training)
+    width = ids.shape[1]
+    response_mask = response_mask_of(out[:, width:], eos)
+    full_mask = torch.cat([mask, response_mask], dim=1)
+    resp_mask_full = torch.cat([torch.zeros_like(mask), response_mask], dim=1)
+    sequences = torch.where(full_mask.bool(), out, torch.full_like(out, pad_id_of(tokenizer)))
+    return Responses(sequences, full_mask, width, resp_mask_full, list(prompts))
+
+
+@torch.no_grad()
+def sequence_scores(model: ScoreModel, responses: Responses, batch_size: int) -> torch.Tensor:
+    """(S,) score of each whole (prompt, response) at its last real token."""
+    out = []
+    for start in range(0, len(responses.prompts), batch_size):
+        ids = responses.input_ids[start:start + batch_size]
+        mask = responses.attention_mask[start:start + batch_size]
+        out.append(model(ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).end_scores.float())
+    return torch.cat(out)
+
+
+# -------------------------------------------------------------------------------------------- collector
+
+class TextCollector:
+    """Generates an epoch of responses, scores them, and builds the token-level `RolloutBatch`."""
+
+    def __init__(self, models: TextModels, tcfg: TextEnvConfig, prompts: list[str], spec: CMDPSpec,
+                 gamma: np.ndarray, lam: np.ndarray, generation_batch: int, device: torch.device) -> None:
+        self.models, self.tcfg, self.prompts, self.spec = models, tcfg, prompts, spec
+        self.gamma, self.lam = np.asarray(gamma, dtype=np.float64), np.asarray(lam, dtype=np.float64)
+        self.generation_batch = generation_batch
+        self.device = device
+
+    def collect(self, steps: int, rng: np.random.Generator, reset_seed: int,
+                progress: Callable[[int], None] | None = None) -> RolloutBatch:
+        """`steps` responses to prompts drawn with `reset_seed` (so an epoch is reproducible), as one batch."""
+        m, tcfg = self.models, self.tcfg
+        t0 = time.perf_counter()
+        chooser = np.random.default_rng(reset_seed)
+        chosen = [self.prompts[i] for i in chooser.integers(0, len(self.prompts), size=steps)]
+        parts: list[Responses] = []
+        for start in range(0, steps, self.generation_batch):
+            batch_prompts = chosen[start:start + self.generation_batch]
+            parts.append(generate(m.agent.actor.model, m.tokenizer, batch_prompts, tcfg, self.device,
+                                  seed=(reset_seed + start) % 2 ** 63))
+            if progress is not None:
+                progress(len(batch_prompts))
+        responses = _concat_responses(parts, pad_id_of(m.tokenizer))
+        t_generate = time.perf_counter() - t0
+        return self.batch_from_responses(responses, t_generate)
+
+    @torch.no_grad()
+    def batch_from_responses(self, responses: Responses, t_generate: float = 0.0) -> RolloutBatch:
+        m, tcfg = self.models, self.tcfg
+        s_count = len(responses.prompts)
+        seq, pos = responses.response_mask.nonzero(as_tuple=True)  # row-major: each sequence's tokens in order
+        obs = TokenObs(responses.input_ids, responses.attention_mask, seq, pos)
+        actions = responses.input_ids[seq, pos]
+        was_training = m.agent.training
+        m.agent.eval()
+        logp = m.agent.actor.log_prob(obs, actions)
+        values = m.agent.critic(obs)
+        ref_actor = TextActor(m.reference, tcfg.temperature, tcfg.eval_batch_size)
+        ref_logp = ref_actor.log_prob(obs, actions)
+        m.agent.train(was_training)
+        reward = sequence_scores(m.reward_model, responses, tcfg.eval_batch_size)
+        costs = torch.stack([sequence_scores(cm, responses, tcfg.eval_batch_size) for cm in m.cost_models.values()],
+                            dim=-1)
+        kl = (logp - ref_logp).cpu().double().numpy()
+
+        # time-major (T, S) layout for GAE: T = longest response; positions past a response's end are padding
+        lengths = responses.response_lengths.cpu().numpy()
+        t_max, e = int(lengths.max()), 1 + len(m.cost_models)
+        step = (pos - responses.prompt_length).cpu().numpy()
+        seq_np = seq.cpu().numpy()
+        signals = np.zeros((t_max, s_count, e))
+        signals[step, seq_np, 0] = -tcfg.kl_coeff * kl
+        signals[step, seq_np, 1:] = (tcfg.kl_coeff * kl)[:, None]
+        last = lengths - 1
+        clip = tcfg.score_clip
+        signals[last, np.arange(s_count), 0] += np.clip(reward.cpu().double().numpy(), -clip, clip)
+        signals[last, np.arange(s_count), 1:] += np.clip(costs.cpu().double().numpy(), -clip, clip)
+        vals = np.zeros((t_max, s_count, e))
+        vals[step, seq_np] = values.cpu().double().numpy()
+        terminated = np.zeros((t_max, s_count), dtype=bool)
+        terminated[last, np.arange(s_count)] = True
+        next_vals = np.zeros_like(vals)
+        next_vals[:-1] = vals[1:]  # V(s_{t+1}); after a response's last token nothing is bootstrapped
+        adv, ret = gae(signals, vals, next_vals, terminated, terminated, self.gamma, self.lam)
+
+        def flat(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(a[step, seq_np].astype(np.float32)).to(self.device)
+
+        episodes = EpisodeStats(reward.cpu().double().numpy(), costs.cpu().double().numpy(), lengths.astype(np.int64))
+        kl_per_response = np.bincount(seq_np, weights=kl, minlength=s_count)
+        ended = responses.input_ids[torch.arange(s_count), responses.last_index()].eq(m.tokenizer.eos_token_id)
+        info = {"kl_ref": float(kl_per_response.mean()), "response_len": float(lengths.mean()),
+                "finished_share": float(ended.float().mean()), "tokens": float(len(seq_np)),
+                "time_generate_s": t_generate,
+                "tokens_per_s_generate": float(len(seq_np) / t_generate) if t_generate > 0 else float("nan")}
+        return RolloutBatch(obs, actions, logp.float(), flat(vals), flat(adv), flat(ret), episodes,
+                            groups=seq, info=info)
+
+
+def _concat_responses(parts: list[Responses], pad_id: int) -> Responses:
+    """One block from several generation batches (prompt blocks left-padded to the widest, ends right-padded)."""
+    if len(parts) == 1:
+        return parts[0]
+    p_width = max(p.prompt_length for p in parts)
+    r_width = max(p.input_ids.shape[1] - p.prompt_length for p in parts)
+
+    def place(t: torch.Tensor, p: Responses, fill: int) -> torch.Tensor:
+        out = torch.full((t.shape[0], p_width + r_width), fill, dtype=t.dtype, device=t.device)
+        left = p_width - p.prompt_length
+        out[:, left:left + t.shape[1]] = t
+        return out
+
+    return Responses(torch.cat([place(p.input_ids, p, pad_id) for p in parts]),
+                     torch.cat([place(p.attention_mask, p, 0) for p in parts]), p_width,
+                     torch.cat([place(p.response_mask, p, 0) for p in parts]),
+                     [x for p in parts for x in p.prompts])

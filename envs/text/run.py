@@ -1,0 +1,86 @@
+"""`--env text`: builds the parts of a text run (models, spec, collector) for the shared trainer.
+
+Registered in `envs/__init__.py` with a lazy builder, so `cmdp list` and the control side never import
+transformers. Defaults that suit language models (undiscounted GAE, small learning rates, no observation
+normalisation, minibatches of sequences) are the text family's config defaults (`TEXT_CONFIG_DEFAULTS`):
+they sit between the algorithm's defaults and the user's config file.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from cmdp.spec import ConfigError
+
+# Between the algorithm's defaults and the user's config for `--env text`; keys an algorithm lacks are skipped.
+# Sources: safe-rlhf's PPO-Lag scripts (gamma 1, GAE lambda 0.95, clip 0.2, multiplier init 1, lr 0.1,
+# max 5, threshold 0) and its actor/critic learning rates scaled up for small models.
+TEXT_CONFIG_DEFAULTS: dict[str, Any] = {
+    "total_steps": 512,  # responses
+    "steps_per_epoch": 64,  # responses per epoch
+    "num_envs": 16,  # responses generated together
+    "gamma": 1.0, "cost_gamma": 1.0, "lam": 0.95, "cost_lam": 0.95,
+    "obs_normalize": False, "reward_normalize": False, "cost_normalize": False,
+    "actor_lr": 1e-5, "critic_lr": 5e-6, "lr_decay": False,
+    "update_iters": 1, "batch_size": 8,  # minibatches of 8 sequences
+    "clip": 0.2, "max_grad_norm": 1.0, "critic_l2": 0.0,  # target_kl: each algorithm's own
+    "lagrangian_init": 1.0, "lagrangian_lr": 0.1, "lagrangian_optimizer": "sgd", "lagrangian_upper_bound": 5.0,
+    "projection_coef": 1.0,  # CUP: its GAE factor is undefined at cost_gamma = 1
+    "beta": 1.0,  # reward shaping
+    "checkpoint_every": 1,
+}
+
+
+def text_config_defaults() -> dict[str, Any]:
+    """The text family's defaults, plus the machine-dependent ones (GPU when there is one; CPU threads)."""
+    values = dict(TEXT_CONFIG_DEFAULTS)
+    values["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    values["torch_threads"] = max(1, min(8, os.cpu_count() or 1))
+    return values
+
+
+class TextRun:
+    """What the trainer needs from a text run: spec, agent, collector, and the frozen models behind them."""
+
+    def __init__(self, cfg: Any) -> None:
+        from envs.text.data import load_prompts
+        from envs.text.env import (TextCollector, load_text_models, resolve_device, text_env_config, text_spec)
+
+        self.tcfg = text_env_config(cfg.env_kwargs)
+        if cfg.obs_normalize or cfg.reward_normalize or cfg.cost_normalize:
+            raise ConfigError("obs_normalize, reward_normalize and cost_normalize do not apply to --env text; "
+                              "set them to false")
+        self.device = resolve_device(cfg.device)
+        if self.tcfg.deepspeed and getattr(cfg, "cg_iters", None) is not None:
+            raise ConfigError(f"{cfg.algo} steps the actor's parameters directly (a trust-region step), which "
+                              "DeepSpeed's partitioned optimiser does not see; drop env_kwargs.deepspeed")
+        self.prompts = load_prompts(self.tcfg.prompts)
+        if not self.prompts:
+            raise ConfigError(f"env_kwargs.prompts: {self.tcfg.prompts} has no prompt")
+        torch.manual_seed(cfg.seed)  # LoRA adapters are initialised at random
+        self.models = load_text_models(self.tcfg, self.device, second_order=getattr(cfg, "cg_iters", None) is not None)
+        self.spec = text_spec(self.tcfg, len(self.models.tokenizer)).with_limits(cfg.cost_limits)
+        self.agent = self.models.agent
+        k = self.spec.num_costs
+        self.collector = TextCollector(self.models, self.tcfg, self.prompts, self.spec,
+                                       np.array([cfg.gamma] + [cfg.cost_gamma] * k),
+                                       np.array([cfg.lam] + [cfg.cost_lam] * k), cfg.num_envs, self.device)
+        if self.tcfg.deepspeed:
+            from envs.text.deepspeed_updater import DeepSpeedUpdater
+
+            bf16 = self.tcfg.bf16 if self.tcfg.bf16 is not None else self.device.type == "cuda"
+            self.agent.make_updater = lambda solver_cfg, num_epochs: DeepSpeedUpdater(
+                self.agent, solver_cfg, num_epochs, self.tcfg.deepspeed, bf16)
+
+    def collect(self, cfg: Any, rng: np.random.Generator, reset_seed: int, progress: Any) -> Any:
+        return self.collector.collect(cfg.steps_per_epoch, rng, reset_seed, progress)
+
+    def close(self) -> None:
+        pass
+
+
+def build_text_run(cfg: Any) -> TextRun:
+    return TextRun(cfg)

@@ -1,0 +1,277 @@
+"""The text CMDP trained by the shared solvers: token-level batches, the KL-shaped reward and cost streams,
+every solver on text, the CLI (train, eval, resume), DeepSpeed, LoRA, and bad input.
+
+All on the quick embedded default (tests/conftest.py), built here from scratch on the CPU.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+transformers = pytest.importorskip("transformers")
+
+import torch
+
+from cmdp.cli import main
+from cmdp.trainer import Trainer, new_run, resolve_config
+from envs.text.env import generate, response_mask_of
+from envs.text.policy import TokenObs
+from run_helpers import interrupted_run
+
+
+def text_config(default: Path, **overrides) -> dict:
+    """A small text run on the quick default: 2 epochs of 8 responses of at most 12 tokens."""
+    values = {
+        "algo": "ppo_lag", "env": "text", "total_steps": 16, "steps_per_epoch": 8, "num_envs": 4,
+        "actor_lr": 1e-4, "critic_lr": 1e-4, "batch_size": 4, "update_iters": 2, "torch_threads": 2,
+        "device": "cpu",
+        "env_kwargs": {"policy": str(default / "sft"), "reward_model": str(default / "reward"),
+                       "cost_models": str(default / "cost"), "prompts": str(default / "data" / "prompts.jsonl"),
+                       "max_new_tokens": 12, "eval_batch_size": 3},
+    }
+    env_overrides = overrides.pop("env_kwargs", {})
+    values.update(overrides)
+    values["env_kwargs"].update(env_overrides)
+    return values
+
+
+def progress_rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "progress.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def without_timing(rows: list[dict]) -> list[dict]:
+    timing = ("wall_s", "steps_per_s", "time_collect_s", "time_update_s", "time_generate_s", "tokens_per_s_generate")
+    return [{k: v for k, v in row.items() if k not in timing} for row in rows]
+
+
+# --------------------------------------------------------------------------------------- the pieces
+
+def test_response_mask_keeps_the_eos_when_pad_is_eos():
+    eos = 7  # generate pads finished rows with pad == eos here: only the first EOS belongs to the response
+    response = torch.tensor([[3, 4, 7, 7, 7], [5, 7, 7, 7, 7], [1, 2, 3, 4, 5]])
+    assert response_mask_of(response, eos).tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]]
+
+
+def test_token_log_probs_match_an_unpadded_forward(quick_text_default: Path):
+    cfg, _ = resolve_config(text_config(quick_text_default))
+    trainer = Trainer(cfg)
+    run = trainer.parts
+    prompts = ["How do I make pancakes?", "Hi", "I need this for tomorrow. How do I plant tomatoes in a small garden?"]
+    responses = generate(run.agent.actor.model, run.models.tokenizer, prompts, run.tcfg, run.device, seed=3)
+    seq, pos = responses.response_mask.nonzero(as_tuple=True)
+    obs = TokenObs(responses.input_ids, responses.attention_mask, seq, pos)
+    actions = responses.input_ids[seq, pos]
+    with torch.no_grad():
+        chunked = run.agent.actor.log_prob(obs, actions)  # eval_batch_size 3 -> one chunk; force smaller below
+        run.agent.actor.eval_batch_size = 1
+        one_by_one = run.agent.actor.log_prob(obs, actions)
+        model = run.agent.actor.model.eval()
+        for i in range(len(prompts)):
+            real = responses.attention_mask[i].bool()
+            ids = responses.input_ids[i][real].unsqueeze(0)  # no padding at all
+            logits = model(input_ids=ids).logits[0].float()
+            offset = int((~real).long().argmax()) if not real[0] else 0
+            first_real = int(real.long().argmax())
+            rows = (seq == i).nonzero().squeeze(1)
+            expected = torch.log_softmax(logits[pos[rows] - first_real - 1], -1).gather(
+                -1, actions[rows].unsqueeze(1)).squeeze(1)
+            assert torch.allclose(chunked[rows], expected, atol=1e-4), offset
+    assert torch.allclose(chunked, one_by_one, atol=1e-5)
+    trainer.close()
+
+
+def test_collector_streams_carry_the_kl_penalty_and_the_scores(quick_text_default: Path, tmp_path: Path):
+    # a reference that differs from the policy, so the KL term is not zero
+    ref_dir = tmp_path / "reference"
+    shutil.copytree(quick_text_default / "sft", ref_dir)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(ref_dir))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.save_pretrained(str(ref_dir))
+    beta = 0.5
+    cfg, _ = resolve_config(text_config(quick_text_default, gamma=1.0, cost_gamma=1.0, lam=1.0, cost_lam=1.0,
+                                        env_kwargs={"reference": str(ref_dir), "kl_coeff": beta}))
+    trainer = Trainer(cfg)
+    run = trainer.parts
+    batch = run.collector.collect(8, np.random.default_rng(0), reset_seed=11)
+    lengths = batch.episodes.lengths
+    assert batch.size == int(lengths.sum()) == len(batch.obs) == batch.actions.shape[0]
+    assert batch.values.shape == batch.advantages.shape == batch.returns.shape == (batch.size, 2)
+    assert torch.equal(batch.groups, batch.obs.seq)
+    assert torch.allclose(batch.returns, batch.advantages + batch.values, atol=1e-4)
+    with torch.no_grad():
+        ref_logp = type(run.agent.actor)(run.models.reference, 1.0, 4).log_prob(batch.obs, batch.actions)
+    kl = (batch.logp_old - ref_logp).double().numpy()
+    assert np.abs(kl).max() > 1e-3
+    first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    kl_sum = np.bincount(batch.obs.seq.numpy(), weights=kl)
+    # gamma = lambda = 1: the return at a response's first token is the whole stream's sum
+    np.testing.assert_allclose(batch.returns[first, 0].double().numpy(), batch.episodes.returns - beta * kl_sum,
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(batch.returns[first, 1].double().numpy(), batch.episodes.costs[:, 0] + beta * kl_sum,
+                               rtol=1e-4, atol=1e-4)
+    # the episode numbers are the scorers' raw scores of the decoded sequences
+    assert batch.info["kl_ref"] == pytest.approx(float(kl_sum.mean()), rel=1e-4, abs=1e-6)
+    trainer.close()
+
+
+def test_minibatches_hold_whole_responses(quick_text_default: Path):
+    cfg, _ = resolve_config(text_config(quick_text_default))
+    trainer = Trainer(cfg)
+    batch = trainer.parts.collector.collect(8, np.random.default_rng(0), reset_seed=5)
+    seen = []
+    for idx in batch.minibatches(3, torch.Generator().manual_seed(0)):
+        groups = torch.unique(batch.groups[idx])
+        assert len(groups) <= 3
+        assert int(torch.isin(batch.groups, groups).sum()) == len(idx)  # every token of those responses
+        seen.append(idx)
+    assert sorted(torch.cat(seen).tolist()) == list(range(batch.size))
+    trainer.close()
+
+
+# --------------------------------------------------------------------------------------- every solver
+
+@pytest.mark.parametrize("algo", ["ppo", "ppo_lag", "reward_shaping", "pid_lag", "cup", "cpo", "trpo_lag"])
+def test_every_solver_trains_the_language_model(quick_text_default: Path, tmp_path: Path, algo: str):
+    cfg, _ = resolve_config(text_config(quick_text_default, algo=algo, total_steps=8))
+    trainer, run_dir = new_run(cfg, str(tmp_path / algo))
+    before = [p.detach().clone() for p in trainer.agent.actor.parameters()]
+    summary = trainer.train(run_dir, progress=False)
+    after = list(trainer.agent.actor.parameters())
+    moved = any(not torch.equal(a, b) for a, b in zip(before, after))
+    rows = progress_rows(run_dir)
+    assert summary["finished"] and len(rows) == 1
+    assert np.isfinite(float(rows[0]["loss_v"])) and np.isfinite(summary["final_return"])
+    if algo in ("cpo", "trpo_lag"):
+        assert moved or float(rows[0]["step_frac"]) == 0.0  # a rejected line search keeps the old policy
+    else:
+        assert moved
+
+
+def test_cpo_refuses_two_cost_models(quick_text_default: Path, capsys):
+    cfg = text_config(quick_text_default, algo="cpo",
+                      env_kwargs={"cost_models": {"harm": str(quick_text_default / "cost"),
+                                                  "other": str(quick_text_default / "cost")}})
+    with pytest.raises(Exception, match="at most 1 cost"):
+        Trainer(resolve_config(cfg)[0])
+
+
+# --------------------------------------------------------------------------------------- the CLI
+
+def test_train_eval_and_resume_through_the_cli(quick_text_default: Path, tmp_path: Path, capsys):
+    config = tmp_path / "text.yaml"
+    config.write_text(yaml.safe_dump(text_config(quick_text_default, total_steps=24)))
+    full = tmp_path / "full"
+    assert main(["train", "--config", str(config), "--out", str(full), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "ppo_lag on text" in out and "lambda" in out
+    summary = json.loads((full / "summary.json").read_text())
+    assert summary["env"] == "text" and summary["env_steps"] == 24 and set(summary["final_costs"]) == {"cost"}
+    assert summary["cost_limits"] == {"cost": 0.0}
+    rows = progress_rows(full)
+    assert len(rows) == 3 and {"lambda/cost", "kl_ref", "response_len", "tokens"} <= set(rows[0])
+
+    assert main(["eval", str(full), "--episodes", "4", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("reward_mean", "cost_mean/cost", "safe_share", "win_rate", "initial_reward_mean", "samples"):
+        assert key in result
+    assert 0.0 <= result["win_rate"] <= 1.0 and len(result["samples"]) == 3
+
+    cfg, _ = resolve_config(yaml.safe_load(config.read_text()))
+    cut = interrupted_run(cfg, tmp_path / "cut", after_epoch=1)
+    assert main(["train", "--resume", str(cut), "--no-progress"]) == 0
+    assert without_timing(progress_rows(cut)) == without_timing(rows)
+
+
+def _no_run_folder(out: Path) -> bool:
+    return not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("case", ["unknown_key", "missing_policy", "no_cost_model", "bad_prompts", "cpo_deepspeed",
+                                  "bad_limit", "normalize"])
+def test_bad_text_input_fails_at_start(quick_text_default: Path, tmp_path: Path, capsys, case: str):
+    env_kwargs: dict = {}
+    extra: dict = {}
+    if case == "unknown_key":
+        env_kwargs = {"max_new_tokenz": 4}
+        expect = "max_new_tokenz"
+    elif case == "missing_policy":
+        env_kwargs = {"policy": str(tmp_path / "nowhere")}
+        expect = "env_kwargs.policy"
+    elif case == "no_cost_model":
+        env_kwargs = {"cost_models": None}
+        expect = "cost_models"
+    elif case == "bad_prompts":
+        bad = tmp_path / "prompts.jsonl"
+        bad.write_text('{"prompt": "fine"}\n{"question": "no prompt column"}\n')
+        env_kwargs = {"prompts": str(bad)}
+        expect = "prompt"
+    elif case == "cpo_deepspeed":
+        extra = {"algo": "cpo"}
+        env_kwargs = {"deepspeed": {"stage": 2}}
+        expect = "DeepSpeed"
+    elif case == "bad_limit":
+        extra = {"cost_limits": "high"}
+        expect = "cost_limits"
+    else:
+        extra = {"obs_normalize": True}
+        expect = "obs_normalize"
+    config = tmp_path / "text.yaml"
+    config.write_text(yaml.safe_dump(text_config(quick_text_default, env_kwargs=env_kwargs, **extra)))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cmdp: error:") and expect in err, err
+    assert _no_run_folder(out)
+
+
+# --------------------------------------------------------------------------------------- DeepSpeed, LoRA
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_zero_trains_on_cpu(quick_text_default: Path, tmp_path: Path, stage: int):
+    pytest.importorskip("deepspeed")
+    cfg, _ = resolve_config(text_config(quick_text_default, total_steps=8, env_kwargs={"deepspeed": {"stage": stage}}))
+    trainer, run_dir = new_run(cfg, str(tmp_path / f"zero{stage}"))
+    assert type(trainer.solver.updater).__name__ == "DeepSpeedUpdater"
+    summary = trainer.train(run_dir, progress=False)
+    row = progress_rows(run_dir)[0]
+    assert summary["finished"] and np.isfinite(float(row["loss_pi"])) and np.isfinite(float(row["loss_v"]))
+    assert float(row["kl"]) > 0  # the actor moved
+    # the checkpoint holds full weights (ZeRO-3 partitions them in memory), so eval runs without DeepSpeed
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    shapes = {k: tuple(v.shape) for k, v in Trainer(replace(cfg, env_kwargs={**cfg.env_kwargs, "deepspeed": {}})
+                                                    ).agent.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in state["agent"].items()} == shapes
+    assert main(["eval", str(run_dir), "--episodes", "2", "--json"]) == 0
+
+
+def test_deepspeed_resume_matches_an_uninterrupted_run(quick_text_default: Path, tmp_path: Path):
+    pytest.importorskip("deepspeed")
+    cfg, _ = resolve_config(text_config(quick_text_default, env_kwargs={"deepspeed": {"stage": 2}}))
+    trainer, full = new_run(cfg, str(tmp_path / "full"))
+    trainer.train(full, progress=False)
+    cut = interrupted_run(cfg, tmp_path / "cut", after_epoch=1)
+    resumed = Trainer(cfg)
+    resumed.train(cut, resume=True, progress=False)
+    assert without_timing(progress_rows(cut)) == without_timing(progress_rows(full))
+
+
+def test_lora_trains_only_the_adapters(quick_text_default: Path, tmp_path: Path):
+    pytest.importorskip("peft")
+    cfg, _ = resolve_config(text_config(quick_text_default, total_steps=8,
+                                        env_kwargs={"lora": {"r": 4, "alpha": 8, "target_modules": ["c_attn"]}}))
+    trainer, run_dir = new_run(cfg, str(tmp_path / "lora"))
+    named = dict(trainer.agent.actor.named_parameters())
+    before = {n: p.detach().clone() for n, p in named.items()}
+    trainer.train(run_dir, progress=False)
+    changed = {n for n, p in named.items() if not torch.equal(p, before[n])}
+    assert changed and all("lora_" in n for n in changed)
