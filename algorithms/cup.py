@@ -116,7 +116,7 @@ class CUP(PPOLag):
                 loss_sum += loss.item()
                 count += 1
             iters_done += 1
-            stop_kl = self._projection_kl(batch, improved)
+            stop_kl = batch.global_mean(self._projection_kl(batch, improved))
             if cfg.target_kl > 0 and stop_kl > cfg.target_kl:
                 break
         with torch.no_grad():

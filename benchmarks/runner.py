@@ -295,6 +295,7 @@ def plan_cells(suite: Suite, out: str | Path, for_ray: bool = False) -> tuple[li
     rounded to whole epochs). Raises ConfigError when a cell's config is invalid, or when its folder
     holds something other than a run of exactly this config.
     """
+    from cmdp.registry import get_env
     from cmdp.trainer import resolve_config
 
     out = Path(out)
@@ -319,8 +320,10 @@ def plan_cells(suite: Suite, out: str | Path, for_ray: bool = False) -> tuple[li
                 config = yaml.safe_load(dump_yaml(cfg))
                 run_dir = cell_dir(out, env, algo, seed)
                 start, done = _folder_state(run_dir, config, key)
+                # control copies are processes (num_envs > 1); a text run's num_envs is a generation batch
+                processes = cfg.num_envs if get_env(env).builder is None and cfg.num_envs > 1 else 1
                 cells.append(Cell(env, algo, seed, config, run_dir, start, cfg.total_steps, done,
-                                  num_cpus=max(cfg.torch_threads, cfg.num_envs),
+                                  num_cpus=max(cfg.torch_threads, processes),
                                   num_gpus=1 if cfg.device.startswith("cuda") else 0))
     messages = [f"{note} ({len(keys)} cell{'s' if len(keys) > 1 else ''}, e.g. {keys[0]})"
                 for note, keys in notes.items()]

@@ -53,6 +53,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="run cells as Ray tasks: a local Ray, or the cluster at ADDRESS (e.g. auto, ray://host:10001)")
     b.add_argument("--dry-run", action="store_true", help="validate the suite and list its cells; train nothing")
 
+    d = sub.add_parser("text-demo", help="Safe RLHF in minutes on a CPU: build the tiny default, train ppo and "
+                                         "ppo_lag from its SFT policy, evaluate, report",
+                       description="Builds the embedded text default from scratch (data, tokenizer, SFT policy, reward "
+                                   "and cost models) in OUT/default, trains each algorithm from the SFT policy into "
+                                   "OUT/runs/<algo>, evaluates on held-out prompts and writes OUT/report.md. A rerun "
+                                   "reuses what is finished.")
+    d.add_argument("--out", default="runs/text-demo", help="demo folder (default runs/text-demo)")
+    d.add_argument("--algos", default="ppo,ppo_lag", help="comma-separated algorithms (default ppo,ppo_lag)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--quick", action="store_true", help="tiny sizes and budgets: a smoke run in under a minute")
+    d.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     r = sub.add_parser("report", help="tables and learning curves of a folder of runs (e.g. a benchmark's)",
                        description="Per algorithm x environment over seeds: final return and cost (mean +- std), "
                                    "share of the last epochs within the cost limit, wall time, steps/s; markdown, "
@@ -95,7 +108,8 @@ def _train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: cmdp train --resume {run_dir}", file=sys.stderr)
         return 130
-    print(format_summary(summary, run_dir))
+    if trainer.is_main:
+        print(format_summary(summary, run_dir))
     return 0
 
 
@@ -218,6 +232,19 @@ def _benchmark(args: argparse.Namespace) -> int:
                      ray_address=args.ray or None, dry_run=args.dry_run)
 
 
+def _text_demo(args: argparse.Namespace) -> int:
+    from cmdp.registry import get_algorithm
+    from envs.text.demo import run_demo
+
+    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    if not algos:
+        raise ConfigError("--algos: give at least one algorithm")
+    for algo in algos:
+        get_algorithm(algo)
+    run_demo(args.out, algos, seed=args.seed, quick=args.quick, device=args.device, progress=not args.no_progress)
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from benchmarks.report import write_report
 
@@ -230,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"train": _train, "eval": _eval, "list": _list, "benchmark": _benchmark,
-                "report": _report}[args.command](args)
+                "report": _report, "text-demo": _text_demo}[args.command](args)
     except ConfigError as exc:
         print(f"cmdp: error: {exc}", file=sys.stderr)
         return 2

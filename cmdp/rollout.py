@@ -37,6 +37,13 @@ class RolloutBatch:
     # minibatches then hold whole groups, so a model runs once per sequence, not once per token
     groups: torch.Tensor | None = None
     info: dict[str, float] = field(default_factory=dict)  # collection metrics, logged with the epoch
+    # for a batch split over data-parallel processes: the mean of a statistic over all of them (None: this batch
+    # is the whole batch); solvers pass decisions such as KL early stopping through `global_mean`
+    reduce_mean: Callable[[float], float] | None = None
+
+    def global_mean(self, value: float) -> float:
+        """`value` (a mean over this batch) averaged over every process's batch; itself in one process."""
+        return value if self.reduce_mean is None else self.reduce_mean(value)
 
     @property
     def size(self) -> int:

@@ -167,7 +167,8 @@ class PolicyGradientSolver(Solver):
             if policy_adv is None:
                 continue
             with torch.no_grad():
-                kl = approx_kl(batch.logp_old, self.agent.actor.log_prob(batch.obs, batch.actions)).item()
+                kl = batch.global_mean(approx_kl(batch.logp_old, self.agent.actor.log_prob(batch.obs,
+                                                                                            batch.actions)).item())
             if cfg.target_kl > 0 and kl > cfg.target_kl:
                 break
         metrics = {k: v / max(count, 1) for k, v in sums.items()}

@@ -152,6 +152,11 @@ class Trainer:
             self.parts.close()
 
     @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run folder (one of several data-parallel processes does)."""
+        return bool(getattr(self.parts, "is_main", True))
+
+    @property
     def env_steps(self) -> int:
         return self.epoch * self.cfg.steps_per_epoch
 
@@ -195,8 +200,9 @@ class Trainer:
         cfg = self.cfg
         if resume and (run_dir / CHECKPOINT).is_file():
             self.load_state_dict(load_checkpoint(run_dir / CHECKPOINT))
-        logger = RunLogger(run_dir, resume_epoch=self.epoch)
-        bar = _progress_bar(cfg, self.env_steps) if progress else None
+        main = self.is_main
+        logger = RunLogger(run_dir, resume_epoch=self.epoch) if main else None
+        bar = _progress_bar(cfg, self.env_steps) if progress and main else None
         try:
             while self.epoch < self.num_epochs:
                 t0 = time.perf_counter()
@@ -210,20 +216,25 @@ class Trainer:
                 self.epoch += 1
                 self.wall_seconds += t2 - t0
                 row = self._row(eps, mean_costs, {**batch.info, **metrics}, t1 - t0, t2 - t1)
-                logger.log(row)
+                if logger is not None:
+                    logger.log(row)
                 if bar is not None:
                     bar.set_postfix_str(_postfix(row, self.spec.cost_names), refresh=False)
                 if self.epoch % cfg.checkpoint_every == 0 or self.epoch == self.num_epochs:
-                    save_checkpoint(run_dir / CHECKPOINT, self.state_dict())
+                    state = self.state_dict()  # every rank: gathering partitioned weights is collective
+                    if main:
+                        save_checkpoint(run_dir / CHECKPOINT, state)
                 if on_epoch is not None:
                     on_epoch(row)
         finally:
             if bar is not None:
                 bar.close()
-            logger.close()
+            if logger is not None:
+                logger.close()
             self.close()
         summary = self.summary()
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if main:
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
 
     def _row(self, eps: Any, mean_costs: np.ndarray, metrics: dict[str, float], t_collect: float,
@@ -290,6 +301,10 @@ def new_run(cfg: Any, out: str | None) -> tuple["Trainer", Path]:
     """Build the trainer first (so bad input fails before anything is written), then the run folder."""
     trainer = Trainer(cfg)
     run_dir = Path(out) if out else Path("runs") / f"{cfg.algo}-{cfg.env}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not trainer.is_main:
+        if out is None:
+            raise ConfigError("several processes need --out (each must name the same run folder)")
+        return trainer, run_dir
     if run_dir.exists() and any(run_dir.iterdir()):
         trainer.close()
         hint = " (use --resume to continue it)" if is_run_dir(run_dir) else ""

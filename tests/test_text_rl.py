@@ -275,3 +275,58 @@ def test_lora_trains_only_the_adapters(quick_text_default: Path, tmp_path: Path)
     trainer.train(run_dir, progress=False)
     changed = {n for n, p in named.items() if not torch.equal(p, before[n])}
     assert changed and all("lora_" in n for n in changed)
+
+
+# --------------------------------------------------------------------------------------- the demo
+
+def test_text_demo_quick_writes_its_report(quick_text_default: Path, tmp_path: Path, capsys):
+    out = tmp_path / "demo"
+    shutil.copytree(quick_text_default, out / "default")  # reused as a finished build
+    assert main(["text-demo", "--out", str(out), "--quick", "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["table"]) == {"sft", "ppo", "ppo_lag"}
+    for name in ("ppo", "ppo_lag"):
+        row = results["table"][name]
+        assert (out / "runs" / name / "summary.json").is_file()
+        assert 0.0 <= row["win_rate_vs_sft"] <= 1.0 and np.isfinite(row["reward"]) and np.isfinite(row["cost"])
+    assert set(results["checks"]) >= {"ppo_raises_reward", "ppo_raises_cost", "ppo_lag_raises_reward",
+                                      "ppo_lag_training_cost_within_limit", "all"}
+    assert "| ppo_lag |" in (out / "report.md").read_text()
+    assert "reusing the embedded default" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_text_demo_shows_safe_rlhf(tmp_path: Path):
+    """The full demo from scratch (about six minutes on 2 cores): PPO raises reward and cost; PPO-Lagrangian raises
+    reward while its mean cost over the last half of training stays within the limit."""
+    from envs.text.demo import run_demo
+
+    results = run_demo(tmp_path / "demo", progress=False)
+    checks = results["checks"]
+    assert checks["ppo_raises_reward"] and checks["ppo_raises_cost"]
+    assert checks["ppo_lag_raises_reward"] and checks["ppo_lag_training_cost_within_limit"]
+
+
+def test_two_data_parallel_processes_under_deepspeed(quick_text_default: Path, tmp_path: Path):
+    """What `deepspeed`/`torchrun` launchers do on several GPUs, here with two CPU processes (gloo): each rank answers
+    its own prompts, DeepSpeed averages the gradients, every rank sees all episodes, rank 0 writes the run folder."""
+    pytest.importorskip("deepspeed")
+    import socket
+    import subprocess
+    import sys
+
+    config = tmp_path / "text.yaml"
+    config.write_text(yaml.safe_dump(text_config(quick_text_default, total_steps=8, steps_per_epoch=4, num_envs=4,
+                                                 torch_threads=1, env_kwargs={"deepspeed": {"stage": 2}})))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           "-m", "cmdp", "train", "--config", str(config), "--out", str(out), "--no-progress"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = progress_rows(out)
+    assert [int(r["episodes"]) for r in rows] == [8, 8]  # 4 answers per rank and epoch, gathered from both ranks
+    assert json.loads((out / "summary.json").read_text())["finished"]
+    assert result.stdout.count("== ppo_lag on text") == 1  # one rank reports

@@ -357,6 +357,7 @@ class TextCollector:
         """`steps` responses to prompts drawn with `reset_seed` (so an epoch is reproducible), as one batch."""
         m, tcfg = self.models, self.tcfg
         t0 = time.perf_counter()
+        reset_seed = reset_seed + 1_000_003 * _rank()  # data-parallel ranks answer different prompts
         chooser = np.random.default_rng(reset_seed)
         chosen = [self.prompts[i] for i in chooser.integers(0, len(self.prompts), size=steps)]
         parts: list[Responses] = []
@@ -412,7 +413,9 @@ class TextCollector:
         def flat(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a[step, seq_np].astype(np.float32)).to(self.device)
 
-        episodes = EpisodeStats(reward.cpu().double().numpy(), costs.cpu().double().numpy(), lengths.astype(np.int64))
+        # every rank sees every rank's episodes: the same multiplier step and the same logged numbers everywhere
+        episodes = _gather_episodes(EpisodeStats(reward.cpu().double().numpy(), costs.cpu().double().numpy(),
+                                                 lengths.astype(np.int64)))
         kl_per_response = np.bincount(seq_np, weights=kl, minlength=s_count)
         ended = responses.input_ids[torch.arange(s_count), responses.last_index()].eq(m.tokenizer.eos_token_id)
         info = {"kl_ref": float(kl_per_response.mean()), "response_len": float(lengths.mean()),
@@ -420,7 +423,39 @@ class TextCollector:
                 "time_generate_s": t_generate,
                 "tokens_per_s_generate": float(len(seq_np) / t_generate) if t_generate > 0 else float("nan")}
         return RolloutBatch(obs, actions, logp.float(), flat(vals), flat(adv), flat(ret), episodes,
-                            groups=seq, info=info)
+                            groups=seq, info=info, reduce_mean=_mean_over_ranks if _world() > 1 else None)
+
+
+def _world() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _mean_over_ranks(value: float) -> float:
+    """The mean of a statistic over data-parallel ranks (so every rank takes the same early-stopping decision)."""
+    import torch.distributed as dist
+
+    t = torch.tensor([float(value)], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t.item()) / dist.get_world_size()
+
+
+def _gather_episodes(local: EpisodeStats) -> EpisodeStats:
+    if _world() == 1:
+        return local
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, (local.returns, local.costs, local.lengths))
+    return EpisodeStats(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                        np.concatenate([p[2] for p in parts]))
 
 
 def _concat_responses(parts: list[Responses], pad_id: int) -> Responses:

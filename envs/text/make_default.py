@@ -9,6 +9,7 @@ Same seed, same machine and thread count: the same files. A few minutes on 2 CPU
     DIR/data/preferences_train.jsonl   decoupled preference pairs (PKU-SafeRLHF columns), train prompts
     DIR/data/preferences_test.jsonl    the same for held-out prompts (never seen by any model)
     DIR/data/prompts.jsonl             RL prompts (`prompt`, plus `is_harmful_prompt` and `split`)
+    DIR/data/prompts_{train,test}.jsonl  the same split in two files (RL on train, evaluation on test)
     DIR/data/sft.jsonl                 (prompt, response) SFT pairs, train prompts, some harmful compliance
     DIR/tokenizer/                     the fast tokenizer (bos/eos/pad, chat template)
     DIR/sft/                           the SFT policy (GPT2LMHeadModel, safetensors) and tokenizer
@@ -263,6 +264,8 @@ def build_default(out: str | Path, cfg: DefaultConfig = DefaultConfig(), *, devi
     splits = (("train", corpus.train_prompts), ("test", corpus.test_prompts))
     write_rows(data / "prompts.jsonl", [{"prompt": p.text, "is_harmful_prompt": p.harmful, "split": split}
                                         for split, group in splits for p in group])
+    for split, group in splits:  # the same prompts by split: RL trains on train, evaluation uses test
+        write_rows(data / f"prompts_{split}.jsonl", [{"prompt": p.text, "is_harmful_prompt": p.harmful} for p in group])
     write_rows(data / "sft.jsonl", [{"prompt": p, "response": r} for p, r in corpus.sft_train])
     lap("data", t0)
     say(f"[data] {len(corpus.train_prompts)} train / {len(corpus.test_prompts)} held-out prompts, "

@@ -8,6 +8,7 @@ they sit between the algorithm's defaults and the user's config file.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,20 @@ class TextRun:
         from envs.text.env import (TextCollector, load_text_models, resolve_device, text_env_config, text_spec)
 
         self.tcfg = text_env_config(cfg.env_kwargs)
+        # several processes (a launcher set WORLD_SIZE): data parallel through DeepSpeed, one rank writes files
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world_size > 1:
+            if not self.tcfg.deepspeed:
+                raise ConfigError(f"{self.world_size} processes (WORLD_SIZE) need env_kwargs.deepspeed, e.g. {{stage: 2}}")
+            from envs.text.deepspeed_updater import init_single_process
+
+            init_single_process()
+            if cfg.device.startswith("cuda"):
+                local = int(os.environ.get("LOCAL_RANK", "0"))
+                torch.cuda.set_device(local)
+                cfg = replace(cfg, device=f"cuda:{local}")
+        self.is_main = self.rank == 0
         if cfg.obs_normalize or cfg.reward_normalize or cfg.cost_normalize:
             raise ConfigError("obs_normalize, reward_normalize and cost_normalize do not apply to --env text; "
                               "set them to false")
