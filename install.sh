@@ -7,6 +7,8 @@
 #  - safety-gymnasium==1.0.0 with --no-deps: its metadata pins pygame==2.1.0, which does not build on
 #    Python 3.11 and which it never imports. Its real requirements come from our [safety-gym] extra.
 #    Its Python 3.11 import error is handled in envs/safety_gym.py.
+# The [text] extra (transformers, tokenizers, safetensors, peft, deepspeed, pyarrow<20) is for the Safe RLHF
+# side (envs/text, `cmdp train-score-model`); pyarrow stays below 20 because 20+ needs NumPy 2 (see setup.cfg).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -27,5 +29,5 @@ PIP=(.venv/bin/python -m pip install --disable-pip-version-check --progress-bar 
 "${PIP[@]}" --quiet --upgrade pip
 "${PIP[@]}" torch==2.13.0
 "${PIP[@]}" --no-deps safety-gymnasium==1.0.0
-"${PIP[@]}" -e ".[safety-gym,test,ray,report]"
+"${PIP[@]}" -e ".[safety-gym,test,ray,report,text]"
 .venv/bin/python -c "import cmdp, envs.safety_gym as sg; sg.import_safety_gymnasium(); print('cmdp-lab installed in .venv')"
