@@ -7,8 +7,8 @@
 #  - safety-gymnasium==1.0.0 with --no-deps: its metadata pins pygame==2.1.0, which does not build on
 #    Python 3.11 and which it never imports. Its real requirements come from our [safety-gym] extra.
 #    Its Python 3.11 import error is handled in envs/safety_gym.py.
-# The [text] extra (transformers, tokenizers, safetensors, peft, deepspeed, pyarrow<20) is for the Safe RLHF
-# side (envs/text, `cmdp train-score-model`); pyarrow stays below 20 because 20+ needs NumPy 2 (see setup.cfg).
+# The [text] extra (transformers, tokenizers, safetensors, peft, deepspeed, pyarrow<26) is for the Safe RLHF
+# side (envs/text, `cmdp train-score-model`); pyarrow stays below 26 because 26+ needs NumPy 2 (see setup.cfg).
 set -euo pipefail
 cd "$(dirname "$0")"
 

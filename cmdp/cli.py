@@ -66,6 +66,33 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    # Defaults are left to envs.text.score_model.train_score_model (flags not given are not passed); the help
+    # texts repeat them for the reader.
+    s = sub.add_parser("train-score-model", help="train a reward or cost model (Safe RLHF) on preference pairs",
+                       description="Fit a score model on decoupled preference pairs (PKU-SafeRLHF columns; JSONL, CSV "
+                                   "or Parquet): --kind reward learns better_response_id, --kind cost learns "
+                                   "safer_response_id plus the safe/unsafe sign. Writes the model, its tokenizer and "
+                                   "metrics.json to --out and prints the held-out accuracy. Needs the [text] extra.")
+    s.add_argument("--kind", required=True, metavar="reward|cost", help="which score model to train")
+    s.add_argument("--data", required=True, metavar="FILE", help="preference pairs to train on")
+    s.add_argument("--model", required=True, metavar="PATH",
+                   help="Hugging Face model folder or name (a fresh head is added) or a score model folder")
+    s.add_argument("--out", required=True, metavar="DIR", help="folder to create (must not exist or be empty)")
+    s.add_argument("--epochs", type=int, metavar="N", help="passes over the training pairs (default 3)")
+    s.add_argument("--lr", type=float, metavar="X", help="AdamW learning rate (default 5e-4, for tiny models; "
+                                                          "about 1e-5 suits a pretrained 100M+ model)")
+    s.add_argument("--batch-size", type=int, metavar="N", help="pairs per step (default 16)")
+    s.add_argument("--max-length", type=int, metavar="N",
+                   help="tokens per sequence, longer ones are cut (default 512, at most the model's context)")
+    s.add_argument("--eval-fraction", type=float, metavar="F",
+                   help="share of the distinct prompts of --data held out for evaluation (default 0.1)")
+    s.add_argument("--eval-data", metavar="FILE", help="held-out preference pairs (instead of --eval-fraction)")
+    s.add_argument("--seed", type=int, metavar="S", help="seed of the split, the head and the batch order (default 0)")
+    s.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto: CUDA when present")
+    s.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the model folder's own Python code (off by default: it would run on load)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     r = sub.add_parser("report", help="tables and learning curves of a folder of runs (e.g. a benchmark's)",
                        description="Per algorithm x environment over seeds: final return and cost (mean +- std), "
                                    "share of the last epochs within the cost limit, wall time, steps/s; markdown, "
@@ -245,6 +272,56 @@ def _text_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_score_model(args: argparse.Namespace) -> int:
+    """`cmdp train-score-model`: envs.text.score_model.train_score_model with a progress bar and a one-line result."""
+    # imported here: the control side of the CLI must work without the [text] extra (and never load transformers)
+    from envs.text.score_model import METRICS_FILE, describe_metrics, import_transformers, train_score_model
+
+    if args.eval_data is not None and args.eval_fraction is not None:
+        raise ConfigError("--eval-data and --eval-fraction exclude each other: the held-out pairs come from one")
+    kwargs: dict[str, Any] = {key: getattr(args, key) for key in ("epochs", "lr", "batch_size", "seed", "device",
+                                                                    "max_length", "eval_fraction")
+                              if getattr(args, key) is not None}
+    if args.eval_data is not None:
+        kwargs["eval_data_path"] = args.eval_data
+    hf_logging = import_transformers().utils.logging
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # transformers' own load/save bars would interleave with ours
+    bar: Any = None
+
+    def progress(step: int, total: int, loss: float) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="step", dynamic_ncols=True, desc=f"{args.kind} model", mininterval=0.5)
+        bar.update(step - bar.n)
+        bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+
+    def log(line: str) -> None:
+        if bar is not None:
+            bar.clear()  # keep the bar below the epoch lines instead of torn through them
+        print(line)
+        if bar is not None:
+            bar.refresh()
+
+    try:
+        metrics = train_score_model(args.kind, args.data, args.model, args.out,
+                                    trust_remote_code=args.trust_remote_code, log=log,
+                                    progress=None if args.no_progress else progress, **kwargs)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; nothing was saved to {args.out}", file=sys.stderr)
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+    print(describe_metrics(metrics))
+    print(f"saved to {args.out} (metrics in {Path(args.out) / METRICS_FILE})")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from benchmarks.report import write_report
 
@@ -257,7 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"train": _train, "eval": _eval, "list": _list, "benchmark": _benchmark,
-                "report": _report, "text-demo": _text_demo}[args.command](args)
+                "report": _report, "text-demo": _text_demo,
+                "train-score-model": _train_score_model}[args.command](args)
     except ConfigError as exc:
         print(f"cmdp: error: {exc}", file=sys.stderr)
         return 2

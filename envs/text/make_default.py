@@ -301,7 +301,7 @@ def build_default(out: str | Path, cfg: DefaultConfig = DefaultConfig(), *, devi
         score_metrics[kind] = train_score_model(
             kind, data / "preferences_train.jsonl", out / "sft", out / kind, epochs=cfg.score_epochs,
             lr=cfg.score_lr, batch_size=cfg.score_batch_size, seed=cfg.seed, device=str(torch_device),
-            eval_data_path=data / "preferences_test.jsonl", max_length=cfg.context, log=say)
+            eval_data_path=data / "preferences_test.jsonl", max_length=cfg.context, overwrite=force, log=say)
         lap(kind, t0)
 
     t0 = time.perf_counter()

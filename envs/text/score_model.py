@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,7 +258,14 @@ def split_by_prompt(pairs: Sequence[PreferencePair], eval_fraction: float,
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"device {device!r}: {exc}") from None
+    # caught here, before any data or model is loaded, rather than as torch's error at model.to()
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: CUDA is not available on this machine (use auto or cpu)")
+    return resolved
 
 
 def _batch_scores(model: ScoreModel, data: _EncodedPairs, index: Sequence[int], pad_id: int,
@@ -327,12 +335,21 @@ def _check_model_path(model_path: str | Path) -> None:
         raise ConfigError(f"{text}: no such model folder")
 
 
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """`out_dir` must be a folder that is absent or empty, unless `overwrite` (then its files are replaced in place)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise ConfigError(f"{out_dir}: output folder exists and is not empty; choose a new folder")
+
+
 def train_score_model(kind: Literal["reward", "cost"], data_path: str | Path, model_path: str | Path,
                       out_dir: str | Path, epochs: int = 3, lr: float = 5e-4, batch_size: int = 16, seed: int = 0,
                       device: str = "auto", *, eval_data_path: str | Path | None = None,
                       eval_fraction: float = 0.1, max_length: int = 512, weight_decay: float = 0.0,
                       tokenizer_path: str | Path | None = None, trust_remote_code: bool = False,
-                      log: Callable[[str], None] | None = print) -> dict[str, Any]:
+                      overwrite: bool = False, log: Callable[[str], None] | None = print,
+                      progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
     """Train a reward or cost model on decoupled preference pairs; save it to `out_dir`; return its metrics.
 
     `model_path` is any Hugging Face model path (a fresh head is added) or a score model directory
@@ -342,6 +359,10 @@ def train_score_model(kind: Literal["reward", "cost"], data_path: str | Path, mo
     gradient norm clipped at 1.0. `out_dir` receives the score model, the tokenizer and `metrics.json`:
     held-out `eval_accuracy` (and `eval_sign_accuracy` for cost), the last epoch's training loss, sizes,
     settings and wall time. `device`: "auto" (CUDA when present), "cpu", "cuda", ...
+    `out_dir` must be absent or empty unless `overwrite`; every input is checked before anything is written,
+    and a save that fails part-way removes what it wrote (unless it was overwriting a non-empty folder).
+    `log` receives one line per stage and epoch; `progress(step, total_steps, loss)` is called after every
+    optimizer step (for a progress bar).
     The defaults suit the tiny embedded default model; a pretrained model of 100M+ parameters wants a
     learning rate nearer 1e-5 (safe-rlhf uses 2e-5 for 7B models) and 1-2 epochs.
     """
@@ -355,21 +376,25 @@ def train_score_model(kind: Literal["reward", "cost"], data_path: str | Path, mo
     say = log or (lambda _: None)
     started = time.perf_counter()
     torch_device = _resolve_device(device)
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir, overwrite)
+    # checked before the data are read so that a bad path fails at once, not after a large file is parsed
+    _check_model_path(model_path)
+    if tokenizer_path is not None:
+        _check_model_path(tokenizer_path)
 
     pairs = load_preferences(data_path)
     if eval_data_path is not None:
         train_pairs, eval_pairs = pairs, load_preferences(eval_data_path)
     else:
         train_pairs, eval_pairs = split_by_prompt(pairs, eval_fraction, seed)
-    if not train_pairs:
-        raise ConfigError(f"{data_path}: no training pairs left after holding out the evaluation prompts")
     skipped = sum(p.response_0 == p.response_1 for p in train_pairs)
     train_pairs = [p for p in train_pairs if p.response_0 != p.response_1]  # no signal, and the loss is constant
+    if not train_pairs:  # checked after the filter: an empty set would divide by zero below
+        raise ConfigError(f"{data_path}: no training pairs left after holding out the evaluation prompts "
+                          f"and dropping {skipped} pair(s) with two identical responses")
 
     torch.manual_seed(seed)
-    _check_model_path(model_path)
-    if tokenizer_path is not None:
-        _check_model_path(tokenizer_path)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_path or model_path),
                                                                trust_remote_code=trust_remote_code)
@@ -379,7 +404,8 @@ def train_score_model(kind: Literal["reward", "cost"], data_path: str | Path, mo
         else:
             model = ScoreModel.from_backbone(model_path, kind=kind, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:  # what transformers raises for a folder or hub name it cannot load
-        raise ConfigError(f"model {model_path}: cannot load a tokenizer and a model: {exc}") from exc
+        detail = " ".join(str(exc).split())  # transformers' messages span several lines; the CLI prints one
+        raise ConfigError(f"model {model_path}: cannot load a tokenizer and a model: {detail}") from exc
     model.to(torch_device)
     max_length = min(max_length, model.max_positions or max_length)
     pad_id = pad_id_of(tokenizer)
@@ -396,6 +422,7 @@ def train_score_model(kind: Literal["reward", "cost"], data_path: str | Path, mo
         f"{steps_per_epoch} steps on {torch_device}")
 
     history = []
+    step = 0
     model.train()
     for epoch in range(1, epochs + 1):
         loss_sum, correct = 0.0, 0
@@ -410,6 +437,9 @@ def train_score_model(kind: Literal["reward", "cost"], data_path: str | Path, mo
             schedule.step()
             loss_sum += loss.item() * len(index)
             correct += int((high > low).sum())
+            step += 1
+            if progress is not None:
+                progress(step, total_steps, loss.item())
         row: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / len(data),
                                "train_accuracy": correct / len(data)}
         if eval_pairs:
@@ -420,9 +450,6 @@ def train_score_model(kind: Literal["reward", "cost"], data_path: str | Path, mo
         say(f"[{kind}] epoch {epoch}/{epochs}: " + ", ".join(
             f"{k} {v:.4f}" for k, v in row.items() if k != "epoch" and isinstance(v, float)))
 
-    out_dir = Path(out_dir)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(str(out_dir))
     last = history[-1]
     metrics: dict[str, Any] = {
         "kind": kind, "data": str(data_path), "eval_data": str(eval_data_path) if eval_data_path else None,
@@ -435,7 +462,18 @@ def train_score_model(kind: Literal["reward", "cost"], data_path: str | Path, mo
     }
     if kind == "cost":
         metrics["eval_sign_accuracy"] = last.get("eval_sign_accuracy")
-    (out_dir / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=2) + "\n")
+    existed = out_dir.exists()
+    overwriting = existed and any(out_dir.iterdir())
+    try:
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(str(out_dir))
+        (out_dir / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=2) + "\n")
+    except BaseException:  # an interrupt or a full disk must not leave a folder that looks like a model
+        if not overwriting:  # everything in it is ours; a folder that was there empty stays, empty
+            shutil.rmtree(out_dir, ignore_errors=True)
+            if existed:
+                out_dir.mkdir(exist_ok=True)
+        raise
     return metrics
 
 
