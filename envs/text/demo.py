@@ -144,14 +144,15 @@ def evaluate_demo(default: Path, runs: dict[str, Path], seed: int, quick: bool, 
             row["win_rate_vs_sft"] = float(((diff > 0) + 0.5 * (diff == 0)).mean())
         return row
 
-    sft = _answer_and_score(run.agent.actor.model, run, prompts, seed + 1, greedy=False)
+    autocast = run.agent.actor.autocast
+    sft = _answer_and_score(run.agent.actor.model, run, prompts, seed + 1, greedy=False, autocast=autocast)
     table: dict[str, Any] = {"sft": summarise(sft, None)}
     examples: dict[str, list[dict[str, Any]]] = {}
     for algo, run_dir in runs.items():
         state = load_checkpoint(run_dir / CHECKPOINT)
         run.agent.load_state_dict(state["agent"])
         with torch.no_grad():
-            result = _answer_and_score(run.agent.actor.model, run, prompts, seed + 1, greedy=False)
+            result = _answer_and_score(run.agent.actor.model, run, prompts, seed + 1, greedy=False, autocast=autocast)
         table[algo] = {**summarise(result, sft["reward"]), **_last_epochs(run_dir, LAST_FRACTION),
                        "multiplier": json.loads((run_dir / "summary.json").read_text())["multipliers"].get("cost"),
                        "run_dir": str(run_dir)}

@@ -34,7 +34,8 @@ from cmdp.rollout import RolloutBatch
 from cmdp.spec import CMDPSpec, ConfigError, CostSpec
 from cmdp.vec_env import EpisodeStats
 from envs.text.chat import encode_prompt, pad_id_of
-from envs.text.policy import TextActor, TextAgent, TextCritic, TokenObs, position_ids_from_mask
+from envs.text.policy import (TextActor, TextAgent, TextCritic, TokenObs, autocast_context,
+                              position_ids_from_mask)
 from envs.text.score_model import ScoreModel, import_transformers
 
 DEFAULT_COST_LIMIT = 0.0  # safe-rlhf's threshold: a cost score <= 0 is judged safe
@@ -63,7 +64,7 @@ class TextEnvConfig:
     trust_remote_code: bool = False
     lora: dict = field(default_factory=dict)  # e.g. {r: 8, alpha: 16, dropout: 0.05, target_modules: [c_attn]}
     deepspeed: dict = field(default_factory=dict)  # e.g. {stage: 2} ; see docs/text.md
-    bf16: bool | None = None  # None: bf16 weights on GPU, fp32 on CPU
+    bf16: bool | None = None  # None: on GPU (frozen models stored in bf16, trained ones fp32 + bf16 autocast)
 
     def validate(self) -> None:
         for name in ("policy", "reward_model", "prompts"):
@@ -212,9 +213,14 @@ def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bo
     check_text_paths(tcfg)
     bf16 = tcfg.bf16 if tcfg.bf16 is not None else device.type == "cuda"
     dtype = torch.bfloat16 if bf16 else torch.float32
+    # Trained models keep fp32 weights and run their forward passes under bf16 autocast: Adam on bf16 weights
+    # loses small updates and can diverge (seen: NaN logits on a GPU). Under DeepSpeed, its bf16 mode holds
+    # the fp32 master copy instead. Frozen models (reference, scorers) are stored in bf16.
+    train_dtype = torch.float32
+    autocast = torch.bfloat16 if bf16 and device.type == "cuda" and not tcfg.deepspeed else None
     remote = tcfg.trust_remote_code
     tokenizer = load_tokenizer(tcfg.policy, remote)
-    policy = load_causal_lm(tcfg.policy, dtype, remote, "eager" if second_order else None)
+    policy = load_causal_lm(tcfg.policy, train_dtype, remote, "eager" if second_order else None)
     if tcfg.lora:
         policy = apply_lora(policy, tcfg.lora)
     reference = load_causal_lm(tcfg.reference or tcfg.policy, dtype, remote).requires_grad_(False).eval()
@@ -224,8 +230,8 @@ def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bo
     for model in (reward_model, *cost_models.values()):
         model.requires_grad_(False).eval()
     critics = [ScoreModel.from_pretrained(tcfg.reward_critic or tcfg.reward_model, trust_remote_code=remote,
-                                          dtype=dtype)]
-    critics += [ScoreModel.from_pretrained(path, trust_remote_code=remote, dtype=dtype)
+                                          dtype=train_dtype)]
+    critics += [ScoreModel.from_pretrained(path, trust_remote_code=remote, dtype=train_dtype)
                 for path in tcfg.cost_critic_paths().values()]
     vocab = len(tokenizer)
     for label, model in [("policy", policy), ("reward_model", reward_model.backbone),
@@ -234,8 +240,8 @@ def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bo
         if size < vocab:
             raise ConfigError(f"env_kwargs.{label}: its embedding has {size} rows but the policy's tokenizer has "
                               f"{vocab} tokens; every model of a text run must share the policy's tokenizer")
-    agent = TextAgent(TextActor(policy, tcfg.temperature, tcfg.eval_batch_size),
-                      TextCritic(critics, tcfg.eval_batch_size))
+    agent = TextAgent(TextActor(policy, tcfg.temperature, tcfg.eval_batch_size, autocast),
+                      TextCritic(critics, tcfg.eval_batch_size, autocast))
     agent.to(device)
     for model in (reference, reward_model, *cost_models.values()):
         model.to(device)
@@ -305,8 +311,10 @@ def response_mask_of(response: torch.Tensor, eos_id: int) -> torch.Tensor:
 
 @torch.no_grad()
 def generate(model: Any, tokenizer: Any, prompts: list[str], tcfg: TextEnvConfig, device: torch.device,
-             seed: int, greedy: bool = False) -> Responses:
-    """Sample one response per prompt (batched, KV cache). Same seed, same model: the same responses."""
+             seed: int, greedy: bool = False, autocast: torch.dtype | None = None) -> Responses:
+    """Sample one response per prompt (batched, KV cache). Same seed, same model: the same responses.
+
+    `autocast`: run the model under autocast to this dtype (fp32 weights, bf16 compute)."""
     ids, mask = encode_prompts(tokenizer, prompts, tcfg.max_prompt_tokens)
     ids, mask = ids.to(device), mask.to(device)
     was_training = model.training
@@ -319,7 +327,8 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], tcfg: TextEnvConfig
         kwargs.update(do_sample=False)
     else:
         kwargs.update(do_sample=True, temperature=tcfg.temperature, top_k=tcfg.top_k, top_p=tcfg.top_p)
-    out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+    with autocast_context(device, autocast):
+        out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
     model.train(was_training)
     width = ids.shape[1]
     response_mask = response_mask_of(out[:, width:], eos)
@@ -364,7 +373,7 @@ class TextCollector:
         for start in range(0, steps, self.generation_batch):
             batch_prompts = chosen[start:start + self.generation_batch]
             parts.append(generate(m.agent.actor.model, m.tokenizer, batch_prompts, tcfg, self.device,
-                                  seed=(reset_seed + start) % 2 ** 63))
+                                  seed=(reset_seed + start) % 2 ** 63, autocast=m.agent.actor.autocast))
             if progress is not None:
                 progress(len(batch_prompts))
         responses = _concat_responses(parts, pad_id_of(m.tokenizer))

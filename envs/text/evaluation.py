@@ -18,13 +18,15 @@ from envs.text.env import TextEnvConfig, generate, load_causal_lm, sequence_scor
 
 
 @torch.no_grad()
-def _answer_and_score(model: Any, run: Any, prompts: list[str], seed: int, greedy: bool) -> dict[str, Any]:
+def _answer_and_score(model: Any, run: Any, prompts: list[str], seed: int, greedy: bool,
+                      autocast: torch.dtype | None = None) -> dict[str, Any]:
     tcfg: TextEnvConfig = run.tcfg
     tokenizer, device = run.models.tokenizer, run.device
     texts, rewards, costs = [], [], []
     for start in range(0, len(prompts), tcfg.eval_batch_size):
         part = prompts[start:start + tcfg.eval_batch_size]
-        responses = generate(model, tokenizer, part, tcfg, device, seed=seed + start, greedy=greedy)
+        responses = generate(model, tokenizer, part, tcfg, device, seed=seed + start, greedy=greedy,
+                             autocast=autocast)
         texts += responses.texts(tokenizer)
         rewards.append(sequence_scores(run.models.reward_model, responses, tcfg.eval_batch_size).cpu())
         costs.append(torch.stack([sequence_scores(m, responses, tcfg.eval_batch_size).cpu()
@@ -38,10 +40,11 @@ def evaluate_text_run(run: Any, num_prompts: int, seed: int, greedy: bool, sampl
     pool = load_prompts(tcfg.eval_prompts) if tcfg.eval_prompts else run.prompts
     rng = np.random.default_rng(seed)
     chosen = [pool[i] for i in rng.permutation(len(pool))[:num_prompts]]
-    trained = _answer_and_score(run.agent.actor.model, run, chosen, seed, greedy)
-    dtype = next(run.agent.actor.model.parameters()).dtype
+    actor = run.agent.actor
+    trained = _answer_and_score(actor.model, run, chosen, seed, greedy, actor.autocast)
+    dtype = next(actor.model.parameters()).dtype
     initial_model = load_causal_lm(tcfg.policy, dtype, tcfg.trust_remote_code).to(run.device).eval()
-    initial = _answer_and_score(initial_model, run, chosen, seed, greedy)
+    initial = _answer_and_score(initial_model, run, chosen, seed, greedy, actor.autocast)
     names = list(run.models.cost_models)
     out: dict[str, Any] = {"prompts": len(chosen), "decoding": "greedy" if greedy else f"sampled (temperature "
                                                                                          f"{tcfg.temperature})"}

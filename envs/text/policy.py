@@ -83,6 +83,15 @@ class TokenObs:
         return ids, mask, position_ids_from_mask(mask), row, self.pos - first - 1
 
 
+def autocast_context(device: torch.device | str, dtype: torch.dtype | None) -> Any:
+    """Autocast to `dtype` on `device` (mixed precision for fp32 weights), or nothing when `dtype` is None."""
+    import contextlib
+
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
 def evaluate_in_chunks(obs: TokenObs, fn: Any, max_sequences: int) -> torch.Tensor:
     """fn(obs) computed a few sequences at a time when no gradient is needed (bounded memory), else at once."""
     if torch.is_grad_enabled() or max_sequences <= 0:
@@ -101,11 +110,13 @@ def evaluate_in_chunks(obs: TokenObs, fn: Any, max_sequences: int) -> torch.Tens
 class TextActor(nn.Module):
     """A Hugging Face causal LM as a policy over next tokens, at a fixed sampling temperature."""
 
-    def __init__(self, model: nn.Module, temperature: float = 1.0, eval_batch_size: int = 16) -> None:
+    def __init__(self, model: nn.Module, temperature: float = 1.0, eval_batch_size: int = 16,
+                 autocast: torch.dtype | None = None) -> None:
         super().__init__()
         self.model = model
         self.temperature = float(temperature)
         self.eval_batch_size = int(eval_batch_size)
+        self.autocast = autocast  # e.g. bf16 compute for fp32 weights on a GPU
 
     def selected_logits(self, obs: TokenObs) -> torch.Tensor:
         """(B, V) temperature-scaled logits of the next token at each sample's state."""
@@ -113,7 +124,8 @@ class TextActor(nn.Module):
 
     def _selected_logits(self, obs: TokenObs) -> torch.Tensor:
         ids, mask, pid, row, at = obs.model_inputs()
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pid, use_cache=False).logits
+        with autocast_context(ids.device, self.autocast):
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pid, use_cache=False).logits
         return logits[row, at].float() / self.temperature
 
     def distribution(self, obs: TokenObs) -> torch.distributions.Categorical:
@@ -134,17 +146,20 @@ class TextCritic(nn.Module):
     forward(obs) -> (B, E), like the control side's `EnsembleCritic`.
     """
 
-    def __init__(self, models: Sequence[ScoreModel], eval_batch_size: int = 16) -> None:
+    def __init__(self, models: Sequence[ScoreModel], eval_batch_size: int = 16,
+                 autocast: torch.dtype | None = None) -> None:
         super().__init__()
         self.models = nn.ModuleList(models)
         self.eval_batch_size = int(eval_batch_size)
+        self.autocast = autocast
 
     def forward(self, obs: TokenObs) -> torch.Tensor:
         return evaluate_in_chunks(obs, self._values, self.eval_batch_size)
 
     def _values(self, obs: TokenObs) -> torch.Tensor:
         ids, mask, pid, row, at = obs.model_inputs()
-        values = [m(ids, attention_mask=mask, position_ids=pid).scores[row, at].float() for m in self.models]
+        with autocast_context(ids.device, self.autocast):
+            values = [m(ids, attention_mask=mask, position_ids=pid).scores[row, at].float() for m in self.models]
         return torch.stack(values, dim=-1)
 
 
