@@ -12,7 +12,7 @@ same solver code train an MLP policy with a plain torch optimiser and a language
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
@@ -45,10 +45,11 @@ class TorchUpdater:
             return
         self.optimizer.zero_grad(set_to_none=True)
         (losses[0] if len(losses) == 1 else losses[0] + losses[1]).backward()
+        # a non-finite gradient raises here instead of silently turning every weight into NaN
         if actor_loss is not None:
-            torch.nn.utils.clip_grad_norm_(self.actor_params, self.max_grad_norm, foreach=True)
+            torch.nn.utils.clip_grad_norm_(self.actor_params, self.max_grad_norm, foreach=True, error_if_nonfinite=True)
         if critic_loss is not None:
-            torch.nn.utils.clip_grad_norm_(self.critic_params, self.max_grad_norm, foreach=True)
+            torch.nn.utils.clip_grad_norm_(self.critic_params, self.max_grad_norm, foreach=True, error_if_nonfinite=True)
         self.optimizer.step()  # a part without gradients (None) is left alone by Adam, weight decay included
 
     @property
@@ -74,6 +75,3 @@ class TorchUpdater:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
 
-
-def trainable(params: Iterable[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
-    return [p for p in params if p.requires_grad]

@@ -71,6 +71,18 @@ class PolicyGradientConfig(TrainConfig):
             raise ConfigError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
 
 
+def check_finite(loss: torch.Tensor, part: str, batch: RolloutBatch, adv: torch.Tensor | None = None) -> None:
+    """Stop with a message that says what went wrong, before a non-finite loss turns every weight into NaN."""
+    if bool(torch.isfinite(loss)):
+        return
+    facts = [f"{part} loss is {loss.item()}", f"batch advantages finite: {bool(torch.isfinite(batch.advantages).all())}",
+             f"returns finite: {bool(torch.isfinite(batch.returns).all())}"]
+    if adv is not None:
+        facts.append(f"minibatch policy advantage range [{adv.min().item():.3g}, {adv.max().item():.3g}]")
+    raise FloatingPointError("training diverged: " + "; ".join(facts) + ". Lower the learning rates or "
+                             "max_grad_norm, or check the environment's rewards and costs.")
+
+
 class Solver:
     """Interface the trainer drives. `Config` is the solver's config dataclass."""
 
@@ -160,6 +172,9 @@ class PolicyGradientSolver(Solver):
                     loss_pi, info = self.actor_loss(obs, batch.actions[idx], batch.logp_old[idx], policy_adv[idx])
                     sums["loss_pi"] += loss_pi.item()
                     sums["clip_frac"] += info["clip_frac"].item()
+                check_finite(loss_v, "critic", batch)
+                if loss_pi is not None:
+                    check_finite(loss_pi, "actor", batch, policy_adv[idx])
                 self.updater.step(actor_loss=loss_pi, critic_loss=loss_v)
                 sums["loss_v"] += loss_v.item()
                 count += 1

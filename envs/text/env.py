@@ -178,6 +178,18 @@ def load_causal_lm(path: str, dtype: torch.dtype, trust_remote_code: bool, attn_
                                                              **kwargs)
 
 
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Turn off dropout: PPO compares log-probabilities of the same tokens computed at collection (eval mode) and
+    during the update (train mode), so dropout would add noise to every ratio; once the policy is peaked that noise
+    alone can be tens of nats. TRL's PPO does the same by default. (The embedded default has no dropout.)"""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        for name in ("attention_dropout", "dropout"):  # models that pass a float to functional attention
+            if isinstance(getattr(module, name, None), float):
+                setattr(module, name, 0.0)
+
+
 def apply_lora(model: Any, lora: dict[str, Any]) -> Any:
     """Wrap `model` with LoRA adapters (PEFT); only the adapters train."""
     try:
@@ -213,14 +225,15 @@ def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bo
     check_text_paths(tcfg)
     bf16 = tcfg.bf16 if tcfg.bf16 is not None else device.type == "cuda"
     dtype = torch.bfloat16 if bf16 else torch.float32
-    # Trained models keep fp32 weights and run their forward passes under bf16 autocast: Adam on bf16 weights
-    # loses small updates and can diverge (seen: NaN logits on a GPU). Under DeepSpeed, its bf16 mode holds
-    # the fp32 master copy instead. Frozen models (reference, scorers) are stored in bf16.
+    # Trained models keep fp32 weights and run their forward passes under bf16 autocast (mixed precision: Adam
+    # on bf16 weights loses updates smaller than bf16's resolution). Under DeepSpeed, its bf16 mode holds the
+    # fp32 master copy instead. Frozen models (reference, scorers) are stored in bf16.
     train_dtype = torch.float32
     autocast = torch.bfloat16 if bf16 and device.type == "cuda" and not tcfg.deepspeed else None
     remote = tcfg.trust_remote_code
     tokenizer = load_tokenizer(tcfg.policy, remote)
     policy = load_causal_lm(tcfg.policy, train_dtype, remote, "eager" if second_order else None)
+    disable_dropout(policy)  # before LoRA: adapters keep the dropout the user asked for
     if tcfg.lora:
         policy = apply_lora(policy, tcfg.lora)
     reference = load_causal_lm(tcfg.reference or tcfg.policy, dtype, remote).requires_grad_(False).eval()
@@ -240,6 +253,8 @@ def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bo
         if size < vocab:
             raise ConfigError(f"env_kwargs.{label}: its embedding has {size} rows but the policy's tokenizer has "
                               f"{vocab} tokens; every model of a text run must share the policy's tokenizer")
+    for model in critics:
+        disable_dropout(model)
     agent = TextAgent(TextActor(policy, tcfg.temperature, tcfg.eval_batch_size, autocast),
                       TextCritic(critics, tcfg.eval_batch_size, autocast))
     agent.to(device)
