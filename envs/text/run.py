@@ -86,7 +86,7 @@ class TextRun:
         if self.tcfg.deepspeed:
             from envs.text.deepspeed_updater import DeepSpeedUpdater
 
-            bf16 = self.tcfg.bf16 if self.tcfg.bf16 is not None else self.device.type == "cuda"
+            bf16 = bool(self.tcfg.bf16)  # DeepSpeed's bf16 mode (fp32 master weights) only when asked for
             self.agent.make_updater = lambda solver_cfg, num_epochs: DeepSpeedUpdater(
                 self.agent, solver_cfg, num_epochs, self.tcfg.deepspeed, bf16)
 
