@@ -3,11 +3,14 @@
 Exact-CMDP settings (`EXACT_CUP`), as for PPO-Lag in test_exact_learning.py: a fast multiplier (SGD,
 lr 10, from 0) with a slow policy pins the final iterate near the constraint boundary; the multiplier
 keeps OmniSafe's upper bound 2.0. The runs are undiscounted (gamma = 1), where the paper's projection
-coefficient (1 - gamma lam) / (1 - gamma) is infinite, so it is set to 1. Measured with these
-settings (ratio = exact return / LP optimum; costs against limits 1.5 and (1.5, 1.0)):
-    ExactChain-v0   seeds 0/1/2 -> ratio 0.993/0.995/0.999, cost 1.478/1.486/1.499
-    ExactTwoCost-v0 seeds 0/1/2 -> ratio 0.993/0.994/1.003, costs (1.482, 0.999)/(1.491, 0.996)/(1.537, 0.994)
-(with projection_kl="old": chain 0.993/1.000/1.002, two-cost 0.991/0.995/0.998, all within the band too).
+coefficient (1 - gamma lam) / (1 - gamma) is infinite, so it is set to 1. CUP takes two update phases per
+epoch, so its runs are 100 epochs instead of the shared 160 (each test then stays under a minute of CPU on a
+slow 2-core machine; 160 epochs took 80-100 s there). Measured with these settings (ratio = exact return / LP
+optimum; costs against limits 1.5 and (1.5, 1.0)):
+    ExactChain-v0   seeds 0/1/2 -> ratio 1.004/1.002/0.996, cost 1.520/1.513/1.491
+    ExactTwoCost-v0 seeds 0/1/2 -> ratio 0.974/0.980/0.975, costs (1.425, 1.015)/(1.445, 0.984)/(1.467, 0.988)
+(160 epochs: chain 0.993/0.995/0.999, two-cost 0.993/0.994/1.003; with projection_kl="old" and 160 epochs:
+chain 0.993/1.000/1.002, two-cost 0.991/0.995/0.998, all within the band too).
 The projection is what holds the cost: with projection_coef 0 (PPO on the reward alone) ExactChain
 ends at cost 5.0 (ratio 1.76); with OmniSafe's multiplier (Adam, lr 0.035) it ends at 0.55 of the
 optimum (cost 0.0001), a phase of the Lagrangian oscillation.
@@ -28,7 +31,7 @@ from envs.exact import make_exact
 from exact_oracle import assert_near_lp_optimum, train_and_evaluate
 
 EXACT_CUP = dict(algo="cup", lagrangian_optimizer="sgd", lagrangian_lr=10.0, lagrangian_init=0.0,
-                 projection_coef=1.0)
+                 projection_coef=1.0, total_steps=2048 * 100)
 
 
 def make_solver(**overrides) -> CUP:
