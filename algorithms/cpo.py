@@ -36,12 +36,13 @@ import torch
 
 from cmdp.config import ConfigError
 from cmdp.losses import normalize_advantages
+from cmdp.optim import trainable_parameters
 from cmdp.registry import register_algorithm
 from cmdp.rollout import RolloutBatch
 from cmdp.solver import PolicyGradientSolver
 from cmdp.trust_region import (CASE_FEASIBLE_INTERSECTS, TrustRegionConfig, backtracking_line_search,
                                conjugate_gradient, detached_distribution, fisher_vector_product, flat_grad,
-                               flat_params, mean_kl, solve_cpo_subproblem, trainable_parameters)
+                               flat_params, mean_kl, solve_cpo_subproblem)
 
 
 @dataclass

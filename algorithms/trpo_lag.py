@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from algorithms.ppo_lag import PPOLag, PPOLagConfig
+from cmdp.optim import trainable_parameters
 from cmdp.registry import register_algorithm
 from cmdp.rollout import RolloutBatch
 from cmdp.trust_region import (TrustRegionConfig, backtracking_line_search, conjugate_gradient,
-                               detached_distribution, fisher_vector_product, flat_grad, flat_params, mean_kl,
-                               trainable_parameters)
+                               detached_distribution, fisher_vector_product, flat_grad, flat_params, mean_kl)
 
 
 @dataclass

@@ -36,7 +36,6 @@ import difflib
 import json
 import math
 import os
-import queue as queue_mod
 import re
 import shutil
 import socket
@@ -433,17 +432,22 @@ def _checkpoint_steps(run_dir: Path) -> int:
         return 0
 
 
-def _local_worker(worker_id: int, tasks: Any, events: Any) -> None:
-    """A local worker process: train the cells it is sent, one at a time, until it gets None."""
+def _local_worker(worker_id: int, conn: Any) -> None:
+    """A local worker process: train the cells it is sent over `conn`, one at a time, until it gets None.
+
+    Each worker talks to the driver over a pipe of its own. A shared multiprocessing.Queue is unsafe here:
+    a worker that dies while its queue's feeder thread holds the queue's write lock (killed, out of memory,
+    os._exit in user code) leaves that lock taken forever, and every other worker's events then block.
+    """
     try:
         while True:
-            payload = tasks.get()
+            payload = conn.recv()
             if payload is None:
                 return
             key = payload["key"]
-            result = train_cell(payload, lambda kind, steps: events.put((kind, worker_id, key, steps)))
-            events.put(("result", worker_id, key, result))
-    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the driver reports it
+            result = train_cell(payload, lambda kind, steps: conn.send((kind, key, steps)))
+            conn.send(("result", key, result))
+    except (KeyboardInterrupt, EOFError, BrokenPipeError):  # Ctrl-C reaches the whole group; the driver reports it
         return
 
 
@@ -633,24 +637,34 @@ def _on_event(board: Board, kind: str, key: str, steps: int) -> None:
 def _run_local(cells: list[Cell], out: Path, board: Board, workers: int) -> None:
     """Train the cells in `workers` spawned processes, each one cell at a time; a dead worker is replaced."""
     import multiprocessing as mp
+    from multiprocessing.connection import wait
 
     ctx = mp.get_context("spawn")
-    events = ctx.Queue()
     pending = deque(cells)
     slots: list[dict[str, Any]] = []
 
     def spawn(i: int) -> dict[str, Any]:
-        tasks = ctx.Queue()
-        proc = ctx.Process(target=_local_worker, args=(i, tasks, events), name=f"cmdp-benchmark-{i}")
+        conn, child_conn = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_local_worker, args=(i, child_conn), name=f"cmdp-benchmark-{i}")
         proc.start()
-        return {"proc": proc, "tasks": tasks, "key": None}
+        child_conn.close()  # the worker holds the only other end: its death reads as end-of-file here
+        return {"proc": proc, "conn": conn, "key": None}
 
     def feed(slot: dict[str, Any]) -> None:
         if pending:
             cell = pending.popleft()
             slot["key"] = cell.key
-            slot["tasks"].put(cell.payload(out))
+            slot["conn"].send(cell.payload(out))
             board.dispatched(cell.key)
+
+    def replace_dead(i: int) -> None:
+        slot = slots[i]
+        slot["proc"].join(timeout=10)
+        board.failed(slot["key"], f"worker process died (exit code {slot['proc'].exitcode}; killed or out of "
+                                  f"memory?); rerun the suite to resume it")
+        slot["conn"].close()
+        slots[i] = spawn(i)
+        feed(slots[i])
 
     interrupted = False
     try:
@@ -658,23 +672,23 @@ def _run_local(cells: list[Cell], out: Path, board: Board, workers: int) -> None
             slots.append(spawn(i))
             feed(slots[-1])
         while any(s["key"] for s in slots):
-            try:
-                kind, wid, key, data = events.get(timeout=0.5)
-            except queue_mod.Empty:
-                for i, slot in enumerate(slots):  # a worker that died mid-cell (killed, out of memory)
-                    if slot["key"] and not slot["proc"].is_alive():
-                        board.failed(slot["key"], f"worker process died (exit code {slot['proc'].exitcode}; "
-                                                  f"killed or out of memory?); rerun the suite to resume it")
-                        slots[i] = spawn(i)
-                        feed(slots[i])
-                board.tick()
-                continue
-            if kind == "result":
-                slots[wid]["key"] = None
-                feed(slots[wid])  # the next cell first, so the status line counts it as running
-                board.result(key, data)
-            else:
-                _on_event(board, kind, key, data)
+            busy = {id(s["conn"]): i for i, s in enumerate(slots) if s["key"]}
+            for conn in wait([slots[i]["conn"] for i in busy.values()], timeout=0.5):
+                i = busy[id(conn)]
+                try:
+                    kind, key, data = conn.recv()
+                except (EOFError, OSError):  # the worker died mid-cell (killed, out of memory)
+                    replace_dead(i)
+                    continue
+                if kind == "result":
+                    slots[i]["key"] = None
+                    feed(slots[i])  # the next cell first, so the status line counts it as running
+                    board.result(key, data)
+                else:
+                    _on_event(board, kind, key, data)
+            for i, slot in enumerate(slots):  # a worker that is gone although its pipe did not say so
+                if slot["key"] and not slot["proc"].is_alive() and not slot["conn"].poll():
+                    replace_dead(i)
             board.tick()
     except KeyboardInterrupt:
         interrupted = True
@@ -682,13 +696,17 @@ def _run_local(cells: list[Cell], out: Path, board: Board, workers: int) -> None
     finally:
         for slot in slots:
             if slot["proc"].is_alive() and not interrupted:
-                slot["tasks"].put(None)
+                try:
+                    slot["conn"].send(None)
+                except OSError:
+                    pass
         deadline = time.time() + (5 if interrupted else 30)
         for slot in slots:
             slot["proc"].join(timeout=max(0.1, deadline - time.time()))
             if slot["proc"].is_alive():
                 slot["proc"].terminate()
                 slot["proc"].join()
+            slot["conn"].close()
 
 
 def _import_ray() -> Any:

@@ -16,7 +16,6 @@ import argparse
 import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 

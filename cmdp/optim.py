@@ -17,6 +17,11 @@ from typing import Any
 import torch
 
 
+def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters an update moves: those that require gradients (LoRA: the adapters only)."""
+    return [p for p in module.parameters() if p.requires_grad]
+
+
 def linear_decay(num_epochs: int, enabled: bool) -> Any:
     """The learning-rate factor per epoch: 1 -> 0 linearly over the run, or constant 1."""
     if not enabled:
@@ -28,8 +33,8 @@ class TorchUpdater:
     """Adam on the actor (`actor_lr`) and critics (`critic_lr`, coupled L2 `critic_l2`), clipped per part."""
 
     def __init__(self, actor: torch.nn.Module, critic: torch.nn.Module, cfg: Any, num_epochs: int) -> None:
-        self.actor_params = [p for p in actor.parameters() if p.requires_grad]
-        self.critic_params = [p for p in critic.parameters() if p.requires_grad]
+        self.actor_params = trainable_parameters(actor)
+        self.critic_params = trainable_parameters(critic)
         self.max_grad_norm = cfg.max_grad_norm
         # Coupled weight decay on the critics equals OmniSafe's loss term critic_l2 * sum(w^2) (gradient 2 * critic_l2 * w).
         self.optimizer = torch.optim.Adam([

@@ -172,9 +172,13 @@ class Trainer:
             "last_episodes": self.last_episodes,
         }
 
+    def _weights_gatherer(self) -> Any:
+        """The updater's `gathered(module, write=False)` context when it partitions weights (DeepSpeed ZeRO-3), else None."""
+        return getattr(getattr(self.solver, "updater", None), "gathered", None)
+
     def _agent_state(self) -> dict[str, Any]:
-        """The agent's full weights (an updater that partitions them, DeepSpeed ZeRO-3, gathers them first)."""
-        gathered = getattr(getattr(self.solver, "updater", None), "gathered", None)
+        """The agent's full weights (an updater that partitions them gathers them first)."""
+        gathered = self._weights_gatherer()
         if gathered is None:
             return self.agent.state_dict()
         with gathered(self.agent):
@@ -182,7 +186,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.wall_seconds = int(state["epoch"]), float(state["wall_seconds"])
-        gathered = getattr(getattr(self.solver, "updater", None), "gathered", None)
+        gathered = self._weights_gatherer()
         with gathered(self.agent, write=True) if gathered else contextlib.nullcontext():
             self.agent.load_state_dict(state["agent"])
         self.solver.load_state_dict(state["solver"])

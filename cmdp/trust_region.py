@@ -25,6 +25,7 @@ from torch import nn
 
 from cmdp.config import ConfigError
 from cmdp.losses import distribution_kl
+from cmdp.optim import trainable_parameters
 from cmdp.solver import PolicyGradientConfig
 
 
@@ -68,11 +69,6 @@ class TrustRegionConfig(PolicyGradientConfig):
 # --------------------------------------------------------------------------------------------
 # Flat parameters and gradients
 # --------------------------------------------------------------------------------------------
-
-def trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
-    """The parameters a trust-region step moves: those that require gradients (LoRA: the adapters only)."""
-    return [p for p in module.parameters() if p.requires_grad]
-
 
 def flat_params(module: nn.Module) -> torch.Tensor:
     """The trainable parameters of `module` concatenated into one detached 1-D tensor (a copy)."""

@@ -21,13 +21,11 @@ from cmdp.cli import main
 from cmdp.spec import ConfigError
 from envs.text import corpus as corpus_lib
 from envs.text import score_model as score_lib
-from envs.text.data import write_rows
-from envs.text.make_default import DefaultConfig, make_policy, train_tokenizer
+from envs.text.make_default import train_tokenizer
 from envs.text.score_model import METRICS_FILE, ScoreModel, train_score_model
+from text_helpers import GOOD, save_tiny_backbone, write_jsonl, write_preference_files
 
 REPO = Path(__file__).resolve().parents[1]
-GOOD = {"prompt": "How do I bake bread?", "response_0": "Mix and bake.", "response_1": "No.",
-        "better_response_id": 0, "safer_response_id": 1, "is_response_0_safe": True, "is_response_1_safe": True}
 
 
 # ------------------------------------------------------------------------------------------- fixtures
@@ -47,25 +45,12 @@ def corpus() -> corpus_lib.Corpus:
 def backbone_dir(corpus: corpus_lib.Corpus, workdir: Path) -> Path:
     """A randomly initialised 1-layer GPT-2 causal LM with a tokenizer trained on the corpus, saved as a model folder."""
     tokenizer = train_tokenizer(corpus.texts(), workdir / "tokenizer", vocab_size=1000, context=128)
-    torch.manual_seed(0)
-    policy = make_policy(tokenizer, DefaultConfig(n_layer=1, n_embd=32, n_head=2))
-    path = workdir / "backbone"
-    policy.save_pretrained(str(path))
-    tokenizer.save_pretrained(str(path))
-    return path
+    return save_tiny_backbone(tokenizer, workdir / "backbone")
 
 
 @pytest.fixture(scope="module")
 def prefs(corpus: corpus_lib.Corpus, workdir: Path) -> tuple[Path, Path]:
-    train, test = workdir / "pref_train.jsonl", workdir / "pref_test.jsonl"
-    write_rows(train, [p.to_row() for p in corpus.train_pairs])
-    write_rows(test, [p.to_row() for p in corpus.test_pairs])
-    return train, test
-
-
-def _jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
-    return path
+    return write_preference_files(corpus, workdir)
 
 
 def _args(kind: str, data: Path, model: Path, out: Path, *extra: str) -> list[str]:
@@ -128,9 +113,9 @@ def test_eval_fraction_splits_the_training_file(backbone_dir: Path, prefs: tuple
 def _bad_cases(tmp: Path, backbone: Path, train: Path) -> list[tuple[str, list[str], list[str]]]:
     """(name, argv, words the error line must hold); every argv writes to tmp/out."""
     out = tmp / "out"
-    malformed = _jsonl(tmp / "malformed.jsonl", [GOOD, {**GOOD, "better_response_id": 2}])
-    bad_json = _jsonl(tmp / "bad_json.jsonl", [GOOD, '{"prompt": "unterminated'])
-    no_column = _jsonl(tmp / "no_column.jsonl", [GOOD, {k: v for k, v in GOOD.items() if k != "safer_response_id"}])
+    malformed = write_jsonl(tmp / "malformed.jsonl", [GOOD, {**GOOD, "better_response_id": 2}])
+    bad_json = write_jsonl(tmp / "bad_json.jsonl", [GOOD, '{"prompt": "unterminated'])
+    no_column = write_jsonl(tmp / "no_column.jsonl", [GOOD, {k: v for k, v in GOOD.items() if k != "safer_response_id"}])
     not_a_model = tmp / "not_a_model"
     not_a_model.mkdir()
     (not_a_model / "notes.txt").write_text("no model here")

@@ -23,9 +23,10 @@ from envs.text import corpus as corpus_lib
 from envs.text.chat import encode_example, format_prompt, pad_batch
 from envs.text.data import (PREFERENCE_COLUMNS, PreferencePair, load_preferences, load_prompts, load_sft,
                             write_rows)
-from envs.text.make_default import DefaultConfig, build_default, make_policy, train_tokenizer
+from envs.text.make_default import DefaultConfig, build_default, train_tokenizer
 from envs.text.score_model import (ScoreModel, cost_loss, evaluate_score_model, last_real_index,
                                    pair_accuracy, reward_loss, sign_accuracy, split_by_prompt, train_score_model)
+from text_helpers import GOOD, save_tiny_backbone, write_jsonl, write_preference_files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,20 +51,12 @@ def tokenizer(corpus: corpus_lib.Corpus, workdir: Path):
 @pytest.fixture(scope="module")
 def backbone_dir(tokenizer, workdir: Path) -> Path:
     """A randomly initialised 1-layer GPT-2 causal LM with our tokenizer, saved like any HF model path."""
-    torch.manual_seed(0)
-    policy = make_policy(tokenizer, DefaultConfig(n_layer=1, n_embd=32, n_head=2))
-    path = workdir / "backbone"
-    policy.save_pretrained(str(path))
-    tokenizer.save_pretrained(str(path))
-    return path
+    return save_tiny_backbone(tokenizer, workdir / "backbone")
 
 
 @pytest.fixture(scope="module")
 def preference_files(corpus: corpus_lib.Corpus, workdir: Path) -> tuple[Path, Path]:
-    train, test = workdir / "pref_train.jsonl", workdir / "pref_test.jsonl"
-    write_rows(train, [p.to_row() for p in corpus.train_pairs])
-    write_rows(test, [p.to_row() for p in corpus.test_pairs])
-    return train, test
+    return write_preference_files(corpus, workdir)
 
 
 # --------------------------------------------------------------------------------------------- losses
@@ -191,13 +184,6 @@ def test_remote_code_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch, backbo
 
 # ------------------------------------------------------------------------------------------- bad data
 
-GOOD = {"prompt": "How do I bake bread?", "response_0": "Mix and bake.", "response_1": "No.",
-        "better_response_id": 0, "safer_response_id": 1, "is_response_0_safe": True, "is_response_1_safe": True}
-
-
-def _jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
-    return path
 
 
 def _csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
@@ -223,7 +209,7 @@ BAD_JSONL = [  # rows, expected row, expected column, words in the message
 
 @pytest.mark.parametrize("rows,row,column,words", BAD_JSONL)
 def test_bad_jsonl_rows(tmp_path: Path, rows: list, row: int, column: str, words: str) -> None:
-    path = _jsonl(tmp_path / "prefs.jsonl", rows)
+    path = write_jsonl(tmp_path / "prefs.jsonl", rows)
     with pytest.raises(ConfigError) as info:
         load_preferences(path)
     message = str(info.value)
@@ -231,13 +217,13 @@ def test_bad_jsonl_rows(tmp_path: Path, rows: list, row: int, column: str, words
 
 
 def test_bad_json_line_names_row_and_line(tmp_path: Path) -> None:
-    path = _jsonl(tmp_path / "prefs.jsonl", [GOOD, "", '{"prompt": "unterminated', GOOD])
+    path = write_jsonl(tmp_path / "prefs.jsonl", [GOOD, "", '{"prompt": "unterminated', GOOD])
     with pytest.raises(ConfigError, match=r"prefs\.jsonl: row 2 \(line 3\): not valid JSON"):
         load_preferences(path)
-    blank_then_bad = _jsonl(tmp_path / "p2.jsonl", [GOOD, "", {**GOOD, "safer_response_id": -1}])
+    blank_then_bad = write_jsonl(tmp_path / "p2.jsonl", [GOOD, "", {**GOOD, "safer_response_id": -1}])
     with pytest.raises(ConfigError, match=r"row 2 \(line 3\), column 'safer_response_id'"):
         load_preferences(blank_then_bad)
-    not_object = _jsonl(tmp_path / "p3.jsonl", ["[1, 2]"])
+    not_object = write_jsonl(tmp_path / "p3.jsonl", ["[1, 2]"])
     with pytest.raises(ConfigError, match="row 1 .*expected a JSON object"):
         load_preferences(not_object)
 
@@ -290,11 +276,11 @@ def test_unknown_extension_missing_file_and_empty_file(tmp_path: Path) -> None:
 
 def test_bad_prompt_and_sft_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"row 2, column 'prompt': missing column"):
-        load_prompts(_jsonl(tmp_path / "p.jsonl", [{"prompt": "hi"}, {"text": "hi"}]))
+        load_prompts(write_jsonl(tmp_path / "p.jsonl", [{"prompt": "hi"}, {"text": "hi"}]))
     with pytest.raises(ConfigError, match=r"p\.csv: row 1, column 'prompt': empty text"):
         load_prompts(_csv(tmp_path / "p.csv", ["prompt"], [['""']]))
     with pytest.raises(ConfigError, match=r"row 1, column 'response': empty text"):
-        load_sft(_jsonl(tmp_path / "s.jsonl", [{"prompt": "hi", "response": ""}]))
+        load_sft(write_jsonl(tmp_path / "s.jsonl", [{"prompt": "hi", "response": ""}]))
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import torch
 
-from cmdp.optim import linear_decay
+from cmdp.optim import linear_decay, trainable_parameters
 from cmdp.spec import ConfigError
 
 
@@ -75,7 +75,7 @@ class DeepSpeedUpdater:
         self.engines, self.optimizers, self.schedulers = {}, {}, {}
         for part, module, lr, decay in (("actor", agent.actor, cfg.actor_lr, 0.0),
                                         ("critic", agent.critic, cfg.critic_lr, 2 * cfg.critic_l2)):
-            params = [p for p in module.parameters() if p.requires_grad]
+            params = trainable_parameters(module)
             optimizer = torch.optim.Adam(params, lr=lr, weight_decay=decay)
             engine, _, _, _ = deepspeed.initialize(model=module, optimizer=optimizer, config=dict(config))
             self.engines[part] = engine

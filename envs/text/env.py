@@ -18,7 +18,6 @@ A run of the text env uses "steps" for responses: `steps_per_epoch` responses pe
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,12 +148,6 @@ def check_text_paths(tcfg: TextEnvConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- models
-
-def resolve_device(device: str) -> torch.device:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device is 'cuda' but no GPU is available; use device=cpu")
-    return torch.device(device)
-
 
 def quiet_transformers() -> Any:
     """transformers without its per-load progress bars (a run has its own progress display)."""

@@ -48,7 +48,8 @@ class TextRun:
 
     def __init__(self, cfg: Any) -> None:
         from envs.text.data import load_prompts
-        from envs.text.env import (TextCollector, load_text_models, resolve_device, text_env_config, text_spec)
+        from envs.text.env import TextCollector, load_text_models, text_env_config, text_spec
+        from envs.text.score_model import resolve_device
 
         self.tcfg = text_env_config(cfg.env_kwargs)
         # several processes (a launcher set WORLD_SIZE): data parallel through DeepSpeed, one rank writes files

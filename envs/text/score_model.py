@@ -255,7 +255,8 @@ def split_by_prompt(pairs: Sequence[PreferencePair], eval_fraction: float,
     return [p for p in pairs if p.prompt not in held_out], [p for p in pairs if p.prompt in held_out]
 
 
-def _resolve_device(device: str) -> torch.device:
+def resolve_device(device: str) -> torch.device:
+    """A device name (or "auto": CUDA when present) as a torch.device; a clear error for CUDA without a GPU."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -375,7 +376,7 @@ def train_score_model(kind: Literal["reward", "cost"], data_path: str | Path, mo
         raise ConfigError(f"lr must be > 0, got {lr!r}")
     say = log or (lambda _: None)
     started = time.perf_counter()
-    torch_device = _resolve_device(device)
+    torch_device = resolve_device(device)
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
     # checked before the data are read so that a bad path fails at once, not after a large file is parsed
