@@ -29,5 +29,13 @@ PIP=(.venv/bin/python -m pip install --disable-pip-version-check --progress-bar 
 "${PIP[@]}" --quiet --upgrade pip
 "${PIP[@]}" torch==2.13.0
 "${PIP[@]}" --no-deps safety-gymnasium==1.0.0
-"${PIP[@]}" -e ".[safety-gym,test,ray,report,text]"
+# --no-warn-conflicts: pip would print an ERROR for the pygame pin skipped on purpose above; `pip check`
+# below reports every other broken requirement.
+"${PIP[@]}" --no-warn-conflicts -e ".[safety-gym,test,ray,report,text]"
+problems=$(.venv/bin/python -m pip check 2>&1 | grep -v -e '^safety-gymnasium 1.0.0 requires pygame' \
+           -e '^No broken requirements found' || true)
+if [ -n "$problems" ]; then
+  echo "warning: pip check reports broken requirements:" >&2
+  echo "$problems" >&2
+fi
 .venv/bin/python -c "import cmdp, envs.safety_gym as sg; sg.import_safety_gymnasium(); print('cmdp-lab installed in .venv')"
