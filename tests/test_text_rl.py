@@ -297,14 +297,17 @@ def test_text_demo_quick_writes_its_report(quick_text_default: Path, tmp_path: P
 
 @pytest.mark.slow
 def test_text_demo_shows_safe_rlhf(tmp_path: Path):
-    """The full demo from scratch (about six minutes on 2 cores): PPO raises reward and cost; PPO-Lagrangian raises
-    reward while its mean cost over the last half of training stays within the limit."""
+    """The full demo from scratch (about eight minutes on 2 cores): PPO raises reward and cost; PPO-Lagrangian raises
+    reward while its mean cost over the last half of training stays within the limit, and its final policy's
+    held-out cost is not above the limit beyond its 95% interval."""
     from envs.text.demo import run_demo
 
     results = run_demo(tmp_path / "demo", progress=False)
     checks = results["checks"]
     assert checks["ppo_raises_reward"] and checks["ppo_raises_cost"]
     assert checks["ppo_lag_raises_reward"] and checks["ppo_lag_training_cost_within_limit"]
+    assert checks["ppo_lag_final_policy_cost_not_above_limit_beyond_95ci"]
+    assert checks["all"]
 
 
 def test_two_data_parallel_processes_under_deepspeed(quick_text_default: Path, tmp_path: Path):
