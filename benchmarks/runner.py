@@ -432,7 +432,7 @@ def _checkpoint_steps(run_dir: Path) -> int:
         return 0
 
 
-def _local_worker(worker_id: int, conn: Any) -> None:
+def _local_worker(conn: Any) -> None:
     """A local worker process: train the cells it is sent over `conn`, one at a time, until it gets None.
 
     Each worker talks to the driver over a pipe of its own. A shared multiprocessing.Queue is unsafe here:
@@ -645,7 +645,7 @@ def _run_local(cells: list[Cell], out: Path, board: Board, workers: int) -> None
 
     def spawn(i: int) -> dict[str, Any]:
         conn, child_conn = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=_local_worker, args=(i, child_conn), name=f"cmdp-benchmark-{i}")
+        proc = ctx.Process(target=_local_worker, args=(child_conn,), name=f"cmdp-benchmark-{i}")
         proc.start()
         child_conn.close()  # the worker holds the only other end: its death reads as end-of-file here
         return {"proc": proc, "conn": conn, "key": None}
@@ -672,9 +672,9 @@ def _run_local(cells: list[Cell], out: Path, board: Board, workers: int) -> None
             slots.append(spawn(i))
             feed(slots[-1])
         while any(s["key"] for s in slots):
-            busy = {id(s["conn"]): i for i, s in enumerate(slots) if s["key"]}
-            for conn in wait([slots[i]["conn"] for i in busy.values()], timeout=0.5):
-                i = busy[id(conn)]
+            busy = {s["conn"]: i for i, s in enumerate(slots) if s["key"]}
+            for conn in wait(list(busy), timeout=0.5):
+                i = busy[conn]
                 try:
                     kind, key, data = conn.recv()
                 except (EOFError, OSError):  # the worker died mid-cell (killed, out of memory)

@@ -83,15 +83,15 @@ def main(argv: list[str] | None = None) -> None:
         # normalisation, GAE, logging, checkpoints).
         env_s = e2e["steps"] / raw
         overhead_s = max(0.0, e2e["wall_s"] - env_s - e2e["update_s"])
+        shares = {"share_env": env_s / e2e["wall_s"], "share_update": e2e["update_s"] / e2e["wall_s"],
+                  "share_framework": overhead_s / e2e["wall_s"]}
         results.append({"env": name, "num_envs": args.num_envs, "algo": args.algo, "overrides": overrides,
-                        "raw_steps_per_s": raw, "train": e2e, "ratio": e2e["steps_per_s"] / raw,
-                        "share_env": env_s / e2e["wall_s"], "share_update": e2e["update_s"] / e2e["wall_s"],
-                        "share_framework": overhead_s / e2e["wall_s"]})
+                        "raw_steps_per_s": raw, "train": e2e, "ratio": e2e["steps_per_s"] / raw, **shares})
         print(f"{name:<28} raw {raw:8.0f} steps/s | {args.algo} end to end {e2e['steps_per_s']:8.0f} steps/s "
               f"= {100 * e2e['steps_per_s'] / raw:5.1f}% of raw (collect {e2e['collect_s']:.1f} s, "
               f"update {e2e['update_s']:.1f} s, update iters {e2e['update_iters']}) | wall time: environment "
-              f"{100 * env_s / e2e['wall_s']:.0f}%, solver update {100 * e2e['update_s'] / e2e['wall_s']:.0f}%, "
-              f"framework overhead {100 * overhead_s / e2e['wall_s']:.0f}%", flush=True)
+              f"{shares['share_env']:.0%}, solver update {shares['share_update']:.0%}, "
+              f"framework overhead {shares['share_framework']:.0%}", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -227,8 +227,8 @@ def format_report(results: dict[str, Any], brief: bool = False) -> str:
     for name, row in table.items():
         train_r = f"{num(row.get('train_reward_first'))} -> {num(row.get('train_reward_last'))}" if name != "sft" else ""
         train_c = f"{num(row.get('train_cost_first'))} -> {num(row.get('train_cost_last'))}" if name != "sft" else ""
-        cost = num(row["cost"]) + (f" ± {row['cost_ci95']:.3f}" if "cost_ci95" in row else "")
-        lines.append(f"| {name} | {num(row['reward'])} | {cost} | {num(row['safe_share'])} | "
+        lines.append(f"| {name} | {num(row['reward'])} | {num(row['cost'])} ± {num(row['cost_ci95'])} | "
+                     f"{num(row['safe_share'])} | "
                      f"{num(row.get('win_rate_vs_sft'))} | {train_r} | {train_c} | {num(row.get('multiplier'))} |")
     lines += ["", "Checks (computed from the numbers above):", ""]
     for name, ok in results["checks"].items():
