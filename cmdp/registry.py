@@ -1,51 +1,78 @@
-"""Name -> algorithm and name -> environment registries (what `cmdp list` prints).
+"""Name -> solver and name -> environment registries (what `cmdp list` prints).
 
-Algorithms register with `@register_algorithm("name")`; environments with `register_env`.
-Code outside this package (a researcher's own solver) registers the same way and is loaded with
-`--plugin MODULE` (or `plugins: [MODULE]` in a config file), so nothing in the package is edited.
+Everything registers the same way, built-ins included:
+
+- installed packages declare Python entry points: group `cmdp.algorithms` (`name = module:SolverClass`) and group
+  `cmdp.envs` (`name = module`, whose import registers its environments with `register_env`). cmdp-lab's own
+  solvers and environments are entry points of its `setup.cfg`, so a researcher's pip-installed package shows
+  its solvers in `cmdp list` exactly as ours do;
+- code that is not installed registers with `@register_algorithm("name")` / `register_env(...)` and is loaded
+  with `--plugin MODULE_OR_FILE.py` (or `plugins: [...]` in a config file).
+
+This module imports no solver and no environment by name: the core package never depends on the packages
+that use it. An entry point that fails to load leaves the registry as it was and is reported in one line.
 """
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
+import importlib.metadata
+import importlib.util
+import sys
+import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from cmdp.spec import ConfigError
 
+if TYPE_CHECKING:
+    from cmdp.family import EnvFamily
+
+ALGORITHM_GROUP = "cmdp.algorithms"
+ENV_GROUP = "cmdp.envs"
+
 _ALGORITHMS: dict[str, type] = {}
 _ENVS: dict[str, "EnvEntry"] = {}
-_BUILTINS_LOADED = False
+_ENTRY_POINTS_LOADED = False
+#: one line per entry point that failed to load (shown by `cmdp list`)
+ENTRY_POINT_ERRORS: list[str] = []
 
 T = TypeVar("T", bound=type)
 
 
+class RegistrationError(ConfigError):
+    """A name registered twice by different objects."""
+
+
 @dataclass(frozen=True)
 class EnvEntry:
-    """A registered environment.
+    """A registered environment: its name, the family that builds runs of it, and how `cmdp list` groups it.
 
-    Control environments give `factory(num_envs=..., **env_kwargs)` -> `VecCMDP`, and the trainer builds the
-    MLP agent and vectorised collector around it. A family with its own models (text) gives `builder(cfg)`
-    -> an object with `spec`, `agent`, `collect(cfg, rng, reset_seed, progress)` and `close()`.
-    `config_defaults()` are keys that sit between an algorithm's defaults and the user's config for this
-    environment; `validate(cfg)` checks the environment's part of a resolved config without loading anything.
+    `family` is an `cmdp.family.EnvFamily` instance: the only object the trainer, `cmdp eval` and the benchmark
+    runner talk to (see docs/adding-an-environment.md). `group` is a label for listing (e.g. "safety-gymnasium").
     """
 
     name: str
-    factory: Callable[..., Any] | None
-    family: str
+    family: "EnvFamily"
+    group: str
     description: str = ""
-    builder: Callable[[Any], Any] | None = None
-    config_defaults: Callable[[], dict[str, Any]] | None = None
-    validate: Callable[[Any], None] | None = None
+
+
+def _origin(cls: type) -> str:
+    module = sys.modules.get(cls.__module__)
+    file = module.__file__ if module is not None else None
+    return f"{cls.__module__}.{cls.__qualname__}" + (f" ({file})" if file else "")
 
 
 def register_algorithm(name: str) -> Callable[[T], T]:
     """Class decorator: make a solver available as `--algo name`."""
 
     def wrap(cls: T) -> T:
-        if name in _ALGORITHMS and _ALGORITHMS[name] is not cls:
-            raise ValueError(f"algorithm '{name}' is already registered by {_ALGORITHMS[name]!r}")
+        registered = _ALGORITHMS.get(name)
+        if registered is not None and registered is not cls:
+            raise RegistrationError(f"algorithm '{name}' is already registered by {_origin(registered)}")
         cls.name = name
         _ALGORITHMS[name] = cls
         return cls
@@ -53,59 +80,102 @@ def register_algorithm(name: str) -> Callable[[T], T]:
     return wrap
 
 
-def register_env(name: str, factory: Callable[..., Any] | None, family: str, description: str = "", *,
-                 builder: Callable[[Any], Any] | None = None,
-                 config_defaults: Callable[[], dict[str, Any]] | None = None,
-                 validate: Callable[[Any], None] | None = None) -> None:
-    """Make an environment available as `--env name` (see `EnvEntry` for the arguments)."""
-    if (factory is None) == (builder is None):
-        raise ValueError(f"environment '{name}': give exactly one of factory and builder")
-    _ENVS[name] = EnvEntry(name, factory, family, description, builder, config_defaults, validate)
+def register_env(name: str, family: "EnvFamily", group: str, description: str = "") -> None:
+    """Make an environment available as `--env name`; `family` builds its runs (see `cmdp.family`)."""
+    registered = _ENVS.get(name)
+    if registered is not None and registered.family is not family:
+        raise RegistrationError(f"environment '{name}' is already registered (group {registered.group}, "
+                                f"family {type(registered.family).__name__})")
+    _ENVS[name] = EnvEntry(name, family, group, description)
 
 
-def load_builtins() -> None:
-    """Import the packages whose modules register the built-in algorithms and environments."""
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        importlib.import_module("algorithms")
-        importlib.import_module("envs")
+def _load_entry_points() -> None:
+    """Register every installed entry point of the two groups, each all-or-nothing."""
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    for group in (ALGORITHM_GROUP, ENV_GROUP):
+        for ep in sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.value):
+            algorithms, envs = dict(_ALGORITHMS), dict(_ENVS)
+            try:
+                loaded = ep.load()
+                if group == ALGORITHM_GROUP:
+                    if not isinstance(loaded, type):
+                        raise RegistrationError(f"{ep.value} is not a solver class")
+                    register_algorithm(ep.name)(loaded)
+            except Exception as exc:  # a broken package must not take every other solver down with it
+                _ALGORITHMS.clear(), _ALGORITHMS.update(algorithms)
+                _ENVS.clear(), _ENVS.update(envs)
+                dist = ep.dist.name if ep.dist is not None else "?"
+                ENTRY_POINT_ERRORS.append(f"entry point '{ep.name} = {ep.value}' ({group}, package {dist}) "
+                                          f"not loaded: {type(exc).__name__}: {exc}")
 
 
 def load_plugins(modules: list[str]) -> None:
     """Import user code that registers its own algorithms or environments.
 
-    Each entry is a module name (`my_pkg.my_solver`) or the path of a Python file (`my_solver.py`).
+    Each entry is a module name (`my_pkg.my_solver`) or the path of a Python file (`my_solver.py`). The
+    installed entry points load first, so a plugin that reuses a taken name is the one the error names.
+    Any failure is a ConfigError naming the plugin (file and line where there is one).
     """
+    _load_entry_points()
     for module in modules:
         if module.endswith(".py"):
             _load_file(module)
             continue
+        algorithms, envs = dict(_ALGORITHMS), dict(_ENVS)
         try:
             importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigError(f"plugins: cannot import module '{module}': {exc}") from exc
+        except Exception as exc:  # all or nothing, as a plugin file: a failed module registers nothing
+            _ALGORITHMS.clear(), _ALGORITHMS.update(algorithms)
+            _ENVS.clear(), _ENVS.update(envs)
+            # the plugin itself (or a package above it) is missing, not a module the plugin imports:
+            # `mysolver_v2` that imports a missing `mysolver` is reported at its own import line
+            if isinstance(exc, ModuleNotFoundError) and exc.name is not None and (
+                    module == exc.name or module.startswith(exc.name + ".")):
+                raise ConfigError(f"plugins: cannot import module '{module}': {exc}") from None
+            raise ConfigError(f"plugins: module '{module}': {_where(exc, None)}") from None
+
+
+def _where(exc: BaseException, file: Path | None) -> str:
+    """'FILE line N: Type: message' for the innermost frame in `file` (or in any file outside cmdp)."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename} line {exc.lineno}: SyntaxError: {exc.msg}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = str(Path(__file__).resolve().parent)
+    chosen = None
+    for frame in frames:
+        path = str(Path(frame.filename).resolve()) if frame.filename and not frame.filename.startswith("<") else ""
+        if (file is not None and path == str(file)) or (file is None and path and not path.startswith(own)
+                                                          and "importlib" not in path):
+            chosen = frame
+    detail = f"{type(exc).__name__}: {exc}"
+    return f"{chosen.filename} line {chosen.lineno}: {detail}" if chosen is not None else detail
 
 
 def _load_file(path: str) -> None:
-    import importlib.util
-    import sys
-    from pathlib import Path
-
     file = Path(path).resolve()
     if not file.is_file():
         raise ConfigError(f"plugins: file not found: {path}")
-    name = f"cmdp_plugin_{file.stem}"
+    # the module name comes from the whole path: two plugin files named alike in different folders both load
+    digest = hashlib.sha1(str(file).encode()).hexdigest()[:10]
+    name = f"cmdp_plugin_{file.stem}_{digest}"
     if name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"plugins: {file} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    algorithms, envs = dict(_ALGORITHMS), dict(_ENVS)
     try:
         spec.loader.exec_module(module)
-    except Exception:
+    except Exception as exc:
         del sys.modules[name]
-        raise
+        _ALGORITHMS.clear(), _ALGORITHMS.update(algorithms)
+        _ENVS.clear(), _ENVS.update(envs)
+        raise ConfigError(f"plugin {_where(exc, file)}") from None
 
 
 def _unknown(kind: str, name: str, known: list[str]) -> ConfigError:
@@ -115,24 +185,24 @@ def _unknown(kind: str, name: str, known: list[str]) -> ConfigError:
 
 
 def get_algorithm(name: str) -> type:
-    load_builtins()
+    _load_entry_points()
     if name not in _ALGORITHMS:
         raise _unknown("algorithm", name, sorted(_ALGORITHMS))
     return _ALGORITHMS[name]
 
 
 def get_env(name: str) -> EnvEntry:
-    load_builtins()
+    _load_entry_points()
     if name not in _ENVS:
         raise _unknown("environment", name, sorted(_ENVS))
     return _ENVS[name]
 
 
 def algorithms() -> dict[str, type]:
-    load_builtins()
+    _load_entry_points()
     return dict(sorted(_ALGORITHMS.items()))
 
 
 def envs() -> dict[str, EnvEntry]:
-    load_builtins()
+    _load_entry_points()
     return dict(sorted(_ENVS.items()))

@@ -1,4 +1,3 @@
-"""Built-in environments; importing this package registers each of them by name."""
-from envs import safety_gym  # noqa: F401
-from envs import exact  # noqa: F401  (registers the exact CMDPs)
-from envs import text_registration  # noqa: F401  (registers `text`; loads transformers only when used)
+"""Built-in environments: Safety-Gymnasium (`safety_gym`), the exact tabular CMDPs (`exact`) and the text CMDP
+(`text_registration`, `text/`). Each module registers its environments when imported; cmdp-lab's entry points
+(group `cmdp.envs` in setup.cfg) name them, so nothing is imported here."""

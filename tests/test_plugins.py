@@ -1,0 +1,325 @@
+"""Registries, plugins and entry points: how solvers and environments get in, how failures are reported, and
+why a run folder's plugin code is not run without the user's consent.
+
+Plugin modules stay in sys.modules (and their solvers registered) for the rest of the process, so every test
+writes its plugins to its own temporary folder and registers names no other test uses.
+"""
+import importlib.metadata
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cmdp.cli import main
+from cmdp.config import load_yaml
+from cmdp.registry import algorithms, get_algorithm
+from cmdp.trainer import resolve_config
+from run_helpers import interrupted_run
+
+FAST = ["--env", "ExactChain-v0", "--total-steps", "400", "--set", "steps_per_epoch=200", "--no-progress"]
+BUILTIN_ENV_MODULES = {"safety-gymnasium": "cmdp.envs.safety_gym", "exact": "cmdp.envs.exact",
+                       "text": "cmdp.envs.text_registration"}
+
+
+def solver_plugin(name: str, doc: str = "A copy of ppo_lag from a plugin file.") -> str:
+    return textwrap.dedent(f'''\
+        from cmdp.algorithms.ppo_lag import PPOLag
+        from cmdp.registry import register_algorithm
+
+
+        @register_algorithm("{name}")
+        class Solver(PPOLag):
+            """{doc}"""
+        ''')
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def one_error_line(capsys: pytest.CaptureFixture) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("cmdp: error: "), err
+    return lines[0]
+
+
+def listed_algorithms(stdout: str) -> list[str]:
+    """The algorithm names of `cmdp list` output (the lines between 'algorithms:' and 'environments:')."""
+    lines = stdout.splitlines()
+    start, end = lines.index("algorithms:"), lines.index("environments:")
+    return [line.split()[0] for line in lines[start + 1:end]]
+
+
+def python_env(*paths: Path) -> dict[str, str]:
+    """os.environ with PYTHONPATH holding only `paths` (so nothing of the caller's sys.path leaks in)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths)
+    return env
+
+
+def run_python(args: list[str], cwd: Path, *paths: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=python_env(*paths), capture_output=True, text=True,
+                          timeout=600)
+
+
+# --- plugins that fail --------------------------------------------------------------------------------------------
+
+def test_plugin_with_a_syntax_error_names_its_file_and_line(tmp_path, capsys):
+    bad = write(tmp_path / "bad.py", "x = 1\n\ndef broken(:\n    pass\n")
+    out = tmp_path / "run"
+    assert main(["train", "--plugin", str(bad), *FAST, "--out", str(out)]) == 2
+    line = one_error_line(capsys)
+    assert str(bad) in line and "line 3" in line and "SyntaxError" in line, line
+    assert not out.exists()  # nothing written for a run that never started
+
+    assert main(["list", "--plugin", str(bad)]) == 2
+    line = one_error_line(capsys)
+    assert str(bad) in line and "line 3" in line, line
+
+
+def test_plugin_importing_a_missing_module_names_its_file_and_line(tmp_path, capsys):
+    bad = write(tmp_path / "needs_dep.py", "import os\n\nimport cmdp_no_such_dependency_xyz\n")
+    assert main(["train", "--plugin", str(bad), *FAST, "--out", str(tmp_path / "run")]) == 2
+    line = one_error_line(capsys)
+    assert str(bad) in line and "line 3" in line and "cmdp_no_such_dependency_xyz" in line, line
+    assert main(["list", "--plugin", str(bad)]) == 2
+    line = one_error_line(capsys)
+    assert str(bad) in line and "line 3" in line, line
+
+
+def test_missing_module_plugin(capsys):
+    name = f"cmdp_missing_plugin_{uuid.uuid4().hex[:8]}"
+    assert main(["list", "--plugin", name]) == 2
+    line = one_error_line(capsys)
+    assert f"cannot import module '{name}'" in line, line
+
+
+def test_module_plugin_whose_import_fails_names_its_file_and_line(tmp_path, monkeypatch, capsys):
+    """A module plugin (not a .py path) that imports a missing module whose name is a prefix of its own
+    (`mysolver_v2` importing `mysolver`): the plugin's own import line is blamed, not "cannot import the plugin"."""
+    base = f"labsolver_{uuid.uuid4().hex[:8]}"
+    plugin = write(tmp_path / f"{base}_v2.py", f"import math\nimport {base}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["list", "--plugin", f"{base}_v2"]) == 2
+    line = one_error_line(capsys)
+    assert str(plugin) in line and "line 2" in line and f"No module named '{base}'" in line, line
+    assert "cannot import module" not in line, line
+
+
+def test_plugin_reusing_a_builtin_name_is_blamed_and_leaves_the_registry_unchanged(tmp_path, capsys):
+    # the plugin imports no built-in solver (those register themselves on import): only the order of loading
+    # decides who is blamed, so a fresh process, where nothing is loaded yet, shows it
+    dup = write(tmp_path / "dup.py", textwrap.dedent('''\
+        from cmdp.registry import register_algorithm
+
+
+        @register_algorithm("plugin_before_the_clash")
+        class Fine:
+            """Registered before the clash: must not survive it."""
+
+
+        @register_algorithm("ppo_lag")
+        class Clash:
+            """Takes a built-in's name."""
+        '''))
+    res = run_python(["-m", "cmdp", "train", "--plugin", str(dup), "--algo", "ppo_lag", *FAST,
+                      "--out", str(tmp_path / "run")], tmp_path)
+    assert res.returncode == 2, res.stderr
+    errors = [line for line in res.stderr.splitlines() if "error" in line or "warning" in line]
+    # the plugin (file and line of the clashing registration) is blamed, not the built-in's file
+    assert len(errors) == 1 and errors[0].startswith(f"cmdp: error: plugin {dup} line 9: "), res.stderr
+    assert "'ppo_lag' is already registered" in errors[0], res.stderr
+    assert not (tmp_path / "run").exists()
+
+    builtin = get_algorithm("ppo_lag")
+    assert main(["list", "--plugin", str(dup)]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith(f"cmdp: error: plugin {dup} line 9: "), line
+    # all or nothing: the built-in stays, the plugin's earlier registration is gone
+    assert get_algorithm("ppo_lag") is builtin and builtin.__module__ == "cmdp.algorithms.ppo_lag"
+    assert "plugin_before_the_clash" not in algorithms()
+    assert main(["list", "--plugin", str(dup)]) == 2  # not cached as loaded: it fails again the same way
+    assert "line 9" in one_error_line(capsys)
+
+
+def test_failed_module_plugin_leaves_the_registry_unchanged(tmp_path, monkeypatch, capsys):
+    name = f"halfway_plugin_{uuid.uuid4().hex[:8]}"
+    write(tmp_path / f"{name}.py", solver_plugin("module_plugin_halfway") + "\nraise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["list", "--plugin", name]) == 2
+    line = one_error_line(capsys)
+    assert "RuntimeError: boom" in line and "line 9" in line, line
+    assert "module_plugin_halfway" not in algorithms()
+
+
+# --- plugins that load ------------------------------------------------------------------------------------------
+
+def test_two_plugin_files_with_the_same_file_name_both_load(tmp_path, capsys):
+    a = write(tmp_path / "a" / "my_solver.py", solver_plugin("solver_a", "Solver A from a/my_solver.py."))
+    b = write(tmp_path / "b" / "my_solver.py", solver_plugin("solver_b", "Solver B from b/my_solver.py."))
+    assert main(["list", "--plugin", str(a), "--plugin", str(b)]) == 0
+    out = capsys.readouterr().out
+    names = listed_algorithms(out)
+    assert "solver_a" in names and "solver_b" in names
+    assert "Solver A from a/my_solver.py." in out and "Solver B from b/my_solver.py." in out
+    assert get_algorithm("solver_a") is not get_algorithm("solver_b")
+
+
+def test_list_shows_a_plugin_solver(tmp_path, capsys):
+    plugin = write(tmp_path / "listed.py", solver_plugin("listed_plugin_solver", "Listed by cmdp list --plugin."))
+    assert main(["list", "--plugin", str(plugin)]) == 0
+    out = capsys.readouterr().out
+    assert "listed_plugin_solver" in listed_algorithms(out)
+    assert "Listed by cmdp list --plugin." in out
+    assert "ppo_lag" in listed_algorithms(out)  # the built-ins are still there
+
+
+# --- entry points -----------------------------------------------------------------------------------------------
+
+def fake_distribution(site: Path, package: str, entry_points: str, files: dict[str, str]) -> None:
+    """An installed distribution as importlib.metadata finds it on sys.path: the package and its .dist-info."""
+    for rel, text in files.items():
+        write(site / package / rel, text)
+    info = site / f"{package}-0.1.dist-info"
+    write(info / "METADATA", f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
+    write(info / "entry_points.txt", entry_points)
+
+
+MY_SOLVER = textwrap.dedent('''\
+    from cmdp.algorithms.ppo_lag import PPOLag
+
+
+    class MySolver(PPOLag):
+        """My solver, installed as an entry point of mypkg."""
+    ''')
+
+
+@pytest.fixture
+def site(tmp_path) -> Path:
+    """A folder of fake installed distributions: mypkg (a working solver) and brokenpkg (one that fails)."""
+    site = tmp_path / "site"
+    fake_distribution(site, "mypkg", "[cmdp.algorithms]\nmy_solver = mypkg.solver:MySolver\n",
+                      {"__init__.py": "", "solver.py": MY_SOLVER})
+    return site
+
+
+def add_broken_distribution(site: Path) -> None:
+    fake_distribution(site, "brokenpkg", "[cmdp.algorithms]\nbroken_solver = brokenpkg.solver:Broken\n",
+                      {"__init__.py": "", "solver.py": "import brokenpkg_missing_dependency\n"})
+
+
+def test_installed_entry_point_solver_is_listed_trains_and_evaluates(tmp_path, site):
+    res = run_python(["-m", "cmdp", "list"], tmp_path, site)
+    assert res.returncode == 0, res.stderr
+    assert "my_solver" in listed_algorithms(res.stdout)
+    assert "My solver, installed as an entry point of mypkg." in res.stdout
+    assert "warning" not in res.stderr
+
+    out = tmp_path / "run"
+    res = run_python(["-m", "cmdp", "train", "--algo", "my_solver", *FAST, "--out", str(out)], tmp_path, site)
+    assert res.returncode == 0, res.stderr
+    assert "== my_solver on ExactChain-v0" in res.stdout
+    assert load_yaml(out / "config.yaml")["plugins"] == []  # an installed solver is no plugin...
+    res = run_python(["-m", "cmdp", "eval", str(out), "--episodes", "2"], tmp_path, site)
+    assert res.returncode == 0, res.stderr  # ...so its runs evaluate without --trust-plugins
+    assert "my_solver on ExactChain-v0" in res.stdout
+
+
+def test_broken_entry_point_is_one_warning_and_everything_else_works(tmp_path, site):
+    add_broken_distribution(site)
+    res = run_python(["-m", "cmdp", "list"], tmp_path, site)
+    assert res.returncode == 0, res.stderr
+    names = listed_algorithms(res.stdout)
+    assert "broken_solver" not in names
+    assert "my_solver" in names and "ppo_lag" in names and "cpo" in names
+    assert "ExactChain-v0" in res.stdout
+    warnings = [line for line in res.stderr.splitlines() if "warning" in line.lower()]
+    assert len(warnings) == 1, res.stderr
+    assert "broken_solver = brokenpkg.solver:Broken" in warnings[0], warnings
+    assert "brokenpkg_missing_dependency" in warnings[0], warnings
+
+    res = run_python(["-m", "cmdp", "train", "--algo", "ppo_lag", *FAST, "--out", str(tmp_path / "run")],
+                     tmp_path, site)
+    assert res.returncode == 0, res.stderr
+    assert "== ppo_lag on ExactChain-v0" in res.stdout
+
+
+def test_builtins_are_entry_points(capsys):
+    eps = importlib.metadata.entry_points(group="cmdp.algorithms")
+    ours = [ep for ep in eps if ep.dist is not None and ep.dist.name == "cmdp-lab"]
+    assert all(ep.value.startswith("cmdp.algorithms.") for ep in ours), ours
+    assert main(["list"]) == 0
+    listed = listed_algorithms(capsys.readouterr().out)
+    registry = algorithms()
+    # every built-in `cmdp list` shows is one of our entry points, under its name, and every one is listed
+    builtins = {name for name in listed if registry[name].__module__.startswith("cmdp.")}
+    assert builtins == {ep.name for ep in ours}
+    assert {"ppo_lag", "ppo", "cpo", "sac_lag"} <= builtins
+    for ep in ours:
+        assert ep.load() is registry[ep.name]
+    envs = importlib.metadata.entry_points(group="cmdp.envs")
+    assert {ep.name: ep.value for ep in envs if ep.dist is not None and ep.dist.name == "cmdp-lab"} \
+        == BUILTIN_ENV_MODULES
+
+
+def test_cmdp_lab_claims_no_generic_top_level_names(tmp_path):
+    code = textwrap.dedent('''\
+        import importlib
+        for name in ("algorithms", "envs", "benchmarks"):
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                print("missing", name)
+            else:
+                print("found", name)
+        import cmdp.algorithms, cmdp.envs, cmdp.benchmarks
+        print("ok", cmdp.algorithms.__name__, cmdp.envs.__name__, cmdp.benchmarks.__name__)
+        ''')
+    res = run_python(["-c", code], tmp_path)  # not from the repository root: its folders are not on sys.path
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["missing algorithms", "missing envs", "missing benchmarks",
+                                       "ok cmdp.algorithms cmdp.envs cmdp.benchmarks"]
+
+
+# --- trust ------------------------------------------------------------------------------------------------------
+
+def test_run_folder_plugins_need_trust(tmp_path, monkeypatch, capsys):
+    """A run's config names plugin code; loading the run would import it. The check is on the run's config, not on
+    what this process has loaded: the plugin is registered here already, and the untrusted load is still refused."""
+    monkeypatch.chdir(tmp_path)
+    plugin = write(tmp_path / "trusted_solver.py", solver_plugin("trust_test_solver"))
+    cfg, _ = resolve_config({"algo": "trust_test_solver", "plugins": ["trusted_solver.py"], "env": "ExactChain-v0",
+                             "total_steps": 600, "steps_per_epoch": 200})
+    run = interrupted_run(cfg, tmp_path / "R", after_epoch=1)
+    assert load_yaml(run / "config.yaml")["plugins"] == [str(plugin)]
+
+    def epochs_logged() -> int:
+        return len((run / "progress.csv").read_text().splitlines()) - 1
+
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    line = one_error_line(capsys)
+    assert "names plugin code" in line and str(plugin) in line and "--trust-plugins" in line, line
+    assert epochs_logged() == 1  # refused before anything ran
+    assert main(["train", "--resume", str(run), "--trust-plugins", "--no-progress"]) == 0
+    assert f"resuming {run}" in capsys.readouterr().out
+    assert epochs_logged() == 3
+
+    assert main(["eval", str(run), "--episodes", "2"]) == 2
+    line = one_error_line(capsys)
+    assert "names plugin code" in line and str(plugin) in line and "--trust-plugins" in line, line
+    assert main(["eval", str(run), "--episodes", "2", "--trust-plugins"]) == 0
+    assert "trust_test_solver on ExactChain-v0" in capsys.readouterr().out
+    assert main(["eval", str(run), "--episodes", "2", "--plugin", "trusted_solver.py"]) == 0  # relative: same file
+    assert "trust_test_solver on ExactChain-v0" in capsys.readouterr().out
+    other = write(tmp_path / "other.py", "")
+    assert main(["eval", str(run), "--episodes", "2", "--plugin", str(other)]) == 2  # another file is no consent
+    assert "--trust-plugins" in one_error_line(capsys)
