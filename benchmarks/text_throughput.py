@@ -1,7 +1,7 @@
 """Text-side throughput: generated tokens per second and time per PPO iteration (a benchmark, not a test).
 
-    python -m benchmarks.text_throughput --default runs/text-demo/default            # the tiny default, CPU
-    python -m benchmarks.text_throughput --default DIR --size gpt2-small --device cuda  # GPT-2-small-sized, GPU
+    python -m cmdp.benchmarks.text_throughput --default runs/text-demo/default            # the tiny default, CPU
+    python -m cmdp.benchmarks.text_throughput --default DIR --size gpt2-small --device cuda  # GPT-2-small-sized, GPU
 
 `--size tiny` uses the default's own SFT policy, reward and cost models. `--size gpt2-small` builds, with random
 weights, a GPT-2 of GPT-2 small's shape (12 layers x 768, 124M parameters with the 50,257-row embedding) for the
@@ -27,7 +27,7 @@ def gpt2_small_models(default: Path, out: Path) -> dict[str, str]:
     """Random GPT-2-small-shaped policy, reward and cost models in `out`, with the default's tokenizer."""
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-    from envs.text.score_model import ScoreModel
+    from cmdp.envs.text.score_model import ScoreModel
 
     tokenizer = AutoTokenizer.from_pretrained(str(default / "sft"))
     config = GPT2Config(n_layer=12, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024,
@@ -88,7 +88,7 @@ def measure(default: Path, size: str, device: str, responses: int, max_new_token
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--default", required=True, help="a built default (python -m envs.text.make_default --out DIR)")
+    p.add_argument("--default", required=True, help="a built default (python -m cmdp.envs.text.make_default --out DIR)")
     p.add_argument("--size", choices=["tiny", "gpt2-small"], default="tiny")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--responses", type=int, default=64, help="responses per PPO iteration")

@@ -1,6 +1,6 @@
 """Framework overhead: end-to-end training steps/s of a solver against raw stepping of the same env.
 
-    python -m benchmarks.throughput [--envs E1 E2] [--steps N] [--num-envs N] [--algo ppo_lag] [--out FILE.json]
+    python -m cmdp.benchmarks.throughput [--envs E1 E2] [--steps N] [--num-envs N] [--algo ppo_lag] [--out FILE.json]
 
 For each environment, in one process: (1) raw: the same vectorised environment (our `VecCMDP`,
 the same number of copies) stepped with uniformly random actions drawn in one numpy call per step;
@@ -28,7 +28,7 @@ from cmdp.trainer import Trainer, resolve_config
 
 def raw_rate(env_name: str, steps: int, num_envs: int, seed: int = 0) -> float:
     """Random-action environment steps per second through the VecCMDP API."""
-    env = get_env(env_name).factory(num_envs=num_envs)
+    env = get_env(env_name).family.factory(num_envs=num_envs)
     try:
         space = env.spec.action_space
         rng = np.random.default_rng(seed)

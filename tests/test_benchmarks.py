@@ -2,15 +2,22 @@
 import csv
 import json
 import math
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from benchmarks.report import OMNISAFE_ALGOS, OMNISAFE_ENVS, load_reference
-from benchmarks.runner import cell_dir, load_suite, plan_cells, run_suite
+from cmdp.benchmarks.report import OMNISAFE_ALGOS, OMNISAFE_ENVS, load_reference
+from cmdp.benchmarks.board import STATUS_FILE, read_status
+from cmdp.benchmarks.cells import cell_dir, plan_cells
+from cmdp.benchmarks.runner import run_suite
+from cmdp.benchmarks.suite import load_suite
 from cmdp.cli import main
 from cmdp.config import dump_yaml
 from cmdp.logger import TIMING_COLUMNS, read_progress
@@ -53,7 +60,7 @@ def test_smoke_suite_with_two_local_workers(smoke_local, tmp_path):
     assert code == 0
     suite = load_suite(SMOKE)
     assert len(suite.environments) * len(suite.algorithms) * len(suite.seeds) == 8
-    status = json.loads((out / "status.json").read_text())
+    status = read_status(out)
     assert status["state"] == "complete" and status["mode"] == "2 local workers"
     assert status["counts"] == {"finished": 8, "running": 0, "failed": 0, "pending": 0}
     for env in suite.environments:
@@ -107,7 +114,7 @@ def test_smoke_suite_on_a_local_ray(smoke_local, tmp_path):
     finally:
         ray.shutdown()
     assert code == 0
-    status = json.loads((tmp_path / "ray" / "status.json").read_text())
+    status = read_status(tmp_path / "ray")
     assert status["mode"] == "ray" and status["counts"]["finished"] == 8
     for key in status["cells"]:  # same numbers as the local workers, cell by cell
         assert rows_without_timing(tmp_path / "ray" / key) == rows_without_timing(out_local / key), key
@@ -151,7 +158,7 @@ def test_rerun_skips_finished_resumes_interrupted_and_starts_new_cells(tmp_path,
     assert json.loads((cut / "summary.json").read_text())["finished"]
     # never-started cell: trained
     assert json.loads((fresh / "summary.json").read_text())["env_steps"] == 4000
-    status = json.loads((out / "status.json").read_text())
+    status = read_status(out)
     assert [status["cells"][f"{CHAIN}/ppo_lag/seed{s}"]["start"] for s in (0, 1, 2)] == ["skip", "resume", "new"]
     assert all(c["status"] == "finished" for c in status["cells"].values())
     err = capsys.readouterr().err
@@ -165,6 +172,7 @@ def test_rerun_skips_finished_resumes_interrupted_and_starts_new_cells(tmp_path,
 
 DIE_PLUGIN = '''
 import os
+from cmdp.control import VectorFamily
 from cmdp.registry import register_env
 
 
@@ -172,7 +180,12 @@ def _die(num_envs=1, **kwargs):
     os._exit(7)  # a worker that dies without a word (as when it is killed or runs out of memory)
 
 
-register_env("DieOnBuild-v0", _die, family="test")
+def _fail(num_envs=1, **kwargs):
+    raise RuntimeError("bogus_option: this environment cannot be built")  # a config that passes the checks
+
+
+register_env("DieOnBuild-v0", VectorFamily(_die), group="test")
+register_env("FailOnBuild-v0", VectorFamily(_fail), group="test")
 '''
 
 
@@ -180,33 +193,133 @@ def test_failing_cells_do_not_stop_the_others(tmp_path, capsys):
     plugin = tmp_path / "die_plugin.py"
     plugin.write_text(DIE_PLUGIN)
     suite = write_suite(tmp_path / "s.yaml", name="failing", algorithms=["ppo"],
-                        environments=["ExactGrid-v0", "DieOnBuild-v0", CHAIN], seeds=[0], total_steps=2000,
-                        config={"steps_per_epoch": 1000, "plugins": [str(plugin)]},
-                        env_config={"ExactGrid-v0": {"env_kwargs": {"bogus_option": 1}}})
+                        environments=["FailOnBuild-v0", "DieOnBuild-v0", CHAIN], seeds=[0], total_steps=2000,
+                        config={"steps_per_epoch": 1000, "plugins": [str(plugin)]})
     out = tmp_path / "out"
     assert main(["benchmark", str(suite), "--out", str(out), "--workers", "1"]) == 1
     captured = capsys.readouterr()
-    status = json.loads((out / "status.json").read_text())
+    status = read_status(out)
     assert status["state"] == "failed"
     assert status["counts"] == {"finished": 1, "running": 0, "failed": 2, "pending": 0}
 
-    bad = status["cells"]["ExactGrid-v0/ppo/seed0"]
+    bad = status["cells"]["FailOnBuild-v0/ppo/seed0"]
     assert bad["status"] == "failed" and "bogus_option" in bad["error"]
-    error_txt = (out / "ExactGrid-v0" / "ppo" / "seed0" / "error.txt").read_text()
+    error_txt = (out / "FailOnBuild-v0" / "ppo" / "seed0" / "error.txt").read_text()
     assert "Traceback" in error_txt and "bogus_option" in error_txt
     died = status["cells"]["DieOnBuild-v0/ppo/seed0"]
     assert died["status"] == "failed" and "worker process died (exit code 7" in died["error"]
     assert json.loads((out / CHAIN / "ppo" / "seed0" / "summary.json").read_text())["finished"]
-    assert "FAILED ExactGrid-v0/ppo/seed0" in captured.out and "FAILED DieOnBuild-v0/ppo/seed0" in captured.out
+    assert "FAILED FailOnBuild-v0/ppo/seed0" in captured.out and "FAILED DieOnBuild-v0/ppo/seed0" in captured.out
 
     # a rerun (in this process) retries only the failed cells: the good one is skipped, the bad one fails again
-    write_suite(suite, name="failing", algorithms=["ppo"], environments=["ExactGrid-v0", CHAIN], seeds=[0],
-                total_steps=2000, config={"steps_per_epoch": 1000, "plugins": [str(plugin)]},
-                env_config={"ExactGrid-v0": {"env_kwargs": {"bogus_option": 1}}})
+    write_suite(suite, name="failing", algorithms=["ppo"], environments=["FailOnBuild-v0", CHAIN], seeds=[0],
+                total_steps=2000, config={"steps_per_epoch": 1000, "plugins": [str(plugin)]})
     assert main(["benchmark", str(suite), "--out", str(out), "--workers", "0"]) == 1
-    status = json.loads((out / "status.json").read_text())
+    status = read_status(out)
     assert status["cells"][f"{CHAIN}/ppo/seed0"]["start"] == "skip"
-    assert status["cells"]["ExactGrid-v0/ppo/seed0"]["status"] == "failed"
+    assert status["cells"]["FailOnBuild-v0/ppo/seed0"]["status"] == "failed"
+
+
+def _worker_pids(driver_pid: int) -> list[int]:
+    """The live local worker processes (spawned by multiprocessing) whose parent is `driver_pid`, from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        if int(fields[1]) == driver_pid and b"spawn_main" in cmdline:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and has not exited (a zombie waiting for its parent counts as gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text[text.rindex(")") + 2:].split()[0] not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the driver's workers in /proc (Linux)")
+def test_a_killed_driver_reads_as_interrupted_and_a_rerun_finishes(tmp_path, capsys):
+    suite = write_suite(tmp_path / "s.yaml", name="killed", algorithms=["ppo_lag"], environments=[CHAIN],
+                        seeds=[0, 1], total_steps=6000, config={"steps_per_epoch": 1000})
+    out = tmp_path / "out"
+    driver = subprocess.Popen([sys.executable, "-m", "cmdp", "benchmark", str(suite), "--out", str(out),
+                               "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while True:  # until a cell is under way with an epoch (and so a checkpoint) behind it
+            status = read_status(out)
+            if status and status["state"] == "running" and any(
+                    c["status"] == "running" and c["env_steps"] >= 1000 for c in status["cells"].values()):
+                break
+            assert driver.poll() is None, "the driver ended before it could be killed"
+            assert time.time() < deadline, "no cell got under way"
+            time.sleep(0.1)
+        assert status["driver"]["pid"] == driver.pid and status["driver"]["host"] == socket.gethostname()
+        assert status["driver"]["started"] <= status["driver"]["heartbeat"]
+        workers = _worker_pids(driver.pid)
+        assert len(workers) == 1
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+
+    # the file still says what the driver last wrote; read_status knows its driver is gone
+    assert json.loads((out / STATUS_FILE).read_text())["state"] == "running"
+    status = read_status(out)
+    assert status["state"] == "interrupted", status
+    assert f"pid {driver.pid} on {socket.gethostname()}" in status["interrupted_because"]
+    assert status["counts"]["running"] == 0 and status["counts"]["pending"] >= 1
+    # the orphaned worker stops rather than train on unseen (and race the rerun below)
+    deadline = time.time() + 60
+    while any(_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers), "the killed driver's worker is still running"
+    # ...at once: it did not train on to its next report, fail to send it and leave an error.txt
+    assert not list(out.glob("*/*/seed*/error.txt"))
+
+    capsys.readouterr()
+    assert main(["benchmark", str(suite), "--out", str(out), "--workers", "0"]) == 0
+    err = capsys.readouterr().err
+    assert f"the previous run in {out} was interrupted: its driver (pid {driver.pid}" in err
+    status = read_status(out)
+    assert status["state"] == "complete" and status["counts"]["finished"] == 2
+    assert status["driver"]["pid"] == os.getpid()
+    assert "resume" in [c["start"] for c in status["cells"].values()]
+    for seed in (0, 1):
+        summary = json.loads((cell_dir(out, CHAIN, "ppo_lag", seed) / "summary.json").read_text())
+        assert summary["finished"] and summary["env_steps"] == 6000
+
+
+def test_read_status_judges_a_running_suite_by_its_driver(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that was alive and is not any more
+
+    def state(**driver):
+        doc = {"state": "running", "counts": {"finished": 0, "running": 1, "failed": 0, "pending": 0},
+               "cells": {"a": {"status": "running"}},
+               "driver": {"pid": os.getpid(), "host": socket.gethostname(), "started": "2024-01-01T00:00:00",
+                          "heartbeat": "2024-01-01T00:00:10", **driver}}
+        (tmp_path / STATUS_FILE).write_text(json.dumps(doc))
+        return read_status(tmp_path)
+
+    assert read_status(tmp_path / "nowhere") is None
+    assert state()["state"] == "running"  # this process: alive
+    assert state(pid=gone.pid, host="another-host")["state"] == "running"  # another host's pid: cannot tell
+    dead = state(pid=gone.pid)
+    assert dead["state"] == "interrupted" and dead["cells"]["a"]["status"] == "pending"
+    assert dead["counts"] == {"finished": 0, "running": 0, "failed": 0, "pending": 1}
+    assert "last heartbeat 2024-01-01T00:00:10" in dead["interrupted_because"]
+    if Path("/proc/self/stat").is_file():  # a pid now held by another process than the driver that wrote it
+        assert state(process_start=-1)["state"] == "interrupted"
 
 
 # --- bad suites ---------------------------------------------------------------------------------------
@@ -240,6 +353,19 @@ def test_bad_suite_fails_cleanly_before_anything_runs(tmp_path, capsys, text, me
     assert not out.exists()
 
 
+@pytest.mark.parametrize("limits, message", [({"nosuchcost": 3}, "nosuchcost"), (-1, "-1")])
+def test_invalid_cost_limits_are_refused_by_a_dry_run(tmp_path, capsys, limits, message):
+    # the cost names and limits of an environment are checked when each cell's config is resolved
+    suite = write_suite(tmp_path / "s.yaml", **{**GOOD, "env_config": {CHAIN: {"cost_limits": limits}}})
+    out = tmp_path / "out"
+    assert main(["benchmark", str(suite), "--out", str(out), "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cmdp: error:"), captured.err
+    assert str(suite) in lines[0] and "cost_limits" in lines[0] and message in lines[0], lines[0]
+    assert captured.out == "" and not out.exists()
+
+
 def test_bad_suite_exit_status_from_the_command_line(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "cmdp", "benchmark", str(tmp_path / "nope.yaml")],
                              capture_output=True, text=True, timeout=120)
@@ -268,7 +394,7 @@ def test_a_folder_holding_another_config_is_refused(tmp_path, capsys):
     assert main(["benchmark", str(suite), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "holds a run with a different config" in err and "total_steps: 3000 there, 2000 in the suite" in err
-    assert not (out / "status.json").exists()
+    assert not (out / STATUS_FILE).exists()
 
 
 def test_safety_gym_core_suite_is_valid(tmp_path):

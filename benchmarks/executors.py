@@ -1,0 +1,226 @@
+"""Where a suite's cells run: in this process, in local worker processes, or as Ray tasks.
+
+This module's one job is to execute a list of planned cells with `cmdp.benchmarks.cells.train_cell` and
+feed their events and results to the status board; it decides nothing about which cells to run.
+
+`run_inline` trains the cells one after another in the driver (`--workers 0`: for debugging). `run_local`
+uses N worker processes (spawn), each training one cell at a time; a worker that dies is replaced and its
+cell recorded as failed, and a worker whose driver dies exits rather than train on unseen. `run_ray` makes
+each cell a Ray task (`ray.init()` starts a local Ray; `--ray ADDRESS` joins a cluster), each declaring its
+CPUs (max(torch_threads, num_envs)) and GPUs (1 when its device is cuda). On a multi-node cluster every
+node needs cmdp-lab installed and DIR on storage that every node mounts.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from cmdp.benchmarks.board import Board
+from cmdp.benchmarks.cells import Cell, train_cell
+from cmdp.spec import ConfigError
+
+
+# --- in this process -------------------------------------------------------------------------------------
+def run_inline(cells: list[Cell], out: Path, board: Board) -> None:
+    """Train the cells one after another in this process (`--workers 0`: for debugging)."""
+    for cell in cells:
+        board.dispatched(cell.key)
+        result = train_cell(cell.payload(out), lambda kind, steps, k=cell.key: _on_event(board, kind, k, steps))
+        board.result(cell.key, result)
+
+
+def _on_event(board: Board, kind: str, key: str, steps: int) -> None:
+    if kind == "start":
+        board.started(key, steps)
+    elif kind == "epoch":
+        board.epoch(key, steps)
+        board.tick()
+
+
+# --- local worker processes ------------------------------------------------------------------------------
+def run_local(cells: list[Cell], out: Path, board: Board, workers: int) -> None:
+    """Train the cells in `workers` spawned processes, each one cell at a time; a dead worker is replaced."""
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("spawn")
+    pending = deque(cells)
+    slots: list[dict[str, Any]] = []
+
+    def spawn(i: int) -> dict[str, Any]:
+        conn, child_conn = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_local_worker, args=(child_conn,), name=f"cmdp-benchmark-{i}")
+        proc.start()
+        child_conn.close()  # the worker holds the only other end: its death reads as end-of-file here
+        return {"proc": proc, "conn": conn, "key": None}
+
+    def feed(slot: dict[str, Any]) -> None:
+        if pending:
+            cell = pending.popleft()
+            slot["key"] = cell.key
+            slot["conn"].send(cell.payload(out))
+            board.dispatched(cell.key)
+
+    def replace_dead(i: int) -> None:
+        slot = slots[i]
+        slot["proc"].join(timeout=10)
+        board.failed(slot["key"], f"worker process died (exit code {slot['proc'].exitcode}; killed or out of "
+                                  f"memory?); rerun the suite to resume it")
+        slot["conn"].close()
+        slots[i] = spawn(i)
+        feed(slots[i])
+
+    interrupted = False
+    try:
+        for i in range(min(workers, len(cells))):
+            slots.append(spawn(i))
+            feed(slots[-1])
+        while any(s["key"] for s in slots):
+            busy = {s["conn"]: i for i, s in enumerate(slots) if s["key"]}
+            for conn in wait(list(busy), timeout=0.5):
+                i = busy[conn]
+                try:
+                    kind, key, data = conn.recv()
+                except (EOFError, OSError):  # the worker died mid-cell (killed, out of memory)
+                    replace_dead(i)
+                    continue
+                if kind == "result":
+                    slots[i]["key"] = None
+                    feed(slots[i])  # the next cell first, so the status line counts it as running
+                    board.result(key, data)
+                else:
+                    _on_event(board, kind, key, data)
+            for i, slot in enumerate(slots):  # a worker that is gone although its pipe did not say so
+                if slot["key"] and not slot["proc"].is_alive() and not slot["conn"].poll():
+                    replace_dead(i)
+            board.tick()
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        for slot in slots:
+            if slot["proc"].is_alive() and not interrupted:
+                try:
+                    slot["conn"].send(None)
+                except OSError:
+                    pass
+        deadline = time.time() + (5 if interrupted else 30)
+        for slot in slots:
+            slot["proc"].join(timeout=max(0.1, deadline - time.time()))
+            if slot["proc"].is_alive():
+                slot["proc"].terminate()
+                slot["proc"].join()
+            slot["conn"].close()
+
+
+def _local_worker(conn: Any) -> None:
+    """A local worker process: train the cells it is sent over `conn`, one at a time, until it gets None.
+
+    Each worker talks to the driver over a pipe of its own. A shared multiprocessing.Queue is unsafe here:
+    a worker that dies while its queue's feeder thread holds the queue's write lock (killed, out of memory,
+    os._exit in user code) leaves that lock taken forever, and every other worker's events then block.
+    """
+    _exit_with_driver()
+    try:
+        while True:
+            payload = conn.recv()
+            if payload is None:
+                return
+            key = payload["key"]
+            result = train_cell(payload, lambda kind, steps: conn.send((kind, key, steps)))
+            conn.send(("result", key, result))
+    except (KeyboardInterrupt, EOFError, BrokenPipeError):  # Ctrl-C reaches the whole group; the driver reports it
+        return
+
+
+def _exit_with_driver() -> None:
+    """Exit this worker process as soon as its driver is gone.
+
+    A driver killed without warning (SIGKILL) cannot stop its workers; one would otherwise train its cell
+    on until it next reports, unseen, and race a rerun of the suite over the same run folder. The cell
+    keeps its last checkpoint (written atomically), from which the rerun resumes it.
+    """
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    parent = mp.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])  # readable once the driver process has exited
+        os._exit(1)
+
+    threading.Thread(target=watch, name="cmdp-driver-watch", daemon=True).start()
+
+
+# --- Ray ---------------------------------------------------------------------------------------------------
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--ray needs Ray: pip install 'cmdp-lab[ray]' (or pip install ray)") from None
+    return ray
+
+
+def run_ray(cells: list[Cell], out: Path, board: Board, address: str | None) -> None:
+    """Train the cells as Ray tasks: a local Ray by default, or the cluster at `address`.
+
+    A Ray session that is already initialised (e.g. by a script or a test) is used as it is and left
+    running; one started here is shut down at the end.
+    """
+    ray = _import_ray()
+    from ray.util.queue import Queue
+
+    own = not ray.is_initialized()
+    if own:
+        ray.init(address=address or None, log_to_driver=True)
+    refs: dict[Any, str] = {}
+    try:
+        events = Queue(actor_options={"num_cpus": 0})
+        task = ray.remote(_ray_cell)
+        for cell in cells:
+            ref = task.options(num_cpus=cell.num_cpus, num_gpus=cell.num_gpus, max_retries=0,
+                               name=f"cmdp:{cell.key}").remote(cell.payload(out), events)
+            refs[ref] = cell.key
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0.5)
+            for ref in ready:
+                key = refs.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as exc:  # the task's worker died, or Ray itself failed
+                    result = {"status": "failed", "error": f"Ray task failed: {type(exc).__name__}: {exc}"}
+                board.result(key, result)
+            n = events.qsize()
+            for kind, _, key, steps in (events.get_nowait_batch(n) if n else []):
+                if board.cells[key]["status"] in ("pending", "running"):  # not a late event of a finished cell
+                    _on_event(board, kind, key, steps)
+            board.tick()
+    except KeyboardInterrupt:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        if own:
+            ray.shutdown()
+
+
+def _ray_cell(payload: dict[str, Any], events: Any) -> dict[str, Any]:
+    """A Ray task: train one cell, reporting progress to the driver's queue actor."""
+    key = payload["key"]
+
+    def report(kind: str, steps: int) -> None:
+        try:
+            events.put((kind, None, key, steps))
+        except Exception:  # progress is best effort; the result is what counts
+            pass
+
+    return train_cell(payload, report)
+
+
+__all__ = ["run_inline", "run_local", "run_ray"]
