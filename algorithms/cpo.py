@@ -36,13 +36,9 @@ import torch
 
 from cmdp.config import ConfigError
 from cmdp.losses import normalize_advantages
-from cmdp.optim import trainable_parameters
 from cmdp.registry import register_algorithm
 from cmdp.rollout import RolloutBatch
-from cmdp.solver import PolicyGradientSolver
-from cmdp.trust_region import (CASE_FEASIBLE_INTERSECTS, TrustRegionConfig, backtracking_line_search,
-                               conjugate_gradient, detached_distribution, fisher_vector_product, flat_grad,
-                               flat_params, mean_kl, solve_cpo_subproblem)
+from cmdp.trust_region import CASE_FEASIBLE_INTERSECTS, TrustRegionConfig, TrustRegionSolver, solve_cpo_subproblem
 
 
 @dataclass
@@ -58,8 +54,11 @@ class CPOConfig(TrustRegionConfig):
 
 
 @register_algorithm("cpo")
-class CPO(PolicyGradientSolver):
-    """Constrained Policy Optimization: trust-region steps that keep the linearised cost under its limit."""
+class CPO(TrustRegionSolver):
+    """Constrained Policy Optimization: trust-region steps that keep the linearised cost under its limit.
+
+    What it changes in `TrustRegionSolver`: `policy_step` (two surrogates and gradients, the
+    subproblem, its own acceptance test) and the constraint value it keeps between epochs."""
 
     Config = CPOConfig
     max_costs = 1
@@ -84,10 +83,9 @@ class CPO(PolicyGradientSolver):
             return self.last_c_per_step, violation
         return (self.last_c_per_step if self.last_c_per_step is not None else 0.0), float("nan")
 
-    def update(self, batch: RolloutBatch, mean_episode_costs: np.ndarray) -> dict[str, float]:
-        """One trust-region step of the actor (CPO), then the critics' regression."""
+    def policy_step(self, batch: RolloutBatch, mean_episode_costs: np.ndarray) -> dict[str, float]:
+        """One trust-region step of the actor: CPO's subproblem, then the line search."""
         cfg = self.cfg
-        actor = self.agent.actor
         c_per_step, violation = self.constraint_value(batch, mean_episode_costs)
         adv = batch.advantages[:, :2]
         c = c_per_step
@@ -96,71 +94,39 @@ class CPO(PolicyGradientSolver):
             adv = normalize_advantages(adv)
         adv_r, adv_c = adv[:, 0], adv[:, 1]
 
-        params = trainable_parameters(actor)
-        theta_old = flat_params(actor)
-        old_dist = detached_distribution(actor, batch.obs)
-        ratio = torch.exp(actor.log_prob(batch.obs, batch.actions) - batch.logp_old)
-        surr_r, surr_c = (ratio * adv_r).mean(), (ratio * adv_c).mean()
-        g = flat_grad(surr_r, params, retain_graph=True)
-        b = flat_grad(surr_c, params)
+        surr_r, surr_c = self.surrogates(batch, adv_r, adv_c)
+        g, b = self.gradients(surr_r, surr_c)
         surr_r_old, surr_c_old = surr_r.item(), surr_c.item()
-
-        fvp = fisher_vector_product(actor, batch.obs[::cfg.fvp_sample_freq], cfg.cg_damping)
-        hinv_g = conjugate_gradient(fvp, g, cfg.cg_iters)
-        hinv_b = conjugate_gradient(fvp, b, cfg.cg_iters)
+        fvp = self.fisher(batch)
+        hinv_g, hinv_b = self.natural_direction(fvp, g), self.natural_direction(fvp, b)
         h_hinv_g, h_hinv_b = fvp(hinv_g), fvp(hinv_b)
         # quadratic forms of the vectors actually stepped along (exact CG: q = g^T H^-1 g, etc.)
         q = torch.dot(hinv_g, h_hinv_g).item()
         r = torch.dot(hinv_g, h_hinv_b).item()
         s = torch.dot(hinv_b, h_hinv_b).item()
         step = solve_cpo_subproblem(hinv_g, hinv_b, q, r, s, c, cfg.target_kl)
-        direction = step.direction.detach()
-        if not torch.isfinite(direction).all():
-            direction = torch.zeros_like(direction)
 
-        seen: dict[str, float] = {}
+        def accept() -> tuple[bool, dict[str, float]]:
+            new_r, new_c = self.surrogates(batch, adv_r, adv_c)
+            d_r, d_c = new_r.item() - surr_r_old, new_c.item() - surr_c_old
+            keeps_reward = step.case < CASE_FEASIBLE_INTERSECTS or d_r >= 0  # required when feasible
+            within_slack = d_c <= max(-c, 0.0)  # the cost may use up the slack, or must not grow when infeasible
+            return keeps_reward and within_slack, {"surr_r_change": d_r, "surr_c_change": d_c}
 
-        def accept() -> bool:
-            with torch.no_grad():
-                kl = mean_kl(old_dist, actor.distribution(batch.obs)).item()
-                new_ratio = torch.exp(actor.log_prob(batch.obs, batch.actions) - batch.logp_old)
-                d_r = (new_ratio * adv_r).mean().item() - surr_r_old
-                d_c = (new_ratio * adv_c).mean().item() - surr_c_old
-            seen.update(kl=kl, d_r=d_r, d_c=d_c)
-            if not (math.isfinite(kl) and math.isfinite(d_r) and math.isfinite(d_c)):
-                return False
-            if step.case >= CASE_FEASIBLE_INTERSECTS and d_r < 0:
-                return False  # a feasible policy must not lose reward surrogate
-            if d_c > max(-c, 0.0):
-                return False  # the cost may use up the slack, or must not grow when infeasible
-            return kl <= cfg.target_kl
-
-        frac, tries = backtracking_line_search(actor, theta_old, direction, accept, cfg.line_search_steps,
-                                               cfg.line_search_decay)
-        if tries == 0:
-            seen.update(kl=0.0, d_r=0.0, d_c=0.0)
-
-        metrics = self.optimize(batch, None)
-        metrics.pop("clip_frac", None)
-        metrics.update({
-            "loss_pi": -(surr_r_old + seen["d_r"]),
-            "kl": seen["kl"],
+        ls = self.line_search(batch, step.direction, accept)
+        return {
+            "loss_pi": -(surr_r_old + ls.measured["surr_r_change"]),
+            **ls.metrics(),
             "cpo_case": float(step.case),
-            "step_frac": frac,
-            "line_search_tries": float(tries),
-            "surr_r_change": seen["d_r"],
-            "surr_c_change": seen["d_c"],
-            "pred_r_change": frac * torch.dot(g, direction).item(),
-            "pred_c_change": frac * torch.dot(b, direction).item(),
+            **ls.measured,
+            "pred_r_change": ls.predicted_change(g),
+            "pred_c_change": ls.predicted_change(b),
             "cpo_c": c,
             "cpo_ep_cost_minus_limit": violation,
             "cpo_lam": step.lam,
             "cpo_nu": step.nu,
             "cpo_q": q, "cpo_r": r, "cpo_s": s,
-            "lr": self.updater.critic_lr,
-        })
-        self.updater.end_epoch()
-        return metrics
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "last_c_per_step": self.last_c_per_step}

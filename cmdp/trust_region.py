@@ -1,5 +1,6 @@
 """Trust-region machinery shared by the TRPO-style solvers (CPO, TRPO-Lagrangian).
 
+- `TrustRegionSolver`: the base those solvers subclass (TRPO itself, with hooks; see its docstring);
 - flat views of a module's parameters and gradients (`flat_params`, `set_flat_params`, `flat_grad`);
 - `conjugate_gradient`: solves H x = b given only products H v;
 - `mean_kl` and `fisher_vector_product`: the Fisher information of the actor as the Hessian of the
@@ -18,15 +19,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from cmdp.config import ConfigError
 from cmdp.losses import distribution_kl
 from cmdp.optim import trainable_parameters
-from cmdp.solver import PolicyGradientConfig
+from cmdp.rollout import RolloutBatch
+from cmdp.solver import PolicyGradientConfig, PolicyGradientSolver
 
 
 @dataclass
@@ -130,23 +133,22 @@ def mean_kl(old: torch.distributions.Distribution, new: torch.distributions.Dist
     return distribution_kl(old, new).mean()
 
 
-def detached_distribution(actor: nn.Module, obs: torch.Tensor) -> torch.distributions.Distribution:
-    """The actor's action distribution on `obs` at its current parameters, cut from the graph."""
-    with torch.no_grad():
-        return actor.distribution(obs)
-
-
-def fisher_vector_product(actor: nn.Module, obs: torch.Tensor, damping: float = 0.1
+def fisher_vector_product(actor: nn.Module, obs: Any, damping: float = 0.1,
+                          old: torch.distributions.Distribution | None = None
                           ) -> Callable[[torch.Tensor], torch.Tensor]:
     """`fvp(v) = (H + damping I) v`, H the Hessian of mean KL(pi_current || pi_theta) at theta = current.
 
-    H is the Fisher information matrix of the actor averaged over `obs`. The gradient of the KL is
-    built once with `create_graph=True`; each call differentiates (grad . v) again (double backward),
-    so a product costs about two backward passes and no matrix is ever formed. The returned closure
-    is valid while the actor's parameters are unchanged.
+    H is the Fisher information matrix of the actor averaged over `obs`. `old` is pi_current on `obs`
+    if the caller already has it (a solver at the start of its update: `batch.old_dist`, which saves a
+    forward pass); else it is computed here. The gradient of the KL is built once with
+    `create_graph=True`; each call differentiates (grad . v) again (double backward), so a product
+    costs about two backward passes and no matrix is ever formed. The returned closure is valid
+    while the actor's parameters are unchanged.
     """
     params = trainable_parameters(actor)
-    old = detached_distribution(actor, obs)
+    if old is None:
+        with torch.no_grad():
+            old = actor.distribution(obs)
     kl = mean_kl(old, actor.distribution(obs))
     grad_kl = flat_grad(kl, params, create_graph=True)
 
@@ -295,3 +297,160 @@ def backtracking_line_search(module: nn.Module, theta_old: torch.Tensor, directi
         frac *= decay
     set_flat_params(module, theta_old)
     return 0.0, 0
+
+
+# --------------------------------------------------------------------------------------------
+# The solver base
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LineSearchResult:
+    """What `TrustRegionSolver.line_search` did. When no try passed, the old parameters were kept and
+    frac = kl = 0, tries = 0 and every `measured` value is 0."""
+
+    frac: float  # the fraction of `direction` taken
+    tries: int  # the number of the accepted try, from 1
+    kl: float  # mean KL(old || new) at the accepted parameters
+    measured: dict[str, float]  # what the solver's `accept` measured there
+    direction: torch.Tensor  # the direction searched along (zeros if the one given was not finite)
+
+    def metrics(self) -> dict[str, float]:
+        """The metrics every trust-region solver logs about its step."""
+        return {"kl": self.kl, "step_frac": self.frac, "line_search_tries": float(self.tries)}
+
+    def predicted_change(self, grad: torch.Tensor) -> float:
+        """The first-order change of a surrogate with gradient `grad` over the step taken."""
+        return self.frac * torch.dot(grad, self.direction).item()
+
+
+class TrustRegionSolver(PolicyGradientSolver):
+    """TRPO (Schulman et al. 2015) with the hooks its constrained variants override.
+
+    Each epoch, `update` runs `update_multipliers` (none here), then `policy_step`, which moves the
+    actor's parameters itself, then `fit_critics_and_finish` (the critics' regression by the shared
+    minibatch loop, `optimize(batch, None)`, then the lr schedule's step). The default `policy_step`
+    is TRPO's: the natural gradient H^-1 g of the surrogate E[rho A], A = `policy_advantage(batch)`,
+    scaled to x^T H x / 2 = target_kl, then a backtracking line search that accepts the first
+    fraction with mean KL(old || new) <= target_kl and a surrogate that did not decrease.
+
+    The pieces, for a `policy_step` of one's own: `surrogates(batch, *advs)` (one shared ratio, with
+    graph), `gradients(*surrogates)` (flat), `fisher(batch)` (the Fisher-vector product),
+    `natural_direction(fvp, g)` (H^-1 g by conjugate gradient), `scale_to_trust_region(fvp, x)`, and
+    `line_search(batch, direction, accept)`, where `accept()` judges the actor as it stands (under
+    no_grad) and returns (passes, {name: value measured}); the KL test, the finiteness of everything
+    measured and the restore on failure are the base's. The old policy is `batch.old_dist`
+    (`needs_old_distribution`); `trust_region = True` tells the family that the actor is stepped
+    directly (second-order gradients, no DeepSpeed).
+
+    Variants: a Lagrangian one adds only a multiplier (`update_multipliers`, `combine_advantages`),
+    e.g. `class TRPOLag(TrustRegionSolver, PPOLag)`; an unconstrained TRPO is this class registered
+    under a name; one with a different step overrides `policy_step`, e.g. PCPO (Yang et al. 2020):
+
+        class PCPO(TrustRegionSolver):
+            max_costs = 1
+
+            def policy_step(self, batch, mean_episode_costs):
+                adv = normalize_advantages(batch.advantages[:, :2])
+                surr_r, surr_c = self.surrogates(batch, adv[:, 0], adv[:, 1])
+                g, b = self.gradients(surr_r, surr_c)
+                fvp = self.fisher(batch)
+                x = self.scale_to_trust_region(fvp, self.natural_direction(fvp, g))
+                hinv_b = self.natural_direction(fvp, b)
+                c = ...  # (J_c - d) per step in the surrogate's units, as CPO's constraint_value
+                x = x - max(0.0, (b @ x + c).item() / (b @ hinv_b).item()) * hinv_b  # KL projection
+                ls = self.line_search(batch, x, lambda: (True, {}))
+                return {"loss_pi": -surr_r.item(), **ls.metrics()}
+    """
+
+    Config = TrustRegionConfig
+    trust_region = True
+    needs_old_distribution = True
+
+    def update(self, batch: RolloutBatch, mean_episode_costs: np.ndarray) -> dict[str, float]:
+        """Multipliers, one trust-region step of the actor (`policy_step`), then the critics."""
+        if batch.old_dist is None:
+            raise ValueError(f"{self.name} needs the behaviour policy's distribution in the batch "
+                             "(needs_old_distribution); the collector was built without it")
+        self.update_multipliers(mean_episode_costs)
+        return self.fit_critics_and_finish(batch, self.policy_step(batch, mean_episode_costs))
+
+    def policy_step(self, batch: RolloutBatch, mean_episode_costs: np.ndarray) -> dict[str, float]:
+        """TRPO's step on `policy_advantage(batch)`; returns the metrics to log (loss_pi, kl, ...)."""
+        adv = self.policy_advantage(batch)
+        (surr,) = self.surrogates(batch, adv)
+        (g,) = self.gradients(surr)
+        surr_old = surr.item()
+        fvp = self.fisher(batch)
+        direction = self.scale_to_trust_region(fvp, self.natural_direction(fvp, g))
+
+        def accept() -> tuple[bool, dict[str, float]]:
+            d = self.surrogates(batch, adv)[0].item() - surr_old
+            return d >= 0, {"surr_change": d}
+
+        ls = self.line_search(batch, direction, accept)
+        return {"loss_pi": -(surr_old + ls.measured["surr_change"]), **ls.metrics(), **ls.measured,
+                "pred_surr_change": ls.predicted_change(g)}
+
+    # --- the pieces ---------------------------------------------------------------------------
+    def surrogates(self, batch: RolloutBatch, *advs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """E[rho A] for each (B,) advantage A, rho = pi(a|s) / pi_old(a|s) computed once, with graph
+        (unless called under no_grad)."""
+        ratio = torch.exp(self.agent.actor.log_prob(batch.obs, batch.actions) - batch.logp_old)
+        return tuple((ratio * adv).mean() for adv in advs)
+
+    def gradients(self, *surrogates: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The flat gradient of each surrogate in the actor's parameters (the graph is kept until the last)."""
+        params = trainable_parameters(self.agent.actor)
+        last = len(surrogates) - 1
+        return tuple(flat_grad(s, params, retain_graph=True if i < last else None)
+                     for i, s in enumerate(surrogates))
+
+    def fisher(self, batch: RolloutBatch) -> Callable[[torch.Tensor], torch.Tensor]:
+        """`fvp(v) = (H + cg_damping I) v` at the current parameters, on every `fvp_sample_freq`-th sample."""
+        every = slice(None, None, self.cfg.fvp_sample_freq)
+        return fisher_vector_product(self.agent.actor, batch.obs[every], self.cfg.cg_damping,
+                                     old=batch.old_dist[every])
+
+    def natural_direction(self, fvp: Callable[[torch.Tensor], torch.Tensor], grad: torch.Tensor) -> torch.Tensor:
+        """H^-1 grad by `cg_iters` iterations of conjugate gradient."""
+        return conjugate_gradient(fvp, grad, self.cfg.cg_iters)
+
+    def scale_to_trust_region(self, fvp: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """`x` scaled so that x^T H x / 2 = target_kl (the trust region's boundary)."""
+        xhx = torch.dot(x, fvp(x)).item()
+        return math.sqrt(2.0 * self.cfg.target_kl / (xhx + 1e-8)) * x
+
+    def line_search(self, batch: RolloutBatch, direction: torch.Tensor,
+                    accept: Callable[[], tuple[bool, dict[str, float]]]) -> LineSearchResult:
+        """Backtracking from the current parameters along `direction` (zeros if it is not finite):
+        a try passes when `accept()` does, its mean KL(old || new) <= target_kl and the KL and every
+        value `accept` measured are finite. Leaves the accepted parameters, or the old ones, in place."""
+        cfg, actor = self.cfg, self.agent.actor
+        direction = direction.detach()
+        if not torch.isfinite(direction).all():
+            direction = torch.zeros_like(direction)
+        old = batch.old_dist[:]
+        seen: dict[str, Any] = {}
+
+        def passes() -> bool:
+            with torch.no_grad():
+                kl = mean_kl(old, actor.distribution(batch.obs)).item()
+                ok, measured = accept()
+            seen.update(kl=kl, measured=measured)
+            finite = all(math.isfinite(v) for v in (kl, *measured.values()))
+            return finite and ok and kl <= cfg.target_kl
+
+        frac, tries = backtracking_line_search(actor, flat_params(actor), direction, passes, cfg.line_search_steps,
+                                               cfg.line_search_decay)
+        if tries == 0:
+            return LineSearchResult(0.0, 0, 0.0, dict.fromkeys(seen["measured"], 0.0), direction)
+        return LineSearchResult(frac, tries, seen["kl"], seen["measured"], direction)
+
+    def fit_critics_and_finish(self, batch: RolloutBatch, metrics: dict[str, float]) -> dict[str, float]:
+        """The critics' regression (`optimize(batch, None)`), the step's `metrics` and the lr, then the
+        end of the epoch for the updater."""
+        out = self.optimize(batch, None)
+        out.update(metrics)
+        out["lr"] = self.updater.critic_lr
+        self.updater.end_epoch()
+        return out

@@ -17,7 +17,7 @@ from cmdp.cli import main
 from cmdp.networks import CategoricalActor, GaussianActor
 from cmdp.trust_region import (backtracking_line_search, conjugate_gradient, fisher_vector_product,
                                flat_params, solve_cpo_subproblem)
-from envs.exact import make_exact, solve_lp
+from cmdp.envs.exact import make_exact, solve_lp
 from run_helpers import interrupted_run
 from exact_oracle import assert_near_lp_optimum, train_and_evaluate
 
@@ -274,3 +274,22 @@ def test_trpo_lag_steps_inside_the_trust_region_and_raises_violated_multipliers(
     for name, limit in (("cost_a", 1.5), ("cost_b", 1.0)):
         assert float(rows[0][f"ep_cost/{name}"]) > limit  # the uniform start breaks both limits
         assert float(rows[0][f"lambda/{name}"]) > 0.001  # so the first update raised both multipliers
+
+
+def test_trust_region_solvers_declare_their_needs_and_trpo_lag_composes_the_multiplier():
+    """CPO and TRPO-Lag step the actor themselves and read the old policy from the batch; TRPO-Lag takes
+    its update from TrustRegionSolver and its multiplier from PPOLag (see trpo_lag's docstring)."""
+    from cmdp.algorithms.cpo import CPO
+    from cmdp.algorithms.ppo_lag import PPOLag
+    from cmdp.algorithms.trpo_lag import TRPOLag
+    from cmdp.solver import PolicyGradientSolver, Solver
+    from cmdp.trust_region import TrustRegionSolver
+
+    for cls in (CPO, TRPOLag):
+        assert issubclass(cls, TrustRegionSolver) and cls.trust_region and cls.needs_old_distribution
+    assert TRPOLag.__mro__[:5] == (TRPOLag, TrustRegionSolver, PPOLag, PolicyGradientSolver, Solver)
+    for name in ("update", "policy_step"):
+        assert getattr(TRPOLag, name) is getattr(TrustRegionSolver, name)
+    for name in ("__init__", "update_multipliers", "combine_advantages", "multipliers", "state_dict",
+                 "load_state_dict"):
+        assert getattr(TRPOLag, name) is getattr(PPOLag, name)
