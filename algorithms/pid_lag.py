@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from algorithms.ppo_lag import PPOLag
+from cmdp.algorithms.ppo_lag import PPOLag
 from cmdp.config import ConfigError
 from cmdp.lagrange import PIDMultiplier
 from cmdp.registry import register_algorithm

@@ -34,6 +34,11 @@ class PPOLagConfig(PolicyGradientConfig):
             raise ConfigError(f"lagrangian_init must be >= 0, got {self.lagrangian_init}")
         if self.lagrangian_optimizer not in ("adam", "sgd"):
             raise ConfigError(f"lagrangian_optimizer must be 'adam' or 'sgd', got {self.lagrangian_optimizer!r}")
+        if self.lagrangian_lr <= 0:
+            raise ConfigError(f"lagrangian_lr must be > 0, got {self.lagrangian_lr}")
+        if self.lagrangian_upper_bound is not None and self.lagrangian_upper_bound < 0:
+            raise ConfigError(f"lagrangian_upper_bound must be >= 0 (or null: no bound), "
+                              f"got {self.lagrangian_upper_bound}")
 
 
 @register_algorithm("ppo_lag")

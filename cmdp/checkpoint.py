@@ -3,9 +3,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
+
+from cmdp.spec import ConfigError
+
+# What `cmdp.trainer.Trainer.state_dict` writes and `Trainer.load_state_dict` reads back on --resume
+# (`last_episodes` is optional: checkpoints written before it existed lack it).
+CHECKPOINT_KEYS: tuple[str, ...] = ("epoch", "wall_seconds", "agent", "solver", "family", "schedule", "numpy_rng",
+                                     "torch_rng")
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -17,6 +24,43 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint without unpickling arbitrary objects (torch.load(weights_only=True))."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+def _short_reason(exc: BaseException) -> str:
+    """One line saying why torch could not read the file, without torch's advice to retry with weights_only=False
+    (that would unpickle arbitrary objects from a file that is not even a checkpoint)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:  # the real reason sits between torch's paragraphs of advice
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line]
+    first = lines[0].split(". ")[0].rstrip(".") if lines else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def load_checkpoint(path: str | Path, required: Sequence[str] = CHECKPOINT_KEYS) -> dict[str, Any]:
+    """Read a checkpoint without unpickling arbitrary objects (torch.load(weights_only=True)).
+
+    Raises ConfigError (one line naming the file) if the file cannot be read, is not a checkpoint (empty,
+    truncated, corrupted) or lacks any of the `required` top-level keys.
+    """
+    path = Path(path)
+    hint = "restore it from a copy, or train the run again"
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise ConfigError(f"{path} is not a readable cmdp checkpoint (truncated or corrupted: the file is "
+                              f"empty); {hint}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except ConfigError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # torch raises many types for a damaged file: RuntimeError, UnpicklingError, EOFError...
+        raise ConfigError(f"{path} is not a readable cmdp checkpoint (truncated or corrupted: {_short_reason(exc)}); "
+                          f"{hint}") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path} is not a cmdp checkpoint (it holds a {type(state).__name__}, not the dict "
+                          f"a run saves); {hint}")
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise ConfigError(f"{path} is not a complete cmdp checkpoint (missing {', '.join(repr(k) for k in missing)}); "
+                          f"{hint}")
+    return state

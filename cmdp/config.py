@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any, Mapping
 import yaml
 
 from cmdp.spec import ConfigError
+
+MAX_SEED = 2**32 - 1  # the largest seed a run accepts (see TrainConfig.validate)
 
 
 @dataclass
@@ -46,6 +49,12 @@ class TrainConfig:
                               f"({self.num_envs})")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        # numpy's default_rng takes any integer >= 0 and torch's manual_seed any in [-2**63, 2**64 - 1] (a negative
+        # one wraps around, so -1 and 2**64 - 1 would be the same run); the unsigned 32-bit range is the one every
+        # common seeder takes (numpy's legacy RandomState / np.random.seed, which plugins and libraries call, stops
+        # at 2**32 - 1), so a run's seed can be handed to any of them.
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}] (2**32 - 1), got {self.seed}")
 
 
 def field_names(cls: type) -> list[str]:
@@ -58,7 +67,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     args = typing.get_args(tp)
     if tp is Any:
         return value
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         errors = []
@@ -126,13 +135,30 @@ def build_config(cls: type, values: Mapping[str, Any], source: str = "config") -
     return cfg
 
 
+def read_text_file(path: str | Path, what: str = "file") -> str:
+    """The UTF-8 text of a file the user named; ConfigError (naming `what` and the path) if it is missing, not a
+    regular file, unreadable or not UTF-8."""
+    p = Path(path)
+    try:
+        if not p.exists():
+            raise ConfigError(f"{what} not found: {p}")
+        if not p.is_file():
+            kind = "a directory" if p.is_dir() else "not a regular file"
+            raise ConfigError(f"{what} {p} is {kind}; give a file")
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {p} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                          "save it with UTF-8 encoding") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a config file (safe YAML, a mapping at the top level)."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+    text = read_text_file(p, "config file")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
     if data is None:

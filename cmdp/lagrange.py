@@ -17,6 +17,12 @@ from typing import Any
 import numpy as np
 
 
+def _check_upper_bound(upper_bound: float | None) -> None:
+    # a negative bound would clip every multiplier below 0, and 1 + lambda = 0 divides the advantage by zero
+    if upper_bound is not None and not upper_bound >= 0:
+        raise ValueError(f"the multiplier upper bound must be >= 0 (or None: no bound), got {upper_bound}")
+
+
 class LagrangeMultiplier:
     """K non-negative multipliers with their optimiser state.
 
@@ -32,6 +38,9 @@ class LagrangeMultiplier:
             raise ValueError(f"multiplier optimizer must be 'adam' or 'sgd', got {optimizer!r}")
         if init < 0:
             raise ValueError(f"the initial multiplier must be >= 0, got {init}")
+        if not lr > 0:
+            raise ValueError(f"the multiplier learning rate must be > 0, got {lr}")
+        _check_upper_bound(upper_bound)
         self.limits = np.asarray(limits, dtype=np.float64).reshape(-1)
         k = len(self.limits)
         self.value = np.full(k, float(init))
@@ -112,6 +121,7 @@ class PIDMultiplier:
                 raise ValueError(f"{name} must be in [0, 1), got {alpha}")
         if init < 0:
             raise ValueError(f"the initial multiplier must be >= 0, got {init}")
+        _check_upper_bound(upper_bound)
         self.limits = np.asarray(limits, dtype=np.float64).reshape(-1)
         k = len(self.limits)
         self.kp, self.ki, self.kd = float(kp), float(ki), float(kd)

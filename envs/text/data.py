@@ -172,6 +172,8 @@ def _pyarrow(path: Path) -> tuple[Any, Any]:
 def _rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, int | None, Mapping[str, Any], bool]]:
     """Yield (data row number, file line or None, row, is_csv) with every required column present."""
     suffix = _suffix(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a data file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     if suffix == ".jsonl":
@@ -193,7 +195,24 @@ def _rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, int | None,
         raise ConfigError(f"{path}: no data rows")
 
 
+def _read_error(path: Path, exc: Exception) -> ConfigError:
+    """The one-line error for a data file that cannot be read as text (not UTF-8, not CSV, no permission, ...)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return ConfigError(f"{path}: not UTF-8 text ({exc.reason}); save the file with UTF-8 encoding")
+    if isinstance(exc, csv.Error):
+        return ConfigError(f"{path}: not a valid CSV file: {exc}")
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ConfigError(f"{path}: cannot read the file: {reason}")
+
+
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, int | None, Mapping[str, Any]]]:
+    try:
+        yield from _jsonl_rows_unchecked(path)
+    except (UnicodeDecodeError, OSError) as exc:
+        raise _read_error(path, exc) from None
+
+
+def _jsonl_rows_unchecked(path: Path) -> Iterator[tuple[int, int | None, Mapping[str, Any]]]:
     row_number = 0
     with path.open(encoding="utf-8") as f:
         for line_number, text in enumerate(f, start=1):
@@ -211,6 +230,13 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, int | None, Mapping[str, Any]
 
 
 def _csv_rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, int | None, Mapping[str, Any]]]:
+    try:
+        yield from _csv_rows_unchecked(path, columns)
+    except (UnicodeDecodeError, OSError, csv.Error) as exc:
+        raise _read_error(path, exc) from None
+
+
+def _csv_rows_unchecked(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, int | None, Mapping[str, Any]]]:
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []

@@ -1,0 +1,353 @@
+"""User-facing failures end as one `cmdp: error: ...` line (exit status 2), never a traceback, and leave nothing
+half-written: bad config numbers, files that are not UTF-8 or cannot be read, run folders that cannot be created,
+damaged checkpoints, unknown env_kwargs."""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cmdp.cli import main
+from cmdp.spec import ConfigError
+
+FAST = ["--env", "ExactChain-v0", "--total-steps", "400", "--set", "steps_per_epoch=200", "--no-progress"]
+RUN_FILES = {"config.yaml", "checkpoints", "progress.csv", "summary.json", "tb"}
+
+
+def fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run the CLI, expect exit status 2 and exactly one `cmdp: error:` line on stderr (no traceback); return it."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err
+    assert [line for line in lines if line.startswith("cmdp: error: ")] == lines[-1:], err
+    return lines[-1]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def close_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Records every Trainer.close() call (the real close still runs)."""
+    from cmdp.trainer import Trainer
+
+    calls: list[object] = []
+    real_close = Trainer.close
+
+    def close(self: Trainer) -> None:
+        calls.append(self)
+        real_close(self)
+
+    monkeypatch.setattr(Trainer, "close", close)
+    return calls
+
+
+# --- 1. config values ------------------------------------------------------------------------------------------
+
+def test_seed_outside_the_unsigned_32_bit_range_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # -1 and 2**64 raised from numpy / torch seeding; 2**32 and up would not reach every seeder (np.random.seed)
+    for seed in (-1, 2**32, 2**64):
+        line = fails(["train", *FAST, "--seed", str(seed), "--out", str(tmp_path / "run")], capsys)
+        assert line == f"cmdp: error: seed must be an integer in [0, 4294967295] (2**32 - 1), got {seed}"
+        assert not (tmp_path / "run").exists()
+    assert main(["train", *FAST, "--seed", str(2**32 - 1), "--out", str(tmp_path / "run")]) == 0  # the bound itself
+
+
+@pytest.mark.parametrize("setting", ["actor_hidden=[-3]", "actor_hidden=[0]", "critic_hidden=[64, 0]"])
+def test_hidden_layer_sizes_below_one_are_refused(setting: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    line = fails(["train", *FAST, "--set", setting, "--out", str(tmp_path / "run")], capsys)
+    assert setting.split("=")[0] in line and "must list layer sizes >= 1" in line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("setting", ["critic_l2=-5", "entropy_coef=-0.1"])
+def test_negative_penalty_coefficients_are_refused(setting: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    line = fails(["train", *FAST, "--set", setting, "--out", str(tmp_path / "run")], capsys)
+    assert f"{setting.split('=')[0]} must be >= 0" in line
+
+
+def test_init_log_std_whose_exp_is_not_a_positive_float32_is_refused(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    line = fails(["train", *FAST, "--set", "init_log_std=100", "--out", str(tmp_path / "run")], capsys)
+    assert "init_log_std must be in (-80, 80)" in line
+
+
+@pytest.mark.parametrize("algo", ["ppo_lag", "cup", "trpo_lag"])
+@pytest.mark.parametrize("value", ["-1", "0"])
+def test_lagrangian_lr_must_be_positive(algo: str, value: str, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    line = fails(["train", *FAST, "--algo", algo, "--set", f"lagrangian_lr={value}", "--out", str(tmp_path / "run")],
+                 capsys)
+    assert "lagrangian_lr must be > 0" in line
+
+
+@pytest.mark.parametrize("algo", ["ppo_lag", "cup", "trpo_lag"])
+def test_negative_lagrangian_upper_bound_is_refused_before_any_run_folder(algo: str, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # it used to be accepted and crash in epoch 1 (1 + lambda = 0), leaving a half-written run folder
+    line = fails(["train", *FAST, "--algo", algo, "--set", "lagrangian_upper_bound=-1",
+                  "--out", str(tmp_path / "run")], capsys)
+    assert "lagrangian_upper_bound must be >= 0" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_multiplier_constructors_refuse_the_same_numbers() -> None:
+    from cmdp.lagrange import LagrangeMultiplier, PIDMultiplier
+
+    limits = np.array([1.0])
+    with pytest.raises(ValueError, match="learning rate must be > 0"):
+        LagrangeMultiplier(limits, lr=-1.0)
+    with pytest.raises(ValueError, match="learning rate must be > 0"):
+        LagrangeMultiplier(limits, lr=0.0)
+    with pytest.raises(ValueError, match="upper bound must be >= 0"):
+        LagrangeMultiplier(limits, upper_bound=-1.0)
+    with pytest.raises(ValueError, match="upper bound must be >= 0"):
+        PIDMultiplier(limits, upper_bound=-1.0)
+    LagrangeMultiplier(limits, upper_bound=0.0)  # 0 is a bound (the multiplier stays 0), not an error
+
+
+# --- 2. files that are not UTF-8 or cannot be read -------------------------------------------------------------
+
+NOT_UTF8 = b"\xff\xfe\x00bad"
+
+
+def test_config_file_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(NOT_UTF8)
+    line = fails(["train", *FAST, "--config", str(bad), "--out", str(tmp_path / "run")], capsys)
+    assert f"config file {bad} is not UTF-8 text" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_path_that_is_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = fails(["train", *FAST, "--config", str(tmp_path), "--out", str(tmp_path / "run")], capsys)
+    assert line == f"cmdp: error: config file {tmp_path} is a directory; give a file"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root reads any file whatever its permission bits, so an unreadable file cannot be made; "
+                           "test_config_file_the_os_refuses_to_read covers the same handling")
+def test_config_file_without_read_permission(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("seed: 1\n")
+    secret.chmod(0)
+    line = fails(["train", *FAST, "--config", str(secret), "--out", str(tmp_path / "run")], capsys)
+    assert line == f"cmdp: error: cannot read config file {secret}: Permission denied"
+
+
+def test_config_file_the_os_refuses_to_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # as root (and on any OS) a read error is simulated: the file is there, reading it fails with EACCES
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("seed: 1\n")
+    real_read_text = Path.read_text
+
+    def read_text(self: Path, *args: object, **kwargs: object) -> str:
+        if self == secret:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    line = fails(["train", *FAST, "--config", str(secret), "--out", str(tmp_path / "run")], capsys)
+    assert line == f"cmdp: error: cannot read config file {secret}: {os.strerror(errno.EACCES)}"
+
+
+def test_benchmark_suite_file_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(NOT_UTF8)
+    line = fails(["benchmark", str(bad), "--dry-run"], capsys)
+    assert str(bad) in line and "UTF-8" in line
+
+
+def test_text_data_files_that_are_not_utf8_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cmdp.envs.text.data import load_preferences, load_prompts, load_sft
+
+    for name in ("bad.jsonl", "bad.csv"):
+        bad = tmp_path / name
+        bad.write_bytes(NOT_UTF8 if name.endswith(".jsonl") else b"prompt\nfine\n" + NOT_UTF8 + b"\n")
+        for load in (load_prompts, load_preferences, load_sft):
+            with pytest.raises(ConfigError) as info:
+                load(bad)
+            assert str(info.value).startswith(f"{bad}: not UTF-8 text")
+    folder = tmp_path / "folder.jsonl"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_prompts(folder)
+    # and through the command that reads preference pairs (the data are read before any model is loaded)
+    pytest.importorskip("transformers")
+    bad = tmp_path / "bad.jsonl"
+    line = fails(["train-score-model", "--kind", "reward", "--data", str(bad), "--model", str(tmp_path),
+                  "--out", str(tmp_path / "model"), "--no-progress"], capsys)
+    assert line.startswith(f"cmdp: error: {bad}: not UTF-8 text")
+    assert not (tmp_path / "model").exists()
+
+
+# --- 3. run folders that cannot be created ---------------------------------------------------------------------
+
+def test_out_under_an_existing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], close_calls: list) -> None:
+    somefile = tmp_path / "somefile.txt"
+    somefile.write_text("not a folder\n")
+    line = fails(["train", *FAST, "--out", str(somefile / "run")], capsys)
+    assert line == f"cmdp: error: cannot create the run folder {somefile / 'run'}: {os.strerror(errno.ENOTDIR)}"
+    assert somefile.read_text() == "not a folder\n" and len(close_calls) == 1
+
+
+def test_out_that_is_an_existing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], close_calls: list) -> None:
+    somefile = tmp_path / "somefile.txt"
+    somefile.write_text("not a folder\n")
+    line = fails(["train", *FAST, "--out", str(somefile)], capsys)
+    assert line == f"cmdp: error: output folder {somefile} exists and is not a folder; choose another --out"
+    assert somefile.read_text() == "not a folder\n" and len(close_calls) == 1
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_out_under_proc(capsys: pytest.CaptureFixture[str], close_calls: list) -> None:
+    line = fails(["train", *FAST, "--out", "/proc/x/run"], capsys)
+    assert line.startswith("cmdp: error: cannot create the run folder /proc/x/run: ")
+    assert not Path("/proc/x").exists() and len(close_calls) == 1
+
+
+def test_out_on_a_read_only_file_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str], close_calls: list) -> None:
+    # simulated (a read-only mount needs privileges; chmod does not stop root): mkdir fails with EROFS below `ro`
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    real_mkdir = os.mkdir
+
+    def mkdir(path: object, *args: object, **kwargs: object) -> None:
+        if Path(str(path)).parent == read_only:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    line = fails(["train", *FAST, "--out", str(read_only / "a" / "run")], capsys)
+    assert line == f"cmdp: error: cannot create the run folder {read_only / 'a' / 'run'}: {os.strerror(errno.EROFS)} " \
+                   f"({read_only / 'a'})"
+    assert list(read_only.iterdir()) == [] and len(close_calls) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root may write into a folder whatever its permission bits; "
+                           "test_out_on_a_read_only_file_system covers the same handling")
+def test_out_in_a_folder_without_write_permission(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        line = fails(["train", *FAST, "--out", str(locked / "run")], capsys)
+    finally:
+        locked.chmod(0o755)
+    assert line == f"cmdp: error: cannot create the run folder {locked / 'run'}: {os.strerror(errno.EACCES)}"
+
+
+def test_failed_config_write_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str], close_calls: list) -> None:
+    # the disk fills up while config.yaml is written: the half-written file and the folders made go again
+    real_write_text = Path.write_text
+
+    def write_text(self: Path, data: str, *args: object, **kwargs: object) -> int:
+        if self.name == "config.yaml":
+            real_write_text(self, data[:10], *args, **kwargs)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real_write_text(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    out = tmp_path / "new" / "run"
+    line = fails(["train", *FAST, "--out", str(out)], capsys)
+    assert line == f"cmdp: error: cannot create the run folder {out}: {os.strerror(errno.ENOSPC)} ({out / 'config.yaml'})"
+    assert list(tmp_path.iterdir()) == [] and len(close_calls) == 1
+    # an empty folder the user made stays, empty
+    out.mkdir(parents=True)
+    fails(["train", *FAST, "--out", str(out)], capsys)
+    assert out.is_dir() and list(out.iterdir()) == []
+
+
+# --- 4. damaged checkpoints ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("reliability") / "run"
+    assert main(["train", *FAST, "--out", str(run)]) == 0
+    assert RUN_FILES <= {p.name for p in run.iterdir()}
+    return run
+
+
+def damaged_copy(finished_run: Path, tmp_path: Path, damage: str) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    checkpoint = run / "checkpoints" / "last.pt"
+    data = checkpoint.read_bytes()
+    if damage == "missing keys":
+        torch.save({"epoch": 1, "agent": {}}, checkpoint)
+    else:
+        checkpoint.write_bytes({"empty": b"", "truncated": data[:len(data) // 2],
+                                "random": os.urandom(len(data))}[damage])
+    return run
+
+
+@pytest.mark.parametrize("command", ["eval", "resume"])
+@pytest.mark.parametrize("damage", ["empty", "truncated", "random", "missing keys"])
+def test_damaged_checkpoint_is_one_line_without_weights_only_advice(finished_run: Path, tmp_path: Path, damage: str,
+                                                                    command: str,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    run = damaged_copy(finished_run, tmp_path, damage)
+    before = snapshot(run)
+    argv = ["eval", str(run)] if command == "eval" else ["train", "--resume", str(run), "--no-progress"]
+    line = fails(argv, capsys)
+    checkpoint = run / "checkpoints" / "last.pt"
+    if damage == "missing keys":
+        assert line.startswith(f"cmdp: error: {checkpoint} is not a complete cmdp checkpoint (missing 'wall_seconds'")
+    else:
+        assert line.startswith(f"cmdp: error: {checkpoint} is not a readable cmdp checkpoint (truncated or corrupted: ")
+    assert "weights_only" not in line and "Weights only" not in line
+    assert snapshot(run) == before  # a failed resume writes nothing (no progress rows, no TensorBoard events)
+
+
+def test_checkpoint_whose_parts_have_the_wrong_type(finished_run: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # readable, every key there, but not what a run saves: load_policy caught only KeyError and RuntimeError
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    checkpoint = run / "checkpoints" / "last.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    for key, value in (("agent", [1, 2]), ("epoch", "last")):
+        torch.save({**state, key: value}, checkpoint)
+        line = fails(["eval", str(run)], capsys)
+        error = "TypeError" if key == "agent" else "ValueError"
+        assert line.startswith(f"cmdp: error: {checkpoint} does not match the run's config ({error}: ")
+
+
+# --- 5. unknown env_kwargs -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env", ["ExactChain-v0", "SafetyPointGoal1-v0"])
+def test_unknown_env_kwargs_key_is_refused_before_anything_is_built(env: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # checked when the config is resolved: no trainer (so no environment, no simulator, no subprocess) is built.
+    # Safety-Gymnasium used to fail inside its Builder with a raw TypeError; the exact CMDPs' factory refused the
+    # key, but only once the trainer was building the environment.
+    from cmdp.trainer import Trainer
+
+    built: list[object] = []
+    real_init = Trainer.__init__
+
+    def init(self: Trainer, *args: object, **kwargs: object) -> None:
+        built.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "__init__", init)
+    out = tmp_path / "run"
+    line = fails(["train", "--env", env, "--total-steps", "400", "--set", "steps_per_epoch=200", "--no-progress",
+                  "--set", "env_kwargs={bogus: 1}", "--out", str(out)], capsys)
+    assert "env_kwargs" in line and "bogus" in line and env in line
+    assert built == [] and not out.exists()
