@@ -21,17 +21,16 @@ like the reward's (`standardize_advantages`), as in the authors' code; OmniSafe 
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from algorithms.ppo_lag import PPOLag, PPOLagConfig
+from cmdp.algorithms.ppo_lag import PPOLag, PPOLagConfig
 from cmdp.config import ConfigError
 from cmdp.losses import approx_kl, distribution_kl, normalize_advantages
 from cmdp.registry import register_algorithm
-from cmdp.rollout import RolloutBatch
+from cmdp.rollout import OldDistribution, RolloutBatch
 
 
 @dataclass
@@ -41,8 +40,7 @@ class CUPConfig(PPOLagConfig):
     target_kl: float = 0.01  # both steps (OmniSafe CUP); PPO-Lag uses 0.02
     lagrangian_upper_bound: float | None = 2.0
     # Weight of the cost surrogate in the projection. None: the paper's (1 - cost_gamma * cost_lam) /
-    # (1 - cost_gamma), which is infinite at cost_gamma = 1 (unless cost_lam = 1: then it is 1), so
-    # undiscounted runs must set it.
+    # (1 - cost_gamma); undiscounted (cost_gamma = 1, e.g. text) that factor is undefined and 1 is used.
     projection_coef: float | None = None
     # What the projection's early stop compares with target_kl. "improved" (OmniSafe): the exact
     # KL(improved || current), the projection's own move. "old" (the authors' code): KL(behaviour ||
@@ -54,11 +52,7 @@ class CUPConfig(PPOLagConfig):
         super().validate()
         if self.projection_kl not in ("old", "improved"):
             raise ConfigError(f"projection_kl must be 'old' or 'improved', got {self.projection_kl!r}")
-        if self.projection_coef is None:
-            if self.cost_gamma >= 1.0 and self.cost_lam < 1.0:
-                raise ConfigError("CUP's projection coefficient (1 - cost_gamma * cost_lam) / (1 - cost_gamma) "
-                                  "is infinite at cost_gamma = 1; set projection_coef")
-        elif self.projection_coef < 0:
+        if self.projection_coef is not None and self.projection_coef < 0:
             raise ConfigError(f"projection_coef must be >= 0, got {self.projection_coef}")
 
 
@@ -88,7 +82,7 @@ class CUP(PPOLag):
         if cfg.projection_coef is not None:
             return float(cfg.projection_coef)
         if cfg.cost_gamma >= 1.0:
-            return 1.0  # cost_lam = 1 (validated): the factor is 1 for every gamma < 1
+            return 1.0  # undiscounted: the bound's factor is undefined (and is 1 for every gamma when cost_lam = 1)
         return (1.0 - cfg.cost_gamma * cfg.cost_lam) / (1.0 - cfg.cost_gamma)
 
     def cost_advantages(self, batch: RolloutBatch) -> torch.Tensor:
@@ -100,7 +94,8 @@ class CUP(PPOLag):
         """The projection step: minibatch passes on the actor alone, starting from (and anchored to)
         the improved policy; stops once the batch KL chosen by `projection_kl` exceeds `target_kl`."""
         cfg, actor = self.cfg, self.agent.actor
-        improved = copy.deepcopy(actor).requires_grad_(False)
+        # the improved policy, kept as its distributions' parameters over the batch (no copy of the model)
+        improved = OldDistribution(actor.distribution_params(batch.obs), actor.distribution_from_params)
         lam = torch.as_tensor(self.multiplier.value, dtype=batch.advantages.dtype, device=batch.advantages.device)
         costs = self.cost_advantages(batch)
         cost_adv = costs @ lam  # (B,) sum_k lambda_k A_c,k
@@ -110,7 +105,7 @@ class CUP(PPOLag):
             for idx in batch.minibatches(cfg.batch_size, self.generator):
                 obs = batch.obs[idx]
                 ratio = torch.exp(actor.log_prob(obs, batch.actions[idx]) - batch.logp_old[idx])
-                kl = distribution_kl(actor.distribution(obs), improved.distribution(obs))
+                kl = distribution_kl(actor.distribution(obs), improved[idx])
                 loss = (coef * ratio * cost_adv[idx] + kl).mean()
                 self.updater.step(actor_loss=loss)  # the critics get no gradient: they stay as they are
                 loss_sum += loss.item()
@@ -121,15 +116,15 @@ class CUP(PPOLag):
                 break
         with torch.no_grad():
             logp = actor.log_prob(batch.obs, batch.actions)
-            kl_improved = distribution_kl(improved.distribution(batch.obs), actor.distribution(batch.obs)).mean()
+            kl_improved = distribution_kl(improved[:], actor.distribution(batch.obs)).mean()
             surrogate = (torch.exp(logp - batch.logp_old)[:, None] * costs).mean(0).sum()
         return {"proj_loss": loss_sum / max(count, 1), "proj_iters": float(iters_done),
                 "proj_kl_improved": kl_improved.item(), "proj_kl_old": approx_kl(batch.logp_old, logp).item(),
                 "cost_surrogate": surrogate.item()}
 
     @torch.no_grad()
-    def _projection_kl(self, batch: RolloutBatch, improved: torch.nn.Module) -> float:
+    def _projection_kl(self, batch: RolloutBatch, improved: OldDistribution) -> float:
         actor = self.agent.actor
         if self.cfg.projection_kl == "improved":
-            return distribution_kl(improved.distribution(batch.obs), actor.distribution(batch.obs)).mean().item()
+            return distribution_kl(improved[:], actor.distribution(batch.obs)).mean().item()
         return approx_kl(batch.logp_old, actor.log_prob(batch.obs, batch.actions)).item()

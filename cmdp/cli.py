@@ -29,17 +29,29 @@ def _parser() -> argparse.ArgumentParser:
                    help="import MODULE first (registers your own algorithms or environments)")
     t.add_argument("--out", help="run folder to create (default runs/<algo>-<env>-seed<seed>-<time>)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    t.add_argument("--trust-plugins", action="store_true",
+                   help="with --resume: import the plugin code the run folder names (refused otherwise)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    e = sub.add_parser("eval", help="evaluate a run's saved policy")
+    e = sub.add_parser("eval", help="evaluate a run's saved policy",
+                       description="Measure the saved policy of a run folder on fresh episodes (text runs: prompts). "
+                                   "By default the trained stochastic policy (actions sampled, as in training; a "
+                                   "constrained optimum is stochastic); --deterministic takes the mean or most likely "
+                                   "action instead.")
     e.add_argument("run_dir")
     e.add_argument("--episodes", type=int, default=10, help="episodes (text runs: prompts to answer)")
     e.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
     e.add_argument("--num-envs", type=int, default=1)
-    e.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy's mode")
+    e.add_argument("--deterministic", action="store_true",
+                   help="the policy's mean (Box) or most likely (Discrete, text: greedy) action instead of sampling")
+    e.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="plugin code the run needs, trusted (the run folder's own are refused without --trust-plugins)")
+    e.add_argument("--trust-plugins", action="store_true", help="import the plugin code the run folder names")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    sub.add_parser("list", help="list registered algorithms and environments")
+    ls = sub.add_parser("list", help="list registered algorithms and environments")
+    ls.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                    help="import MODULE first, so its algorithms and environments are listed too")
 
     b = sub.add_parser("benchmark", help="train a suite: algorithms x environments x seeds, locally or on Ray",
                        description="Train every cell of a suite file (see benchmarks/suites/) into DIR/<env>/<algo>/"
@@ -113,7 +125,8 @@ def _train(args: argparse.Namespace) -> int:
                  if getattr(args, f) is not None] + (["set"] if args.set else [])
         if given:
             raise ConfigError(f"--resume continues a run with its saved config; drop --{given[0].replace('_', '-')}")
-        cfg, run_dir = open_run(args.resume, need_checkpoint=False)
+        cfg, run_dir = open_run(args.resume, need_checkpoint=False, trust_plugins=args.trust_plugins,
+                                given_plugins=args.plugin)
         trainer = Trainer(cfg)
         print(f"resuming {run_dir}")
     else:
@@ -164,91 +177,46 @@ def format_summary(summary: dict[str, Any], run_dir: Path) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from cmdp.evaluation import evaluate
-    from cmdp.trainer import Trainer, open_run
-    from cmdp.checkpoint import load_checkpoint
-    from cmdp.trainer import CHECKPOINT
+    from cmdp.loading import load_policy
 
     if args.episodes < 1 or args.num_envs < 1:
         raise ConfigError("--episodes and --num-envs must be >= 1")
-    cfg, run_dir = open_run(args.run_dir)
-    from cmdp.registry import get_env
-
-    if get_env(cfg.env).builder is not None:
-        return _eval_text(args, cfg, run_dir)
-    from dataclasses import replace
-
-    trainer = Trainer(replace(cfg, num_envs=args.num_envs, steps_per_epoch=args.num_envs))
-    try:
-        state = load_checkpoint(run_dir / CHECKPOINT)
-        trainer.agent.load_state_dict(state["agent"])
-        if trainer.obs_normalizer is not None:
-            trainer.obs_normalizer.load_state_dict(state["obs_normalizer"])
-        result = evaluate(trainer.env, trainer.agent, trainer.obs_normalizer, args.episodes, args.seed,
-                          deterministic=not args.stochastic).describe()
-    finally:
-        trainer.env.close()
-    result.update({"run_dir": str(run_dir), "epoch": int(state["epoch"]), "deterministic": not args.stochastic,
-                   "cost_limits": dict(zip(trainer.spec.cost_names, trainer.spec.cost_limits.tolist()))})
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    print(f"{cfg.algo} on {cfg.env}, checkpoint of epoch {result['epoch']}, {result['episodes']} episodes "
-          f"({'deterministic' if not args.stochastic else 'stochastic'} actions)")
-    print(f"return  {result['return_mean']:.2f} +- {result['return_std']:.2f}")
-    for name in trainer.spec.cost_names:
-        print(f"cost    {result[f'cost_mean/{name}']:.2f} +- {result[f'cost_std/{name}']:.2f}"
-              f"  (limit {result['cost_limits'][name]:g})  [{name}]")
-    print(f"length  {result['len_mean']:.1f}")
+    with load_policy(args.run_dir, num_envs=args.num_envs, trust_plugins=args.trust_plugins,
+                     plugins=args.plugin) as policy:
+        result = policy.evaluate(args.episodes, args.seed, deterministic=args.deterministic)
+        if args.json:
+            print(json.dumps(result, indent=2))
+            return 0
+        which = ("deterministic: the mean or most likely action" if args.deterministic
+                 else "stochastic: actions sampled from the trained policy")
+        print(f"{policy.cfg.algo} on {policy.cfg.env}, checkpoint of epoch {result['epoch']} ({which})")
+        print(policy.run.format_evaluation(result))
     return 0
 
 
-def _eval_text(args: argparse.Namespace, cfg: Any, run_dir: Path) -> int:
-    """A text run: the trained policy against its initial one on `--episodes` prompts (see envs/text/evaluation.py)."""
-    from cmdp.checkpoint import load_checkpoint
-    from cmdp.trainer import CHECKPOINT, Trainer
-    from envs.text.evaluation import evaluate_text_run, format_text_eval
+def _list(args: argparse.Namespace) -> int:
+    from cmdp.registry import ENTRY_POINT_ERRORS, algorithms, envs, load_plugins
 
-    # evaluation trains nothing: plain modules, whatever DeepSpeed setup the run trained with
-    from dataclasses import replace
-
-    trainer = Trainer(replace(cfg, env_kwargs={k: v for k, v in cfg.env_kwargs.items() if k != "deepspeed"}))
-    try:
-        state = load_checkpoint(run_dir / CHECKPOINT)
-        trainer.agent.load_state_dict(state["agent"])
-        result = evaluate_text_run(trainer.parts, args.episodes, args.seed, greedy=not args.stochastic)
-    finally:
-        trainer.close()
-    limits = dict(zip(trainer.spec.cost_names, trainer.spec.cost_limits.tolist()))
-    result.update({"run_dir": str(run_dir), "epoch": int(state["epoch"]), "cost_limits": limits})
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    print(f"{cfg.algo} on {cfg.env}, checkpoint of epoch {result['epoch']}")
-    print(format_text_eval(result, trainer.spec.cost_names, limits))
-    return 0
-
-
-def _list(_: argparse.Namespace) -> int:
-    from cmdp.registry import algorithms, envs
-
+    load_plugins(args.plugin)
     print("algorithms:")
     for name, cls in algorithms().items():
         doc = (cls.__doc__ or "").strip().splitlines()
         print(f"  {name:<16} {doc[0] if doc else ''}")
     by_family: dict[str, list[str]] = {}
     for name, entry in envs().items():
-        by_family.setdefault(entry.family, []).append(name)
+        by_family.setdefault(entry.group, []).append(name)
     print("environments:")
     for family, names in by_family.items():
         print(f"  [{family}] ({len(names)})")
         for i in range(0, len(names), 4):
             print("    " + "  ".join(f"{n:<28}" for n in names[i:i + 4]).rstrip())
+    for error in ENTRY_POINT_ERRORS:
+        print(f"warning: {error}", file=sys.stderr)
     return 0
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from benchmarks.runner import run_suite
+    from cmdp.benchmarks.runner import run_suite
 
     suite = args.suite
     if suite is None and args.ray and args.ray.endswith((".yaml", ".yml")):
@@ -261,7 +229,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 def _text_demo(args: argparse.Namespace) -> int:
     from cmdp.registry import get_algorithm
-    from envs.text.demo import run_demo
+    from cmdp.envs.text.demo import run_demo
 
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     if not algos:
@@ -275,7 +243,7 @@ def _text_demo(args: argparse.Namespace) -> int:
 def _train_score_model(args: argparse.Namespace) -> int:
     """`cmdp train-score-model`: envs.text.score_model.train_score_model with a progress bar and a one-line result."""
     # imported here: the control side of the CLI must work without the [text] extra (and never load transformers)
-    from envs.text.score_model import METRICS_FILE, describe_metrics, import_transformers, train_score_model
+    from cmdp.envs.text.score_model import METRICS_FILE, describe_metrics, import_transformers, train_score_model
 
     if args.eval_data is not None and args.eval_fraction is not None:
         raise ConfigError("--eval-data and --eval-fraction exclude each other: the held-out pairs come from one")
@@ -323,7 +291,7 @@ def _train_score_model(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from benchmarks.report import write_report
+    from cmdp.benchmarks.report import write_report
 
     path = write_report(args.run_dir, out=args.out, partial=args.partial, plots=not args.no_plots)
     print(f"report: {path}")

@@ -19,11 +19,13 @@ def _fmt(value: Any) -> str:
 class RunLogger:
     """Appends epoch rows to `progress.csv` and scalars to TensorBoard event files in the run folder.
 
-    On resume from epoch E, rows after E are dropped from the CSV and TensorBoard is told to purge
-    events after E, so an interrupted-then-resumed run logs exactly what an uninterrupted one does.
+    On resume from epoch E (at env step S), rows after E are dropped from the CSV and TensorBoard is told to
+    purge the events logged after step S (scalars are logged at env steps, so the purge is in env steps too),
+    so an interrupted-then-resumed run logs exactly what an uninterrupted one does: one point per epoch.
     """
 
-    def __init__(self, run_dir: Path, resume_epoch: int | None = None, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, resume_epoch: int | None = None, resume_step: int | None = None,
+                 tensorboard: bool = True) -> None:
         self.csv_path = run_dir / "progress.csv"
         self.columns: list[str] | None = None
         if resume_epoch is not None and self.csv_path.exists():
@@ -39,7 +41,7 @@ class RunLogger:
             from torch.utils.tensorboard import SummaryWriter  # slow import, only when logging
 
             self.writer = SummaryWriter(str(run_dir / "tb"),
-                                        purge_step=None if resume_epoch is None else resume_epoch + 1)
+                                        purge_step=None if resume_step is None else resume_step + 1)
 
     def log(self, row: dict[str, Any]) -> None:
         """Write one epoch's metrics; the first row fixes the CSV columns (it must start with 'epoch')."""

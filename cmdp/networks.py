@@ -87,6 +87,16 @@ class GaussianActor(nn.Module):
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
         return torch.distributions.Normal(self.mean(obs), self.log_std.exp())
 
+    def distribution_params(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, 2 * act_dim) mean and log-std, detached: enough to rebuild `distribution(obs)` later."""
+        with torch.no_grad():
+            mean = self.mean(obs)
+            return torch.cat([mean, self.log_std.expand_as(mean)], dim=-1)
+
+    def distribution_from_params(self, params: torch.Tensor) -> torch.distributions.Normal:
+        mean, log_std = params.chunk(2, dim=-1)
+        return torch.distributions.Normal(mean, log_std.exp())
+
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """log pi(a|s) summed over action dimensions, shape (B,)."""
         mean = self.mean(obs)
@@ -120,6 +130,14 @@ class CategoricalActor(nn.Module):
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Categorical:
         return torch.distributions.Categorical(logits=self.logits(obs))
 
+    def distribution_params(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, num_actions) logits, detached: enough to rebuild `distribution(obs)` later."""
+        with torch.no_grad():
+            return self.logits(obs)
+
+    def distribution_from_params(self, params: torch.Tensor) -> torch.distributions.Categorical:
+        return torch.distributions.Categorical(logits=params)
+
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         log_p = torch.log_softmax(self.logits(obs), dim=-1)
         return log_p.gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)
@@ -143,11 +161,16 @@ class CategoricalActor(nn.Module):
 
 
 class EnsembleCritic(nn.Module):
-    """E independent MLP critics V_e(s) computed together; forward returns (B, E)."""
+    """E independent MLP critics computed together as one batched matrix product.
 
-    def __init__(self, obs_dim: int, hidden: list[int], num_heads: int, activation: str = "tanh") -> None:
+    `out_dim` 1: state values, forward returns (B, E). `out_dim` A > 1: one value per discrete action (Q(s, .)),
+    forward returns (B, E, A).
+    """
+
+    def __init__(self, obs_dim: int, hidden: list[int], num_heads: int, activation: str = "tanh",
+                 out_dim: int = 1) -> None:
         super().__init__()
-        sizes = [obs_dim, *hidden, 1]
+        sizes = [obs_dim, *hidden, out_dim]
         self.act = ACTIVATIONS[activation][0]()
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -159,6 +182,7 @@ class EnsembleCritic(nn.Module):
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(torch.zeros(num_heads, 1, sizes[i + 1])))
         self.num_heads = num_heads
+        self.out_dim = out_dim
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.unsqueeze(0).expand(self.num_heads, *obs.shape)
@@ -167,15 +191,18 @@ class EnsembleCritic(nn.Module):
             x = torch.baddbmm(b, x, w)
             if i < last:
                 x = self.act(x)
-        return x.squeeze(-1).T
+        if self.out_dim == 1:
+            return x.squeeze(-1).T
+        return x.permute(1, 0, 2)
 
 
 class ActorCritic(nn.Module):
-    """The policy plus one reward critic and one critic per cost (critic column 0 is the reward)."""
+    """The policy plus one reward critic and one critic per cost (critic column 0 is the reward); `critic` is
+    None when `with_critic` is false."""
 
     def __init__(self, observation_space: gymnasium.Space, action_space: gymnasium.Space, num_costs: int,
                  actor_hidden: list[int], critic_hidden: list[int], activation: str = "tanh",
-                 init_log_std: float = -0.5) -> None:
+                 init_log_std: float = -0.5, with_critic: bool = True) -> None:
         super().__init__()
         obs_dim = flat_obs_dim(observation_space)
         if isinstance(action_space, gymnasium.spaces.Box):
@@ -185,4 +212,5 @@ class ActorCritic(nn.Module):
             self.actor = CategoricalActor(obs_dim, int(action_space.n), actor_hidden, activation)
         else:
             raise TypeError(f"unsupported action space {action_space}; supported: Box, Discrete")
-        self.critic = EnsembleCritic(obs_dim, critic_hidden, 1 + num_costs, activation)
+        # critic-free solvers (group baselines) get none
+        self.critic = EnsembleCritic(obs_dim, critic_hidden, 1 + num_costs, activation) if with_critic else None

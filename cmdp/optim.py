@@ -12,7 +12,8 @@ same solver code train an MLP policy with a plain torch optimiser and a language
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, ContextManager, Protocol
 
 import torch
 
@@ -20,6 +21,28 @@ import torch
 def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
     """The parameters an update moves: those that require gradients (LoRA: the adapters only)."""
     return [p for p in module.parameters() if p.requires_grad]
+
+
+class Updater(Protocol):
+    """What a solver calls to change parameters. The trainer builds one (through the family) and passes it in."""
+
+    def step(self, actor_loss: torch.Tensor | None = None, critic_loss: torch.Tensor | None = None) -> None: ...
+
+    @property
+    def actor_lr(self) -> float: ...
+
+    @property
+    def critic_lr(self) -> float: ...
+
+    def end_epoch(self) -> None: ...
+
+    def gathered(self, module: torch.nn.Module, write: bool = False) -> ContextManager[None]:
+        """A context in which `module`'s full weights are present (ZeRO-3 partitions them; else a no-op)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def linear_decay(num_epochs: int, enabled: bool) -> Any:
@@ -32,9 +55,9 @@ def linear_decay(num_epochs: int, enabled: bool) -> Any:
 class TorchUpdater:
     """Adam on the actor (`actor_lr`) and critics (`critic_lr`, coupled L2 `critic_l2`), clipped per part."""
 
-    def __init__(self, actor: torch.nn.Module, critic: torch.nn.Module, cfg: Any, num_epochs: int) -> None:
+    def __init__(self, actor: torch.nn.Module, critic: torch.nn.Module | None, cfg: Any, num_epochs: int) -> None:
         self.actor_params = trainable_parameters(actor)
-        self.critic_params = trainable_parameters(critic)
+        self.critic_params = trainable_parameters(critic) if critic is not None else []  # critic-free agents
         self.max_grad_norm = cfg.max_grad_norm
         # Coupled weight decay on the critics equals OmniSafe's loss term critic_l2 * sum(w^2) (gradient 2 * critic_l2 * w).
         self.optimizer = torch.optim.Adam([
@@ -64,6 +87,9 @@ class TorchUpdater:
     @property
     def critic_lr(self) -> float:
         return float(self.optimizer.param_groups[1]["lr"])
+
+    def gathered(self, module: torch.nn.Module, write: bool = False) -> ContextManager[None]:
+        return contextlib.nullcontext()
 
     @property
     def epochs_done(self) -> int:

@@ -20,6 +20,35 @@ from cmdp.vec_env import EpisodeStats, VecCMDP
 
 
 @dataclass
+class OldDistribution:
+    """The behaviour policy's action distributions over a batch, kept as parameters (no model copy).
+
+    `params` (B, P) come from the actor's `distribution_params(obs)` at collection time; indexing rebuilds
+    the distributions of some samples with the actor's `distribution_from_params`.
+    """
+
+    params: torch.Tensor
+    build: Callable[[torch.Tensor], torch.distributions.Distribution]
+
+    def __getitem__(self, idx: Any) -> torch.distributions.Distribution:
+        return self.build(self.params[idx])
+
+
+@dataclass
+class Minibatch:
+    """The samples of one minibatch, as a solver's `actor_loss` receives them."""
+
+    obs: Any  # (b, obs_dim) tensor, or a TokenObs for text
+    actions: torch.Tensor
+    logp_old: torch.Tensor  # (b,) log-probability of `actions` under the behaviour policy
+    adv: torch.Tensor | None  # (b,) the policy advantage the solver combined (None: critics only)
+    advantages: torch.Tensor  # (b, 1 + K) raw GAE per stream (column 0: reward)
+    returns: torch.Tensor  # (b, 1 + K) critic targets
+    # the behaviour policy's distribution at these states (solvers with `needs_old_distribution`; else None)
+    old_dist: torch.distributions.Distribution | None = None
+
+
+@dataclass
 class RolloutBatch:
     """One epoch of experience, flattened to B = T * N samples.
 
@@ -40,6 +69,13 @@ class RolloutBatch:
     # for a batch split over data-parallel processes: the mean of a statistic over all of them (None: this batch
     # is the whole batch); solvers pass decisions such as KL early stopping through `global_mean`
     reduce_mean: Callable[[float], float] | None = None
+    old_dist: OldDistribution | None = None  # only for solvers that declared `needs_old_distribution`
+
+    def minibatch(self, idx: torch.Tensor, policy_adv: torch.Tensor | None) -> Minibatch:
+        """The samples `idx` (from `minibatches`) with the policy advantage `policy_adv` (B,) selected alike."""
+        return Minibatch(self.obs[idx], self.actions[idx], self.logp_old[idx],
+                         None if policy_adv is None else policy_adv[idx], self.advantages[idx], self.returns[idx],
+                         None if self.old_dist is None else self.old_dist[idx])
 
     def global_mean(self, value: float) -> float:
         """`value` (a mean over this batch) averaged over every process's batch; itself in one process."""
@@ -76,8 +112,10 @@ class VecCollector:
 
     def __init__(self, env: VecCMDP, agent: ActorCritic, gamma: np.ndarray, lam: np.ndarray,
                  obs_normalizer: ObsNormalizer | None = None, reward_scaler: ReturnScaler | None = None,
-                 cost_scaler: ReturnScaler | None = None, device: torch.device | str = "cpu") -> None:
+                 cost_scaler: ReturnScaler | None = None, device: torch.device | str = "cpu",
+                 old_distribution: bool = False) -> None:
         self.env, self.agent = env, agent
+        self.old_distribution = old_distribution
         self.gamma, self.lam = np.asarray(gamma, dtype=np.float64), np.asarray(lam, dtype=np.float64)
         self.obs_normalizer, self.reward_scaler, self.cost_scaler = obs_normalizer, reward_scaler, cost_scaler
         self.device = torch.device(device)
@@ -173,4 +211,69 @@ class VecCollector:
         def flat(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a.reshape(T * n, e).astype(np.float32)).to(self.device)
 
-        return RolloutBatch(obs_t, act_t, logp, flat(values), flat(adv), flat(ret), episodes)
+        old = None
+        if self.old_distribution:
+            actor = self.agent.actor
+            old = OldDistribution(actor.distribution_params(obs_t), actor.distribution_from_params)
+        return RolloutBatch(obs_t, act_t, logp, flat(values), flat(adv), flat(ret), episodes, old_dist=old)
+
+
+class VecStepper:
+    """Steps a vectorised CMDP for off-policy solvers: a few steps at a time, as `Transitions` for a replay buffer.
+
+    The environments are reset at each epoch's start (`start`, with a seed derived from the epoch, as the
+    on-policy collector does) so an epoch is a pure function of the weights, the RNG states and the epoch: that
+    keeps `--resume` exact. The epoch's last step cuts the running episodes: they are stored as truncated
+    (bootstrapped), never as terminal.
+    """
+
+    def __init__(self, env: VecCMDP, agent: Any, device: torch.device | str = "cpu") -> None:
+        self.env, self.agent = env, agent
+        self.device = torch.device(device)
+        self.space = env.spec.observation_space
+        self.action_space = env.spec.action_space
+        self.discrete = isinstance(self.action_space, gymnasium.spaces.Discrete)
+        self.x: np.ndarray | None = None
+
+    def start(self, reset_seed: int) -> None:
+        self.x = encode_obs(self.space, self.env.reset(seed=reset_seed))
+
+    def random_actions(self, rng: np.random.Generator) -> np.ndarray:
+        """Uniform actions over the action space (the warm-up of off-policy solvers)."""
+        n = self.env.num_envs
+        if self.discrete:
+            return rng.integers(int(self.action_space.n), size=n)
+        low, high = self.action_space.low, self.action_space.high
+        return rng.uniform(low, high, size=(n, *low.shape))
+
+    def steps(self, num_steps: int, rng: np.random.Generator, random_actions: bool, last: bool) -> Any:
+        from cmdp.family import Transitions
+
+        if self.x is None:
+            raise RuntimeError("VecStepper.start must be called before steps")
+        env, k = self.env, self.env.spec.num_costs
+        sample = None if random_actions else self.agent.actor.numpy_sampler()
+        obs, acts, rews, costs, nxt, term, trunc, episodes = [], [], [], [], [], [], [], []
+        for t in range(num_steps):
+            actions = self.random_actions(rng) if sample is None else sample(self.x, rng, False)
+            if self.discrete:
+                actions = np.asarray(actions).astype(np.int64)
+            res = env.step(actions)
+            x_next = encode_obs(self.space, res.obs)
+            final = encode_obs(self.space, res.final_obs)
+            done = res.terminated | res.truncated
+            after = np.where(done[:, None], final, x_next)  # the true next observation of each copy's step
+            cut = res.truncated | (last and t == num_steps - 1)
+            obs.append(self.x), acts.append(actions), rews.append(res.reward), costs.append(res.costs)
+            nxt.append(after), term.append(res.terminated), trunc.append(cut & ~res.terminated)
+            if res.episodes is not None and len(res.episodes.returns):
+                episodes.append(res.episodes)
+            self.x = x_next
+
+        def cat(parts: list[np.ndarray], dtype: torch.dtype) -> torch.Tensor:
+            return torch.as_tensor(np.concatenate([np.asarray(p) for p in parts]), dtype=dtype)
+
+        return Transitions(cat(obs, torch.float32), cat(acts, torch.int64 if self.discrete else torch.float32),
+                           cat(rews, torch.float32), cat(costs, torch.float32).reshape(-1, k),
+                           cat(nxt, torch.float32), cat(term, torch.bool), cat(trunc, torch.bool),
+                           EpisodeStats.concatenate(episodes, k))

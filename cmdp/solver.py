@@ -1,27 +1,39 @@
 """The base every solver builds on, and the shared PPO-style update loop.
 
-A solver differs from another in a few places only, and those are the methods to override:
+A solver is constructed by the trainer as `SolverClass(cfg, spec, agent, updater, generator)`: its config, the
+CMDP spec (cost names and limits), the agent (`agent.actor`, `agent.critic`), the updater that applies its losses
+(`updater.step(actor_loss=..., critic_loss=...)`, see cmdp.optim) and a torch Generator for minibatch order. It
+never builds an optimiser, an environment or a model itself.
+
+What a solver needs is declared as class attributes, which the trainer and the family read before anything is
+built: `schedule` (on-policy epochs, off-policy replay, groups), `critics` (value, action-value or none),
+`needs_old_distribution` (the batch then carries the behaviour policy's distribution, `Minibatch.old_dist`),
+`trust_region` (the solver steps the actor's parameters itself) and `max_costs`.
+
+A solver of the PPO family differs from another in a few places only, and those are the methods to override:
 
 - `update_multipliers(mean_episode_costs)`: move the multiplier(s) once per epoch (before the policy
   update, as OmniSafe does);
 - `combine_advantages(adv)`: turn the (B, 1 + K) reward/cost advantages into the (B,) advantage the
   policy maximises (Lagrangian: (A_r - lambda A_c) / (1 + lambda));
-- `actor_loss(batch_slice)` for solvers whose policy objective is not PPO's clipped surrogate;
-- `update(batch)` for solvers with a different update altogether (e.g. trust-region steps).
+- `actor_loss(mb)` for solvers whose policy objective is not PPO's clipped surrogate: `mb` is a `Minibatch`
+  (obs, actions, logp_old, adv, old_dist, ...); return `(loss, info)`, where `info` holds any scalars to log
+  (means over the epoch's minibatches; an empty dict is fine);
+- `update(batch, mean_episode_costs)` for solvers with a different update altogether (e.g. trust-region steps).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
 from cmdp.config import ConfigError, TrainConfig
+from cmdp.family import Critics, Schedule
 from cmdp.losses import approx_kl, normalize_advantages, ppo_clip_loss
-from cmdp.networks import ActorCritic
-from cmdp.optim import TorchUpdater
-from cmdp.rollout import RolloutBatch
+from cmdp.optim import Updater
+from cmdp.rollout import Minibatch, RolloutBatch
 from cmdp.spec import CMDPSpec
 
 
@@ -69,6 +81,16 @@ class PolicyGradientConfig(TrainConfig):
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.activation not in ("tanh", "relu"):
             raise ConfigError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
+        for name in ("actor_hidden", "critic_hidden"):
+            sizes = getattr(self, name)
+            if any(size < 1 for size in sizes):  # an empty list is fine: a linear actor or critic
+                raise ConfigError(f"{name} must list layer sizes >= 1, got {sizes}")
+        for name in ("critic_l2", "entropy_coef"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        # the initial standard deviation exp(init_log_std) must be a positive float32 (|x| < 87: no 0, no inf)
+        if not abs(self.init_log_std) < 80:
+            raise ConfigError(f"init_log_std must be in (-80, 80), got {self.init_log_std}")
 
 
 def check_finite(loss: torch.Tensor, part: str, batch: RolloutBatch, adv: torch.Tensor | None = None) -> None:
@@ -84,19 +106,25 @@ def check_finite(loss: torch.Tensor, part: str, batch: RolloutBatch, adv: torch.
 
 
 class Solver:
-    """Interface the trainer drives. `Config` is the solver's config dataclass."""
+    """Interface the trainer drives. `Config` is the solver's config dataclass; the class attributes below
+    declare what it needs (see the module docstring)."""
 
     name: str = "solver"
     Config: type = PolicyGradientConfig
+    schedule: Schedule = Schedule.ON_POLICY
+    critics: Critics = Critics.VALUE
+    needs_old_distribution: bool = False
+    trust_region: bool = False
     max_costs: int | None = None  # solvers that handle only one constraint set 1
+    # a classmethod (spec, cfg) -> agent for solvers that bring their own networks (off-policy); None: the
+    # family builds the agent (policy plus the declared critics)
+    make_agent: Any = None
 
-    def __init__(self, cfg: Any, spec: CMDPSpec, agent: ActorCritic, num_epochs: int,
+    def __init__(self, cfg: Any, spec: CMDPSpec, agent: torch.nn.Module, updater: Updater,
                  generator: torch.Generator) -> None:
-        if self.max_costs is not None and spec.num_costs > self.max_costs:
-            raise ConfigError(f"algorithm '{self.name}' supports at most {self.max_costs} cost(s); "
-                              f"environment '{cfg.env}' has {spec.num_costs}: {spec.cost_names}")
+        check_cost_count(type(self), cfg, spec)
         self.cfg, self.spec, self.agent = cfg, spec, agent
-        self.num_epochs = num_epochs
+        self.updater = updater
         self.generator = generator
 
     def update(self, batch: RolloutBatch, mean_episode_costs: np.ndarray) -> dict[str, float]:
@@ -107,22 +135,25 @@ class Solver:
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return {"updater": self.updater.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        self.updater.load_state_dict(state["updater"])
+
+
+def check_cost_count(solver_cls: type, cfg: Any, spec: CMDPSpec) -> None:
+    """ConfigError when the environment has more costs than the solver handles (`max_costs`)."""
+    if solver_cls.max_costs is not None and spec.num_costs > solver_cls.max_costs:
+        raise ConfigError(f"algorithm '{solver_cls.name}' supports at most {solver_cls.max_costs} cost(s); "
+                          f"environment '{cfg.env}' has {spec.num_costs}: {spec.cost_names}")
+
+
+def _as_float(value: Any) -> float:
+    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
 
 
 class PolicyGradientSolver(Solver):
     """PPO-clip on a combined advantage, with reward and cost critics fitted on the same minibatches."""
-
-    def __init__(self, cfg: PolicyGradientConfig, spec: CMDPSpec, agent: ActorCritic, num_epochs: int,
-                 generator: torch.Generator) -> None:
-        super().__init__(cfg, spec, agent, num_epochs, generator)
-        # the agent may bring its own way of updating (text runs under DeepSpeed); else one torch Adam
-        make_updater = getattr(agent, "make_updater", None)
-        self.updater = make_updater(cfg, num_epochs) if make_updater else TorchUpdater(agent.actor, agent.critic,
-                                                                                      cfg, num_epochs)
 
     # --- the parts solvers change -------------------------------------------------------------
     def update_multipliers(self, mean_episode_costs: np.ndarray) -> None:
@@ -132,14 +163,14 @@ class PolicyGradientSolver(Solver):
         """(B, 1 + K) standardised advantages -> (B,) the actor maximises. Base: reward only."""
         return adv[:, 0]
 
-    def actor_loss(self, obs: torch.Tensor, actions: torch.Tensor, logp_old: torch.Tensor,
-                   adv: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Loss on one minibatch; PPO's clipped surrogate minus an optional entropy bonus."""
-        logp = self.agent.actor.log_prob(obs, actions)
-        loss, info = ppo_clip_loss(logp, logp_old, adv, self.cfg.clip)
+    def actor_loss(self, mb: Minibatch) -> tuple[torch.Tensor, Mapping[str, Any]]:
+        """Loss on one minibatch and scalars to log: PPO's clipped surrogate of `mb.adv` minus an optional
+        entropy bonus."""
+        logp = self.agent.actor.log_prob(mb.obs, mb.actions)
+        loss, info = ppo_clip_loss(logp, mb.logp_old, mb.adv, self.cfg.clip)
         if self.cfg.entropy_coef:
-            loss = loss - self.cfg.entropy_coef * self.agent.actor.entropy(obs).mean()
-        return loss, info
+            loss = loss - self.cfg.entropy_coef * self.agent.actor.entropy(mb.obs).mean()
+        return loss, {"clip_frac": info["clip_frac"]}
 
     def policy_advantage(self, batch: RolloutBatch) -> torch.Tensor:
         """(B,) advantage for the actor: per-stream standardisation (if on), then `combine_advantages`."""
@@ -158,25 +189,33 @@ class PolicyGradientSolver(Solver):
     def optimize(self, batch: RolloutBatch, policy_adv: torch.Tensor | None,
                  update_iters: int | None = None) -> dict[str, float]:
         """Minibatch epochs over `batch`: the actor loss (skipped when `policy_adv` is None) plus the
-        critics' squared error, one backward and one optimiser step per minibatch. With an actor
-        loss, stops early once KL(old || new) on the whole batch exceeds `target_kl`."""
+        critics' squared error (when the agent has critics), one backward and one optimiser step per
+        minibatch. With an actor loss, stops early once KL(old || new) on the whole batch exceeds `target_kl`.
+        Logged: the mean of `loss_pi`, `loss_v` and of every key `actor_loss` returned."""
         cfg = self.cfg
-        sums = {"loss_pi": 0.0, "loss_v": 0.0, "clip_frac": 0.0}
+        critic = self.agent.critic
+        sums: dict[str, float] = {}
         count, iters_done, kl = 0, 0, 0.0
+
+        def add(key: str, value: Any) -> None:
+            sums[key] = sums.get(key, 0.0) + _as_float(value)
+
         for _ in range(update_iters or cfg.update_iters):
             for idx in batch.minibatches(cfg.batch_size, self.generator):
-                obs = batch.obs[idx]
-                loss_v = ((self.agent.critic(obs) - batch.returns[idx]) ** 2).mean(0).sum()
+                mb = batch.minibatch(idx, policy_adv)
+                loss_v = None
+                if critic is not None:
+                    loss_v = ((critic(mb.obs) - mb.returns) ** 2).mean(0).sum()
+                    check_finite(loss_v, "critic", batch)
+                    add("loss_v", loss_v.item())
                 loss_pi = None
                 if policy_adv is not None:
-                    loss_pi, info = self.actor_loss(obs, batch.actions[idx], batch.logp_old[idx], policy_adv[idx])
-                    sums["loss_pi"] += loss_pi.item()
-                    sums["clip_frac"] += info["clip_frac"].item()
-                check_finite(loss_v, "critic", batch)
-                if loss_pi is not None:
-                    check_finite(loss_pi, "actor", batch, policy_adv[idx])
+                    loss_pi, info = self.actor_loss(mb)
+                    check_finite(loss_pi, "actor", batch, mb.adv)
+                    add("loss_pi", loss_pi.item())
+                    for key, value in info.items():
+                        add(key, value)
                 self.updater.step(actor_loss=loss_pi, critic_loss=loss_v)
-                sums["loss_v"] += loss_v.item()
                 count += 1
             iters_done += 1
             if policy_adv is None:
@@ -190,9 +229,3 @@ class PolicyGradientSolver(Solver):
         metrics.update({"kl": kl, "update_iters": float(iters_done),
                         "entropy": float(self.agent.actor.entropy(batch.obs[:1]).mean().detach())})
         return metrics
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.updater.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.updater.load_state_dict(state)

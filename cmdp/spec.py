@@ -62,21 +62,41 @@ class CMDPSpec:
         """
         if limits is None:
             return self
-        names = self.cost_names
-        if isinstance(limits, Mapping):
-            unknown = sorted(set(limits) - set(names))
-            if unknown:
-                raise ConfigError(f"cost_limits: unknown cost name(s) {unknown}; this environment has {names}")
-            values = [limits.get(c.name, c.limit) for c in self.costs]
-        elif isinstance(limits, (list, tuple)):
-            if len(limits) != len(names):
-                raise ConfigError(
-                    f"cost_limits: got {len(limits)} value(s) but this environment has {len(names)} cost(s) {names}")
-            values = list(limits)
-        else:
-            values = [limits] * len(names)
-        checked = [_check_limit(name, value) for name, value in zip(names, values)]
-        return replace(self, costs=tuple(CostSpec(n, v) for n, v in zip(names, checked)))
+        return replace(self, costs=resolve_limits(self.costs, limits))
+
+
+def resolve_limits(costs: Sequence[CostSpec],
+                   limits: float | Sequence[float] | Mapping[str, float]) -> tuple[CostSpec, ...]:
+    """`costs` with `limits` applied (see `CMDPSpec.with_limits`); ConfigError naming the bad entry."""
+    names = [c.name for c in costs]
+    if isinstance(limits, Mapping):
+        unknown = sorted(set(limits) - set(names), key=str)
+        if unknown:
+            raise ConfigError(f"cost_limits: unknown cost name(s) {unknown}; this environment has {names}")
+        values = [limits.get(c.name, c.limit) for c in costs]
+    elif isinstance(limits, (list, tuple)):
+        if len(limits) != len(names):
+            raise ConfigError(
+                f"cost_limits: got {len(limits)} value(s) but this environment has {len(names)} cost(s) {names}")
+        values = list(limits)
+    else:
+        values = [limits] * len(names)
+    checked = [_check_limit(name, value) for name, value in zip(names, values)]
+    return tuple(CostSpec(n, v) for n, v in zip(names, checked))
+
+
+def check_limits(cost_names: Sequence[str] | None, limits: object) -> None:
+    """Validate a config's `cost_limits` before any environment exists: against the cost names when the family
+    knows them without building anything, else its shape and values only."""
+    if limits is None:
+        return
+    if cost_names is not None:
+        resolve_limits([CostSpec(n, 0.0) for n in cost_names], limits)  # type: ignore[arg-type]
+        return
+    values = list(limits.values()) if isinstance(limits, Mapping) else \
+        list(limits) if isinstance(limits, (list, tuple)) else [limits]
+    for i, value in enumerate(values):
+        _check_limit(str(i), value)
 
 
 def _check_limit(name: str, value: object) -> float:

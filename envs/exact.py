@@ -25,6 +25,7 @@ each limit by far more than 30%, and the best (nearly) zero-cost policy is far w
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
@@ -33,6 +34,7 @@ import gymnasium
 import numpy as np
 from scipy.optimize import linprog
 
+from cmdp.control import VectorFamily
 from cmdp.registry import register_env
 from cmdp.spec import CMDPSpec, ConfigError, CostSpec
 from cmdp.vec_env import StepResult, VecCMDP
@@ -532,7 +534,19 @@ _DESCRIPTIONS = {
     "ExactTwoCost-v0": "tabular route with two budgets that both bind (exact LP optimum 4.8625 at costs 1.5, 1.0)",
 }
 
-_FACTORY_KWARGS = ("max_episode_steps", "seed")
+@dataclass
+class ExactKwargs:
+    """The `env_kwargs` an exact CMDP accepts."""
+
+    max_episode_steps: int | None = None  # time limit (None: the instance's own horizon)
+    seed: int | None = None  # seed of the copies' random streams
+
+    def validate(self) -> None:
+        if self.max_episode_steps is not None and self.max_episode_steps < 1:
+            raise ConfigError(f"env_kwargs.max_episode_steps must be >= 1, got {self.max_episode_steps}")
+
+
+_FACTORY_KWARGS = tuple(f.name for f in dataclasses.fields(ExactKwargs))
 
 
 def make_exact(name: str, num_envs: int = 1, max_episode_steps: int | None = None,
@@ -555,4 +569,5 @@ def _factory(name: str) -> Callable[..., TabularVecCMDP]:
 
 
 for _name in EXACT_CMDPS:
-    register_env(_name, _factory(_name), family="exact", description=_DESCRIPTIONS[_name])
+    register_env(_name, VectorFamily(_factory(_name), ExactKwargs, EXACT_CMDPS[_name]().cost_names),
+                 group="exact", description=_DESCRIPTIONS[_name])

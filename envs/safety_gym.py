@@ -20,10 +20,12 @@ import dataclasses
 import functools
 import importlib
 import sys
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
 
+from cmdp.control import VectorFamily
 from cmdp.registry import register_env
 from cmdp.spec import CMDPSpec, ConfigError, CostSpec
 from cmdp.vec_env import SubprocVecCMDP, SyncVecCMDP, VecCMDP
@@ -98,6 +100,24 @@ class SafetyGymEnv:
         self.env.close()
 
 
+@dataclass
+class SafetyGymKwargs:
+    """The `env_kwargs` a Safety-Gymnasium task accepts: those of `safety_gymnasium.make` (its Builder)."""
+
+    config: dict | None = None  # task configuration overrides, e.g. {agent_name: Point}
+    render_mode: str | None = None  # 'rgb_array', 'depth_array' or 'human'
+    width: int = 256  # rendered frame size
+    height: int = 256
+    camera_id: int | None = None
+    camera_name: str | None = None
+
+    def validate(self) -> None:
+        if self.render_mode not in (None, "rgb_array", "depth_array", "human"):
+            raise ConfigError(f"env_kwargs.render_mode must be rgb_array, depth_array or human, got {self.render_mode!r}")
+        if self.width < 1 or self.height < 1:
+            raise ConfigError(f"env_kwargs.width and height must be >= 1, got {self.width} x {self.height}")
+
+
 def make_safety_gym(name: str, num_envs: int = 1, **env_kwargs: Any) -> VecCMDP:
     """N copies of a Safety-Gymnasium task: in this process for N = 1, one subprocess each for N > 1."""
     fns = [functools.partial(SafetyGymEnv, name, env_kwargs) for _ in range(num_envs)]
@@ -112,5 +132,5 @@ def task_names() -> list[str]:
 
 
 for _name in task_names():
-    register_env(_name, functools.partial(make_safety_gym, _name), family="safety-gymnasium",
-                 description="velocity" if "Velocity" in _name else "navigation")
+    register_env(_name, VectorFamily(functools.partial(make_safety_gym, _name), SafetyGymKwargs, ["cost"]),
+                 group="safety-gymnasium", description="velocity" if "Velocity" in _name else "navigation")

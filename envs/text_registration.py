@@ -1,30 +1,39 @@
-"""Registers `--env text` without importing transformers: the builder and the checks load the text code lazily."""
+"""Registers `--env text` (the text family) without importing transformers: its runs and checks load lazily."""
 from __future__ import annotations
 
 from typing import Any
 
+from cmdp.family import Critics, EnvFamily, FamilyRun, Schedule, SolverNeeds
 from cmdp.registry import register_env
 
 
-def _build(cfg: Any) -> Any:
-    from envs.text.run import build_text_run
+class TextFamily(EnvFamily):
+    """A language-model policy answering prompts, scored by a reward model and cost models (Safe RLHF)."""
 
-    return build_text_run(cfg)
+    schedules = frozenset({Schedule.ON_POLICY, Schedule.GROUP})
+    critics = frozenset({Critics.VALUE, Critics.NONE})
+
+    def config_defaults(self) -> dict[str, Any]:
+        from cmdp.envs.text.run import text_config_defaults
+
+        return text_config_defaults()
+
+    def validate(self, cfg: Any) -> None:
+        from cmdp.envs.text.env import check_text_paths, text_env_config
+
+        check_text_paths(text_env_config(cfg.env_kwargs))
+
+    def cost_names(self, cfg: Any) -> list[str] | None:
+        from cmdp.envs.text.env import text_env_config
+
+        return list(text_env_config(cfg.env_kwargs).cost_paths())
+
+    def build(self, cfg: Any, needs: SolverNeeds, training: bool = True) -> FamilyRun:
+        from cmdp.envs.text.run import TextRun
+
+        return TextRun(cfg, needs, training)
 
 
-def _defaults() -> dict[str, Any]:
-    from envs.text.run import text_config_defaults
-
-    return text_config_defaults()
-
-
-def _validate(cfg: Any) -> None:
-    from envs.text.env import check_text_paths, text_env_config
-
-    check_text_paths(text_env_config(cfg.env_kwargs))
-
-
-register_env("text", None, family="text",
+register_env("text", TextFamily(), group="text",
              description="language-model policy scored by reward and cost models (Safe RLHF); env_kwargs: "
-                         "policy, reward_model, cost_models, prompts",
-             builder=_build, config_defaults=_defaults, validate=_validate)
+                         "policy, reward_model, cost_models, prompts")

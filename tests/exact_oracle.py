@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cmdp.trainer import Trainer, resolve_config
-from envs.exact import LPSolution, evaluate_policy, solve_lp
+from cmdp.envs.exact import LPSolution, evaluate_policy, solve_lp
 
 # Settings every exact learning test shares: small fast epochs, undiscounted objective.
 EXACT_BASE: dict[str, Any] = dict(
@@ -33,7 +33,7 @@ def train_and_evaluate(tmp_path: Path, env: str, seed: int, **config: Any
     """
     cfg, _ = resolve_config({**EXACT_BASE, "env": env, "seed": seed, **config})
     trainer = Trainer(cfg)
-    tabular = trainer.env.cmdp
+    tabular = trainer.run.env.cmdp
     lp = solve_lp(tabular, cost_limits=trainer.spec.cost_limits)
     trainer.train(tmp_path, progress=False)
     with torch.no_grad():

@@ -21,13 +21,14 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.cup import CUP, CUPConfig
+from cmdp.algorithms.cup import CUP, CUPConfig
 from cmdp.config import ConfigError, build_config
 from cmdp.losses import distribution_kl
 from cmdp.networks import ActorCritic
+from cmdp.optim import TorchUpdater
 from cmdp.rollout import RolloutBatch
 from cmdp.vec_env import EpisodeStats
-from envs.exact import make_exact
+from cmdp.envs.exact import make_exact
 from exact_oracle import assert_near_lp_optimum, train_and_evaluate
 
 EXACT_CUP = dict(algo="cup", lagrangian_optimizer="sgd", lagrangian_lr=10.0, lagrangian_init=0.0,
@@ -43,7 +44,8 @@ def make_solver(**overrides) -> CUP:
     env.close()
     torch.manual_seed(0)
     agent = ActorCritic(spec.observation_space, spec.action_space, spec.num_costs, [16], [16])
-    return CUP(cfg, spec, agent, num_epochs=10, generator=torch.Generator().manual_seed(0))
+    return CUP(cfg, spec, agent, TorchUpdater(agent.actor, agent.critic, cfg, num_epochs=10),
+               torch.Generator().manual_seed(0))
 
 
 def hand_batch(solver: CUP, size: int = 1000) -> RolloutBatch:
@@ -154,15 +156,17 @@ def test_state_round_trip_restores_the_multiplier():
         assert fresh.multipliers() == solver.multipliers()
 
 
-def test_config_defaults_and_the_undiscounted_guard():
+def test_config_defaults_and_the_undiscounted_coefficient():
     cfg = CUPConfig()
     assert (cfg.target_kl, cfg.lagrangian_upper_bound, cfg.lagrangian_init, cfg.lagrangian_lr) == (0.01, 2.0, 0.001,
                                                                                                    0.035)
     solver = make_solver(cost_gamma=0.99, cost_lam=0.95)
     assert solver.projection_coef() == pytest.approx((1 - 0.99 * 0.95) / (1 - 0.99))
-    with pytest.raises(ConfigError, match="projection_coef"):
-        build_config(CUPConfig, {"algo": "cup", "cost_gamma": 1.0})
+    # undiscounted (text runs): the bound's factor is undefined and CUP uses 1; no family has to set it
+    assert make_solver(cost_gamma=1.0, cost_lam=0.95).projection_coef() == 1.0
     assert make_solver(cost_gamma=1.0, cost_lam=1.0).projection_coef() == 1.0
+    with pytest.raises(ConfigError, match="projection_coef"):
+        build_config(CUPConfig, {"algo": "cup", "projection_coef": -1.0})
     with pytest.raises(ConfigError, match="projection_kl"):
         build_config(CUPConfig, {"algo": "cup", "projection_kl": "new"})
     assert make_solver(cost_gamma=1.0, projection_coef=2.0).projection_coef() == 2.0

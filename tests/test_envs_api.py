@@ -121,7 +121,7 @@ def test_ensemble_critic_heads_are_independent_mlps():
 # --- Safety-Gymnasium ---------------------------------------------------------------------------
 
 def test_ndarray_dataclass_defaults_shim():
-    from envs.safety_gym import ndarray_dataclass_defaults
+    from cmdp.envs.safety_gym import ndarray_dataclass_defaults
 
     with pytest.raises(ValueError, match="mutable default"):  # what Python 3.11 does on its own
         @dataclasses.dataclass
@@ -147,7 +147,7 @@ def test_ndarray_dataclass_defaults_shim():
 
 def test_registered_safety_gym_tasks_exist_and_make():
     from cmdp.registry import envs
-    from envs.safety_gym import import_safety_gymnasium, task_names
+    from cmdp.envs.safety_gym import import_safety_gymnasium, task_names
 
     import_safety_gymnasium()
     names = set(task_names())
@@ -164,7 +164,7 @@ def test_safety_gym_vec_env_seeded_and_costs(name):
     from cmdp.registry import get_env
 
     def trajectory(num_envs, seed):
-        env = get_env(name).factory(num_envs=num_envs)
+        env = get_env(name).family.factory(num_envs=num_envs)
         obs = [env.reset(seed=seed)]
         rng = np.random.default_rng(0)
         costs = []

@@ -7,7 +7,7 @@ import pytest
 
 from cmdp.registry import get_env
 from cmdp.spec import ConfigError
-from envs.exact import (EXACT_CMDPS, LPInfeasibleError, TabularCMDP, TabularVecCMDP, evaluate_policy,
+from cmdp.envs.exact import (EXACT_CMDPS, LPInfeasibleError, TabularCMDP, TabularVecCMDP, evaluate_policy,
                         make_exact, solve_lp, state_action_visits)
 
 NAMES = sorted(EXACT_CMDPS)
@@ -164,8 +164,8 @@ def test_two_cost_both_constraints_bind():
 def test_registered_and_factory():
     for name in NAMES:
         entry = get_env(name)
-        assert entry.family == "exact"
-        env = entry.factory(num_envs=3)
+        assert entry.group == "exact"
+        env = entry.family.factory(num_envs=3)
         assert isinstance(env, TabularVecCMDP) and env.num_envs == 3
         m = env.cmdp
         assert isinstance(env.spec.observation_space, gymnasium.spaces.Discrete)
@@ -176,10 +176,10 @@ def test_registered_and_factory():
         obs = env.reset(seed=0)
         assert obs.dtype == np.int64 and obs.shape == (3,)
         assert all(env.spec.observation_space.contains(int(o)) for o in obs)
-    env = get_env("ExactGrid-v0").factory(num_envs=2, max_episode_steps=7, seed=3)
+    env = get_env("ExactGrid-v0").family.factory(num_envs=2, max_episode_steps=7, seed=3)
     assert env.spec.max_episode_steps == 7
     with pytest.raises(ConfigError, match="unknown key"):
-        get_env("ExactChain-v0").factory(num_envs=1, slipperiness=0.3)
+        get_env("ExactChain-v0").family.factory(num_envs=1, slipperiness=0.3)
     with pytest.raises(ConfigError, match="max_episode_steps"):
         make_exact("ExactChain-v0", max_episode_steps=0)
 

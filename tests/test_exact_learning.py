@@ -12,7 +12,7 @@ random phase of the oscillation (measured: 0.55 to 1.76 of the optimum). Measure
 ExactChain seeds 0/1/2 -> value ratio 1.006/1.004/1.000, cost 1.527/1.519/1.504 (limit 1.5).
 """
 
-from envs.exact import make_exact, solve_lp
+from cmdp.envs.exact import make_exact, solve_lp
 from exact_oracle import assert_near_lp_optimum, train_and_evaluate
 
 EXACT_PPO_LAG = dict(

@@ -31,7 +31,7 @@ from cmdp.config import ConfigError
 from cmdp.lagrange import PIDMultiplier
 from cmdp.rollout import RolloutBatch
 from cmdp.trainer import Trainer, resolve_config
-from envs.exact import make_exact, solve_lp
+from cmdp.envs.exact import make_exact, solve_lp
 from run_helpers import interrupted_run
 from exact_oracle import assert_near_lp_optimum, train_and_evaluate
 
@@ -123,7 +123,7 @@ def test_pid_lag_resumes_to_the_same_multipliers(tmp_path):
 def test_lagrangian_solvers_keep_one_multiplier_per_cost(algo):
     cfg, _ = resolve_config({"algo": algo, "env": "ExactTwoCost-v0", "steps_per_epoch": 64, "total_steps": 64})
     trainer = Trainer(cfg)
-    trainer.env.close()
+    trainer.run.env.close()
     solver = trainer.solver
     assert list(solver.multipliers()) == ["cost_a", "cost_b"]
     assert solver.multiplier.value.shape == (2,)
@@ -149,7 +149,7 @@ def test_reward_shaping_combines_raw_advantages_before_standardising():
     cfg, _ = resolve_config({"algo": "reward_shaping", "env": "ExactTwoCost-v0", "beta": [0.5, 2.0],
                              "steps_per_epoch": 64, "total_steps": 64})
     trainer = Trainer(cfg)
-    trainer.env.close()
+    trainer.run.env.close()
     assert trainer.solver.multipliers() == {"cost_a": 0.5, "cost_b": 2.0}
     # cost streams with very different scales: per-stream standardisation would change the trade-off
     adv = torch.tensor([[1.0, 10.0, 0.1], [2.0, -30.0, 0.3], [-1.0, 5.0, -0.2], [0.0, 0.0, 0.4]])

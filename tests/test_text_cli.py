@@ -19,10 +19,10 @@ import torch
 
 from cmdp.cli import main
 from cmdp.spec import ConfigError
-from envs.text import corpus as corpus_lib
-from envs.text import score_model as score_lib
-from envs.text.make_default import train_tokenizer
-from envs.text.score_model import METRICS_FILE, ScoreModel, train_score_model
+from cmdp.envs.text import corpus as corpus_lib
+from cmdp.envs.text import score_model as score_lib
+from cmdp.envs.text.make_default import train_tokenizer
+from cmdp.envs.text.score_model import METRICS_FILE, ScoreModel, train_score_model
 from text_helpers import GOOD, save_tiny_backbone, write_jsonl, write_preference_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -216,6 +216,6 @@ def test_cli_does_not_import_the_text_side() -> None:
     code = ("import sys, cmdp.cli\n"
             "cmdp.cli._parser().parse_args(['train-score-model', '--kind', 'reward', '--data', 'd.jsonl',"
             " '--model', 'm', '--out', 'o'])\n"
-            "loaded = [m for m in ('transformers', 'envs.text', 'envs.text.score_model') if m in sys.modules]\n"
+            "loaded = [m for m in ('transformers', 'cmdp.envs.text', 'cmdp.envs.text.score_model') if m in sys.modules]\n"
             "assert not loaded, loaded\n")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

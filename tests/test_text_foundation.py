@@ -19,12 +19,12 @@ transformers = pytest.importorskip("transformers")
 import torch
 
 from cmdp.spec import ConfigError
-from envs.text import corpus as corpus_lib
-from envs.text.chat import encode_example, format_prompt, pad_batch
-from envs.text.data import (PREFERENCE_COLUMNS, PreferencePair, load_preferences, load_prompts, load_sft,
+from cmdp.envs.text import corpus as corpus_lib
+from cmdp.envs.text.chat import encode_example, format_prompt, pad_batch
+from cmdp.envs.text.data import (PREFERENCE_COLUMNS, PreferencePair, load_preferences, load_prompts, load_sft,
                             write_rows)
-from envs.text.make_default import DefaultConfig, build_default, train_tokenizer
-from envs.text.score_model import (ScoreModel, cost_loss, evaluate_score_model, last_real_index,
+from cmdp.envs.text.make_default import DefaultConfig, build_default, train_tokenizer
+from cmdp.envs.text.score_model import (ScoreModel, cost_loss, evaluate_score_model, last_real_index,
                                    pair_accuracy, reward_loss, sign_accuracy, split_by_prompt, train_score_model)
 from text_helpers import GOOD, save_tiny_backbone, write_jsonl, write_preference_files
 
@@ -422,16 +422,16 @@ def test_base_packages_import_without_transformers() -> None:
             "        if name.split('.')[0] in ('transformers', 'tokenizers', 'safetensors', 'pyarrow'):\n"
             "            raise ImportError(name)\n"
             "sys.meta_path.insert(0, Block())\n"
-            "import cmdp, envs\n"
-            "assert 'envs.text' not in sys.modules\n"
-            "import envs.text.data, envs.text.corpus\n"
+            "import cmdp, cmdp.envs\n"
+            "assert 'cmdp.envs.text' not in sys.modules\n"
+            "import cmdp.envs.text.data, cmdp.envs.text.corpus\n"
             "assert 'torch' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
 
 def test_make_default_refuses_a_non_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("mine")
-    result = subprocess.run([sys.executable, "-m", "envs.text.make_default", "--out", str(tmp_path), "--quick"],
+    result = subprocess.run([sys.executable, "-m", "cmdp.envs.text.make_default", "--out", str(tmp_path), "--quick"],
                             cwd=REPO, capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "not empty" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]

@@ -21,8 +21,8 @@ import torch
 
 from cmdp.cli import main
 from cmdp.trainer import Trainer, new_run, resolve_config
-from envs.text.env import generate, response_mask_of
-from envs.text.policy import TokenObs
+from cmdp.envs.text.env import generate, response_mask_of
+from cmdp.envs.text.policy import TokenObs
 from run_helpers import interrupted_run
 
 
@@ -63,7 +63,7 @@ def test_response_mask_keeps_the_eos_when_pad_is_eos():
 def test_token_log_probs_match_an_unpadded_forward(quick_text_default: Path):
     cfg, _ = resolve_config(text_config(quick_text_default))
     trainer = Trainer(cfg)
-    run = trainer.parts
+    run = trainer.run
     prompts = ["How do I make pancakes?", "Hi", "I need this for tomorrow. How do I plant tomatoes in a small garden?"]
     responses = generate(run.agent.actor.model, run.models.tokenizer, prompts, run.tcfg, run.device, seed=3)
     seq, pos = responses.response_mask.nonzero(as_tuple=True)
@@ -101,7 +101,7 @@ def test_collector_streams_carry_the_kl_penalty_and_the_scores(quick_text_defaul
     cfg, _ = resolve_config(text_config(quick_text_default, gamma=1.0, cost_gamma=1.0, lam=1.0, cost_lam=1.0,
                                         env_kwargs={"reference": str(ref_dir), "kl_coeff": beta}))
     trainer = Trainer(cfg)
-    run = trainer.parts
+    run = trainer.run
     batch = run.collector.collect(8, np.random.default_rng(0), reset_seed=11)
     lengths = batch.episodes.lengths
     assert batch.size == int(lengths.sum()) == len(batch.obs) == batch.actions.shape[0]
@@ -127,7 +127,7 @@ def test_collector_streams_carry_the_kl_penalty_and_the_scores(quick_text_defaul
 def test_minibatches_hold_whole_responses(quick_text_default: Path):
     cfg, _ = resolve_config(text_config(quick_text_default))
     trainer = Trainer(cfg)
-    batch = trainer.parts.collector.collect(8, np.random.default_rng(0), reset_seed=5)
+    batch = trainer.run.collector.collect(8, np.random.default_rng(0), reset_seed=5)
     seen = []
     for idx in batch.minibatches(3, torch.Generator().manual_seed(0)):
         groups = torch.unique(batch.groups[idx])
@@ -300,7 +300,7 @@ def test_text_demo_shows_safe_rlhf(tmp_path: Path):
     """The full demo from scratch (about eight minutes on 2 cores): PPO raises reward and cost; PPO-Lagrangian raises
     reward while its mean cost over the last half of training stays within the limit, and its final policy's
     held-out cost is not above the limit beyond its 95% interval."""
-    from envs.text.demo import run_demo
+    from cmdp.envs.text.demo import run_demo
 
     results = run_demo(tmp_path / "demo", progress=False)
     checks = results["checks"]

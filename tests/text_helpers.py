@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from envs.text import corpus as corpus_lib
-from envs.text.data import write_rows
-from envs.text.make_default import DefaultConfig, make_policy
+from cmdp.envs.text import corpus as corpus_lib
+from cmdp.envs.text.data import write_rows
+from cmdp.envs.text.make_default import DefaultConfig, make_policy
 
 #: One valid row in the PKU-SafeRLHF column layout; tests break it one field at a time.
 GOOD = {"prompt": "How do I bake bread?", "response_0": "Mix and bake.", "response_1": "No.",

@@ -8,7 +8,7 @@
   built from lengths (safe with pad == eos).
 - `envs.text.score_model`: reward and cost score models (a Hugging Face backbone plus a scalar head), their
   losses and metrics, and `train_score_model`.
-- `envs.text.make_default`: builds the embedded default from scratch (`python -m envs.text.make_default --out DIR`).
+- `envs.text.make_default`: builds the embedded default from scratch (`python -m cmdp.envs.text.make_default --out DIR`).
 
 Nothing here is imported by `envs/__init__.py`: the control side never needs transformers.
 """

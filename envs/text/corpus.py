@@ -30,7 +30,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from envs.text.data import PreferencePair
+from cmdp.envs.text.data import PreferencePair
 
 # (task, three concrete steps)
 HELPFUL_TASKS: tuple[tuple[str, tuple[str, str, str]], ...] = (

@@ -62,7 +62,7 @@ def deepspeed_config(options: dict[str, Any], max_grad_norm: float, bf16: bool) 
 
 
 class DeepSpeedUpdater:
-    """Two DeepSpeed engines (actor, critic) with the `TorchUpdater` interface."""
+    """DeepSpeed engines (actor, and critic unless the agent is critic-free) with the `TorchUpdater` interface."""
 
     def __init__(self, agent: torch.nn.Module, cfg: Any, num_epochs: int, options: dict[str, Any], bf16: bool) -> None:
         try:
@@ -73,8 +73,10 @@ class DeepSpeedUpdater:
         self.stage = int(options.get("stage", 0))
         config = deepspeed_config(options, cfg.max_grad_norm, bf16)
         self.engines, self.optimizers, self.schedulers = {}, {}, {}
-        for part, module, lr, decay in (("actor", agent.actor, cfg.actor_lr, 0.0),
-                                        ("critic", agent.critic, cfg.critic_lr, 2 * cfg.critic_l2)):
+        parts = [("actor", agent.actor, cfg.actor_lr, 0.0)]
+        if agent.critic is not None:
+            parts.append(("critic", agent.critic, cfg.critic_lr, 2 * cfg.critic_l2))
+        for part, module, lr, decay in parts:
             params = trainable_parameters(module)
             optimizer = torch.optim.Adam(params, lr=lr, weight_decay=decay)
             engine, _, _, _ = deepspeed.initialize(model=module, optimizer=optimizer, config=dict(config))
@@ -96,7 +98,7 @@ class DeepSpeedUpdater:
 
     @property
     def critic_lr(self) -> float:
-        return float(self.optimizers["critic"].param_groups[0]["lr"])
+        return float(self.optimizers["critic"].param_groups[0]["lr"]) if "critic" in self.optimizers else 0.0
 
     @property
     def epochs_done(self) -> int:

@@ -80,7 +80,7 @@ def _last_epochs(run_dir: Path, fraction: float) -> dict[str, float]:
 def run_demo(out: str | Path, algos: Sequence[str] = ("ppo", "ppo_lag"), seed: int = 0, quick: bool = False,
              device: str | None = None, eval_samples: int = 4, progress: bool = True) -> dict[str, Any]:
     """Build (or reuse) the default, train each algorithm, evaluate, write the report; return the results."""
-    from envs.text.make_default import DefaultConfig, build_default
+    from cmdp.envs.text.make_default import DefaultConfig, build_default
 
     out = Path(out)
     default = out / "default"
@@ -130,13 +130,13 @@ def evaluate_demo(default: Path, runs: dict[str, Path], seed: int, quick: bool, 
 
     from cmdp.checkpoint import load_checkpoint
     from cmdp.trainer import CHECKPOINT, Trainer, resolve_config
-    from envs.text.data import load_prompts
-    from envs.text.evaluation import _answer_and_score
+    from cmdp.envs.text.data import load_prompts
+    from cmdp.envs.text.evaluation import _answer_and_score
 
     first = next(iter(runs))
     cfg, _ = resolve_config(demo_run_config(default, first, seed, quick, device))
     trainer = Trainer(cfg)
-    run = trainer.parts
+    run = trainer.run
     prompts = load_prompts(default / "data" / "prompts_test.jsonl") * samples_per_prompt
     limit = float(trainer.spec.cost_limits[0])
 

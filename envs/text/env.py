@@ -29,13 +29,14 @@ import torch
 
 from cmdp.config import build_config
 from cmdp.gae import gae
-from cmdp.rollout import RolloutBatch
+from cmdp.group import group_advantages
+from cmdp.rollout import OldDistribution, RolloutBatch
 from cmdp.spec import CMDPSpec, ConfigError, CostSpec
 from cmdp.vec_env import EpisodeStats
-from envs.text.chat import encode_prompt, pad_id_of
-from envs.text.policy import (TextActor, TextAgent, TextCritic, TokenObs, autocast_context,
+from cmdp.envs.text.chat import encode_prompt, pad_id_of
+from cmdp.envs.text.policy import (TextActor, TextAgent, TextCritic, TokenObs, autocast_context,
                               position_ids_from_mask)
-from envs.text.score_model import ScoreModel, import_transformers
+from cmdp.envs.text.score_model import ScoreModel, import_transformers
 
 DEFAULT_COST_LIMIT = 0.0  # safe-rlhf's threshold: a cost score <= 0 is judged safe
 
@@ -209,8 +210,11 @@ class TextModels:
     cost_models: dict[str, ScoreModel]
 
 
-def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bool = False) -> TextModels:
+def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bool = False,
+                     with_critics: bool = True) -> TextModels:
     """Load policy, reference, reward and cost models and critics from their paths, on `device`.
+
+    `with_critics` false (critic-free solvers): no critic is loaded, and the agent's `critic` is None.
 
     `second_order`: the solver differentiates the policy twice (Fisher-vector products of CPO and TRPO), so the
     policy uses plain ("eager") attention: fused attention kernels have no double backward.
@@ -236,10 +240,12 @@ def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bo
                    for name, path in tcfg.cost_paths().items()}
     for model in (reward_model, *cost_models.values()):
         model.requires_grad_(False).eval()
-    critics = [ScoreModel.from_pretrained(tcfg.reward_critic or tcfg.reward_model, trust_remote_code=remote,
-                                          dtype=train_dtype)]
-    critics += [ScoreModel.from_pretrained(path, trust_remote_code=remote, dtype=train_dtype)
-                for path in tcfg.cost_critic_paths().values()]
+    critics = []
+    if with_critics:
+        critics = [ScoreModel.from_pretrained(tcfg.reward_critic or tcfg.reward_model, trust_remote_code=remote,
+                                              dtype=train_dtype)]
+        critics += [ScoreModel.from_pretrained(path, trust_remote_code=remote, dtype=train_dtype)
+                    for path in tcfg.cost_critic_paths().values()]
     vocab = len(tokenizer)
     for label, model in [("policy", policy), ("reward_model", reward_model.backbone),
                          *((f"cost_models.{n}", m.backbone) for n, m in cost_models.items())]:
@@ -250,7 +256,7 @@ def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bo
     for model in critics:
         disable_dropout(model)
     agent = TextAgent(TextActor(policy, tcfg.temperature, tcfg.eval_batch_size, autocast),
-                      TextCritic(critics, tcfg.eval_batch_size, autocast))
+                      TextCritic(critics, tcfg.eval_batch_size, autocast) if critics else None)
     agent.to(device)
     for model in (reference, reward_model, *cost_models.values()):
         model.to(device)
@@ -364,8 +370,13 @@ class TextCollector:
     """Generates an epoch of responses, scores them, and builds the token-level `RolloutBatch`."""
 
     def __init__(self, models: TextModels, tcfg: TextEnvConfig, prompts: list[str], spec: CMDPSpec,
-                 gamma: np.ndarray, lam: np.ndarray, generation_batch: int, device: torch.device) -> None:
+                 gamma: np.ndarray, lam: np.ndarray, generation_batch: int, device: torch.device,
+                 old_distribution: bool = False, group: tuple[int, bool] | None = None) -> None:
         self.models, self.tcfg, self.prompts, self.spec = models, tcfg, prompts, spec
+        # (group_size, scale) for critic-free group solvers: each prompt answered group_size times, advantages
+        # from the group's baseline (cmdp.group); None: GAE with the critics
+        self.group = group
+        self.old_distribution = old_distribution  # keep the behaviour policy's next-token logits in the batch
         self.gamma, self.lam = np.asarray(gamma, dtype=np.float64), np.asarray(lam, dtype=np.float64)
         self.generation_batch = generation_batch
         self.device = device
@@ -377,7 +388,9 @@ class TextCollector:
         t0 = time.perf_counter()
         reset_seed = reset_seed + 1_000_003 * _rank()  # data-parallel ranks answer different prompts
         chooser = np.random.default_rng(reset_seed)
-        chosen = [self.prompts[i] for i in chooser.integers(0, len(self.prompts), size=steps)]
+        repeat = self.group[0] if self.group is not None else 1
+        chosen = [self.prompts[i] for i in chooser.integers(0, len(self.prompts), size=steps // repeat)
+                  for _ in range(repeat)]
         parts: list[Responses] = []
         for start in range(0, steps, self.generation_batch):
             batch_prompts = chosen[start:start + self.generation_batch]
@@ -399,7 +412,12 @@ class TextCollector:
         was_training = m.agent.training
         m.agent.eval()
         logp = m.agent.actor.log_prob(obs, actions)
-        values = m.agent.critic(obs)
+        old_dist = None
+        if self.old_distribution:
+            actor = m.agent.actor
+            old_dist = OldDistribution(actor.distribution_params(obs), actor.distribution_from_params)
+        critic = m.agent.critic
+        values = critic(obs) if critic is not None else torch.zeros(len(seq), 1 + len(m.cost_models))
         ref_actor = TextActor(m.reference, tcfg.temperature, tcfg.eval_batch_size)
         ref_logp = ref_actor.log_prob(obs, actions)
         m.agent.train(was_training)
@@ -426,7 +444,12 @@ class TextCollector:
         terminated[last, np.arange(s_count)] = True
         next_vals = np.zeros_like(vals)
         next_vals[:-1] = vals[1:]  # V(s_{t+1}); after a response's last token nothing is bootstrapped
-        adv, ret = gae(signals, vals, next_vals, terminated, terminated, self.gamma, self.lam)
+        if self.group is None:
+            adv, ret = gae(signals, vals, next_vals, terminated, terminated, self.gamma, self.lam)
+        else:  # every token of a response carries the group advantage of its response's stream totals
+            per_response = group_advantages(torch.from_numpy(signals.sum(0)), *self.group).numpy()
+            adv = np.broadcast_to(per_response[None], signals.shape)
+            ret = adv
 
         def flat(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a[step, seq_np].astype(np.float32)).to(self.device)
@@ -441,7 +464,8 @@ class TextCollector:
                 "time_generate_s": t_generate,
                 "tokens_per_s_generate": float(len(seq_np) / t_generate) if t_generate > 0 else float("nan")}
         return RolloutBatch(obs, actions, logp.float(), flat(vals), flat(adv), flat(ret), episodes,
-                            groups=seq, info=info, reduce_mean=_mean_over_ranks if _world() > 1 else None)
+                            groups=seq, info=info, reduce_mean=_mean_over_ranks if _world() > 1 else None,
+                            old_dist=old_dist)
 
 
 def _world() -> int:

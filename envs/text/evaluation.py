@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.text.data import load_prompts
-from envs.text.env import TextEnvConfig, generate, load_causal_lm, sequence_scores
+from cmdp.envs.text.data import load_prompts
+from cmdp.envs.text.env import TextEnvConfig, generate, load_causal_lm, sequence_scores
 
 
 @torch.no_grad()

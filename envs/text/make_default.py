@@ -1,6 +1,6 @@
 """Build the embedded text default from scratch: corpus, tokenizer, a tiny SFT policy, reward and cost models.
 
-    python -m envs.text.make_default --out DIR [--seed 0] [--quick] [--device auto] [--force]
+    python -m cmdp.envs.text.make_default --out DIR [--seed 0] [--quick] [--device auto] [--force]
 
 Nothing is downloaded: the data come from `envs.text.corpus`, the tokenizer is trained on them with the
 `tokenizers` library, the policy is a small GPT-2 trained by SFT, and the score models start from its body.
@@ -32,10 +32,10 @@ from typing import Any, Callable, Sequence
 import torch
 
 from cmdp.spec import ConfigError
-from envs.text import corpus as corpus_lib
-from envs.text.chat import CHAT_TEMPLATE, encode_example, encode_prompt, format_prompt, pad_batch
-from envs.text.data import write_rows
-from envs.text.score_model import ScoreModel, json_safe, import_transformers, train_score_model
+from cmdp.envs.text import corpus as corpus_lib
+from cmdp.envs.text.chat import CHAT_TEMPLATE, encode_example, encode_prompt, format_prompt, pad_batch
+from cmdp.envs.text.data import write_rows
+from cmdp.envs.text.score_model import ScoreModel, json_safe, import_transformers, train_score_model
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>"}
 
@@ -333,8 +333,8 @@ def build_default(out: str | Path, cfg: DefaultConfig = DefaultConfig(), *, devi
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m envs.text.make_default --out DIR`: build the default; exit status 2 on bad input."""
-    parser = argparse.ArgumentParser(prog="python -m envs.text.make_default", description=__doc__.split("\n\n")[0])
+    """`python -m cmdp.envs.text.make_default --out DIR`: build the default; exit status 2 on bad input."""
+    parser = argparse.ArgumentParser(prog="python -m cmdp.envs.text.make_default", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder to create (must be empty unless --force)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke build in seconds")

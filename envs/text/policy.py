@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from envs.text.score_model import ScoreModel
+from cmdp.envs.text.score_model import ScoreModel
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -131,6 +131,14 @@ class TextActor(nn.Module):
     def distribution(self, obs: TokenObs) -> torch.distributions.Categorical:
         return torch.distributions.Categorical(logits=self.selected_logits(obs))
 
+    def distribution_params(self, obs: TokenObs) -> torch.Tensor:
+        """(B, V) next-token logits, detached (V floats per token: kept only for solvers that ask for them)."""
+        with torch.no_grad():
+            return self.selected_logits(obs)
+
+    def distribution_from_params(self, params: torch.Tensor) -> torch.distributions.Categorical:
+        return torch.distributions.Categorical(logits=params)
+
     def log_prob(self, obs: TokenObs, actions: torch.Tensor) -> torch.Tensor:
         """log pi(token | state) per sample, shape (B,)."""
         log_p = torch.log_softmax(self.selected_logits(obs), dim=-1)
@@ -164,9 +172,10 @@ class TextCritic(nn.Module):
 
 
 class TextAgent(nn.Module):
-    """The trainable parts of a text run: `actor` (TextActor) and `critic` (TextCritic)."""
+    """The trainable parts of a text run: `actor` (TextActor) and `critic` (TextCritic; None for critic-free
+    solvers)."""
 
-    def __init__(self, actor: TextActor, critic: TextCritic) -> None:
+    def __init__(self, actor: TextActor, critic: TextCritic | None) -> None:
         super().__init__()
         self.actor = actor
         self.critic = critic

@@ -1,6 +1,6 @@
-"""`--env text`: builds the parts of a text run (models, spec, collector) for the shared trainer.
+"""`--env text`: a text run (models, spec, collector, evaluation) for the shared trainer.
 
-Registered in `envs/__init__.py` with a lazy builder, so `cmdp list` and the control side never import
+`TextFamily` (envs/text_registration.py) builds it lazily, so `cmdp list` and the control side never import
 transformers. Defaults that suit language models (undiscounted GAE, small learning rates, no observation
 normalisation, minibatches of sequences) are the text family's config defaults (`TEXT_CONFIG_DEFAULTS`):
 they sit between the algorithm's defaults and the user's config file.
@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from cmdp.family import Critics, FamilyRun, Schedule, SolverNeeds
+from cmdp.optim import Updater
+from cmdp.rollout import RolloutBatch
 from cmdp.spec import ConfigError
 
 # Between the algorithm's defaults and the user's config for `--env text`; keys an algorithm lacks are skipped.
@@ -29,8 +32,6 @@ TEXT_CONFIG_DEFAULTS: dict[str, Any] = {
     "update_iters": 1, "batch_size": 8,  # minibatches of 8 sequences
     "clip": 0.2, "max_grad_norm": 1.0, "critic_l2": 0.0,  # target_kl: each algorithm's own
     "lagrangian_init": 1.0, "lagrangian_lr": 0.1, "lagrangian_optimizer": "sgd", "lagrangian_upper_bound": 5.0,
-    "projection_coef": 1.0,  # CUP: its GAE factor is undefined at cost_gamma = 1
-    "beta": 1.0,  # reward shaping
     "checkpoint_every": 1,
 }
 
@@ -43,22 +44,27 @@ def text_config_defaults() -> dict[str, Any]:
     return values
 
 
-class TextRun:
-    """What the trainer needs from a text run: spec, agent, collector, and the frozen models behind them."""
+class TextRun(FamilyRun):
+    """What the trainer needs from a text run: spec, agent, collector, and the frozen models behind them.
 
-    def __init__(self, cfg: Any) -> None:
-        from envs.text.data import load_prompts
-        from envs.text.env import TextCollector, load_text_models, text_env_config, text_spec
-        from envs.text.score_model import resolve_device
+    `training=False` (evaluating a saved policy) loads plain modules, whatever DeepSpeed setup the run trained with.
+    """
+
+    def __init__(self, cfg: Any, needs: SolverNeeds, training: bool = True) -> None:
+        from cmdp.envs.text.data import load_prompts
+        from cmdp.envs.text.env import TextCollector, load_text_models, text_env_config, text_spec
+        from cmdp.envs.text.score_model import resolve_device
 
         self.tcfg = text_env_config(cfg.env_kwargs)
+        if not training:
+            self.tcfg = replace(self.tcfg, deepspeed=None)
         # several processes (a launcher set WORLD_SIZE): data parallel through DeepSpeed, one rank writes files
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         if self.world_size > 1:
             if not self.tcfg.deepspeed:
                 raise ConfigError(f"{self.world_size} processes (WORLD_SIZE) need env_kwargs.deepspeed, e.g. {{stage: 2}}")
-            from envs.text.deepspeed_updater import init_single_process
+            from cmdp.envs.text.deepspeed_updater import init_single_process
 
             init_single_process()
             if cfg.device.startswith("cuda"):
@@ -70,33 +76,47 @@ class TextRun:
             raise ConfigError("obs_normalize, reward_normalize and cost_normalize do not apply to --env text; "
                               "set them to false")
         self.device = resolve_device(cfg.device)
-        if self.tcfg.deepspeed and getattr(cfg, "cg_iters", None) is not None:
+        if self.tcfg.deepspeed and needs.trust_region:
             raise ConfigError(f"{cfg.algo} steps the actor's parameters directly (a trust-region step), which "
                               "DeepSpeed's partitioned optimiser does not see; drop env_kwargs.deepspeed")
         self.prompts = load_prompts(self.tcfg.prompts)
         if not self.prompts:
             raise ConfigError(f"env_kwargs.prompts: {self.tcfg.prompts} has no prompt")
         torch.manual_seed(cfg.seed)  # LoRA adapters are initialised at random
-        self.models = load_text_models(self.tcfg, self.device, second_order=getattr(cfg, "cg_iters", None) is not None)
+        self.models = load_text_models(self.tcfg, self.device, second_order=needs.trust_region,
+                                       with_critics=needs.critics is not Critics.NONE)
         self.spec = text_spec(self.tcfg, len(self.models.tokenizer)).with_limits(cfg.cost_limits)
         self.agent = self.models.agent
         k = self.spec.num_costs
         self.collector = TextCollector(self.models, self.tcfg, self.prompts, self.spec,
                                        np.array([cfg.gamma] + [cfg.cost_gamma] * k),
-                                       np.array([cfg.lam] + [cfg.cost_lam] * k), cfg.num_envs, self.device)
-        if self.tcfg.deepspeed:
-            from envs.text.deepspeed_updater import DeepSpeedUpdater
+                                       np.array([cfg.lam] + [cfg.cost_lam] * k), cfg.num_envs, self.device,
+                                       old_distribution=needs.old_distribution,
+                                       group=(cfg.group_size, cfg.group_scale)
+                                       if needs.schedule is Schedule.GROUP else None)
 
-            bf16 = bool(self.tcfg.bf16)  # DeepSpeed's bf16 mode (fp32 master weights) only when asked for
-            self.agent.make_updater = lambda solver_cfg, num_epochs: DeepSpeedUpdater(
-                self.agent, solver_cfg, num_epochs, self.tcfg.deepspeed, bf16)
+    def make_updater(self, cfg: Any, num_epochs: int) -> Updater:
+        """DeepSpeed engines when `env_kwargs.deepspeed` is set, else the default Adam updater."""
+        if not self.tcfg.deepspeed:
+            return super().make_updater(cfg, num_epochs)
+        from cmdp.envs.text.deepspeed_updater import DeepSpeedUpdater
 
-    def collect(self, cfg: Any, rng: np.random.Generator, reset_seed: int, progress: Any) -> Any:
+        bf16 = bool(self.tcfg.bf16)  # DeepSpeed's bf16 mode (fp32 master weights) only when asked for
+        return DeepSpeedUpdater(self.agent, cfg, num_epochs, self.tcfg.deepspeed, bf16)
+
+    def collect(self, cfg: Any, rng: np.random.Generator, reset_seed: int,
+                progress: Callable[[int], None] | None) -> RolloutBatch:
         return self.collector.collect(cfg.steps_per_epoch, rng, reset_seed, progress)
 
-    def close(self) -> None:
-        pass
+    def evaluate(self, episodes: int, seed: int, deterministic: bool) -> dict[str, Any]:
+        """The trained policy against its initial one on `episodes` prompts (see envs/text/evaluation.py)."""
+        from cmdp.envs.text.evaluation import evaluate_text_run
 
+        result = evaluate_text_run(self, episodes, seed, greedy=deterministic)
+        result["cost_limits"] = dict(zip(self.spec.cost_names, self.spec.cost_limits.tolist()))
+        return result
 
-def build_text_run(cfg: Any) -> TextRun:
-    return TextRun(cfg)
+    def format_evaluation(self, result: dict[str, Any]) -> str:
+        from cmdp.envs.text.evaluation import format_text_eval
+
+        return format_text_eval(result, self.spec.cost_names, result["cost_limits"])

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cmdp.spec import ConfigError
-from envs.text.chat import encode_example, pad_batch, pad_id_of
-from envs.text.data import PreferencePair, load_preferences
+from cmdp.envs.text.chat import encode_example, pad_batch, pad_id_of
+from cmdp.envs.text.data import PreferencePair, load_preferences
 
 HEAD_WEIGHTS = "score_head.safetensors"
 HEAD_CONFIG = "score_head.json"

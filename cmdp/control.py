@@ -1,0 +1,151 @@
+"""The control family: vectorised environments (`VecCMDP`) with an MLP actor-critic.
+
+Safety-Gymnasium and the exact CMDPs register their environments with a `VectorFamily`, giving the factory that
+makes N copies and the dataclass of `env_kwargs` the factory accepts (checked before anything is built). The
+family builds the agent the solver declared (value critics for the PPO family), observation normalisation and
+reward/cost scaling, and the vectorised collector.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import gymnasium
+import numpy as np
+import torch
+
+from cmdp.config import build_config
+from cmdp.evaluation import evaluate
+from cmdp.family import Critics, EnvFamily, FamilyRun, Schedule, SolverNeeds, Transitions
+from cmdp.networks import ActorCritic, encode_obs, flat_obs_dim
+from cmdp.normalize import ObsNormalizer, ReturnScaler
+from cmdp.rollout import RolloutBatch, VecCollector, VecStepper
+from cmdp.spec import ConfigError
+from cmdp.vec_env import VecCMDP
+
+
+class VectorFamily(EnvFamily):
+    """Environments made by `factory(num_envs=N, **env_kwargs) -> VecCMDP`.
+
+    `env_kwargs` is a dataclass whose fields are the keys the factory accepts (None: it accepts none); a user's
+    `env_kwargs` is checked against it (unknown keys, wrong types) when the config is resolved. `cost_names`, when
+    given, lets `cost_limits` be checked then too.
+    """
+
+    schedules = frozenset({Schedule.ON_POLICY, Schedule.OFF_POLICY})
+    critics = frozenset({Critics.VALUE, Critics.ACTION_VALUE, Critics.NONE})
+
+    def __init__(self, factory: Callable[..., VecCMDP], env_kwargs: type | None = None,
+                 cost_names: Sequence[str] | None = None) -> None:
+        self.factory = factory
+        self.env_kwargs = env_kwargs
+        self._cost_names = list(cost_names) if cost_names is not None else None
+
+    def cost_names(self, cfg: Any) -> list[str] | None:
+        return self._cost_names
+
+    def validate(self, cfg: Any) -> None:
+        if self.env_kwargs is None:
+            super().validate(cfg)
+            return
+        try:
+            build_config(self.env_kwargs, cfg.env_kwargs, source="env_kwargs")
+        except ConfigError as exc:
+            accepted = ", ".join(f.name for f in dataclasses.fields(self.env_kwargs))
+            message = str(exc).split("; known keys")[0].replace(f" for algorithm '{self.env_kwargs.__name__}'", "")
+            raise ConfigError(f"{message} (environment '{cfg.env}' accepts: {accepted})") from None
+
+    def cpus(self, cfg: Any) -> int:
+        return cfg.num_envs if cfg.num_envs > 1 else 1  # one subprocess per copy
+
+    def build(self, cfg: Any, needs: SolverNeeds, training: bool = True) -> "ControlRun":
+        return ControlRun(cfg, self.factory, needs)
+
+
+class ControlRun(FamilyRun):
+    """A vectorised environment, the MLP actor-critic, normalisers and the vectorised collector."""
+
+    def __init__(self, cfg: Any, factory: Callable[..., VecCMDP], needs: SolverNeeds) -> None:
+        self.device = torch.device(cfg.device)
+        self.env = factory(num_envs=cfg.num_envs, **cfg.env_kwargs)
+        try:
+            self.spec = self.env.spec.with_limits(cfg.cost_limits)
+            torch.manual_seed(cfg.seed)
+            self.stepper: VecStepper | None = None
+            if needs.make_agent is not None:  # a solver with its own networks (off-policy): no collector state
+                self.agent = needs.make_agent(self.spec, cfg).to(self.device)
+                self.stepper = VecStepper(self.env, self.agent, self.device)
+                self.obs_normalizer = self.reward_scaler = self.cost_scaler = None
+                return
+            self.agent = ActorCritic(self.spec.observation_space, self.spec.action_space, self.spec.num_costs,
+                                     cfg.actor_hidden, cfg.critic_hidden, cfg.activation, cfg.init_log_std,
+                                     with_critic=needs.critics is not Critics.NONE).to(self.device)
+            # one-hot encodings of Discrete observations need no normalising
+            box_obs = isinstance(self.spec.observation_space, gymnasium.spaces.Box)
+            self.obs_normalizer = (ObsNormalizer((flat_obs_dim(self.spec.observation_space),))
+                                   if cfg.obs_normalize and box_obs else None)
+            k = self.spec.num_costs
+            self.reward_scaler = ReturnScaler(cfg.num_envs, 1, cfg.gamma) if cfg.reward_normalize else None
+            self.cost_scaler = ReturnScaler(cfg.num_envs, k, cfg.cost_gamma) if cfg.cost_normalize else None
+            self.collector = VecCollector(self.env, self.agent, np.array([cfg.gamma] + [cfg.cost_gamma] * k),
+                                          np.array([cfg.lam] + [cfg.cost_lam] * k), self.obs_normalizer,
+                                          self.reward_scaler, self.cost_scaler, self.device,
+                                          old_distribution=needs.old_distribution)
+        except Exception:
+            self.env.close()
+            raise
+
+    def collect(self, cfg: Any, rng: np.random.Generator, reset_seed: int,
+                progress: Callable[[int], None] | None) -> RolloutBatch:
+        if self.stepper is not None:
+            raise ConfigError("this run's solver is off-policy: it collects transitions, not epochs")
+        return self.collector.collect(cfg.steps_per_epoch // cfg.num_envs, rng, reset_seed, progress=progress)
+
+    def start_steps(self, cfg: Any, reset_seed: int) -> None:
+        self._stepper().start(reset_seed)
+
+    def steps(self, cfg: Any, num_steps: int, rng: np.random.Generator, random_actions: bool,
+              last: bool) -> Transitions:
+        return self._stepper().steps(num_steps, rng, random_actions, last)
+
+    def _stepper(self) -> VecStepper:
+        if self.stepper is None:
+            raise ConfigError("this run's solver is not off-policy: it collects epochs, not transitions")
+        return self.stepper
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:
+        """Actions of the current policy for a batch of raw observations (N, ...), as the environment takes them."""
+        x = encode_obs(self.spec.observation_space, obs)
+        if self.obs_normalizer is not None:
+            x = self.obs_normalizer(x, update=False)
+        actions = self.agent.actor.numpy_sampler()(x, rng, deterministic)
+        if isinstance(self.spec.action_space, gymnasium.spaces.Discrete):
+            return actions.astype(np.int64)
+        return np.clip(actions, self.spec.action_space.low, self.spec.action_space.high)
+
+    def evaluate(self, episodes: int, seed: int, deterministic: bool) -> dict[str, Any]:
+        result = evaluate(self.env, self.agent, self.obs_normalizer, episodes, seed, deterministic).describe()
+        result["cost_limits"] = dict(zip(self.spec.cost_names, self.spec.cost_limits.tolist()))
+        return result
+
+    def format_evaluation(self, result: dict[str, Any]) -> str:
+        lines = [f"return  {result['return_mean']:.2f} +- {result['return_std']:.2f}"]
+        for name in self.spec.cost_names:
+            lines.append(f"cost    {result[f'cost_mean/{name}']:.2f} +- {result[f'cost_std/{name}']:.2f}"
+                         f"  (limit {result['cost_limits'][name]:g})  [{name}]")
+        lines.append(f"length  {result['len_mean']:.1f}")
+        return "\n".join(lines)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"obs_normalizer": self.obs_normalizer.state_dict() if self.obs_normalizer else None,
+                "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None,
+                "cost_scaler": self.cost_scaler.state_dict() if self.cost_scaler else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for part, saved in ((self.obs_normalizer, state["obs_normalizer"]), (self.reward_scaler, state["reward_scaler"]),
+                            (self.cost_scaler, state["cost_scaler"])):
+            if part is not None:
+                part.load_state_dict(saved)
+
+    def close(self) -> None:
+        self.env.close()

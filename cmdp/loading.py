@@ -1,0 +1,125 @@
+"""Open a run folder: its resolved config, and its saved policy ready to evaluate.
+
+    from cmdp import load_policy
+
+    policy = load_policy("runs/my-run")              # the trained (stochastic) policy of the last checkpoint
+    print(policy.evaluate(episodes=20, seed=0))      # mean return and costs over fresh episodes
+    policy.close()
+
+A run folder names the plugins it was trained with in its config.yaml, and loading it imports them (they
+register the run's solver or environment). Code from a folder someone else made is not run without consent:
+`trust_plugins=True` (`--trust-plugins` on the command line), or the same plugins given by the caller.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from cmdp.checkpoint import load_checkpoint
+from cmdp.config import MAX_SEED, load_yaml
+from cmdp.family import FamilyRun, SolverNeeds
+from cmdp.registry import get_algorithm, get_env
+from cmdp.resolve import resolve_config
+from cmdp.spec import CMDPSpec, ConfigError
+
+CHECKPOINT = "checkpoints/last.pt"
+
+
+def _plugin_key(plugin: str) -> str:
+    return str(Path(plugin).resolve()) if plugin.endswith(".py") else plugin
+
+
+def check_plugins_trusted(run_dir: Path, values: dict[str, Any], trust_plugins: bool,
+                          given_plugins: list[str] | None) -> None:
+    """ConfigError unless the run's plugins may be imported: `trust_plugins`, or all of them given by the user."""
+    named = values.get("plugins") or []
+    if not isinstance(named, list) or not all(isinstance(p, str) for p in named):
+        raise ConfigError(f"{run_dir / 'config.yaml'}: plugins must be a list of module names or .py files")
+    given = {_plugin_key(p) for p in (given_plugins or [])}
+    untrusted = [p for p in named if _plugin_key(p) not in given]
+    if untrusted and not trust_plugins:
+        raise ConfigError(f"{run_dir} names plugin code that loading it would run: {', '.join(untrusted)}; "
+                          "pass --trust-plugins if you trust it (or --plugin with the same files)")
+
+
+def open_run(run_dir: str | Path, need_checkpoint: bool = True, trust_plugins: bool = False,
+             given_plugins: list[str] | None = None) -> tuple[Any, Path]:
+    """Read a run folder's resolved config; ConfigError if the folder is not a run or names untrusted plugins.
+
+    A run interrupted before its first checkpoint has a config but no checkpoint: it can be resumed
+    (from scratch) but not evaluated.
+    """
+    path = Path(run_dir)
+    if not path.is_dir() or not (path / "config.yaml").is_file():
+        raise ConfigError(f"{path} is not a run folder (no config.yaml in it)")
+    if need_checkpoint and not (path / CHECKPOINT).is_file():
+        raise ConfigError(f"{path} has no checkpoint yet ({CHECKPOINT}); train it first")
+    values = load_yaml(path / "config.yaml")
+    check_plugins_trusted(path, values, trust_plugins, given_plugins)
+    cfg, _ = resolve_config(values)
+    return cfg, path
+
+
+@dataclass
+class LoadedPolicy:
+    """A run's saved policy inside its family's environment side, ready to evaluate (nothing is trained)."""
+
+    cfg: Any  # the run's resolved config
+    run: FamilyRun  # spec, agent, evaluation; `run.agent.actor` is the policy
+    epoch: int  # epochs trained when the checkpoint was written
+    run_dir: Path
+
+    @property
+    def spec(self) -> CMDPSpec:
+        return self.run.spec
+
+    def evaluate(self, episodes: int = 10, seed: int = 12345, deterministic: bool = False) -> dict[str, Any]:
+        """Fresh episodes (text: prompts) with the saved policy: sampled actions (the policy that was trained,
+        and a constrained optimum is stochastic) unless `deterministic` (the mean or most likely action)."""
+        if episodes < 1:
+            raise ConfigError(f"episodes must be >= 1, got {episodes}")
+        if not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"the evaluation seed must be in [0, {MAX_SEED}], got {seed}")
+        result = self.run.evaluate(episodes, seed, deterministic)
+        result.update({"run_dir": str(self.run_dir), "epoch": self.epoch, "deterministic": deterministic})
+        return result
+
+    def close(self) -> None:
+        self.run.close()
+
+    def __enter__(self) -> "LoadedPolicy":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def load_policy(run_dir: str | Path, num_envs: int = 1, trust_plugins: bool = False,
+                plugins: list[str] | None = None) -> LoadedPolicy:
+    """Load the policy of a run folder's last checkpoint for evaluation.
+
+    `num_envs`: environment copies for evaluation (control families). `trust_plugins` / `plugins`: see the
+    module docstring. Raises ConfigError (one line) for anything wrong with the folder or its checkpoint.
+    """
+    if num_envs < 1:
+        raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
+    cfg, path = open_run(run_dir, trust_plugins=trust_plugins, given_plugins=plugins)
+    state = load_checkpoint(path / CHECKPOINT)
+    cfg = replace(cfg, num_envs=num_envs, steps_per_epoch=num_envs)
+    solver_cls = get_algorithm(cfg.algo)
+    run = get_env(cfg.env).family.build(cfg, SolverNeeds.of(solver_cls), training=False)
+    try:
+        run.agent.load_state_dict(state["agent"])
+        run.load_state_dict(state["family"])
+        run.agent.eval()
+        epoch = int(state["epoch"])
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        run.close()
+        lines = str(exc).splitlines()
+        raise ConfigError(f"{path / CHECKPOINT} does not match the run's config ({type(exc).__name__}: "
+                          f"{lines[0] if lines else ''})") from None
+    return LoadedPolicy(cfg, run, epoch, path)
+
+
+__all__ = ["LoadedPolicy", "load_policy", "open_run", "CHECKPOINT"]

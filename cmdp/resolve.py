@@ -1,0 +1,59 @@
+"""From defaults, a config file and overrides to one validated config (what a run folder's config.yaml holds)."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cmdp.config import TrainConfig, build_config, field_names, load_yaml
+from cmdp.family import SolverNeeds
+from cmdp.registry import get_algorithm, get_env, load_plugins
+from cmdp.spec import ConfigError, check_limits
+
+
+def resolve_config(overrides: dict[str, Any], config_file: str | None = None) -> tuple[Any, list[str]]:
+    """Defaults < config file < overrides -> the algorithm's config dataclass, plus notices for the user.
+
+    The algorithm (and its plugins) must be known before its config class can check the other keys.
+    """
+    values: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    values.update(overrides)
+    plugins = values.get("plugins") or []
+    if not isinstance(plugins, list):
+        raise ConfigError(f"plugins must be a list of module names or .py files, got {plugins!r}")
+    # a plugin file is recorded by absolute path so that --resume works from any directory
+    plugins = [str(Path(p).resolve()) if isinstance(p, str) and p.endswith(".py") else p for p in plugins]
+    values["plugins"] = plugins
+    load_plugins(plugins)
+    algo = values.get("algo", TrainConfig.algo)
+    if not isinstance(algo, str):
+        raise ConfigError(f"algo must be a string, got {algo!r}")
+    solver_cls = get_algorithm(algo)
+    env = values.get("env", TrainConfig.env)
+    if not isinstance(env, str):
+        raise ConfigError(f"env must be a string, got {env!r}")
+    family = get_env(env).family  # unknown environment -> ConfigError now, not after a folder exists
+    known = set(field_names(solver_cls.Config))
+    values = {**{k: v for k, v in family.config_defaults().items() if k in known}, **values}
+    cfg = build_config(solver_cls.Config, values, source=config_file or "config")
+    family.validate(cfg)
+    check_limits(family.cost_names(cfg), cfg.cost_limits)
+    family.check_solver(cfg, SolverNeeds.of(solver_cls))
+    return plan_epochs(cfg)
+
+
+def plan_epochs(cfg: Any) -> tuple[Any, list[str]]:
+    """Fit the step budget to whole epochs; say so when the numbers had to change."""
+    notes = []
+    if cfg.total_steps < cfg.steps_per_epoch:
+        per_epoch = max(cfg.num_envs, cfg.total_steps - cfg.total_steps % cfg.num_envs)
+        notes.append(f"steps_per_epoch lowered from {cfg.steps_per_epoch} to {per_epoch} to fit total_steps")
+        cfg = replace(cfg, steps_per_epoch=per_epoch)
+    epochs = max(1, cfg.total_steps // cfg.steps_per_epoch)
+    if epochs * cfg.steps_per_epoch != cfg.total_steps:
+        notes.append(f"total_steps rounded from {cfg.total_steps} to {epochs * cfg.steps_per_epoch} "
+                     f"({epochs} epochs of {cfg.steps_per_epoch})")
+        cfg = replace(cfg, total_steps=epochs * cfg.steps_per_epoch)
+    return cfg, notes
+
+

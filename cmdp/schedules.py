@@ -1,0 +1,127 @@
+"""One epoch of training under each schedule a solver can declare (`cmdp.family.Schedule`).
+
+The trainer owns the epoch count, logging and checkpoints; a loop here owns what happens inside one epoch:
+
+- `OnPolicyLoop` (on-policy and group schedules): collect an epoch with the current policy, update once on it;
+- `OffPolicyLoop`: reset, then alternate collecting a few steps into the replay buffer with gradient steps from
+  it; the multipliers move once at the epoch's end.
+
+Every loop returns an `EpochResult`: the episodes that finished, the metrics to log, and the time spent
+collecting and updating. Loops hold their own state (the replay buffer) for checkpoints.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gymnasium
+import numpy as np
+import torch
+
+from cmdp.family import FamilyRun
+from cmdp.networks import flat_obs_dim
+from cmdp.replay import ReplayBuffer
+from cmdp.vec_env import EpisodeStats
+
+
+@dataclass
+class EpochResult:
+    episodes: EpisodeStats
+    mean_costs: np.ndarray  # (K,) mean episode cost per cost; NaN when no episode finished
+    metrics: dict[str, float]
+    time_collect: float
+    time_update: float
+
+
+def mean_episode_costs(episodes: EpisodeStats, num_costs: int) -> np.ndarray:
+    """(K,) mean episode total of each cost; NaN when no episode finished (the multipliers then hold still)."""
+    return episodes.costs.mean(0) if len(episodes.returns) else np.full(num_costs, np.nan)
+
+
+class OnPolicyLoop:
+    """Collect one epoch with the current policy, then one solver update on it."""
+
+    def __init__(self, cfg: Any, run: FamilyRun, solver: Any) -> None:
+        self.cfg, self.run, self.solver = cfg, run, solver
+
+    def epoch(self, rng: np.random.Generator, reset_seed: int, env_steps: int,
+              progress: Callable[[int], None] | None) -> EpochResult:
+        t0 = time.perf_counter()
+        batch = self.run.collect(self.cfg, rng, reset_seed, progress)
+        t1 = time.perf_counter()
+        mean_costs = mean_episode_costs(batch.episodes, self.run.spec.num_costs)
+        metrics = self.solver.update(batch, mean_costs)
+        return EpochResult(batch.episodes, mean_costs, {**batch.info, **metrics}, t1 - t0, time.perf_counter() - t1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any], log: Callable[[str], None]) -> None:
+        pass
+
+
+class OffPolicyLoop:
+    """Collect `update_every` steps per copy, store them, then `updates_per_step` gradient steps per stored step
+    once `update_after` steps were collected; uniformly random actions for the first `random_steps`."""
+
+    def __init__(self, cfg: Any, run: FamilyRun, solver: Any, generator: torch.Generator) -> None:
+        self.cfg, self.run, self.solver, self.generator = cfg, run, solver, generator
+        spec = run.spec
+        discrete = isinstance(spec.action_space, gymnasium.spaces.Discrete)
+        self.replay = ReplayBuffer(min(cfg.replay_size, cfg.total_steps), flat_obs_dim(spec.observation_space),
+                                   () if discrete else tuple(spec.action_space.shape), spec.num_costs, discrete,
+                                   cfg.device)
+        self.update_debt = 0.0  # fractional gradient steps owed (updates_per_step need not be a whole number)
+
+    def epoch(self, rng: np.random.Generator, reset_seed: int, env_steps: int,
+              progress: Callable[[int], None] | None) -> EpochResult:
+        cfg, n = self.cfg, self.cfg.num_envs
+        t_collect = t_update = 0.0
+        sums: dict[str, float] = {}
+        updates = 0
+        episodes: list[EpisodeStats] = []
+        self.run.start_steps(cfg, reset_seed)
+        steps_per_env = cfg.steps_per_epoch // n
+        for start in range(0, steps_per_env, cfg.update_every):
+            t0 = time.perf_counter()
+            chunk = self.run.steps(cfg, cfg.update_every, rng, random_actions=env_steps < cfg.random_steps,
+                                   last=start + cfg.update_every >= steps_per_env)
+            self.replay.add(chunk)
+            episodes.append(chunk.episodes)
+            collected = cfg.update_every * n
+            env_steps += collected
+            t1 = time.perf_counter()
+            t_collect += t1 - t0
+            if progress is not None:
+                progress(collected)
+            if env_steps < cfg.update_after:
+                continue
+            self.update_debt += collected * cfg.updates_per_step
+            while self.update_debt >= 1.0:
+                self.update_debt -= 1.0
+                for key, value in self.solver.update_step(self.replay.sample(cfg.batch_size, self.generator)).items():
+                    sums[key] = sums.get(key, 0.0) + float(value)
+                updates += 1
+            t_update += time.perf_counter() - t1
+        stats = EpisodeStats.concatenate(episodes, self.run.spec.num_costs)
+        mean_costs = mean_episode_costs(stats, self.run.spec.num_costs)
+        t2 = time.perf_counter()
+        metrics = {k: v / updates for k, v in sums.items()}
+        metrics.update(self.solver.end_epoch(mean_costs))
+        metrics.update({"updates": float(updates), "replay_size": float(len(self.replay))})
+        return EpochResult(stats, mean_costs, metrics, t_collect, t_update + time.perf_counter() - t2)
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"update_debt": self.update_debt}
+        if self.cfg.save_replay:
+            state["replay"] = self.replay.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], log: Callable[[str], None]) -> None:
+        self.update_debt = float(state["update_debt"])
+        if "replay" in state:
+            self.replay.load_state_dict(state["replay"])
+        else:
+            log("note: this run's checkpoints do not hold the replay buffer (save_replay: false); it starts empty "
+                "again, so the resumed run differs from an uninterrupted one")

@@ -1,0 +1,178 @@
+"""`cmdp eval` and `cmdp.load_policy`: which policy is measured, the Python API, and TensorBoard after a resume."""
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import cmdp.loading
+from cmdp.cli import main
+from cmdp.config import MAX_SEED
+from cmdp.envs.exact import evaluate_policy
+from cmdp.logger import read_progress
+from cmdp.spec import ConfigError
+from cmdp.trainer import resolve_config
+from run_helpers import interrupted_run
+
+FAST = ["--env", "ExactChain-v0", "--total-steps", "400", "--set", "steps_per_epoch=200", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short ppo_lag run on ExactChain-v0: its policy is still clearly stochastic (no action near probability 1)."""
+    out = tmp_path_factory.mktemp("eval") / "run"
+    assert main(["train", *FAST, "--seed", "0", "--out", str(out)]) == 0
+    return out
+
+
+def exact_values(policy: "cmdp.loading.LoadedPolicy") -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
+    """The actor's action probabilities (S, A), and the exact (return, cost) of the stochastic policy and of its
+    argmax policy."""
+    cmdp_table = policy.run.env.cmdp
+    assert policy.run.obs_normalizer is None  # one-hot observations go to the actor as they are
+    with torch.no_grad():
+        probs = policy.run.agent.actor.probs(torch.eye(cmdp_table.num_states)).double().numpy()
+    value, costs = evaluate_policy(cmdp_table, probs)
+    argmax = np.eye(cmdp_table.num_actions)[probs.argmax(axis=1)]
+    det_value, det_costs = evaluate_policy(cmdp_table, argmax)
+    return probs, (value, float(costs[0])), (det_value, float(det_costs[0]))
+
+
+# --- which policy `cmdp eval` measures --------------------------------------------------------------------------
+
+def test_eval_says_which_policy_it_measures(run_dir, capsys):
+    assert main(["eval", str(run_dir), "--episodes", "3"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "stochastic" in header and "deterministic" not in header, header
+    assert main(["eval", str(run_dir), "--episodes", "3", "--deterministic"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "deterministic" in header and "stochastic" not in header, header
+
+    assert main(["eval", str(run_dir), "--episodes", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["deterministic"] is False
+    assert main(["eval", str(run_dir), "--episodes", "3", "--json", "--deterministic"]) == 0
+    assert json.loads(capsys.readouterr().out)["deterministic"] is True
+
+
+def test_eval_measures_the_trained_stochastic_policy_by_default(run_dir, capsys):
+    """The default measures the policy that was trained (actions sampled): over 2000 episodes its mean return and
+    cost match the exact values of the actor's probabilities within sampling error; --deterministic measures the
+    argmax policy. (eval used to take the mean / most likely action by default.)"""
+    with cmdp.loading.load_policy(run_dir) as policy:
+        probs, (value, cost), (det_value, det_cost) = exact_values(policy)
+    assert probs.min() > 0.05  # a stochastic policy: sampling and argmax differ
+    results = {}
+    for flags in ([], ["--deterministic"]):
+        assert main(["eval", str(run_dir), "--episodes", "2000", "--num-envs", "16", "--seed", "1", "--json",
+                     *flags]) == 0
+        results[bool(flags)] = json.loads(capsys.readouterr().out)
+
+    stochastic, deterministic = results[False], results[True]
+    assert stochastic["episodes"] == deterministic["episodes"] == 2000
+    for mean, std, exact in ((stochastic["return_mean"], stochastic["return_std"], value),
+                             (stochastic["cost_mean/cost"], stochastic["cost_std/cost"], cost)):
+        assert abs(mean - exact) <= 4 * std / math.sqrt(2000) + 1e-9, (mean, exact, std)
+    # ExactChain rewards and costs are the expected ones of (state, action): the argmax policy's spread comes from
+    # the transitions alone, its mean is exact up to their sampling error
+    for mean, std, exact in ((deterministic["return_mean"], deterministic["return_std"], det_value),
+                             (deterministic["cost_mean/cost"], deterministic["cost_std/cost"], det_cost)):
+        assert abs(mean - exact) <= 4 * std / math.sqrt(2000) + 1e-9, (mean, exact, std)
+    # and the two policies are far apart compared with that error, so the test tells them apart
+    assert abs(value - det_value) > 20 * stochastic["return_std"] / math.sqrt(2000)
+
+
+def test_eval_seed_out_of_range_is_one_line(run_dir, capsys):
+    for seed in ("-1", str(MAX_SEED + 1)):
+        assert main(["eval", str(run_dir), "--seed", seed]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and err.startswith("cmdp: error: "), err
+        assert "seed" in err and seed in err, err
+    assert main(["eval", str(run_dir), "--seed", str(MAX_SEED), "--episodes", "1"]) == 0
+
+
+# --- the Python API ---------------------------------------------------------------------------------------------
+
+def test_load_policy_is_exported_without_importing_torch(tmp_path):
+    code = textwrap.dedent('''\
+        import sys
+        import cmdp
+        from cmdp import load_policy
+        print(callable(load_policy), "torch" in sys.modules, "cmdp.loading" in sys.modules)
+        ''')
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["True", "False", "False"]
+
+
+def test_load_policy_evaluates_and_closes(run_dir, monkeypatch):
+    from cmdp import load_policy
+
+    with load_policy(run_dir, num_envs=4) as policy:
+        assert isinstance(policy, cmdp.loading.LoadedPolicy)
+        assert policy.cfg.env == "ExactChain-v0" and policy.epoch == 2 and policy.spec.cost_names == ["cost"]
+        result = policy.evaluate(episodes=20, seed=3)
+        assert result["episodes"] == 20 and result["deterministic"] is False and result["epoch"] == 2
+        for key in ("return_mean", "return_std", "len_mean", "cost_mean/cost", "cost_std/cost"):
+            assert isinstance(result[key], float) and math.isfinite(result[key]), key
+        assert result == policy.evaluate(episodes=20, seed=3)  # same seed, same episodes
+        det = policy.evaluate(episodes=20, seed=3, deterministic=True)
+        assert det["deterministic"] is True and det["return_mean"] != result["return_mean"]
+        with pytest.raises(ConfigError, match="seed"):
+            policy.evaluate(episodes=1, seed=-1)
+        with pytest.raises(ConfigError, match="episodes"):
+            policy.evaluate(episodes=0)
+        closed = []
+        monkeypatch.setattr(policy.run.env, "close", lambda: closed.append(True))
+        assert closed == []
+    assert closed == [True]  # leaving the with block closed the environment
+
+
+def test_load_policy_of_a_folder_that_is_not_a_run(tmp_path, run_dir):
+    from cmdp import load_policy
+
+    with pytest.raises(ConfigError, match="not a run folder"):
+        load_policy(tmp_path)
+    with pytest.raises(ConfigError, match="not a run folder"):
+        load_policy(tmp_path / "missing")
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "config.yaml").write_text((run_dir / "config.yaml").read_text())
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        load_policy(half)
+
+
+def test_module_docstring_example_runs(run_dir, capsys):
+    doc = cmdp.loading.__doc__
+    example = textwrap.dedent("\n".join(line for line in doc.splitlines() if line.startswith("    ")))
+    assert '"runs/my-run"' in example and "load_policy" in example
+    exec(compile(example.replace('"runs/my-run"', repr(str(run_dir))), "cmdp/loading.py docstring", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "'return_mean'" in printed and "'cost_mean/cost'" in printed and "'episodes': 20" in printed, printed
+
+
+# --- TensorBoard after a resume ---------------------------------------------------------------------------------
+
+def test_tensorboard_after_resume_holds_one_point_per_epoch(tmp_path):
+    """Checkpoints every 2 epochs, interrupted after epoch 3: the resume starts again from epoch 2, so epoch 3's
+    point must be purged (not doubled) and epochs 1-2's kept. Scalars are logged at env steps, so the purge step
+    must be an env step too (given in epochs it dropped every earlier point)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg, _ = resolve_config({"env": "ExactChain-v0", "total_steps": 1200, "steps_per_epoch": 200,
+                             "checkpoint_every": 2, "seed": 0})
+    run = interrupted_run(cfg, tmp_path / "run", after_epoch=3)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 2  # one file per writer session
+
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    points = events.Scalars("ep_return")
+    assert [p.step for p in points] == [200, 400, 600, 800, 1000, 1200]
+    rows = read_progress(run / "progress.csv")
+    assert [int(r["env_steps"]) for r in rows] == [200, 400, 600, 800, 1000, 1200]
+    assert [p.value for p in points] == pytest.approx([float(r["ep_return"]) for r in rows], rel=1e-6)
