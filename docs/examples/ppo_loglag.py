@@ -1,8 +1,13 @@
-"""PPO with a log-space Lagrange multiplier: the example of docs/adding-an-algorithm.md.
+"""PPO with a log-space Lagrange multiplier: an extra example next to docs/adding-an-algorithm.md's two.
 
 Safe RLHF parameterises its multiplier as lambda = exp(log_lambda) and takes ascent steps on
 log_lambda. The multiplier then stays positive without clipping and moves by a factor rather than an
-amount, so one step size works whether the multiplier needs to be 0.01 or 10.
+amount, so one step size works whether the multiplier needs to be 0.01 or 10. Defaults are this file's
+own choice (Safe RLHF's config is for language models, not control tasks).
+
+On ExactChain-v0 its last iterate swings more than ppo_lag's: a multiplicative multiplier moves fastest
+exactly when it is large. Measured with the guide's exact settings (80 epochs, minibatches of 1024,
+lambda_lr 2): value 0.88 / 0.85 of the LP optimum and cost 1.24 / 1.09 (limit 1.5) for seeds 0 / 1.
 
     cmdp train --plugin docs/examples/ppo_loglag.py --algo ppo_loglag --env ExactChain-v0
 """
