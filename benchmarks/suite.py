@@ -30,9 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from cmdp.config import field_names, read_text_file
+from cmdp.config import field_names, load_yaml
 from cmdp.spec import ConfigError
 
 #: Top-level keys of a suite file and what each means.
@@ -87,14 +85,7 @@ def load_suite(path: str | Path) -> Suite:
 
     p = Path(path)
     where = f"suite {p}"
-    text = read_text_file(p, "suite file")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"suite file {p} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"suite file {p} must hold a mapping of suite keys ({', '.join(SUITE_KEYS)}), "
-                          f"got {type(data).__name__}")
+    data = load_yaml(p, "suite file", f"suite keys ({', '.join(SUITE_KEYS)})")
     for key in data:
         if key not in SUITE_KEYS:
             close = difflib.get_close_matches(str(key), list(SUITE_KEYS), n=1)

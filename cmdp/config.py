@@ -153,18 +153,19 @@ def read_text_file(path: str | Path, what: str = "file") -> str:
         raise ConfigError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a config file (safe YAML, a mapping at the top level)."""
+def load_yaml(path: str | Path, what: str = "config file", keys: str = "keys to values") -> dict[str, Any]:
+    """Read a YAML file the user named (safe YAML, a mapping at the top level; empty: {}). `what` and `keys` name
+    the file's kind and its expected keys in the one-line errors."""
     p = Path(path)
-    text = read_text_file(p, "config file")
+    text = read_text_file(p, what)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+        raise ConfigError(f"{what} {p} is not valid YAML: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {p} must hold a mapping of keys to values, got {type(data).__name__}")
+        raise ConfigError(f"{what} {p} must hold a mapping of {keys}, got {type(data).__name__}")
     return data
 
 

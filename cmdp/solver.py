@@ -191,14 +191,17 @@ class PolicyGradientSolver(Solver):
         """Minibatch epochs over `batch`: the actor loss (skipped when `policy_adv` is None) plus the
         critics' squared error (when the agent has critics), one backward and one optimiser step per
         minibatch. With an actor loss, stops early once KL(old || new) on the whole batch exceeds `target_kl`.
-        Logged: the mean of `loss_pi`, `loss_v` and of every key `actor_loss` returned."""
+        Logged: the mean of `loss_pi`, `loss_v` and of every key `actor_loss` returned, each over the minibatches
+        that reported it (a key returned only sometimes is not diluted by the others)."""
         cfg = self.cfg
         critic = self.agent.critic
         sums: dict[str, float] = {}
-        count, iters_done, kl = 0, 0, 0.0
+        counts: dict[str, int] = {}
+        iters_done, kl = 0, 0.0
 
         def add(key: str, value: Any) -> None:
             sums[key] = sums.get(key, 0.0) + _as_float(value)
+            counts[key] = counts.get(key, 0) + 1
 
         for _ in range(update_iters or cfg.update_iters):
             for idx in batch.minibatches(cfg.batch_size, self.generator):
@@ -216,7 +219,6 @@ class PolicyGradientSolver(Solver):
                     for key, value in info.items():
                         add(key, value)
                 self.updater.step(actor_loss=loss_pi, critic_loss=loss_v)
-                count += 1
             iters_done += 1
             if policy_adv is None:
                 continue
@@ -225,7 +227,7 @@ class PolicyGradientSolver(Solver):
                                                                                             batch.actions)).item())
             if cfg.target_kl > 0 and kl > cfg.target_kl:
                 break
-        metrics = {k: v / max(count, 1) for k, v in sums.items()}
+        metrics = {k: v / counts[k] for k, v in sums.items()}
         metrics.update({"kl": kl, "update_iters": float(iters_done),
                         "entropy": float(self.agent.actor.entropy(batch.obs[:1]).mean().detach())})
         return metrics
