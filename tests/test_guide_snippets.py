@@ -1,0 +1,65 @@
+"""The smaller code snippets of docs/adding-an-algorithm.md run as written: the OnCRPO composition, the NaturalPG
+`policy_step` and the LP check (its budget cut to two epochs). The whole example files are tested, against the
+guide's copies and the LP optimum, in tests/test_adding_an_algorithm.py."""
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cmdp.registry import load_plugins, register_algorithm
+from cmdp.trainer import Trainer, resolve_config
+from cmdp.trust_region import TrustRegionConfig, TrustRegionSolver
+
+ROOT = Path(__file__).resolve().parents[1]
+GUIDE = ROOT / "docs" / "adding-an-algorithm.md"
+CRPO = ROOT / "docs" / "examples" / "crpo.py"
+
+
+def snippet(starting: str) -> str:
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.S) if starting in b]
+    assert len(blocks) == 1, starting
+    return blocks[0]
+
+
+def two_epochs(algo: str, tmp_path: Path, **extra) -> list[dict]:
+    cfg, _ = resolve_config({"algo": algo, "env": "ExactChain-v0", "total_steps": 400, "steps_per_epoch": 200,
+                             **extra})
+    rows: list[dict] = []
+    Trainer(cfg).train(tmp_path, progress=False, on_epoch=rows.append)
+    return rows
+
+
+def test_the_on_crpo_composition_trains(tmp_path: Path) -> None:
+    load_plugins([str(CRPO)])
+    crpo = next(m for n, m in sys.modules.items() if n.startswith("cmdp_plugin_crpo_"))
+    names = {"dataclass": dataclass, "register_algorithm": register_algorithm, "TrustRegionConfig": TrustRegionConfig,
+             "TrustRegionSolver": TrustRegionSolver, "CRPO": crpo.CRPO, "CRPOConfig": crpo.CRPOConfig}
+    exec(snippet("class OnCRPO("), names)
+    rows = two_epochs("on_crpo", tmp_path, plugins=[str(CRPO)])
+    assert len(rows) == 2 and "step_frac" in rows[0]
+
+
+def test_the_natural_pg_policy_step_trains(tmp_path: Path) -> None:
+    names = {"TrustRegionSolver": TrustRegionSolver}
+    exec(snippet("class NaturalPG("), names)
+    register_algorithm("test_natural_pg")(names["NaturalPG"])
+    rows = two_epochs("test_natural_pg", tmp_path)
+    assert all(row["kl"] <= 0.01 + 1e-9 for row in rows)  # every accepted step stays in the trust region
+
+
+def test_the_lp_check_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code = snippet("evaluate_policy(tabular, policy)")
+    code = code.replace('"docs/examples/focops.py"', repr(str(ROOT / "docs/examples/focops.py")))
+    assert "2048 * 80" in code
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(code.replace("2048 * 80", "2048 * 2"), {})
+    ratio = float(out.getvalue().split()[0])
+    assert 0.0 < ratio < 2.0 and (tmp_path / "runs" / "focops-exact" / "progress.csv").is_file()
