@@ -17,7 +17,7 @@ import torch
 from cmdp.config import build_config
 from cmdp.evaluation import evaluate
 from cmdp.family import Critics, EnvFamily, FamilyRun, Schedule, SolverNeeds, Transitions
-from cmdp.networks import ActorCritic, encode_obs, flat_obs_dim
+from cmdp.networks import ActorCritic, flat_obs_dim
 from cmdp.normalize import ObsNormalizer, ReturnScaler
 from cmdp.rollout import RolloutBatch, VecCollector, VecStepper
 from cmdp.spec import ConfigError
@@ -112,16 +112,6 @@ class ControlRun(FamilyRun):
         if self.stepper is None:
             raise ConfigError("this run's solver is not off-policy: it collects epochs, not transitions")
         return self.stepper
-
-    def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:
-        """Actions of the current policy for a batch of raw observations (N, ...), as the environment takes them."""
-        x = encode_obs(self.spec.observation_space, obs)
-        if self.obs_normalizer is not None:
-            x = self.obs_normalizer(x, update=False)
-        actions = self.agent.actor.numpy_sampler()(x, rng, deterministic)
-        if isinstance(self.spec.action_space, gymnasium.spaces.Discrete):
-            return actions.astype(np.int64)
-        return np.clip(actions, self.spec.action_space.low, self.spec.action_space.high)
 
     def evaluate(self, episodes: int, seed: int, deterministic: bool) -> dict[str, Any]:
         result = evaluate(self.env, self.agent, self.obs_normalizer, episodes, seed, deterministic).describe()
