@@ -119,8 +119,12 @@ def _number(key: str, text: str, what: str) -> float:
         raise ConfigError(f"{key} must be {what}, got {text!r}") from None
 
 
-def build_config(cls: type, values: Mapping[str, Any], source: str = "config") -> Any:
-    """Make a `cls` instance from defaults overridden by `values`; reject unknown keys and bad values."""
+def build_config(cls: type, values: Mapping[str, Any], source: str = "config", owner: str | None = None,
+                 key_prefix: str = "") -> Any:
+    """Make a `cls` instance from defaults overridden by `values`; reject unknown keys and bad values.
+
+    `owner` names whose keys these are in the unknown-key message (default: the algorithm); `key_prefix` goes
+    before a key's name in the other messages (e.g. "env_kwargs." for a nested mapping)."""
     hints = typing.get_type_hints(cls)
     known = field_names(cls)
     unknown = [k for k in values if k not in hints]
@@ -128,9 +132,9 @@ def build_config(cls: type, values: Mapping[str, Any], source: str = "config") -
         import difflib
         close = difflib.get_close_matches(unknown[0], known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"{source}: unknown key '{unknown[0]}'{hint} for algorithm "
-                          f"'{values.get('algo', cls.__name__)}'; known keys: {', '.join(known)}")
-    cfg = cls(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
+        owner = owner or f"algorithm '{values.get('algo', cls.__name__)}'"
+        raise ConfigError(f"{source}: unknown key '{unknown[0]}'{hint} for {owner}; known keys: {', '.join(known)}")
+    cfg = cls(**{k: _coerce(f"{key_prefix}{k}", v, hints[k]) for k, v in values.items()})
     cfg.validate()
     return cfg
 

@@ -7,7 +7,6 @@ reward/cost scaling, and the vectorised collector.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, Sequence
 
 import gymnasium
@@ -48,12 +47,8 @@ class VectorFamily(EnvFamily):
         if self.env_kwargs is None:
             super().validate(cfg)
             return
-        try:
-            build_config(self.env_kwargs, cfg.env_kwargs, source="env_kwargs")
-        except ConfigError as exc:
-            accepted = ", ".join(f.name for f in dataclasses.fields(self.env_kwargs))
-            message = str(exc).split("; known keys")[0].replace(f" for algorithm '{self.env_kwargs.__name__}'", "")
-            raise ConfigError(f"{message} (environment '{cfg.env}' accepts: {accepted})") from None
+        build_config(self.env_kwargs, cfg.env_kwargs, source="env_kwargs", owner=f"environment '{cfg.env}'",
+                     key_prefix="env_kwargs.")
 
     def cpus(self, cfg: Any) -> int:
         return cfg.num_envs if cfg.num_envs > 1 else 1  # one subprocess per copy

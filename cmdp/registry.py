@@ -14,6 +14,7 @@ that use it. An entry point that fails to load leaves the registry as it was and
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import importlib
@@ -23,7 +24,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 from cmdp.spec import ConfigError
 
@@ -89,6 +90,18 @@ def register_env(name: str, family: "EnvFamily", group: str, description: str = 
     _ENVS[name] = EnvEntry(name, family, group, description)
 
 
+@contextlib.contextmanager
+def _all_or_nothing() -> Iterator[None]:
+    """Run an import that registers things; if it fails, the registries are left exactly as they were."""
+    algorithms, envs = dict(_ALGORITHMS), dict(_ENVS)
+    try:
+        yield
+    except BaseException:
+        _ALGORITHMS.clear(), _ALGORITHMS.update(algorithms)
+        _ENVS.clear(), _ENVS.update(envs)
+        raise
+
+
 def _load_entry_points() -> None:
     """Register every installed entry point of the two groups, each all-or-nothing."""
     global _ENTRY_POINTS_LOADED
@@ -97,16 +110,14 @@ def _load_entry_points() -> None:
     _ENTRY_POINTS_LOADED = True
     for group in (ALGORITHM_GROUP, ENV_GROUP):
         for ep in sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.value):
-            algorithms, envs = dict(_ALGORITHMS), dict(_ENVS)
             try:
-                loaded = ep.load()
-                if group == ALGORITHM_GROUP:
-                    if not isinstance(loaded, type):
-                        raise RegistrationError(f"{ep.value} is not a solver class")
-                    register_algorithm(ep.name)(loaded)
+                with _all_or_nothing():
+                    loaded = ep.load()
+                    if group == ALGORITHM_GROUP:
+                        if not isinstance(loaded, type):
+                            raise RegistrationError(f"{ep.value} is not a solver class")
+                        register_algorithm(ep.name)(loaded)
             except Exception as exc:  # a broken package must not take every other solver down with it
-                _ALGORITHMS.clear(), _ALGORITHMS.update(algorithms)
-                _ENVS.clear(), _ENVS.update(envs)
                 dist = ep.dist.name if ep.dist is not None else "?"
                 ENTRY_POINT_ERRORS.append(f"entry point '{ep.name} = {ep.value}' ({group}, package {dist}) "
                                           f"not loaded: {type(exc).__name__}: {exc}")
@@ -124,12 +135,10 @@ def load_plugins(modules: list[str]) -> None:
         if module.endswith(".py"):
             _load_file(module)
             continue
-        algorithms, envs = dict(_ALGORITHMS), dict(_ENVS)
         try:
-            importlib.import_module(module)
-        except Exception as exc:  # all or nothing, as a plugin file: a failed module registers nothing
-            _ALGORITHMS.clear(), _ALGORITHMS.update(algorithms)
-            _ENVS.clear(), _ENVS.update(envs)
+            with _all_or_nothing():  # as a plugin file: a failed module registers nothing
+                importlib.import_module(module)
+        except Exception as exc:
             # the plugin itself (or a package above it) is missing, not a module the plugin imports:
             # `mysolver_v2` that imports a missing `mysolver` is reported at its own import line
             if isinstance(exc, ModuleNotFoundError) and exc.name is not None and (
@@ -168,13 +177,11 @@ def _load_file(path: str) -> None:
         raise ConfigError(f"plugins: {file} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    algorithms, envs = dict(_ALGORITHMS), dict(_ENVS)
     try:
-        spec.loader.exec_module(module)
+        with _all_or_nothing():
+            spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
-        _ALGORITHMS.clear(), _ALGORITHMS.update(algorithms)
-        _ENVS.clear(), _ENVS.update(envs)
         raise ConfigError(f"plugin {_where(exc, file)}") from None
 
 

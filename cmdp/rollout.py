@@ -260,9 +260,11 @@ class VecStepper:
                 actions = np.asarray(actions).astype(np.int64)
             res = env.step(actions)
             x_next = encode_obs(self.space, res.obs)
-            final = encode_obs(self.space, res.final_obs)
             done = res.terminated | res.truncated
-            after = np.where(done[:, None], final, x_next)  # the true next observation of each copy's step
+            after = x_next  # the true next observation of each copy's step: the final one where an episode ended
+            if done.any():
+                after = x_next.copy()
+                after[done] = encode_obs(self.space, res.final_obs[done])
             cut = res.truncated | (last and t == num_steps - 1)
             obs.append(self.x), acts.append(actions), rews.append(res.reward), costs.append(res.costs)
             nxt.append(after), term.append(res.terminated), trunc.append(cut & ~res.terminated)

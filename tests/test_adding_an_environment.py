@@ -38,7 +38,7 @@ def test_the_example_is_listed_and_checks_its_env_kwargs(capsys: pytest.CaptureF
     assert "env_kwargs.noise must be >= 0" in capsys.readouterr().err
     assert main([*args, "--set", "env_kwargs={nosie: 0.1}", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
-    assert "nosie" in err and "accepts: noise" in err
+    assert "nosie" in err and "environment 'ConstrainedBandit-v0'; known keys: noise" in err
     assert main([*args, "--set", "cost_limits={money: 1}", "--out", str(tmp_path / "c")]) == 2
     assert "unknown cost name" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())

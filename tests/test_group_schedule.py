@@ -19,7 +19,7 @@ from cmdp.family import Critics, Schedule
 from cmdp.group import GroupConfig, group_advantages
 from cmdp.registry import register_algorithm
 from cmdp.solver import PolicyGradientSolver
-from cmdp.trainer import Trainer, new_run, resolve_config
+from cmdp.trainer import new_run, resolve_config
 from test_text_rl import text_config
 
 

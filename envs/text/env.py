@@ -118,13 +118,7 @@ class TextEnvConfig:
 
 def text_env_config(env_kwargs: dict[str, Any]) -> TextEnvConfig:
     """Validate `env_kwargs` of a text run (unknown keys and bad values -> ConfigError naming env_kwargs.KEY)."""
-    try:
-        return build_config(TextEnvConfig, env_kwargs, source="env_kwargs")
-    except ConfigError as exc:
-        message = str(exc)
-        if "unknown key" in message:
-            message = message.replace("for algorithm 'TextEnvConfig'", "of --env text")
-        raise ConfigError(message) from None
+    return build_config(TextEnvConfig, env_kwargs, source="env_kwargs", owner="--env text", key_prefix="env_kwargs.")
 
 
 def _check_path(label: str, path: str) -> None:
