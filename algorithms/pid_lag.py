@@ -13,35 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cmdp.algorithms.ppo_lag import PPOLag
-from cmdp.config import ConfigError
-from cmdp.lagrange import PIDMultiplier
+from cmdp.lagrange import PIDOptions
 from cmdp.registry import register_algorithm
 from cmdp.solver import PolicyGradientConfig
 
 
 @dataclass
-class PIDLagConfig(PolicyGradientConfig):
-    pid_kp: float = 0.1
-    pid_ki: float = 0.01
-    pid_kd: float = 0.01
-    pid_d_delay: int = 10  # epochs between the smoothed costs whose rise the derivative term penalises
-    pid_delta_p_ema_alpha: float = 0.95  # EMA of the error for the proportional term (0: no smoothing)
-    pid_delta_d_ema_alpha: float = 0.95  # EMA of the cost for the derivative term (0: no smoothing)
-    lagrangian_init: float = 0.001  # initial value of the integral term
-    lagrangian_upper_bound: float | None = None
-
-    def validate(self) -> None:
-        super().validate()
-        for name in ("pid_kp", "pid_ki", "pid_kd", "lagrangian_init"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.pid_d_delay < 1:
-            raise ConfigError(f"pid_d_delay must be >= 1, got {self.pid_d_delay}")
-        for name in ("pid_delta_p_ema_alpha", "pid_delta_d_ema_alpha"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.lagrangian_upper_bound is not None and self.lagrangian_upper_bound < 0:
-            raise ConfigError(f"lagrangian_upper_bound must be >= 0, got {self.lagrangian_upper_bound}")
+class PIDLagConfig(PIDOptions, PolicyGradientConfig):
+    """PPO's keys and the PID controller's (`cmdp.lagrange.PIDOptions`)."""
 
 
 @register_algorithm("pid_lag")
@@ -53,8 +32,3 @@ class PIDLag(PPOLag):
     """
 
     Config = PIDLagConfig
-
-    def make_multiplier(self, cfg: PIDLagConfig) -> PIDMultiplier:
-        return PIDMultiplier(self.spec.cost_limits, cfg.pid_kp, cfg.pid_ki, cfg.pid_kd, cfg.pid_d_delay,
-                             cfg.pid_delta_p_ema_alpha, cfg.pid_delta_d_ema_alpha, cfg.lagrangian_init,
-                             cfg.lagrangian_upper_bound)

@@ -14,31 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from cmdp.config import ConfigError
-from cmdp.lagrange import LagrangeMultiplier
+from cmdp.lagrange import LagrangeOptions, Multiplier
 from cmdp.losses import lagrangian_advantage
 from cmdp.registry import register_algorithm
 from cmdp.solver import PolicyGradientConfig, PolicyGradientSolver
 
 
 @dataclass
-class PPOLagConfig(PolicyGradientConfig):
-    lagrangian_init: float = 0.001
-    lagrangian_lr: float = 0.035
-    lagrangian_optimizer: str = "adam"  # or "sgd"
-    lagrangian_upper_bound: float | None = None
-
-    def validate(self) -> None:
-        super().validate()
-        if self.lagrangian_init < 0:
-            raise ConfigError(f"lagrangian_init must be >= 0, got {self.lagrangian_init}")
-        if self.lagrangian_optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"lagrangian_optimizer must be 'adam' or 'sgd', got {self.lagrangian_optimizer!r}")
-        if self.lagrangian_lr <= 0:
-            raise ConfigError(f"lagrangian_lr must be > 0, got {self.lagrangian_lr}")
-        if self.lagrangian_upper_bound is not None and self.lagrangian_upper_bound < 0:
-            raise ConfigError(f"lagrangian_upper_bound must be >= 0 (or null: no bound), "
-                              f"got {self.lagrangian_upper_bound}")
+class PPOLagConfig(LagrangeOptions, PolicyGradientConfig):
+    """PPO's keys and the multiplier's (`cmdp.lagrange.LagrangeOptions`: init, lr, optimizer, bound, delay)."""
 
 
 @register_algorithm("ppo_lag")
@@ -51,10 +35,9 @@ class PPOLag(PolicyGradientSolver):
         super().__init__(cfg, *args, **kwargs)
         self.multiplier = self.make_multiplier(cfg)
 
-    def make_multiplier(self, cfg: Any) -> Any:
-        """The multipliers' controller: anything with `value`, `update`, `state_dict`, `load_state_dict`."""
-        return LagrangeMultiplier(self.spec.cost_limits, cfg.lagrangian_init, cfg.lagrangian_lr,
-                                  cfg.lagrangian_optimizer, cfg.lagrangian_upper_bound)
+    def make_multiplier(self, cfg: Any) -> Multiplier:
+        """The multipliers the config's keys describe (gradient ascent; PID for pid_lag)."""
+        return cfg.multiplier(self.spec.cost_limits)
 
     def update_multipliers(self, mean_episode_costs: np.ndarray) -> None:
         self.multiplier.update(mean_episode_costs)

@@ -7,14 +7,33 @@ falls (never below 0) while it is satisfied. As in OmniSafe, the step is taken b
 is available too. The state is plain numbers so it goes into a checkpoint unchanged.
 
 `PIDMultiplier` sets the multipliers with a PID controller on the same error instead (PID
-Lagrangian); it has the same interface, so a solver can hold either.
+Lagrangian); it has the same interface, so a solver can hold either. `DelayedMultiplier` holds either
+still for its first updates.
+
+`LagrangeOptions` and `PIDOptions` are the config keys of the two kinds, shared by every solver that has
+multipliers: a solver's config inherits one, and `cfg.multiplier(limits)` builds what the keys describe.
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
+
+from cmdp.spec import ConfigError
+
+
+class Multiplier(Protocol):
+    """What a solver holds: K multipliers, moved once per `update` from the mean episode costs."""
+
+    value: np.ndarray
+
+    def update(self, mean_episode_costs: np.ndarray) -> np.ndarray: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def _check_upper_bound(upper_bound: float | None) -> None:
@@ -168,3 +187,116 @@ class PIDMultiplier:
         self.error_ema = np.array(state["error_ema"], dtype=np.float64)
         self.cost_ema = np.array(state["cost_ema"], dtype=np.float64)
         self.cost_history = [[float(x) for x in h] for h in state["cost_history"]]
+
+
+class DelayedMultiplier:
+    """A multiplier held at its initial value for its first `delay` updates (epochs), then moved as usual.
+
+    OmniSafe's off-policy Lagrangian solvers wait `warmup_epochs` (100) before moving lambda: the critics are
+    still fitting the random warm-up data, and a multiplier driven by those early costs would wind up for
+    nothing. The costs seen while waiting are discarded.
+    """
+
+    def __init__(self, inner: Multiplier, delay: int) -> None:
+        if delay < 0:
+            raise ValueError(f"the multiplier delay must be >= 0, got {delay}")
+        self.inner, self.delay = inner, int(delay)
+        self.updates_seen = 0
+
+    @property
+    def value(self) -> np.ndarray:
+        return self.inner.value
+
+    def update(self, mean_episode_costs: np.ndarray) -> np.ndarray:
+        self.updates_seen += 1
+        if self.updates_seen <= self.delay:
+            return self.inner.value.copy()
+        return self.inner.update(mean_episode_costs)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"inner": self.inner.state_dict(), "updates_seen": self.updates_seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state["inner"])
+        self.updates_seen = int(state["updates_seen"])
+
+
+def _delayed(multiplier: Multiplier, delay: int) -> Multiplier:
+    # no wrapper without a delay: the checkpoints of undelayed solvers keep their plain layout
+    return DelayedMultiplier(multiplier, delay) if delay else multiplier
+
+
+@dataclass
+class LagrangeOptions:
+    """Config keys of multipliers moved by projected gradient ascent (`LagrangeMultiplier`).
+
+    A mixin for a solver's config dataclass: list it before the solver's base config
+    (`class MyConfig(LagrangeOptions, PolicyGradientConfig)`) so that `validate` runs both. Defaults are
+    OmniSafe's on-policy PPOLag.yaml; a solver redeclares a key to change its default.
+    """
+
+    lagrangian_init: float = 0.001
+    lagrangian_lr: float = 0.035
+    lagrangian_optimizer: str = "adam"  # or "sgd"
+    lagrangian_upper_bound: float | None = None  # null: no bound
+    multiplier_delay: int = 0  # epochs during which the multipliers stay at lagrangian_init
+
+    def validate(self) -> None:
+        super().validate()  # type: ignore[misc]  # the solver config the mixin is combined with
+        if self.lagrangian_init < 0:
+            raise ConfigError(f"lagrangian_init must be >= 0, got {self.lagrangian_init}")
+        if self.lagrangian_optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"lagrangian_optimizer must be 'adam' or 'sgd', got {self.lagrangian_optimizer!r}")
+        if not self.lagrangian_lr > 0:
+            raise ConfigError(f"lagrangian_lr must be > 0, got {self.lagrangian_lr}")
+        if self.lagrangian_upper_bound is not None and not self.lagrangian_upper_bound >= 0:
+            raise ConfigError(f"lagrangian_upper_bound must be >= 0 (or null: no bound), "
+                              f"got {self.lagrangian_upper_bound}")
+        if self.multiplier_delay < 0:
+            raise ConfigError(f"multiplier_delay must be >= 0, got {self.multiplier_delay}")
+
+    def multiplier(self, limits: np.ndarray) -> Multiplier:
+        """The multipliers these keys describe, for constraints with `limits` (K,)."""
+        return _delayed(LagrangeMultiplier(limits, self.lagrangian_init, self.lagrangian_lr,
+                                           self.lagrangian_optimizer, self.lagrangian_upper_bound),
+                        self.multiplier_delay)
+
+
+@dataclass
+class PIDOptions:
+    """Config keys of PID-controlled multipliers (`PIDMultiplier`); a mixin like `LagrangeOptions`.
+
+    Defaults are OmniSafe's on-policy CPPOPID.yaml (see `PIDMultiplier`).
+    """
+
+    pid_kp: float = 0.1
+    pid_ki: float = 0.01
+    pid_kd: float = 0.01
+    pid_d_delay: int = 10  # epochs between the smoothed costs whose rise the derivative term penalises
+    pid_delta_p_ema_alpha: float = 0.95  # EMA of the error for the proportional term (0: no smoothing)
+    pid_delta_d_ema_alpha: float = 0.95  # EMA of the cost for the derivative term (0: no smoothing)
+    lagrangian_init: float = 0.001  # initial value of the integral term
+    lagrangian_upper_bound: float | None = None
+    multiplier_delay: int = 0  # epochs during which the controller does not run
+
+    def validate(self) -> None:
+        super().validate()  # type: ignore[misc]
+        for name in ("pid_kp", "pid_ki", "pid_kd", "lagrangian_init"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.pid_d_delay < 1:
+            raise ConfigError(f"pid_d_delay must be >= 1, got {self.pid_d_delay}")
+        for name in ("pid_delta_p_ema_alpha", "pid_delta_d_ema_alpha"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.lagrangian_upper_bound is not None and not self.lagrangian_upper_bound >= 0:
+            raise ConfigError(f"lagrangian_upper_bound must be >= 0, got {self.lagrangian_upper_bound}")
+        if self.multiplier_delay < 0:
+            raise ConfigError(f"multiplier_delay must be >= 0, got {self.multiplier_delay}")
+
+    def multiplier(self, limits: np.ndarray) -> Multiplier:
+        """The PID multipliers these keys describe, for constraints with `limits` (K,)."""
+        return _delayed(PIDMultiplier(limits, self.pid_kp, self.pid_ki, self.pid_kd, self.pid_d_delay,
+                                      self.pid_delta_p_ema_alpha, self.pid_delta_d_ema_alpha,
+                                      self.lagrangian_init, self.lagrangian_upper_bound),
+                        self.multiplier_delay)
