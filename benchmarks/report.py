@@ -11,8 +11,9 @@ unfinished ones at their last logged epoch):
 - within limit: of the last 10% of epochs (at least 1) of every seed, pooled, the share whose episode
   cost was within the limit for every cost (epochs that finished no episode are not counted);
 - wall time (training seconds per seed) and steps per second, means over seeds;
-- OmniSafe's published numbers for the same algorithm and task (benchmarks/reference/), marked when
-  our budget or cost limit differs from theirs (1e7 steps, limit 25).
+- OmniSafe's published numbers for the same algorithm and task (every CSV in benchmarks/reference/: the
+  on-policy table, 1e7 steps, and the off-policy table, 1e6 steps and 3e6 for Humanoid; cost limit 25), marked
+  where our budget or cost limit differs from that row's own (`total_steps`, `cost_limit`).
 
 Writes REPORT_DIR (default DIR/report): `report.md` (tables and figures together), `results.csv`,
 `results.md` and one `curves_<env>.png` per environment (return and cost against environment steps,
@@ -23,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,15 +35,27 @@ import yaml
 
 from cmdp.spec import ConfigError
 
-REFERENCE_CSV = Path(__file__).resolve().parent / "reference" / "omnisafe_on_policy.csv"
-REFERENCE_SOURCE = "OmniSafe repository (PKU-Alignment/omnisafe), benchmarks/on-policy/README.md"
-#: our algorithm name -> OmniSafe's
+#: the folder of OmniSafe's published tables; `load_reference()` reads every CSV in it
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+#: OmniSafe's on-policy table (benchmarks/on-policy/README.md)
+REFERENCE_CSV = REFERENCE_DIR / "omnisafe_on_policy.csv"
+#: OmniSafe's off-policy table (benchmarks/off-policy/README.md, Table 2)
+REFERENCE_OFF_POLICY_CSV = REFERENCE_DIR / "omnisafe_off_policy.csv"
+#: how the report names the repository that a reference row's `source` ("OmniSafe <path>") points into
+REFERENCE_REPOSITORY = "OmniSafe repository (PKU-Alignment/omnisafe)"
+#: our algorithm name -> OmniSafe's (on-policy and off-policy names never clash)
 OMNISAFE_ALGOS = {"ppo": "PPO", "ppo_lag": "PPOLag", "cup": "CUP", "cpo": "CPO", "pid_lag": "CPPOPID",
-                  "trpo_lag": "TRPOLag"}
-#: our environment name -> the column name in OmniSafe's table
+                  "trpo_lag": "TRPOLag",
+                  "ddpg": "DDPG", "td3": "TD3", "sac": "SAC", "ddpg_lag": "DDPGLag", "td3_lag": "TD3Lag",
+                  "sac_lag": "SACLag", "ddpg_pid": "DDPGPID", "td3_pid": "TD3PID", "sac_pid": "SACPID"}
+#: our environment name -> the column name in OmniSafe's on-policy table
 OMNISAFE_ENVS = {"SafetyPointGoal1-v0": "PointGoal1", "SafetyCarGoal1-v0": "CarGoal1",
                  "SafetyPointButton1-v0": "PointButton1", "SafetyHopperVelocity-v1": "HopperVel",
                  "SafetyAntVelocity-v1": "AntVel", "SafetyHalfCheetahVelocity-v1": "HalfCheetahVel"}
+#: our environment name -> its name in OmniSafe's off-policy table (which names tasks by their full id)
+OMNISAFE_OFF_POLICY_ENVS = {e: e for e in (
+    "SafetyAntVelocity-v1", "SafetyHalfCheetahVelocity-v1", "SafetyHopperVelocity-v1", "SafetyHumanoidVelocity-v1",
+    "SafetySwimmerVelocity-v1", "SafetyWalker2dVelocity-v1")}
 #: the share of the last epochs that `within_limit` looks at
 LAST_EPOCHS_SHARE = 0.1
 
@@ -175,23 +189,59 @@ def find_runs(root: str | Path, exclude: Path | None = None) -> list[RunData]:
     return runs
 
 
-def load_reference(path: str | Path = REFERENCE_CSV) -> dict[tuple[str, str], dict[str, Any]]:
-    """OmniSafe's published table: (OmniSafe algo, OmniSafe env) -> its row with numbers as floats."""
-    out = {}
-    with Path(path).open(newline="") as f:
-        for row in csv.DictReader(f):
-            rec: dict[str, Any] = dict(row)
-            for k in ("return_mean", "return_std", "cost_mean", "cost_std", "cost_limit"):
-                rec[k] = float(row[k])
-            rec["total_steps"], rec["seeds"] = int(row["total_steps"]), int(row["seeds"])
-            out[(row["algo"], row["env"])] = rec
+def load_reference(path: str | Path | Sequence[str | Path] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """OmniSafe's published tables: (OmniSafe algo, OmniSafe env) -> its row, numbers as floats (steps and seeds
+    as ints), each row with its own `total_steps`, `cost_limit`, `seeds` and `source`.
+
+    `path`: one CSV file, a folder (its `*.csv` files, by name) or a list of files; default: every CSV in
+    benchmarks/reference/ (the on-policy and the off-policy table). A key listed twice is a ConfigError.
+    """
+    if path is None:
+        path = REFERENCE_DIR
+    if isinstance(path, (str, Path)):
+        path = Path(path)
+        files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
+    else:
+        files = [Path(p) for p in path]
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    where: dict[tuple[str, str], Path] = {}
+    for file in files:
+        with file.open(newline="") as f:
+            for row in csv.DictReader(f):
+                rec: dict[str, Any] = dict(row)
+                for k in ("return_mean", "return_std", "cost_mean", "cost_std", "cost_limit"):
+                    rec[k] = float(row[k])
+                rec["total_steps"], rec["seeds"] = int(row["total_steps"]), int(row["seeds"])
+                rec["source"] = row.get("source") or ""
+                key = (row["algo"], row["env"])
+                if key in out:
+                    raise ConfigError(f"reference: {key[0]} on {key[1]} is listed twice ({where[key]} and {file})")
+                out[key], where[key] = rec, file
     return out
+
+
+def reference_row(reference: dict[tuple[str, str], dict[str, Any]], algo: str, env: str) -> dict[str, Any] | None:
+    """The published row for our `algo` on our `env`: OmniSafe's algorithm name (OMNISAFE_ALGOS) with the
+    environment's name in the on-policy table (OMNISAFE_ENVS), else in the off-policy table
+    (OMNISAFE_OFF_POLICY_ENVS), else the environment id itself; None where OmniSafe has no such cell."""
+    name = OMNISAFE_ALGOS.get(algo)
+    if name is None:
+        return None
+    for env_name in (OMNISAFE_ENVS.get(env), OMNISAFE_OFF_POLICY_ENVS.get(env), env):
+        if env_name is not None and (name, env_name) in reference:
+            return reference[(name, env_name)]
+    return None
 
 
 # --- the numbers --------------------------------------------------------------------------------------
 def summarize(runs: list[RunData], partial: bool = False,
               reference: dict[tuple[str, str], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """One row per (environment, algorithm) over its seeds; see the module docstring for each number."""
+    """One row per (environment, algorithm) over its seeds; see the module docstring for each number.
+
+    `reference` (default: `load_reference()`, every table in benchmarks/reference/) supplies the `ref_*` columns;
+    `ref_same_budget` and `ref_same_limit` compare the seeds' env steps and the cost limit with that reference
+    row's own `total_steps` and `cost_limit`.
+    """
     groups: dict[tuple[str, str], list[RunData]] = {}
     for run in runs:
         if run.finished or (partial and run.rows):
@@ -227,12 +277,13 @@ def summarize(runs: list[RunData], partial: bool = False,
         row["measured_epochs"] = measured
         row["wall_s_mean"] = _nanmean([r.wall_seconds() for r in group])
         row["steps_per_s_mean"] = _nanmean([r.steps_per_s() for r in group])
-        ref = reference.get((OMNISAFE_ALGOS.get(algo, ""), OMNISAFE_ENVS.get(env, "")))
+        ref = reference_row(reference, algo, env)
         if ref is not None and len(names) == 1:
             row.update({"ref_algo": ref["algo"], "ref_env": ref["env"], "ref_return_mean": ref["return_mean"],
                         "ref_return_std": ref["return_std"], "ref_cost_mean": ref["cost_mean"],
                         "ref_cost_std": ref["cost_std"], "ref_total_steps": ref["total_steps"],
                         "ref_cost_limit": ref["cost_limit"], "ref_seeds": ref["seeds"],
+                        "ref_source": ref.get("source", ""),
                         "ref_same_budget": steps == [ref["total_steps"]],
                         "ref_same_limit": limits.get(names[0]) == ref["cost_limit"]})
         table.append(row)
@@ -262,6 +313,27 @@ def _pm(mean: float, std: float) -> str:
     return "n/a" if math.isnan(mean) else f"{mean:.2f} ± {std:.2f}"
 
 
+def _steps_text(steps: Any) -> str:
+    """Env steps with thousands separators (a "lo-hi" range of mixed seeds as it is)."""
+    return f"{steps:,}" if isinstance(steps, int) else str(steps)
+
+
+def _values_text(values: Any) -> str:
+    """Distinct numbers, sorted, joined with ' or ' (e.g. a cost limit or a seed count over reference rows)."""
+    return " or ".join(f"{v:g}" for v in sorted(set(values)))
+
+
+def reference_source_text(sources: Any) -> str:
+    """How the report cites reference rows' `source` values ("OmniSafe benchmarks/on-policy/README.md" reads
+    "OmniSafe repository (PKU-Alignment/omnisafe), benchmarks/on-policy/README.md"), distinct, in order."""
+    distinct = list(dict.fromkeys(s for s in sources if s))
+    if not distinct:
+        return REFERENCE_REPOSITORY
+    if all(s.startswith("OmniSafe ") for s in distinct):
+        return f"{REFERENCE_REPOSITORY}, " + " and ".join(s[len("OmniSafe "):] for s in distinct)
+    return " and ".join(distinct)
+
+
 def cost_names_of(table: list[dict[str, Any]]) -> list[str]:
     names: list[str] = []
     for row in table:
@@ -279,7 +351,7 @@ def write_csv(table: list[dict[str, Any]], path: Path) -> None:
         columns += [f"cost_mean/{n}", f"cost_std/{n}", f"cost_limit/{n}"]
     columns += ["within_limit", "within_limit_epochs", "measured_epochs", "wall_s_mean", "steps_per_s_mean",
                 "ref_algo", "ref_env", "ref_return_mean", "ref_return_std", "ref_cost_mean", "ref_cost_std",
-                "ref_total_steps", "ref_cost_limit", "ref_seeds"]
+                "ref_total_steps", "ref_cost_limit", "ref_seeds", "ref_source"]
 
     def fmt(v: Any) -> Any:
         return "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
@@ -292,7 +364,8 @@ def write_csv(table: list[dict[str, Any]], path: Path) -> None:
 
 
 def markdown_table(table: list[dict[str, Any]]) -> str:
-    """The summary table as markdown, OmniSafe's numbers beside ours (marked when not comparable)."""
+    """The summary table as markdown, OmniSafe's numbers beside ours: † where our env steps differ from that
+    reference row's `total_steps`, ‡ where our cost limit differs from its `cost_limit`."""
     names = cost_names_of(table)
     one = len(names) == 1
     head = ["environment", "algorithm", "seeds", "env steps", "return"]
@@ -300,8 +373,8 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
     head += ["within limit, last 10% epochs", "wall time / seed", "steps/s", "OmniSafe return", "OmniSafe cost"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table:
-        cells = [row["env"], row["algo"], str(row["seeds"]), f"{row['env_steps']:,}"
-                 if isinstance(row["env_steps"], int) else str(row["env_steps"]), _pm(row["return_mean"], row["return_std"])]
+        cells = [row["env"], row["algo"], str(row["seeds"]), _steps_text(row["env_steps"]),
+                 _pm(row["return_mean"], row["return_std"])]
         if one:
             n = names[0]
             cells += [_pm(row.get(f"cost_mean/{n}", math.nan), row.get(f"cost_std/{n}", math.nan)),
@@ -406,7 +479,8 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
     runs = [r for r in runs if not r.path.resolve().is_relative_to(out.resolve())]
     if not runs:
         raise ConfigError(f"report: no run folders (config.yaml) under {root}")
-    table = summarize(runs, partial=partial)
+    reference = load_reference()
+    table = summarize(runs, partial=partial, reference=reference)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(table, out / "results.csv")
     md_table = markdown_table(table) if table else "_No finished runs yet (use --partial to include unfinished ones)._"
@@ -435,15 +509,14 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
               f"{' (included at their last logged epoch)' if partial and unfinished else ''}, {len(failed)} failed. "
               f"Generated {datetime.now().isoformat(timespec='seconds')}.", ""]
     with_ref = [r for r in table if "ref_algo" in r]
-    if any(not r["ref_same_budget"] for r in with_ref):
-        ours = sorted({f"{r['env_steps']:,}" if isinstance(r["env_steps"], int) else str(r["env_steps"])
-                       for r in with_ref if not r["ref_same_budget"]})
-        lines += [f"> **Budget differs from OmniSafe's.** OmniSafe's numbers (the last two columns) are after "
-                  f"{with_ref[0]['ref_total_steps']:,} environment steps with cost limit "
-                  f"{with_ref[0]['ref_cost_limit']:g} over {with_ref[0]['ref_seeds']} seeds; the rows marked † were "
-                  f"trained for {', '.join(ours)} steps, so their numbers are not comparable with OmniSafe's.", ""]
-    if any(not r["ref_same_limit"] for r in with_ref):
-        lines += ["> ‡ our cost limit differs from OmniSafe's (25): costs are not comparable.", ""]
+    lines += _budget_note([r for r in with_ref if not r["ref_same_budget"]])
+    other_limit = [r for r in with_ref if not r["ref_same_limit"]]
+    if other_limit:
+        lines += [f"> ‡ our cost limit differs from OmniSafe's "
+                  f"({_values_text(r['ref_cost_limit'] for r in other_limit)}): costs are not comparable.", ""]
+    cited = with_ref or list(reference.values())
+    seeds = _values_text(r.get("ref_seeds", r.get("seeds")) for r in cited) if cited else "OmniSafe's"
+    source = reference_source_text(r.get("ref_source", r.get("source", "")) for r in cited)
     lines += ["## Results", "", md_table, "",
               "- **return**, **cost**: each seed's final value (mean over the episodes of its last epoch that "
               "finished any), then mean ± std over seeds (numpy's std, ddof 0).",
@@ -452,8 +525,8 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
               "episode are left out); in brackets: epochs within / epochs counted.",
               "- **wall time / seed**: training seconds (collection and updates) per seed; **steps/s**: environment "
               "steps per training second; both means over seeds.",
-              f"- **OmniSafe**: published final return and cost (mean ± std over "
-              f"{with_ref[0]['ref_seeds'] if with_ref else 5} seeds) from the {REFERENCE_SOURCE}; "
+              f"- **OmniSafe**: published final return and cost (mean ± std over {seeds} seeds, each after its "
+              f"own published budget: `ref_total_steps` in results.csv) from the {source}; "
               "— where OmniSafe has no such cell.",
               "", "The same numbers with full precision: [results.csv](results.csv).", ""]
     if figures:
@@ -476,6 +549,29 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
     return path
 
 
+def _budget_note(marked: list[dict[str, Any]]) -> list[str]:
+    """The report's note on the rows marked † (our env steps differ from their reference row's `total_steps`),
+    each compared with its own reference budget."""
+    if not marked:
+        return []
+    pairs: dict[tuple[str, int], list[str]] = {}
+    for r in marked:
+        pairs.setdefault((_steps_text(r["env_steps"]), r["ref_total_steps"]), []).append(f"{r['algo']} on {r['env']}")
+    terms = (f"cost limit {_values_text(r['ref_cost_limit'] for r in marked)} over "
+             f"{_values_text(r['ref_seeds'] for r in marked)} seeds")
+    if len(pairs) == 1:
+        ours, theirs = next(iter(pairs))
+        return [f"> **Budget differs from OmniSafe's.** The rows marked † were trained for {ours} steps, but "
+                f"OmniSafe's numbers for them (the last two columns) are after {theirs:,} environment steps with "
+                f"{terms}, so they are not comparable with OmniSafe's.", ""]
+    lines = [f"> **Budget differs from OmniSafe's.** The rows marked † were trained for another number of steps "
+             f"than OmniSafe's numbers for them (the last two columns; {terms}), so they are not comparable with "
+             f"OmniSafe's:", ">"]
+    for (ours, theirs), rows in sorted(pairs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        lines.append(f"> - trained for {ours} steps, OmniSafe's after {theirs:,}: {', '.join(rows)}")
+    return lines + [""]
+
+
 def _read_suite(root: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load((root / "suite.yaml").read_text())
@@ -484,5 +580,6 @@ def _read_suite(root: Path) -> dict[str, Any]:
         return {}
 
 
-__all__ = ["write_report", "find_runs", "summarize", "load_reference", "markdown_table", "write_csv", "plot_env",
-           "RunData", "OMNISAFE_ALGOS", "OMNISAFE_ENVS"]
+__all__ = ["write_report", "find_runs", "summarize", "load_reference", "reference_row", "reference_source_text",
+           "markdown_table", "write_csv", "plot_env", "RunData", "OMNISAFE_ALGOS", "OMNISAFE_ENVS",
+           "OMNISAFE_OFF_POLICY_ENVS", "REFERENCE_DIR", "REFERENCE_CSV", "REFERENCE_OFF_POLICY_CSV"]
