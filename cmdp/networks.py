@@ -2,6 +2,8 @@
 
 - `GaussianActor` (Box actions): MLP mean, state-independent learned log-std.
 - `CategoricalActor` (Discrete actions): MLP logits.
+- `SquashedGaussianActor` (Box actions, SAC): MLP mean and log-std, a tanh-squashed sample in the bounds.
+- `DeterministicActor` (Box actions, DDPG and TD3): a tanh-squashed MLP, Gaussian exploration noise when acting.
 - `EnsembleCritic`: E independent MLP value functions (reward + one per cost) evaluated as one
   batched matrix product, so K extra cost critics cost almost nothing extra.
 
@@ -156,6 +158,104 @@ class CategoricalActor(nn.Module):
             if deterministic:
                 return logits.argmax(-1)
             return (logits + rng.gumbel(size=logits.shape)).argmax(-1)  # Gumbel-max draws a softmax sample
+
+        return sample
+
+
+class _BoxScale:
+    """Maps tanh outputs in (-1, 1) onto a Box's [low, high]: a = center + half * y."""
+
+    def __init__(self, action_space: gymnasium.spaces.Box) -> None:
+        low = np.asarray(action_space.low, dtype=np.float64).reshape(-1)
+        high = np.asarray(action_space.high, dtype=np.float64).reshape(-1)
+        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+            raise ValueError(f"tanh-squashed actors need a bounded action space, got {action_space}")
+        self.low, self.high = low, high
+        self.center, self.half = (high + low) / 2, (high - low) / 2
+
+
+class SquashedGaussianActor(nn.Module):
+    """SAC's policy for bounded Box actions: u ~ N(mu(s), sigma(s)), a = center + half * tanh(u).
+
+    The MLP outputs the mean and the log-std per dimension; the log-std is clamped to [-20, 2] (Haarnoja et
+    al. 2018's code, as OmniSafe's gaussian_sac actor). `sample` is reparameterised and returns log pi(a|s)
+    with the change of variables of the squashing (the tanh and the scale).
+    """
+
+    def __init__(self, obs_dim: int, action_space: gymnasium.spaces.Box, hidden: list[int],
+                 activation: str = "relu") -> None:
+        super().__init__()
+        self.activation = activation
+        self.scale = _BoxScale(action_space)
+        self.act_dim = len(self.scale.low)
+        self.net = mlp([obs_dim, *hidden, 2 * self.act_dim], activation, out_gain=0.01)
+        self.register_buffer("action_center", torch.as_tensor(self.scale.center, dtype=torch.float32))
+        self.register_buffer("action_half", torch.as_tensor(self.scale.half, dtype=torch.float32))
+
+    def _mean_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        return mean, log_std.clamp(-20.0, 2.0)
+
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action (B, act_dim) and its log-probability (B,); noise from `generator`."""
+        mean, log_std = self._mean_log_std(obs)
+        # drawn where the generator lives (the CPU), then moved: one stream whatever the device
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
+        u = mean + log_std.exp() * noise
+        log_normal = (-0.5 * ((u - mean) * torch.exp(-log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi))
+        # log |d tanh(u)/du| = log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
+        log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u)) + torch.log(self.action_half)
+        return self.action_center + self.action_half * torch.tanh(u), (log_normal - log_det).sum(-1)
+
+    def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The squashed mean: the deterministic action."""
+        return self.action_center + self.action_half * torch.tanh(self._mean_log_std(obs)[0])
+
+    def numpy_sampler(self) -> Sampler:
+        """A frozen numpy copy: sampler(obs (N, d), rng, deterministic) -> actions (N, act_dim)."""
+        forward = _numpy_mlp(self.net, self.activation)
+        center, half, d = self.scale.center, self.scale.half, self.act_dim
+
+        def sample(obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:
+            out = forward(obs)
+            mean, log_std = out[:, :d], np.clip(out[:, d:], -20.0, 2.0)
+            u = mean if deterministic else mean + np.exp(log_std) * rng.standard_normal(mean.shape)
+            return center + half * np.tanh(u)
+
+        return sample
+
+
+class DeterministicActor(nn.Module):
+    """DDPG's and TD3's policy for bounded Box actions: a = center + half * tanh(mlp(s)).
+
+    Acting adds Gaussian exploration noise of std `noise * half` and clips to the bounds (OmniSafe's mlp actor
+    with exploration_noise 0.1 on [-1, 1] actions); `deterministic` acting and the training losses use the
+    noiseless action.
+    """
+
+    def __init__(self, obs_dim: int, action_space: gymnasium.spaces.Box, hidden: list[int],
+                 activation: str = "relu", noise: float = 0.1) -> None:
+        super().__init__()
+        self.activation, self.noise = activation, float(noise)
+        self.scale = _BoxScale(action_space)
+        self.net = mlp([obs_dim, *hidden, len(self.scale.low)], activation, out_gain=0.01)
+        self.register_buffer("action_center", torch.as_tensor(self.scale.center, dtype=torch.float32))
+        self.register_buffer("action_half", torch.as_tensor(self.scale.half, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.action_center + self.action_half * torch.tanh(self.net(obs))
+
+    def numpy_sampler(self) -> Sampler:
+        """A frozen numpy copy: sampler(obs (N, d), rng, deterministic) -> actions (N, act_dim)."""
+        forward = _numpy_mlp(self.net, self.activation)
+        scale, noise = self.scale, self.noise
+
+        def sample(obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:
+            action = scale.center + scale.half * np.tanh(forward(obs))
+            if deterministic or noise == 0.0:
+                return action
+            return np.clip(action + noise * scale.half * rng.standard_normal(action.shape), scale.low, scale.high)
 
         return sample
 

@@ -1,7 +1,8 @@
-"""The base of off-policy solvers: their config, the replay schedule's hooks, and Polyak-averaged targets.
+"""The base of off-policy solvers: their config, action-value critics with Polyak-averaged targets, and the
+update every one of DDPG, TD3 and SAC (and their constrained versions) shares.
 
 An off-policy solver declares `schedule = Schedule.OFF_POLICY` and `critics = Critics.ACTION_VALUE`, builds its
-own agent (`make_agent(spec, cfg)`: actor, critics and target critics) and implements two methods the trainer's
+own agent (`make_agent(spec, cfg)`: actor, critics and their targets) and implements two methods the trainer's
 replay loop calls:
 
 - `update_step(sample)`: one gradient step from a `ReplaySample`; returns scalars to log (averaged per epoch);
@@ -11,17 +12,37 @@ The loop (`cmdp.schedules.OffPolicyLoop`): each epoch resets the environments, t
 `update_every` steps per copy into the replay buffer and, once `update_after` steps were collected, takes
 `updates_per_step` gradient steps per collected step. Actions are uniformly random for the first
 `random_steps` steps.
+
+`OffPolicySolver.update_step` is the shared step. The critics are one `EnsembleCritic` on (s, a) with R
+reward heads (R = 1 for DDPG, 2 for TD3 and SAC: clipped double Q) and one head per cost. With a' and the
+bonus b' from `next_action` (SAC: b' = -alpha log pi(a'|s'); else 0):
+
+    y_r   = r   + gamma   (1 - terminated) [min_i Q'_r,i(s', a') + b']
+    y_c,k = c_k + gamma_c (1 - terminated) Q'_c,k(s', a')
+
+and every `policy_delay` steps the actor descends, with a and b from `policy_action` and lambda the
+multipliers (zero for the unconstrained bases),
+
+    [-(Q_r(s, a) + b) + sum_k lambda_k Q_c,k(s, a)] / (1 + sum_k lambda_k)
+
+after which the targets move by Polyak averaging. A solver's own file is the few hooks by which it differs.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
+import gymnasium
 import numpy as np
 import torch
+from torch import nn
 
 from cmdp.config import ConfigError, TrainConfig
 from cmdp.family import Critics, Schedule
+from cmdp.lagrange import LagrangeOptions, Multiplier, PIDOptions
+from cmdp.networks import EnsembleCritic, flat_obs_dim
 from cmdp.replay import ReplaySample
 from cmdp.solver import Solver
 from cmdp.spec import CMDPSpec
@@ -29,10 +50,11 @@ from cmdp.spec import CMDPSpec
 
 @dataclass
 class OffPolicyConfig(TrainConfig):
-    """Hyperparameters every off-policy solver has. Defaults are the usual SAC ones (Haarnoja et al. 2018, as in
-    Stable-Baselines3: Adam 3e-4, batch 256, Polyak 0.005, replay 1e6, [256, 256] ReLU, one update per step) with
-    2,000-step epochs and 10,000 steps of random warm-up; matching OmniSafe's off-policy configs value for value
-    is the off-policy issue's work."""
+    """Hyperparameters every off-policy solver has. Defaults are OmniSafe's off-policy configs for Safety-Gymnasium
+    (omnisafe/configs/off-policy/SAC.yaml and its siblings): 2,000-step epochs, Adam 3e-4, batch 256, Polyak
+    0.005, replay 1e6, [256, 256] ReLU, gamma 0.99, gradient norm clip 40, one update per step, updates from
+    and random actions until step 10,000 (their start_learning_steps); each solver changes what its own
+    OmniSafe config changes."""
 
     steps_per_epoch: int = 2000
     gamma: float = 0.99
@@ -52,12 +74,13 @@ class OffPolicyConfig(TrainConfig):
     update_every: int = 1  # env steps per copy between rounds of updates
     updates_per_step: float = 1.0  # gradient steps per collected env step (all copies together)
     polyak: float = 0.005  # target <- (1 - polyak) target + polyak online
+    policy_delay: int = 1  # critic steps per actor step (and target update)
     save_replay: bool = True  # checkpoint the replay buffer (exact resume); false: resume refills it
     obs_normalize: bool = False  # stored observations would go stale as running statistics move; refused
 
     def validate(self) -> None:
         super().validate()
-        for name in ("batch_size", "replay_size", "update_every"):
+        for name in ("batch_size", "replay_size", "update_every", "policy_delay"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("update_after", "random_steps"):
@@ -83,6 +106,44 @@ class OffPolicyConfig(TrainConfig):
             raise ConfigError(f"steps_per_epoch ({self.steps_per_epoch}) must be a multiple of num_envs x "
                               f"update_every ({self.num_envs} x {self.update_every})")
 
+    def multiplier(self, limits: np.ndarray) -> Multiplier | None:
+        """No multipliers: the unconstrained bases. A constrained solver's config lists `LagrangeOptions` or
+        `PIDOptions` first, whose `multiplier` builds them."""
+        return None
+
+
+@dataclass
+class OffPolicyLagrangeOptions(LagrangeOptions):
+    """The multiplier keys of ddpg_lag, td3_lag and sac_lag: OmniSafe's DDPGLag/TD3Lag/SACLag.yaml, moved once per
+    epoch instead of once per update.
+
+    OmniSafe steps lambda by Adam (lr 1e-5) after every update, on the mean cost of the last 10 episodes, once
+    100 epochs have passed (warmup_epochs). Adam's step is about its learning rate whatever the gradient's
+    size, so 2,000 updates per epoch move lambda by up to 2,000 x 1e-5 = 0.02 per epoch: our default
+    `lagrangian_lr` 0.02 per epoch on the epoch's mean episode cost is the same rate of change, with one
+    cost estimate per epoch as every other solver of ours uses. init 0.001 and the 100-epoch delay are theirs.
+    """
+
+    lagrangian_lr: float = 0.02
+    multiplier_delay: int = 100
+
+
+@dataclass
+class OffPolicyPIDOptions(PIDOptions):
+    """The PID keys of ddpg_pid, td3_pid and sac_pid: OmniSafe's DDPGPID/TD3PID/SACPID.yaml, run once per epoch.
+
+    OmniSafe runs the controller after every update with kp 1e-6, ki 1e-7, kd 1e-7 and penalty_max 100, after
+    100 warm-up epochs. Per epoch (2,000 updates) the integral gains 2,000 x ki: our `pid_ki` is 2e-4. The
+    proportional and derivative terms do not accumulate, so kp and kd keep their values (both are so small
+    that OmniSafe's off-policy PID is, in effect, a slow integral controller). `pid_d_delay` counts epochs.
+    """
+
+    pid_kp: float = 1e-6
+    pid_ki: float = 2e-4
+    pid_kd: float = 1e-7
+    lagrangian_upper_bound: float | None = 100.0
+    multiplier_delay: int = 100
+
 
 @torch.no_grad()
 def polyak_update(target: torch.nn.Module, online: torch.nn.Module, polyak: float) -> None:
@@ -91,20 +152,152 @@ def polyak_update(target: torch.nn.Module, online: torch.nn.Module, polyak: floa
         t.mul_(1.0 - polyak).add_(o, alpha=polyak)
 
 
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """A context in which `module`'s parameters take no gradient (gradients still flow through it to its inputs):
+    the actor's loss differentiates Q(s, pi(s)) in the action only."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+class ActorQAgent(nn.Module):
+    """An actor, Q(s, a) critics [reward 1..R, cost 1..K] as one ensemble, and their Polyak-averaged targets.
+
+    `target_actor` is a copy of the actor for solvers whose targets use it (DDPG, TD3); None for SAC.
+    """
+
+    def __init__(self, actor: nn.Module, obs_dim: int, act_dim: int, reward_heads: int, num_costs: int,
+                 critic_hidden: list[int], activation: str, target_actor: bool) -> None:
+        super().__init__()
+        self.actor = actor
+        self.reward_heads = reward_heads
+        self.critic = EnsembleCritic(obs_dim + act_dim, critic_hidden, reward_heads + num_costs, activation)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.target_actor = copy.deepcopy(actor).requires_grad_(False) if target_actor else None
+
+    def q(self, obs: torch.Tensor, actions: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """(B, R + K): every head's Q(s, a)."""
+        return (self.target_critic if target else self.critic)(torch.cat([obs, actions], dim=-1))
+
+
+def box_dims(spec: CMDPSpec, algo: str, env: str) -> tuple[int, int]:
+    """(obs_dim, act_dim) of a Box-action CMDP; one clear line for any other action space."""
+    if not isinstance(spec.action_space, gymnasium.spaces.Box):
+        raise ConfigError(f"{algo} needs Box (continuous) actions; environment '{env}' has {spec.action_space}")
+    return flat_obs_dim(spec.observation_space), int(np.prod(spec.action_space.shape))
+
+
 class OffPolicySolver(Solver):
-    """Base of replay-based solvers (see the module docstring)."""
+    """Base of replay-based solvers (see the module docstring). Subclasses set `reward_heads` and implement
+    `make_agent`, `next_action` and `policy_action`. The multipliers are what `cfg.multiplier(limits)` builds:
+    none for the unconstrained bases, gradient ascent or PID for configs with `cmdp.lagrange.LagrangeOptions`
+    or `PIDOptions`, so a constrained solver is its base with another config."""
 
     Config = OffPolicyConfig
     schedule = Schedule.OFF_POLICY
     critics = Critics.ACTION_VALUE
+    reward_heads = 1  # reward Q-heads: 1, or 2 for clipped double Q (their minimum is the target's value)
 
     @classmethod
-    def make_agent(cls, spec: CMDPSpec, cfg: Any) -> torch.nn.Module:
+    def make_agent(cls, spec: CMDPSpec, cfg: Any) -> nn.Module:
         """The solver's networks for `spec`: a module with `actor` (with `numpy_sampler()`) and `critic`."""
         raise NotImplementedError
 
-    def update_step(self, sample: ReplaySample) -> dict[str, float]:
+    def __init__(self, cfg: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(cfg, *args, **kwargs)
+        self.multiplier: Multiplier | None = cfg.multiplier(self.spec.cost_limits)
+        self.critic_steps = 0
+
+    def lambdas(self) -> torch.Tensor:
+        """(K,) current multipliers as a tensor (zeros without a multiplier)."""
+        if self.multiplier is None:
+            return torch.zeros(self.spec.num_costs)
+        return torch.as_tensor(self.multiplier.value, dtype=torch.float32)
+
+    def next_action(self, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """The action whose value the critics' targets bootstrap from, and the bonus added to its reward value."""
         raise NotImplementedError
 
+    def policy_action(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """The current policy's action (differentiable in the actor) and the bonus added to its reward value."""
+        raise NotImplementedError
+
+    def actor_reward_q(self, q: torch.Tensor) -> torch.Tensor:
+        """The reward value the actor ascends, from the (B, R + K) heads: the first head (DDPG, TD3)."""
+        return q[:, 0]
+
+    def critic_targets(self, sample: ReplaySample) -> torch.Tensor:
+        """(B, R + K) regression targets: every reward head shares y_r (clipped double Q)."""
+        cfg, agent, r = self.cfg, self.agent, self.reward_heads
+        with torch.no_grad():
+            action, bonus = self.next_action(sample.next_obs)
+            q_next = agent.q(sample.next_obs, action, target=True)
+            live = 1.0 - sample.terminated
+            y_r = sample.rewards + cfg.gamma * live * (q_next[:, :r].min(dim=1).values + bonus)
+            y_c = sample.costs + cfg.cost_gamma * live[:, None] * q_next[:, r:]
+            return torch.cat([y_r[:, None].expand(-1, r), y_c], dim=1)
+
+    def q_taken(self, sample: ReplaySample) -> torch.Tensor:
+        """(B, R + K) the critics' values of the stored actions."""
+        return self.agent.q(sample.obs, sample.actions)
+
+    def actor_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The Lagrangian actor loss of the module docstring, with the critics frozen."""
+        lam = self.lambdas()
+        action, bonus = self.policy_action(obs)
+        with frozen(self.agent.critic):
+            q = self.agent.q(obs, action)
+        objective = self.actor_reward_q(q) + bonus - (q[:, self.reward_heads:] * lam).sum(-1)
+        return -objective.mean() / (1.0 + float(lam.sum())), {}
+
+    def update_target_networks(self) -> None:
+        polyak_update(self.agent.target_critic, self.agent.critic, self.cfg.polyak)
+        if self.agent.target_actor is not None:
+            polyak_update(self.agent.target_actor, self.agent.actor, self.cfg.polyak)
+
+    def update_step(self, sample: ReplaySample) -> dict[str, float]:
+        """One critic step; every `policy_delay` critic steps, one actor step and the targets' update."""
+        targets = self.critic_targets(sample)
+        q = self.q_taken(sample)
+        loss_q = ((q - targets) ** 2).mean(0).sum()
+        self.updater.step(critic_loss=loss_q)
+        self.critic_steps += 1
+        info = {"loss_q": loss_q.item(), "q_reward": float(q[:, 0].mean().detach())}
+        if self.critic_steps % self.cfg.policy_delay == 0:
+            info.update(self.update_actor(sample.obs))
+            self.update_target_networks()
+        return info
+
+    def update_actor(self, obs: torch.Tensor) -> dict[str, float]:
+        """One actor step on `actor_loss`; returns what to log."""
+        loss_pi, info = self.actor_loss(obs)
+        self.updater.step(actor_loss=loss_pi)
+        return {**info, "loss_pi": loss_pi.item()}
+
     def end_epoch(self, mean_episode_costs: np.ndarray) -> dict[str, float]:
-        return {}
+        if self.multiplier is not None:
+            self.multiplier.update(mean_episode_costs)
+        self.updater.end_epoch()
+        return {"lr": self.updater.actor_lr}
+
+    def multipliers(self) -> dict[str, float]:
+        if self.multiplier is None:
+            return {}
+        return dict(zip(self.spec.cost_names, self.multiplier.value.tolist()))
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {**super().state_dict(), "critic_steps": self.critic_steps}
+        if self.multiplier is not None:
+            state["multiplier"] = self.multiplier.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.critic_steps = int(state["critic_steps"])
+        if self.multiplier is not None:
+            self.multiplier.load_state_dict(state["multiplier"])

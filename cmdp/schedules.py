@@ -79,6 +79,7 @@ class OffPolicyLoop:
         cfg, n = self.cfg, self.cfg.num_envs
         t_collect = t_update = 0.0
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}  # per key: a delayed actor reports on some updates only
         updates = 0
         episodes: list[EpisodeStats] = []
         self.run.start_steps(cfg, reset_seed)
@@ -102,12 +103,13 @@ class OffPolicyLoop:
                 self.update_debt -= 1.0
                 for key, value in self.solver.update_step(self.replay.sample(cfg.batch_size, self.generator)).items():
                     sums[key] = sums.get(key, 0.0) + float(value)
+                    counts[key] = counts.get(key, 0) + 1
                 updates += 1
             t_update += time.perf_counter() - t1
         stats = EpisodeStats.concatenate(episodes, self.run.spec.num_costs)
         mean_costs = mean_episode_costs(stats, self.run.spec.num_costs)
         t2 = time.perf_counter()
-        metrics = {k: v / updates for k, v in sums.items()}
+        metrics = {k: v / counts[k] for k, v in sums.items()}
         metrics.update(self.solver.end_epoch(mean_costs))
         metrics.update({"updates": float(updates), "replay_size": float(len(self.replay))})
         return EpochResult(stats, mean_costs, metrics, t_collect, t_update + time.perf_counter() - t2)

@@ -22,7 +22,7 @@ from run_helpers import interrupted_run
 SAC_EXACT = dict(algo="sac_lag", env="ExactChain-v0", total_steps=12_000, steps_per_epoch=500, update_after=500,
                  random_steps=500, updates_per_step=0.25, batch_size=64, lagrangian_lr=0.1,
                  lagrangian_optimizer="sgd", actor_hidden=[32, 32], critic_hidden=[32, 32], actor_lr=1e-3,
-                 critic_lr=1e-3)
+                 critic_lr=1e-3, auto_alpha=True, policy_delay=1, multiplier_delay=0)
 
 
 def _transitions(start: int, count: int, k: int = 2) -> Transitions:
@@ -112,8 +112,6 @@ def test_off_policy_resume_is_exact_with_the_replay_buffer(tmp_path: Path, save_
 
 
 def test_solvers_and_families_refuse_what_they_cannot_do(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["train", "--algo", "sac_lag", "--env", "SafetyPointGoal1-v0", "--no-progress"]) == 2
-    assert "Discrete action spaces" in capsys.readouterr().err
     assert main(["train", "--algo", "sac_lag", "--env", "ExactChain-v0", "--set", "obs_normalize=true"]) == 2
     assert "obs_normalize" in capsys.readouterr().err
     assert main(["train", "--algo", "sac_lag", "--env", "text", "--set",

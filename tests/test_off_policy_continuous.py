@@ -1,0 +1,188 @@
+"""Continuous-action off-policy solvers (DDPG, TD3, SAC; their Lagrangian and PID versions): the squashed
+actors, the multiplier delay, each solver from the CLI with an exact resume, and the constrained ones against
+the closed-form optimum of QuadraticBandit-v0, the unconstrained bases breaking its limits."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+
+from cmdp.cli import main
+from cmdp.envs.quadratic_bandit import bandit_optimum, evaluate_bandit_policy
+from cmdp.lagrange import DelayedMultiplier, LagrangeMultiplier, PIDMultiplier
+from cmdp.logger import TIMING_COLUMNS, read_progress
+from cmdp.networks import DeterministicActor, SquashedGaussianActor
+from cmdp.trainer import Trainer, resolve_config
+from run_helpers import interrupted_run
+
+OFF_POLICY = ["ddpg", "ddpg_lag", "ddpg_pid", "td3", "td3_lag", "td3_pid", "sac", "sac_lag", "sac_pid"]
+
+# The bandit's settings for the learning checks: a per-step problem (gamma < 1, the next context does not
+# depend on the action), small networks, a quarter of a gradient step per environment step and a multiplier
+# fast enough to settle in 16 epochs. SAC runs with a small fixed temperature: its optimum is the entropy-
+# regularised one, which the LP-style optimum approaches as alpha -> 0. Measured with
+# `python /tmp/bandit_exp.py` settings equal to these (return / optimum 9.167 with two costs, seed 0):
+# ddpg_lag 0.976, td3_lag 0.968, sac_lag 0.987; every cost at or below its limit 0.833.
+BANDIT: dict[str, Any] = dict(
+    env="QuadraticBandit-v0", num_envs=8, gamma=0.9, cost_gamma=0.9, total_steps=6400, steps_per_epoch=400,
+    update_after=800, random_steps=800, updates_per_step=0.25, batch_size=64, actor_hidden=[32, 32],
+    critic_hidden=[32, 32], actor_lr=1e-3, critic_lr=1e-3, policy_delay=1)
+MULTIPLIER: dict[str, Any] = dict(lagrangian_optimizer="sgd", lagrangian_lr=0.2, multiplier_delay=0)
+SAC_TEMPERATURE: dict[str, Any] = dict(auto_alpha=False, alpha=0.005)
+
+
+def _bandit(algo: str, num_costs: int, seed: int, **extra: Any) -> tuple[Trainer, dict[str, Any]]:
+    values = {**BANDIT, "algo": algo, "seed": seed, "env_kwargs": {"num_costs": num_costs}, **extra}
+    if algo.endswith("_lag"):
+        values.update(MULTIPLIER)
+    if algo.startswith("sac"):
+        values.update(SAC_TEMPERATURE)
+    cfg, _ = resolve_config(values)
+    return Trainer(cfg), values
+
+
+def _train_and_score(tmp_path: Path, algo: str, num_costs: int, seed: int, **extra: Any
+                     ) -> tuple[float, np.ndarray, Any, np.ndarray]:
+    """Train on the bandit; the exact-in-expectation (Monte Carlo, 20,000 contexts) return and costs of the
+    policy the solver learnt: SAC's stochastic policy, DDPG's and TD3's deterministic one."""
+    trainer, _ = _bandit(algo, num_costs, seed, **extra)
+    trainer.train(tmp_path, progress=False)
+    sample, rng = trainer.agent.actor.numpy_sampler(), np.random.default_rng(1)
+    deterministic = not algo.startswith("sac")
+    value, costs = evaluate_bandit_policy(lambda s: sample(s.astype(np.float64), rng, deterministic), num_costs, 10)
+    limits = trainer.spec.cost_limits
+    return value, costs, bandit_optimum(limits, 10, num_costs), limits
+
+
+def test_squashed_gaussian_log_prob_is_the_change_of_variables_of_its_bounds() -> None:
+    torch.manual_seed(0)
+    space = gymnasium.spaces.Box(np.array([-2.0, 0.0], np.float32), np.array([2.0, 1.0], np.float32))
+    actor = SquashedGaussianActor(3, space, [16], "relu")
+    obs = torch.randn(64, 3)
+    action, logp = actor.sample(obs, torch.Generator().manual_seed(0))
+    assert torch.all(action[:, 0].abs() < 2) and torch.all((action[:, 1] > 0) & (action[:, 1] < 1))
+    mean, log_std = actor.net(obs).chunk(2, dim=-1)
+    reference = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mean, log_std.clamp(-20, 2).exp()),
+        [torch.distributions.TanhTransform(), torch.distributions.AffineTransform(actor.action_center,
+                                                                                  actor.action_half)])
+    torch.testing.assert_close(logp, reference.log_prob(action).sum(-1), rtol=1e-4, atol=1e-3)
+    sampler = actor.numpy_sampler()
+    rng = np.random.default_rng(0)
+    np.testing.assert_allclose(sampler(obs.double().numpy(), rng, True), actor.mean_action(obs).detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+    drawn = sampler(obs.double().numpy(), rng, False)
+    assert np.all(drawn >= space.low) and np.all(drawn <= space.high)
+    assert not np.allclose(drawn, sampler(obs.double().numpy(), rng, True))
+
+
+def test_deterministic_actor_acts_in_its_bounds_with_exploration_noise() -> None:
+    torch.manual_seed(0)
+    space = gymnasium.spaces.Box(-3.0, 3.0, (2,), np.float32)
+    actor = DeterministicActor(4, space, [16], "relu", noise=0.5)
+    obs = torch.randn(256, 4)
+    sampler, rng = actor.numpy_sampler(), np.random.default_rng(0)
+    exact = sampler(obs.double().numpy(), rng, True)
+    np.testing.assert_allclose(exact, actor(obs).detach().numpy(), rtol=1e-5, atol=1e-6)
+    noisy = sampler(obs.double().numpy(), rng, False)
+    assert np.all(np.abs(noisy) <= 3.0)
+    assert np.std(noisy - exact) == pytest.approx(0.5 * 3.0, rel=0.15)  # noise x half-range
+
+
+def test_delayed_multiplier_holds_still_then_moves_and_round_trips() -> None:
+    delayed = DelayedMultiplier(LagrangeMultiplier(np.array([1.0]), init=0.5, lr=0.1, optimizer="sgd"), delay=2)
+    assert delayed.update(np.array([3.0])).tolist() == [0.5]
+    assert delayed.update(np.array([3.0])).tolist() == [0.5]
+    assert delayed.update(np.array([3.0])).tolist() == pytest.approx([0.7])  # 0.5 + 0.1 * (3 - 1)
+    copy = DelayedMultiplier(LagrangeMultiplier(np.array([1.0]), init=0.5, lr=0.1, optimizer="sgd"), delay=2)
+    copy.load_state_dict(delayed.state_dict())
+    assert copy.update(np.array([0.0])).tolist() == delayed.update(np.array([0.0])).tolist() == pytest.approx([0.6])
+
+
+def test_multiplier_kinds_and_omnisafe_defaults_per_solver() -> None:
+    kinds = {"ddpg": None, "td3": None, "sac": None, "ddpg_lag": LagrangeMultiplier, "td3_lag": LagrangeMultiplier,
+             "sac_lag": LagrangeMultiplier, "ddpg_pid": PIDMultiplier, "td3_pid": PIDMultiplier,
+             "sac_pid": PIDMultiplier}
+    for algo, kind in kinds.items():
+        cfg, _ = resolve_config({"algo": algo, "env": "SafetyHopperVelocity-v1"})
+        multiplier = cfg.multiplier(np.array([25.0]))
+        if kind is None:
+            assert multiplier is None, algo
+            continue
+        assert isinstance(multiplier, DelayedMultiplier) and multiplier.delay == 100, algo  # warmup_epochs
+        assert isinstance(multiplier.inner, kind), algo
+    # OmniSafe: SAC starts learning at 10,000 steps with alpha 0.2 fixed and a delayed actor; DDPG and TD3 at 25,000
+    sac, _ = resolve_config({"algo": "sac_lag", "env": "SafetyHopperVelocity-v1"})
+    assert (sac.update_after, sac.alpha, sac.auto_alpha, sac.policy_delay) == (10_000, 0.2, False, 2)
+    ddpg, _ = resolve_config({"algo": "ddpg_pid", "env": "SafetyHopperVelocity-v1"})
+    assert (ddpg.update_after, ddpg.policy_delay, ddpg.actor_lr, ddpg.lagrangian_init) == (25_000, 1, 1e-4, 0.0)
+    td3, _ = resolve_config({"algo": "td3_lag", "env": "SafetyHopperVelocity-v1"})
+    assert (td3.policy_delay, td3.policy_noise, td3.policy_noise_clip, td3.lagrangian_lr) == (2, 0.2, 0.5, 0.02)
+
+
+def _rows(run_dir: Path) -> list[list[str]]:
+    return [[v for k, v in row.items() if k not in TIMING_COLUMNS] for row in read_progress(run_dir / "progress.csv")]
+
+
+@pytest.mark.parametrize("algo", OFF_POLICY)
+def test_every_off_policy_solver_trains_from_the_cli_and_resumes_exactly(tmp_path: Path, algo: str,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    settings = ["--set", "total_steps=1200", "--set", "steps_per_epoch=400", "--set", "num_envs=4",
+                "--set", "update_after=400", "--set", "random_steps=400", "--set", "batch_size=32",
+                "--set", "actor_hidden=[16]", "--set", "critic_hidden=[16]", "--set", "env_kwargs={num_costs: 2}",
+                "--set", "updates_per_step=0.25"]
+    if algo not in ("ddpg", "td3", "sac"):
+        settings += ["--set", "multiplier_delay=1"]  # the delay's state crosses the checkpoint too
+    assert main(["train", "--algo", algo, "--env", "QuadraticBandit-v0", "--out", str(tmp_path / "full"),
+                 "--no-progress", *settings]) == 0
+    full = tmp_path / "full"
+    cfg, _ = resolve_config({"algo": algo, "env": "QuadraticBandit-v0", "total_steps": 1200, "steps_per_epoch": 400,
+                             "num_envs": 4, "update_after": 400, "random_steps": 400, "batch_size": 32,
+                             "actor_hidden": [16], "critic_hidden": [16], "env_kwargs": {"num_costs": 2},
+                             "updates_per_step": 0.25,
+                             **({} if algo in ("ddpg", "td3", "sac") else {"multiplier_delay": 1})})
+    run_dir = interrupted_run(cfg, tmp_path / "cut", after_epoch=1)
+    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    assert _rows(full) == _rows(run_dir)
+    header = read_progress(full / "progress.csv")[0]
+    assert ("lambda/effort_0" in header) is (algo not in ("ddpg", "td3", "sac"))
+    assert main(["eval", str(full), "--episodes", "2"]) == 0
+    assert "return" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("algo", ["ddpg_lag", "td3_lag", "sac_lag"])
+def test_constrained_solvers_reach_the_bandit_optimum_with_two_costs(tmp_path: Path, algo: str) -> None:
+    value, costs, optimum, limits = _train_and_score(tmp_path, algo, num_costs=2, seed=0)
+    assert value == pytest.approx(optimum.value, rel=0.05)
+    assert np.all(costs <= limits * 1.05), (costs, limits)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("algo", ["ddpg_lag", "td3_lag", "sac_lag", "ddpg_pid", "td3_pid", "sac_pid"])
+def test_constrained_solvers_reach_the_bandit_optimum_with_one_cost(tmp_path: Path, algo: str, seed: int) -> None:
+    extra = {} if algo.endswith("_lag") else dict(pid_kp=0.05, pid_ki=0.1, pid_kd=0.0, multiplier_delay=0,
+                                                  pid_delta_p_ema_alpha=0.0, pid_delta_d_ema_alpha=0.0)
+    value, costs, optimum, limits = _train_and_score(tmp_path, algo, num_costs=1, seed=seed, **extra)
+    assert value == pytest.approx(optimum.value, rel=0.05)
+    assert np.all(costs <= limits * 1.05), (costs, limits)
+
+
+def test_unconstrained_bases_break_the_bandit_limits(tmp_path: Path) -> None:
+    for algo in ("ddpg", "td3", "sac"):
+        value, costs, optimum, limits = _train_and_score(tmp_path / algo, algo, num_costs=2, seed=0,
+                                                         total_steps=3200)
+        # the unconstrained optimum a = s costs 4x each limit and returns 10 > 9.167
+        assert np.all(costs > 2 * limits), (algo, costs, limits)
+        assert value > optimum.value, algo
+
+
+def test_continuous_solvers_refuse_discrete_actions_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    for algo in ("ddpg_lag", "td3"):
+        assert main(["train", "--algo", algo, "--env", "ExactChain-v0", "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "needs Box (continuous) actions" in err and len(err.splitlines()) == 1
