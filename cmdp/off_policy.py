@@ -214,10 +214,10 @@ class OffPolicySolver(Solver):
         self.critic_steps = 0
 
     def lambdas(self) -> torch.Tensor:
-        """(K,) current multipliers as a tensor (zeros without a multiplier)."""
+        """(K,) current multipliers as a tensor on the training device (zeros without a multiplier)."""
         if self.multiplier is None:
-            return torch.zeros(self.spec.num_costs)
-        return torch.as_tensor(self.multiplier.value, dtype=torch.float32)
+            return torch.zeros(self.spec.num_costs, device=self.cfg.device)
+        return torch.as_tensor(self.multiplier.value, dtype=torch.float32, device=self.cfg.device)
 
     def next_action(self, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
         """The action whose value the critics' targets bootstrap from, and the bonus added to its reward value."""

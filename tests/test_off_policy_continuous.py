@@ -3,6 +3,7 @@ actors, the multiplier delay, each solver from the CLI with an exact resume, and
 the closed-form optimum of QuadraticBandit-v0, the unconstrained bases breaking its limits."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,9 @@ def test_constrained_solvers_reach_the_bandit_optimum_with_two_costs(tmp_path: P
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("algo", ["ddpg_lag", "td3_lag", "sac_lag", "ddpg_pid", "td3_pid", "sac_pid"])
 def test_constrained_solvers_reach_the_bandit_optimum_with_one_cost(tmp_path: Path, algo: str, seed: int) -> None:
-    extra = {} if algo.endswith("_lag") else dict(pid_kp=0.05, pid_ki=0.1, pid_kd=0.0, multiplier_delay=0,
+    # the PID versions with a controller as fast as the _lag versions' ascent (ki = lr) plus as much proportional
+    # action; measured on seed 0: ddpg_pid 0.981, td3_pid 0.986, sac_pid 0.997 of the optimum, costs at or below
+    extra = {} if algo.endswith("_lag") else dict(pid_kp=0.3, pid_ki=0.3, pid_kd=0.0, multiplier_delay=0,
                                                   pid_delta_p_ema_alpha=0.0, pid_delta_d_ema_alpha=0.0)
     value, costs, optimum, limits = _train_and_score(tmp_path, algo, num_costs=1, seed=seed, **extra)
     assert value == pytest.approx(optimum.value, rel=0.05)
@@ -186,3 +189,20 @@ def test_continuous_solvers_refuse_discrete_actions_in_one_line(capsys: pytest.C
         assert main(["train", "--algo", algo, "--env", "ExactChain-v0", "--no-progress"]) == 2
         err = capsys.readouterr().err.strip()
         assert "needs Box (continuous) actions" in err and len(err.splitlines()) == 1
+
+
+def test_the_off_policy_guide_commands_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/off-policy.md's commands, each made tiny (a few hundred steps, small networks) or dry."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "off-policy.md").read_text()
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line.split("#", 1)[0]) for line in block.splitlines() if line.strip()]
+    assert [c[:2] for c in commands] == [["cmdp", "train"], ["cmdp", "train"], ["cmdp", "benchmark"]]
+    tiny = ["--total-steps", "400", "--set", "steps_per_epoch=200", "--set", "update_after=100", "--set",
+            "random_steps=100", "--set", "batch_size=16", "--set", "actor_hidden=[16]", "--set", "critic_hidden=[16]",
+            "--no-progress"]
+    for i, command in enumerate(commands[:2]):
+        assert main([*command[1:], *tiny, "--out", str(tmp_path / str(i))]) == 0, command
+    benchmark = commands[2][1:]
+    assert benchmark[-2:] == ["--ray", "auto"]
+    assert main([*benchmark[:-2], "--dry-run"]) == 0
+    assert "sac_pid" in capsys.readouterr().out
