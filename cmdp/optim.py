@@ -13,6 +13,7 @@ same solver code train an MLP policy with a plain torch optimiser and a language
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Any, ContextManager, Protocol
 
 import torch
@@ -97,7 +98,11 @@ class TorchUpdater:
 
     def end_epoch(self) -> None:
         """Advance the learning-rate schedule by one epoch."""
-        self.scheduler.step()
+        with warnings.catch_warnings():
+            # the schedule counts epochs, including an off-policy solver's warm-up epochs without any step,
+            # after which torch warns that the scheduler stepped before the optimiser
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            self.scheduler.step()
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}

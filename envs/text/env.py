@@ -29,7 +29,7 @@ import torch
 
 from cmdp.config import build_config
 from cmdp.gae import gae
-from cmdp.group import group_advantages
+from cmdp.group import GroupBaseline
 from cmdp.rollout import OldDistribution, RolloutBatch
 from cmdp.spec import CMDPSpec, ConfigError, CostSpec
 from cmdp.vec_env import EpisodeStats
@@ -365,10 +365,10 @@ class TextCollector:
 
     def __init__(self, models: TextModels, tcfg: TextEnvConfig, prompts: list[str], spec: CMDPSpec,
                  gamma: np.ndarray, lam: np.ndarray, generation_batch: int, device: torch.device,
-                 old_distribution: bool = False, group: tuple[int, bool] | None = None) -> None:
+                 old_distribution: bool = False, group: GroupBaseline | None = None) -> None:
         self.models, self.tcfg, self.prompts, self.spec = models, tcfg, prompts, spec
-        # (group_size, scale) for critic-free group solvers: each prompt answered group_size times, advantages
-        # from the group's baseline (cmdp.group); None: GAE with the critics
+        # critic-free group solvers: each prompt answered group.size times, advantages from the group's baseline
+        # (cmdp.group); None: GAE with the critics
         self.group = group
         self.old_distribution = old_distribution  # keep the behaviour policy's next-token logits in the batch
         self.gamma, self.lam = np.asarray(gamma, dtype=np.float64), np.asarray(lam, dtype=np.float64)
@@ -382,7 +382,7 @@ class TextCollector:
         t0 = time.perf_counter()
         reset_seed = reset_seed + 1_000_003 * _rank()  # data-parallel ranks answer different prompts
         chooser = np.random.default_rng(reset_seed)
-        repeat = self.group[0] if self.group is not None else 1
+        repeat = self.group.size if self.group is not None else 1
         chosen = [self.prompts[i] for i in chooser.integers(0, len(self.prompts), size=steps // repeat)
                   for _ in range(repeat)]
         parts: list[Responses] = []
@@ -441,7 +441,7 @@ class TextCollector:
         if self.group is None:
             adv, ret = gae(signals, vals, next_vals, terminated, terminated, self.gamma, self.lam)
         else:  # every token of a response carries the group advantage of its response's stream totals
-            per_response = group_advantages(torch.from_numpy(signals.sum(0)), *self.group).numpy()
+            per_response = self.group.advantages(torch.from_numpy(signals.sum(0))).numpy()
             adv = np.broadcast_to(per_response[None], signals.shape)
             ret = adv
 

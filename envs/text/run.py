@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from cmdp.family import Critics, FamilyRun, Schedule, SolverNeeds
+from cmdp.group import GroupBaseline
 from cmdp.optim import Updater
 from cmdp.rollout import RolloutBatch
 from cmdp.spec import ConfigError
@@ -92,8 +93,7 @@ class TextRun(FamilyRun):
                                        np.array([cfg.gamma] + [cfg.cost_gamma] * k),
                                        np.array([cfg.lam] + [cfg.cost_lam] * k), cfg.num_envs, self.device,
                                        old_distribution=needs.old_distribution,
-                                       group=(cfg.group_size, cfg.group_scale)
-                                       if needs.schedule is Schedule.GROUP else None)
+                                       group=GroupBaseline.of(cfg) if needs.schedule is Schedule.GROUP else None)
 
     def make_updater(self, cfg: Any, num_epochs: int) -> Updater:
         """DeepSpeed engines when `env_kwargs.deepspeed` is set, else the default Adam updater."""

@@ -1,0 +1,25 @@
+"""GRPO (Shao et al. 2024, "DeepSeekMath"): critic-free PPO whose advantages come from groups of responses to
+the same prompt, the baseline that ignores the costs.
+
+Every prompt is answered `group_size` times; each response's advantage is its return minus the group's mean,
+divided by the group's standard deviation (`group_scale`; off: Dr. GRPO's unscaled form), and every token of the
+response carries it (`cmdp.group`). The actor then takes PPO-clip steps on it. No value model is loaded: the
+text family builds the agent without critics for a solver that declares `Critics.NONE`. The KL to the reference
+policy is in the reward, as for every text solver of ours (`env_kwargs.kl_coef`); GRPO's own form puts it in
+the loss instead, which is not built yet. Defaults are the text family's (group_size 4).
+"""
+from __future__ import annotations
+
+from cmdp.family import Critics, Schedule
+from cmdp.group import GroupConfig
+from cmdp.registry import register_algorithm
+from cmdp.solver import PolicyGradientSolver
+
+
+@register_algorithm("grpo")
+class GRPO(PolicyGradientSolver):
+    """Critic-free PPO on group-normalised rewards (GRPO): costs measured, not optimised."""
+
+    Config = GroupConfig
+    schedule = Schedule.GROUP
+    critics = Critics.NONE

@@ -1,0 +1,56 @@
+"""The critic-free group solvers for the text family: grpo, rloo and their Lagrangian versions. Their baselines
+are checked by hand, and each one trains the tiny language model through the CLI's trainer with no value model
+loaded; the Lagrangian versions move their multiplier on the mean response cost."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cmdp.group import GroupBaseline, group_advantages
+from cmdp.trainer import new_run, resolve_config
+
+transformers = pytest.importorskip("transformers")
+
+from test_text_rl import progress_rows, text_config  # noqa: E402
+
+
+def test_leave_one_out_baseline_by_hand() -> None:
+    returns = torch.tensor([[1.0], [3.0], [8.0], [2.0], [4.0], [6.0]])
+    # groups of 3: R_i - mean of the other two
+    expected = torch.tensor([[1 - 5.5], [3 - 4.5], [8 - 2.0], [2 - 5.0], [4 - 4.0], [6 - 3.0]])
+    assert torch.allclose(group_advantages(returns, 3, scale=False, leave_one_out=True), expected)
+    assert torch.allclose(group_advantages(returns, 3, scale=False)[:3, 0], torch.tensor([-3.0, -1.0, 4.0]))
+
+
+@pytest.mark.parametrize("algo,baseline", [("grpo", GroupBaseline(4, True, False)),
+                                           ("grpo_lag", GroupBaseline(4, True, False)),
+                                           ("rloo", GroupBaseline(4, False, True)),
+                                           ("rloo_lag", GroupBaseline(4, False, True))])
+def test_group_solver_trains_the_language_model_without_value_models(quick_text_default: Path, tmp_path: Path,
+                                                                     algo: str, baseline: GroupBaseline) -> None:
+    cfg, _ = resolve_config(text_config(quick_text_default, algo=algo, total_steps=16, group_size=4,
+                                        lagrangian_lr=1.0) if algo.endswith("_lag") else
+                            text_config(quick_text_default, algo=algo, total_steps=16, group_size=4))
+    assert GroupBaseline.of(cfg) == baseline
+    assert cfg.standardize_advantages is False  # the group's own normalisation is the advantage
+    trainer, run_dir = new_run(cfg, str(tmp_path / "run"))
+    assert trainer.agent.critic is None  # no value model loaded
+    before = [p.detach().clone() for p in trainer.agent.actor.parameters() if p.requires_grad]
+    summary = trainer.train(run_dir, progress=False)
+    assert summary["finished"]
+    after = [p for p in trainer.agent.actor.parameters() if p.requires_grad]
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    rows = progress_rows(run_dir)
+    lambdas = [k for k in rows[0] if k.startswith("lambda/")]
+    if algo.endswith("_lag"):
+        assert lambdas
+        # SGD on (mean response cost - limit) from the text family's initial 1.0, once per epoch
+        first = float(rows[0][lambdas[0]])
+        cost = float(rows[0]["ep_cost"])
+        limit = float(trainer.spec.cost_limits[0])
+        assert first == pytest.approx(float(np.clip(1.0 + 1.0 * (cost - limit), 0, 5.0)), abs=1e-3)
+    else:
+        assert not lambdas
