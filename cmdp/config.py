@@ -38,12 +38,17 @@ class TrainConfig:
     torch_threads: int = 1
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
     plugins: list[str] = field(default_factory=list)
+    # the episode cost a solver sees each epoch (its multipliers, CPO's J_c): 0, the mean over the epoch's finished
+    # episodes; N, the mean over the last N finished episodes, across epochs (safe-rlhf: 128; OmniSafe: 10-100)
+    cost_window: int = 0
 
     def validate(self) -> None:
         """Range checks that types alone cannot express; raise ConfigError naming the field."""
         for name in ("total_steps", "num_envs", "steps_per_epoch", "torch_threads", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.cost_window < 0:
+            raise ConfigError(f"cost_window must be >= 0 (0: the epoch's episodes), got {self.cost_window}")
         if self.steps_per_epoch % self.num_envs:
             raise ConfigError(f"steps_per_epoch ({self.steps_per_epoch}) must be a multiple of num_envs "
                               f"({self.num_envs})")

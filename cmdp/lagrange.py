@@ -47,22 +47,29 @@ class LagrangeMultiplier:
 
     `update(mean_episode_costs)` takes one ascent step per constraint. A NaN cost (an epoch in which
     no episode finished, so there is no estimate) leaves that multiplier unchanged instead of
-    poisoning it.
+    poisoning it. With `log_space` the parameter is theta = log lambda (safe-rlhf's): the step is on
+    theta with gradient -lambda (J_c - d), so lambda changes in proportion to itself, never reaches 0,
+    and the upper bound caps theta at log(bound).
     """
 
     def __init__(self, limits: np.ndarray, init: float = 0.001, lr: float = 0.035,
                  optimizer: str = "adam", upper_bound: float | None = None,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, log_space: bool = False) -> None:
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"multiplier optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-        if init < 0:
-            raise ValueError(f"the initial multiplier must be >= 0, got {init}")
+        if init < 0 or (log_space and not init > 0):
+            raise ValueError(f"the initial multiplier must be {'> 0 with log_lambda' if log_space else '>= 0'}, "
+                             f"got {init}")
+        if log_space and upper_bound is not None and not upper_bound > 0:
+            raise ValueError(f"with log_lambda the upper bound must be > 0 (or None), got {upper_bound}")
         if not lr > 0:
             raise ValueError(f"the multiplier learning rate must be > 0, got {lr}")
         _check_upper_bound(upper_bound)
         self.limits = np.asarray(limits, dtype=np.float64).reshape(-1)
         k = len(self.limits)
         self.value = np.full(k, float(init))
+        self.log_space = log_space
+        self.log_value = np.full(k, math.log(init)) if log_space else None  # the parameter in log space
         self.lr, self.optimizer, self.upper_bound = lr, optimizer, upper_bound
         self.betas, self.eps = betas, eps
         self._m = np.zeros(k)
@@ -76,6 +83,8 @@ class LagrangeMultiplier:
             raise ValueError(f"expected {len(self.limits)} costs, got {costs.shape}")
         seen = ~np.isnan(costs)
         grad = np.where(seen, -(costs - self.limits), 0.0)  # gradient of the loss -lambda*(Jc - d)
+        if self.log_space:
+            grad = grad * self.value  # in theta = log lambda: d/dtheta [-e^theta (Jc - d)] = -lambda (Jc - d)
         if self.optimizer == "sgd":
             step = self.lr * grad
         else:
@@ -87,16 +96,25 @@ class LagrangeMultiplier:
             m_hat = self._m / (1 - b1 ** t)
             v_hat = self._v / (1 - b2 ** t)
             step = self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        if self.log_space:
+            ceiling = math.inf if self.upper_bound is None else math.log(self.upper_bound)
+            self.log_value = np.minimum(np.where(seen, self.log_value - step, self.log_value), ceiling)
+            self.value = np.exp(self.log_value)
+            return self.value.copy()
         new = np.where(seen, self.value - step, self.value)
         self.value = np.clip(new, 0.0, math.inf if self.upper_bound is None else self.upper_bound)
         return self.value.copy()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"value": self.value.tolist(), "m": self._m.tolist(), "v": self._v.tolist(),
-                "t": self._t.tolist()}
+        state = {"value": self.value.tolist(), "m": self._m.tolist(), "v": self._v.tolist(), "t": self._t.tolist()}
+        if self.log_value is not None:
+            state["log_value"] = self.log_value.tolist()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.value = np.array(state["value"], dtype=np.float64)
+        if self.log_space:
+            self.log_value = np.array(state["log_value"], dtype=np.float64)
         self._m = np.array(state["m"], dtype=np.float64)
         self._v = np.array(state["v"], dtype=np.float64)
         self._t = np.array(state["t"], dtype=np.int64)
@@ -240,6 +258,7 @@ class LagrangeOptions:
     lagrangian_optimizer: str = "adam"  # or "sgd"
     lagrangian_upper_bound: float | None = None  # null: no bound
     multiplier_delay: int = 0  # epochs during which the multipliers stay at lagrangian_init
+    lagrangian_parameterization: str = "lambda"  # or "log_lambda" (safe-rlhf): ascent on log lambda
 
     def validate(self) -> None:
         super().validate()  # type: ignore[misc]  # the solver config the mixin is combined with
@@ -254,11 +273,20 @@ class LagrangeOptions:
                               f"got {self.lagrangian_upper_bound}")
         if self.multiplier_delay < 0:
             raise ConfigError(f"multiplier_delay must be >= 0, got {self.multiplier_delay}")
+        if self.lagrangian_parameterization not in ("lambda", "log_lambda"):
+            raise ConfigError(f"lagrangian_parameterization must be 'lambda' or 'log_lambda', "
+                              f"got {self.lagrangian_parameterization!r}")
+        if self.lagrangian_parameterization == "log_lambda" and not self.lagrangian_init > 0:
+            raise ConfigError(f"lagrangian_init must be > 0 with log_lambda (log 0 is -inf), got {self.lagrangian_init}")
+        if (self.lagrangian_parameterization == "log_lambda" and self.lagrangian_upper_bound is not None
+                and not self.lagrangian_upper_bound > 0):
+            raise ConfigError(f"lagrangian_upper_bound must be > 0 with log_lambda, got {self.lagrangian_upper_bound}")
 
     def multiplier(self, limits: np.ndarray) -> Multiplier:
         """The multipliers these keys describe, for constraints with `limits` (K,)."""
         return _delayed(LagrangeMultiplier(limits, self.lagrangian_init, self.lagrangian_lr,
-                                           self.lagrangian_optimizer, self.lagrangian_upper_bound),
+                                           self.lagrangian_optimizer, self.lagrangian_upper_bound,
+                                           log_space=self.lagrangian_parameterization == "log_lambda"),
                         self.multiplier_delay)
 
 

@@ -39,26 +39,57 @@ def mean_episode_costs(episodes: EpisodeStats, num_costs: int) -> np.ndarray:
     return episodes.costs.mean(0) if len(episodes.returns) else np.full(num_costs, np.nan)
 
 
+class CostWindow:
+    """The episode cost a solver sees each epoch (config key `cost_window`): with size 0 the mean over the
+    epoch's finished episodes; with size N the mean over the last N finished episodes, whichever epochs they
+    finished in (safe-rlhf's multiplier sees the last 128 episodes). NaN while no episode has finished."""
+
+    def __init__(self, size: int, num_costs: int) -> None:
+        self.size, self.num_costs = int(size), int(num_costs)
+        self.recent = np.zeros((0, num_costs))  # the last `size` episodes' costs, oldest first
+
+    def see(self, episodes: EpisodeStats) -> np.ndarray:
+        """Add an epoch's finished episodes; (K,) the cost the solver sees (logged as `cost_seen/<name>` when it
+        is a window; the logged `ep_cost` stays the epoch's own mean)."""
+        if self.size == 0:
+            return mean_episode_costs(episodes, self.num_costs)
+        costs = np.asarray(episodes.costs, dtype=np.float64).reshape(-1, self.num_costs)
+        self.recent = np.concatenate([self.recent, costs])[-self.size:]
+        return self.recent.mean(0) if len(self.recent) else np.full(self.num_costs, np.nan)
+
+    def metrics(self, seen: np.ndarray, names: list[str]) -> dict[str, float]:
+        """What to log: the windowed cost per name (nothing without a window: it is the logged ep_cost)."""
+        return {f"cost_seen/{name}": float(c) for name, c in zip(names, seen)} if self.size else {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"recent": self.recent.tolist()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.recent = np.array(state["recent"], dtype=np.float64).reshape(-1, self.num_costs)
+
+
 class OnPolicyLoop:
     """Collect one epoch with the current policy, then one solver update on it."""
 
     def __init__(self, cfg: Any, run: FamilyRun, solver: Any) -> None:
         self.cfg, self.run, self.solver = cfg, run, solver
+        self.costs = CostWindow(cfg.cost_window, run.spec.num_costs)
 
     def epoch(self, rng: np.random.Generator, reset_seed: int, env_steps: int,
               progress: Callable[[int], None] | None) -> EpochResult:
         t0 = time.perf_counter()
         batch = self.run.collect(self.cfg, rng, reset_seed, progress)
         t1 = time.perf_counter()
-        mean_costs = mean_episode_costs(batch.episodes, self.run.spec.num_costs)
-        metrics = self.solver.update(batch, mean_costs)
-        return EpochResult(batch.episodes, mean_costs, {**batch.info, **metrics}, t1 - t0, time.perf_counter() - t1)
+        seen = self.costs.see(batch.episodes)
+        metrics = {**batch.info, **self.solver.update(batch, seen), **self.costs.metrics(seen, self.run.spec.cost_names)}
+        return EpochResult(batch.episodes, mean_episode_costs(batch.episodes, self.run.spec.num_costs), metrics,
+                           t1 - t0, time.perf_counter() - t1)
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return {"costs": self.costs.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any], log: Callable[[str], None]) -> None:
-        pass
+        self.costs.load_state_dict(state.get("costs", {"recent": []}))  # checkpoints before cost_window have none
 
 
 class OffPolicyLoop:
@@ -73,6 +104,7 @@ class OffPolicyLoop:
                                    () if discrete else tuple(spec.action_space.shape), spec.num_costs, discrete,
                                    cfg.device)
         self.update_debt = 0.0  # fractional gradient steps owed (updates_per_step need not be a whole number)
+        self.costs = CostWindow(cfg.cost_window, spec.num_costs)
 
     def epoch(self, rng: np.random.Generator, reset_seed: int, env_steps: int,
               progress: Callable[[int], None] | None) -> EpochResult:
@@ -107,21 +139,24 @@ class OffPolicyLoop:
                 updates += 1
             t_update += time.perf_counter() - t1
         stats = EpisodeStats.concatenate(episodes, self.run.spec.num_costs)
-        mean_costs = mean_episode_costs(stats, self.run.spec.num_costs)
+        seen = self.costs.see(stats)
         t2 = time.perf_counter()
         metrics = {k: v / counts[k] for k, v in sums.items()}
-        metrics.update(self.solver.end_epoch(mean_costs))
+        metrics.update(self.solver.end_epoch(seen))
+        metrics.update(self.costs.metrics(seen, self.run.spec.cost_names))
         metrics.update({"updates": float(updates), "replay_size": float(len(self.replay))})
-        return EpochResult(stats, mean_costs, metrics, t_collect, t_update + time.perf_counter() - t2)
+        return EpochResult(stats, mean_episode_costs(stats, self.run.spec.num_costs), metrics, t_collect,
+                           t_update + time.perf_counter() - t2)
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"update_debt": self.update_debt}
+        state: dict[str, Any] = {"update_debt": self.update_debt, "costs": self.costs.state_dict()}
         if self.cfg.save_replay:
             state["replay"] = self.replay.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any], log: Callable[[str], None]) -> None:
         self.update_debt = float(state["update_debt"])
+        self.costs.load_state_dict(state["costs"])
         if "replay" in state:
             self.replay.load_state_dict(state["replay"])
         else:
