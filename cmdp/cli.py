@@ -1,4 +1,4 @@
-"""The `cmdp` command: train, eval, list, benchmark, report."""
+"""The `cmdp` command: train, eval, list, benchmark, report, and the text side's text-demo, train-score-model, arena."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--num-envs", type=int, help="environment copies; subprocesses when > 1")
     t.add_argument("--config", help="YAML file of config keys")
+    t.add_argument("--preset", help="a shipped set of keys reproducing another library (safe-rlhf); below --config "
+                                    "and --set (docs/safe-rlhf-preset.md)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key (repeatable), e.g. --set cost_limits=10")
     t.add_argument("--plugin", action="append", default=[], metavar="MODULE",
@@ -105,6 +107,38 @@ def _parser() -> argparse.ArgumentParser:
                    help="allow the model folder's own Python code (off by default: it would run on load)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    a = sub.add_parser("arena", help="two text policies answer the same prompts, judged by the same reward and cost "
+                                     "models (safe-rlhf's arena)",
+                       description="Each side is a run folder of `cmdp train --env text` (its saved policy) or a Hugging "
+                                   "Face causal-LM folder. Both answer the same prompts with the same decoding and seed; "
+                                   "the same reward and cost models score every answer (safe: every cost <= 0). Prints "
+                                   "safe-rlhf's table of B against A (better/worse by reward x safe/unsafe), B's win "
+                                   "rate and both safe rates with 95% Wilson intervals, and writes arena.jsonl, "
+                                   "arena.md and arena.png to --out. Judges and decoding: the flags', else A's run's, "
+                                   "else B's run's. Needs the [text] extra (and matplotlib for the plot).")
+    a.add_argument("a", metavar="RUN_OR_MODEL_A", help="side A, the baseline: a text run folder or a model folder")
+    a.add_argument("b", metavar="RUN_OR_MODEL_B", help="side B, compared against A")
+    a.add_argument("--prompts", required=True, metavar="FILE",
+                   help="prompts to answer: JSONL, CSV or Parquet with a `prompt` column")
+    a.add_argument("--reward-model", metavar="PATH",
+                   help="score model that judges helpfulness (default: the run's; required with two model folders)")
+    a.add_argument("--cost-models", nargs="+", metavar="PATH",
+                   help="score model(s) that judge harm, PATH or NAME=PATH each (default: the run's; required with "
+                        "two model folders)")
+    a.add_argument("--out", metavar="DIR", help="folder for the results (default runs/arena-<A name>-vs-<B name>)")
+    a.add_argument("--seed", type=int, default=12345, help="seed of the sampled answers, the same for both sides")
+    a.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    a.add_argument("--max-new-tokens", type=int, metavar="N", help="answer length limit (default: the run's, else 32)")
+    a.add_argument("--num-prompts", type=int, metavar="N", help="answer only the first N prompts of the file")
+    a.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto: CUDA when present")
+    a.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the model folders' own Python code (off by default: it would run on load)")
+    a.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="plugin code a run needs, trusted (a run folder's own are refused without --trust-plugins)")
+    a.add_argument("--trust-plugins", action="store_true", help="import the plugin code the run folders name")
+    a.add_argument("--no-plot", action="store_true", help="no arena.png (no matplotlib needed)")
+    a.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     r = sub.add_parser("report", help="tables and learning curves of a folder of runs (e.g. a benchmark's)",
                        description="Per algorithm x environment over seeds: final return and cost (mean +- std), "
                                    "share of the last epochs within the cost limit, wall time, steps/s; markdown, "
@@ -139,7 +173,7 @@ def _train(args: argparse.Namespace) -> int:
         overrides.update(parse_set(args.set))
         if args.plugin:
             overrides["plugins"] = list(overrides.get("plugins") or []) + args.plugin
-        cfg, notes = resolve_config(overrides, args.config)
+        cfg, notes = resolve_config(overrides, args.config, args.preset)
         for note in notes:
             print(f"note: {note}")
         trainer, run_dir = new_run(cfg, args.out)
@@ -290,6 +324,25 @@ def _train_score_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _arena(args: argparse.Namespace) -> int:
+    """`cmdp arena`: envs.text.arena.run_arena, then its table on the screen."""
+    from cmdp.envs.text.arena import format_arena, run_arena
+
+    try:
+        result = run_arena(args.a, args.b, args.prompts, reward_model=args.reward_model, cost_models=args.cost_models,
+                           out=args.out, seed=args.seed, greedy=args.greedy, max_new_tokens=args.max_new_tokens,
+                           num_prompts=args.num_prompts, device=args.device, trust_remote_code=args.trust_remote_code,
+                           trust_plugins=args.trust_plugins, plugins=args.plugin, plot=not args.no_plot,
+                           progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("\ninterrupted; nothing was written", file=sys.stderr)
+        return 130
+    print(format_arena(result, title=False))
+    files = ", ".join(n for n in ("arena.jsonl", "arena.md", "arena.png") if not (n == "arena.png" and args.no_plot))
+    print(f"results: {result['out']} ({files})")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from cmdp.benchmarks.report import write_report
 
@@ -303,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return {"train": _train, "eval": _eval, "list": _list, "benchmark": _benchmark,
                 "report": _report, "text-demo": _text_demo,
-                "train-score-model": _train_score_model}[args.command](args)
+                "train-score-model": _train_score_model, "arena": _arena}[args.command](args)
     except ConfigError as exc:
         print(f"cmdp: error: {exc}", file=sys.stderr)
         return 2

@@ -22,6 +22,23 @@ def ppo_clip_loss(logp: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor,
             {"clip_frac": (clipped * mask).sum().detach() / total, "ratio": ((ratio * mask).sum() / total).detach()})
 
 
+def value_loss(pred: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor | None = None,
+               clip: float | None = None) -> torch.Tensor:
+    """The critics' loss: squared error per stream, mean over samples, summed over streams.
+
+    With `clip` (safe-rlhf's clip_range_value, PPO's value clipping in OpenAI baselines), each sample's error is
+    the larger of the prediction's and of the prediction moved at most `clip` away from `old_values` (the
+    critic's estimate at collection time), so one epoch cannot move a value far from where it started.
+    """
+    err = (pred - returns) ** 2
+    if clip is not None:
+        if old_values is None:
+            raise ValueError("value clipping needs the values at collection time")
+        clipped = old_values + (pred - old_values).clamp(-clip, clip)
+        err = torch.maximum(err, (clipped - returns) ** 2)
+    return err.mean(0).sum()
+
+
 def approx_kl(logp_old: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
     """Estimate of KL(old || new) from samples of the old policy: E[(rho - 1) - log rho] (always >= 0)."""
     log_ratio = logp - logp_old

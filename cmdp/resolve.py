@@ -7,16 +7,19 @@ from typing import Any
 
 from cmdp.config import TrainConfig, build_config, field_names, load_yaml
 from cmdp.family import SolverNeeds
+from cmdp.presets import preset_values
 from cmdp.registry import get_algorithm, get_env, load_plugins
 from cmdp.spec import ConfigError, check_limits
 
 
-def resolve_config(overrides: dict[str, Any], config_file: str | None = None) -> tuple[Any, list[str]]:
-    """Defaults < config file < overrides -> the algorithm's config dataclass, plus notices for the user.
+def resolve_config(overrides: dict[str, Any], config_file: str | None = None,
+                   preset: str | None = None) -> tuple[Any, list[str]]:
+    """Defaults < preset < config file < overrides -> the algorithm's config dataclass, plus notices for the user.
 
     The algorithm (and its plugins) must be known before its config class can check the other keys.
     """
-    values: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    values: dict[str, Any] = preset_values(preset) if preset else {}
+    values.update(load_yaml(config_file) if config_file else {})
     values.update(overrides)
     plugins = values.get("plugins") or []
     if not isinstance(plugins, list):

@@ -46,6 +46,7 @@ class Minibatch:
     returns: torch.Tensor  # (b, 1 + K) critic targets
     # the behaviour policy's distribution at these states (solvers with `needs_old_distribution`; else None)
     old_dist: torch.distributions.Distribution | None = None
+    values: torch.Tensor | None = None  # (b, 1 + K) the critics' estimates at collection time
 
 
 @dataclass
@@ -75,7 +76,7 @@ class RolloutBatch:
         """The samples `idx` (from `minibatches`) with the policy advantage `policy_adv` (B,) selected alike."""
         return Minibatch(self.obs[idx], self.actions[idx], self.logp_old[idx],
                          None if policy_adv is None else policy_adv[idx], self.advantages[idx], self.returns[idx],
-                         None if self.old_dist is None else self.old_dist[idx])
+                         None if self.old_dist is None else self.old_dist[idx], self.values[idx])
 
     def global_mean(self, value: float) -> float:
         """`value` (a mean over this batch) averaged over every process's batch; itself in one process."""

@@ -31,7 +31,7 @@ import torch
 
 from cmdp.config import ConfigError, TrainConfig
 from cmdp.family import Critics, Schedule
-from cmdp.losses import approx_kl, normalize_advantages, ppo_clip_loss
+from cmdp.losses import approx_kl, normalize_advantages, ppo_clip_loss, value_loss
 from cmdp.optim import Updater
 from cmdp.rollout import Minibatch, RolloutBatch
 from cmdp.spec import CMDPSpec
@@ -61,6 +61,8 @@ class PolicyGradientConfig(TrainConfig):
     clip: float = 0.2
     target_kl: float = 0.02  # stop the epoch's updates once KL(old || new) exceeds it; <= 0 disables
     max_grad_norm: float = 40.0
+    # clip each value prediction to within value_clip of its estimate at collection (safe-rlhf: 5); null: off
+    value_clip: float | None = None
     critic_l2: float = 0.001  # L2 penalty on critic weights (coefficient of sum w^2)
     entropy_coef: float = 0.0
     standardize_advantages: bool = True
@@ -81,6 +83,8 @@ class PolicyGradientConfig(TrainConfig):
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.activation not in ("tanh", "relu"):
             raise ConfigError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
+        if self.value_clip is not None and not self.value_clip > 0:
+            raise ConfigError(f"value_clip must be > 0 (or null: no clipping), got {self.value_clip}")
         for name in ("actor_hidden", "critic_hidden"):
             sizes = getattr(self, name)
             if any(size < 1 for size in sizes):  # an empty list is fine: a linear actor or critic
@@ -208,7 +212,7 @@ class PolicyGradientSolver(Solver):
                 mb = batch.minibatch(idx, policy_adv)
                 loss_v = None
                 if critic is not None:
-                    loss_v = ((critic(mb.obs) - mb.returns) ** 2).mean(0).sum()
+                    loss_v = value_loss(critic(mb.obs), mb.returns, mb.values, cfg.value_clip)
                     check_finite(loss_v, "critic", batch)
                     add("loss_v", loss_v.item())
                 loss_pi = None
