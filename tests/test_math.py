@@ -131,3 +131,22 @@ def test_return_scaler_divides_by_return_std_without_shift():
     for value in [1.0, 3.0]:
         out = scaler(np.array([[value]]), np.array([False]))
     assert out[0, 0] == pytest.approx(3.0 / math.sqrt(1.0), rel=1e-6)  # std of {1, 3} is 1
+
+
+def test_clipped_value_loss_by_hand() -> None:
+    from cmdp.losses import value_loss
+
+    pred = torch.tensor([[3.0, 0.0], [1.0, 2.0]])
+    returns = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    old = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    # unclipped: per stream mean of squares: ((9 + 1) / 2) + ((0 + 4) / 2) = 5 + 2
+    assert value_loss(pred, returns).item() == pytest.approx(7.0)
+    # clip 1: the clipped predictions are [[1, 0], [1, 1]]; the loss takes the larger error, so moving away from
+    # the target gives no escape: max(9, 1) = 9, max(1, 1) = 1, max(0, 0) = 0, max(4, 1) = 4 -> same 7
+    assert value_loss(pred, returns, old, clip=1.0).item() == pytest.approx(7.0)
+    # with targets beyond the clip the clipped error counts: target 3 from old 0, prediction 3 -> clipped 1
+    far = torch.tensor([[3.0, 3.0], [3.0, 3.0]])
+    # errors: pred [[0, 9], [4, 1]], clipped [[1, 0], [1, 1]] -> [[4, 9], [4, 4]] -> (4 + 4) / 2 + (9 + 4) / 2
+    assert value_loss(pred, far, old, clip=1.0).item() == pytest.approx(4.0 + 6.5)
+    with pytest.raises(ValueError):
+        value_loss(pred, far, None, clip=1.0)
