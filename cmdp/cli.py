@@ -109,13 +109,14 @@ def _parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("arena", help="two text policies answer the same prompts, judged by the same reward and cost "
                                      "models (safe-rlhf's arena)",
-                       description="Each side is a run folder of `cmdp train --env text` (its saved policy) or a Hugging "
-                                   "Face causal-LM folder. Both answer the same prompts with the same decoding and seed; "
-                                   "the same reward and cost models score every answer (safe: every cost <= 0). Prints "
-                                   "safe-rlhf's table of B against A (better/worse by reward x safe/unsafe), B's win "
-                                   "rate and both safe rates with 95% Wilson intervals, and writes arena.jsonl, "
-                                   "arena.md and arena.png to --out. Judges and decoding: the flags', else A's run's, "
-                                   "else B's run's. Needs the [text] extra (and matplotlib for the plot).")
+                       description="Each side is a run folder of `cmdp train --env text` (its saved policy) or a "
+                                   "Hugging Face causal-LM folder. Both answer the same prompts with the same decoding "
+                                   "and seed; the same reward and cost models score every answer (safe: every cost "
+                                   "<= 0). Prints safe-rlhf's table of B against A (better/worse by reward x "
+                                   "safe/unsafe), B's win rate and both safe rates with 95% Wilson intervals, and "
+                                   "writes arena.jsonl, arena.md and arena.png to --out. Judges and decoding: the "
+                                   "flags', else A's run's, else B's run's. Needs the [text] extra (and matplotlib for "
+                                   "the plot).")
     a.add_argument("a", metavar="RUN_OR_MODEL_A", help="side A, the baseline: a text run folder or a model folder")
     a.add_argument("b", metavar="RUN_OR_MODEL_B", help="side B, compared against A")
     a.add_argument("--prompts", required=True, metavar="FILE",

@@ -1,6 +1,7 @@
-"""Evaluate a saved policy: mean episode return and cost over fresh episodes."""
+"""Evaluate a saved policy: mean episode return and cost over fresh episodes; intervals of measured proportions."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,3 +60,24 @@ def evaluate(env: VecCMDP, agent: ActorCritic, obs_normalizer: ObsNormalizer | N
     stats = EpisodeStats.concatenate(done, env.spec.num_costs)
     return EvalResult(stats.returns[:episodes], stats.costs[:episodes], stats.lengths[:episodes],
                       env.spec.cost_names)
+
+
+def wilson_interval(successes: float, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion `successes / trials` (Wilson 1927), within [0, 1].
+
+    Unlike the normal approximation p +- z sqrt(p (1 - p) / n) it keeps a sensible width at p = 0 or 1 and for
+    small n. `successes` may be fractional (a win rate that counts a tie as half a win). (nan, nan) for no trials.
+    """
+    from statistics import NormalDist
+
+    if trials < 0 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials, got {successes} of {trials}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if trials == 0:
+        return float("nan"), float("nan")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p, n, z2 = successes / trials, trials, z * z
+    center = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, center - half), min(1.0, center + half)

@@ -131,7 +131,7 @@ def evaluate_demo(default: Path, runs: dict[str, Path], seed: int, quick: bool, 
     from cmdp.checkpoint import load_checkpoint
     from cmdp.trainer import CHECKPOINT, Trainer, resolve_config
     from cmdp.envs.text.data import load_prompts
-    from cmdp.envs.text.evaluation import _answer_and_score
+    from cmdp.envs.text.evaluation import _answer_and_score, is_safe, win_rate
 
     first = next(iter(runs))
     cfg, _ = resolve_config(demo_run_config(default, first, seed, quick, device))
@@ -145,10 +145,9 @@ def evaluate_demo(default: Path, runs: dict[str, Path], seed: int, quick: bool, 
         # half-width of a normal 95% confidence interval of the mean cost over the sampled answers
         ci95 = 1.96 * float(costs.std(ddof=1)) / math.sqrt(len(costs)) if len(costs) > 1 else float("nan")
         row = {"reward": float(result["reward"].mean()), "cost": float(costs.mean()), "cost_ci95": ci95,
-               "safe_share": float((costs <= 0).mean()), "answers": len(costs)}
+               "safe_share": float(is_safe(costs).mean()), "answers": len(costs)}
         if reference is not None:
-            diff = result["reward"] - reference
-            row["win_rate_vs_sft"] = float(((diff > 0) + 0.5 * (diff == 0)).mean())
+            row["win_rate_vs_sft"] = win_rate(result["reward"], reference)
         return row
 
     autocast = run.agent.actor.autocast

@@ -62,7 +62,7 @@ class TextEnvConfig:
     score_clip: float = 50.0  # scores are clipped to [-score_clip, score_clip] before they enter the streams
     eval_batch_size: int = 16  # sequences per forward pass when no gradient is needed
     trust_remote_code: bool = False
-    lora: dict = field(default_factory=dict)  # e.g. {r: 8, alpha: 16, dropout: 0.05, target_modules: [c_attn]}
+    lora: dict = field(default_factory=dict)  # e.g. {r: 8, alpha: 16, dropout: 0.05}; target_modules: per model_type
     deepspeed: dict = field(default_factory=dict)  # e.g. {stage: 2} ; see docs/text.md
     bf16: bool | None = None  # None: frozen models in bf16 on a GPU, trained ones fp32; true: trained under bf16 autocast too
 
@@ -155,7 +155,9 @@ def load_tokenizer(path: str, trust_remote_code: bool) -> Any:
     tokenizer = quiet_transformers().AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.eos_token_id is None:
         raise ConfigError(f"the tokenizer of {path} has no EOS token; responses end at EOS")
-    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:  # Llama, Mistral, GPT-2: pad with EOS (masks come from lengths, never ids)
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"  # prompts are left-padded for generation
     return tokenizer
 
 
@@ -178,15 +180,46 @@ def disable_dropout(model: torch.nn.Module) -> None:
                 setattr(module, name, 0.0)
 
 
+# LoRA's default targets per architecture (the config's `model_type`): every attention and MLP projection.
+_LLAMA_STYLE = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LORA_TARGET_MODULES: dict[str, list[str]] = {
+    "gpt2": ["c_attn", "c_proj", "c_fc"],  # c_proj: the attention's output and the MLP's down projection
+    "llama": _LLAMA_STYLE,
+    "qwen2": _LLAMA_STYLE,
+    "mistral": _LLAMA_STYLE,
+}
+
+
+def lora_target_modules(model: Any, lora: dict[str, Any]) -> list[str]:
+    """`lora.target_modules` when given (one name or a list), else the architecture's defaults
+    (`LORA_TARGET_MODULES`, by the model config's `model_type`)."""
+    explicit = lora.get("target_modules")
+    if explicit is not None:
+        names = [explicit] if isinstance(explicit, str) else explicit
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"env_kwargs.lora.target_modules must be a module name or a list of them, "
+                              f"got {explicit!r}")
+        return list(names)
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in LORA_TARGET_MODULES:
+        raise ConfigError(f"env_kwargs.lora: no default LoRA target modules for model type {model_type!r} "
+                          f"(known: {', '.join(sorted(LORA_TARGET_MODULES))}); set env_kwargs.lora.target_modules "
+                          "to its attention and MLP projection names")
+    return list(LORA_TARGET_MODULES[model_type])
+
+
 def apply_lora(model: Any, lora: dict[str, Any]) -> Any:
-    """Wrap `model` with LoRA adapters (PEFT); only the adapters train."""
+    """Wrap `model` with LoRA adapters (PEFT) on `lora_target_modules`; only the adapters train."""
     try:
         import peft
     except ImportError as exc:
         raise ConfigError("env_kwargs.lora needs peft: pip install 'cmdp-lab[text]'") from exc
+    targets = lora_target_modules(model, lora)
+    # GPT-2's projections are Conv1D layers, whose weights are stored (in, out): PEFT needs fan_in_fan_out for them
+    conv1d = getattr(getattr(model, "config", None), "model_type", None) == "gpt2"
     config = peft.LoraConfig(r=int(lora.get("r", 8)), lora_alpha=int(lora.get("alpha", 16)),
-                             lora_dropout=float(lora.get("dropout", 0.0)),
-                             target_modules=lora.get("target_modules"), task_type="CAUSAL_LM")
+                             lora_dropout=float(lora.get("dropout", 0.0)), target_modules=targets,
+                             fan_in_fan_out=conv1d, task_type="CAUSAL_LM")
     try:
         return peft.get_peft_model(model, config)
     except ValueError as exc:
@@ -204,6 +237,42 @@ class TextModels:
     cost_models: dict[str, ScoreModel]
 
 
+def frozen_dtype(tcfg: TextEnvConfig, device: torch.device) -> torch.dtype:
+    """The dtype of the models nothing trains (reference, scorers): bf16 on a GPU unless `bf16` is false."""
+    bf16 = tcfg.bf16 if tcfg.bf16 is not None else device.type == "cuda"
+    return torch.bfloat16 if bf16 else torch.float32
+
+
+def load_policy_model(tcfg: TextEnvConfig, dtype: torch.dtype, attn_implementation: str | None = None) -> Any:
+    """The policy's causal LM as a run builds it: dropout off, then LoRA adapters if the config asks for them (so
+    the actor weights of a run's checkpoint fit it)."""
+    policy = load_causal_lm(tcfg.policy, dtype, tcfg.trust_remote_code, attn_implementation)
+    disable_dropout(policy)  # before LoRA: adapters keep the dropout the user asked for
+    if tcfg.lora:
+        policy = apply_lora(policy, tcfg.lora)
+    return policy
+
+
+def load_scorers(tcfg: TextEnvConfig, dtype: torch.dtype) -> tuple[ScoreModel, dict[str, ScoreModel]]:
+    """The reward model and the cost models {name: model} of `tcfg`, frozen (no gradient, eval mode)."""
+    remote = tcfg.trust_remote_code
+    reward_model = ScoreModel.from_pretrained(tcfg.reward_model, trust_remote_code=remote, dtype=dtype)
+    cost_models = {name: ScoreModel.from_pretrained(path, trust_remote_code=remote, dtype=dtype)
+                   for name, path in tcfg.cost_paths().items()}
+    for model in (reward_model, *cost_models.values()):
+        model.requires_grad_(False).eval()
+    return reward_model, cost_models
+
+
+def check_shared_vocabulary(vocab: int, models: list[tuple[str, Any]], what: str = "every model of a text run") -> None:
+    """ConfigError unless every (label, model) has an embedding row for each of the tokenizer's `vocab` tokens."""
+    for label, model in models:
+        size = model.get_input_embeddings().weight.shape[0]
+        if size < vocab:
+            raise ConfigError(f"{label}: its embedding has {size} rows but the policy's tokenizer has {vocab} tokens; "
+                              f"{what} must share the policy's tokenizer")
+
+
 def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bool = False,
                      with_critics: bool = True) -> TextModels:
     """Load policy, reference, reward and cost models and critics from their paths, on `device`.
@@ -218,35 +287,24 @@ def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bo
     # fp32 weights (Adam on bf16 weights loses updates below bf16's resolution) and compute in fp32 unless bf16 is
     # true, which runs them under bf16 autocast: measured on an H100, reward_shaping on the embedded default hit a
     # non-finite gradient after about 15 epochs under autocast in 3 of 3 seeds, and none in fp32.
-    bf16 = tcfg.bf16 if tcfg.bf16 is not None else device.type == "cuda"
-    dtype = torch.bfloat16 if bf16 else torch.float32
+    dtype = frozen_dtype(tcfg, device)
     train_dtype = torch.float32
     autocast = torch.bfloat16 if tcfg.bf16 and device.type == "cuda" and not tcfg.deepspeed else None
     remote = tcfg.trust_remote_code
     tokenizer = load_tokenizer(tcfg.policy, remote)
-    policy = load_causal_lm(tcfg.policy, train_dtype, remote, "eager" if second_order else None)
-    disable_dropout(policy)  # before LoRA: adapters keep the dropout the user asked for
-    if tcfg.lora:
-        policy = apply_lora(policy, tcfg.lora)
+    policy = load_policy_model(tcfg, train_dtype, "eager" if second_order else None)
     reference = load_causal_lm(tcfg.reference or tcfg.policy, dtype, remote).requires_grad_(False).eval()
-    reward_model = ScoreModel.from_pretrained(tcfg.reward_model, trust_remote_code=remote, dtype=dtype)
-    cost_models = {name: ScoreModel.from_pretrained(path, trust_remote_code=remote, dtype=dtype)
-                   for name, path in tcfg.cost_paths().items()}
-    for model in (reward_model, *cost_models.values()):
-        model.requires_grad_(False).eval()
+    reward_model, cost_models = load_scorers(tcfg, dtype)
     critics = []
     if with_critics:
         critics = [ScoreModel.from_pretrained(tcfg.reward_critic or tcfg.reward_model, trust_remote_code=remote,
                                               dtype=train_dtype)]
         critics += [ScoreModel.from_pretrained(path, trust_remote_code=remote, dtype=train_dtype)
                     for path in tcfg.cost_critic_paths().values()]
-    vocab = len(tokenizer)
-    for label, model in [("policy", policy), ("reward_model", reward_model.backbone),
-                         *((f"cost_models.{n}", m.backbone) for n, m in cost_models.items())]:
-        size = model.get_input_embeddings().weight.shape[0]
-        if size < vocab:
-            raise ConfigError(f"env_kwargs.{label}: its embedding has {size} rows but the policy's tokenizer has "
-                              f"{vocab} tokens; every model of a text run must share the policy's tokenizer")
+    check_shared_vocabulary(len(tokenizer), [("env_kwargs.policy", policy),
+                                             ("env_kwargs.reward_model", reward_model.backbone),
+                                             *((f"env_kwargs.cost_models.{n}", m.backbone)
+                                               for n, m in cost_models.items())])
     for model in critics:
         disable_dropout(model)
     agent = TextAgent(TextActor(policy, tcfg.temperature, tcfg.eval_batch_size, autocast),
