@@ -132,6 +132,7 @@ def test_cup_reaches_the_lp_optimum_on_exact_chain(tmp_path):
     assert_near_lp_optimum(value, costs, lp, limits)
 
 
+@pytest.mark.slow  # about 75 s on 2 cores; the one-cost check stays in the default run
 def test_cup_with_two_binding_costs(tmp_path):
     value, costs, lp, limits = train_and_evaluate(tmp_path, "ExactTwoCost-v0", seed=0, **EXACT_CUP)
     assert len(limits) == 2

@@ -63,3 +63,17 @@ def test_the_lp_check_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         exec(code.replace("2048 * 80", "2048 * 2"), {})
     ratio = float(out.getvalue().split()[0])
     assert 0.0 < ratio < 2.0 and (tmp_path / "runs" / "focops-exact" / "progress.csv").is_file()
+
+
+def test_the_off_policy_variant_trains(tmp_path: Path) -> None:
+    namespace: dict = {}
+    exec(snippet('register_algorithm("ddpg_lag_online_target")'), namespace)
+    cls = namespace["OnlineTargetDDPGLag"]
+    cfg, _ = resolve_config({"algo": "ddpg_lag_online_target", "env": "QuadraticBandit-v0", "total_steps": 800,
+                             "steps_per_epoch": 400, "update_after": 200, "random_steps": 200, "batch_size": 32,
+                             "actor_hidden": [16], "critic_hidden": [16], "multiplier_delay": 0})
+    trainer = Trainer(cfg)
+    assert isinstance(trainer.solver, cls) and trainer.solver.multiplier is not None
+    rows: list[dict] = []
+    trainer.train(tmp_path, progress=False, on_epoch=rows.append)
+    assert rows[-1]["updates"] > 0 and "lambda/effort_0" in rows[-1]

@@ -22,7 +22,7 @@ from run_helpers import interrupted_run
 
 FAST = ["--env", "ExactChain-v0", "--total-steps", "400", "--set", "steps_per_epoch=200", "--no-progress"]
 BUILTIN_ENV_MODULES = {"safety-gymnasium": "cmdp.envs.safety_gym", "exact": "cmdp.envs.exact",
-                       "text": "cmdp.envs.text_registration"}
+                       "quadratic-bandit": "cmdp.envs.quadratic_bandit", "text": "cmdp.envs.text_registration"}
 
 
 def solver_plugin(name: str, doc: str = "A copy of ppo_lag from a plugin file.") -> str:

@@ -177,6 +177,7 @@ def test_ppo_ignores_the_constraint_and_breaks_the_limit(tmp_path):
     assert value == pytest.approx(unconstrained.value, rel=0.05)
 
 
+@pytest.mark.slow  # about 80 s on 2 cores (three trainings)
 def test_reward_shaping_depends_on_beta(tmp_path):
     small_value, small_costs, lp, limits = train_and_evaluate(tmp_path / "small", "ExactChain-v0", seed=0,
                                                               algo="reward_shaping", beta=0.5, **SHORT)
@@ -192,6 +193,7 @@ def test_pid_lag_reaches_the_lp_optimum_on_exact_chain(tmp_path):
     assert_near_lp_optimum(value, costs, lp, limits)
 
 
+@pytest.mark.slow  # about 80 s on 2 cores; the one-cost check stays in the default run
 def test_pid_lag_with_two_binding_costs(tmp_path):
     value, costs, lp, limits = train_and_evaluate(tmp_path, "ExactTwoCost-v0", seed=0, **PID_EXACT)
     assert len(limits) == 2
