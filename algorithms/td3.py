@@ -42,6 +42,6 @@ class TD3(DDPG):
         action = actor(next_obs)
         noise = torch.randn(action.shape, generator=self.generator, dtype=action.dtype) * self.cfg.policy_noise
         clip = self.cfg.policy_noise_clip
-        center, half = actor.action_center, actor.action_half
-        action = action + noise.clamp(-clip, clip).to(action.device) * half
-        return torch.maximum(torch.minimum(action, center + half), center - half), 0.0
+        scale = actor.scale
+        action = action + noise.clamp(-clip, clip).to(action.device) * scale.half_range
+        return action.clamp(scale.center - scale.half_range, scale.center + scale.half_range), 0.0

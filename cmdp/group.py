@@ -22,6 +22,9 @@ from cmdp.config import ConfigError
 from cmdp.solver import PolicyGradientConfig
 
 
+GROUP_BASELINES = ("mean", "leave_one_out")
+
+
 @dataclass
 class GroupConfig(PolicyGradientConfig):
     group_size: int = 4  # episodes (responses) per start (prompt)
@@ -35,15 +38,13 @@ class GroupConfig(PolicyGradientConfig):
     def validate(self) -> None:
         super().validate()
         if self.group_baseline not in GROUP_BASELINES:
-            raise ConfigError(f"group_baseline must be one of {', '.join(GROUP_BASELINES)}, got {self.group_baseline!r}")
+            raise ConfigError(f"group_baseline must be one of {', '.join(GROUP_BASELINES)}, "
+                              f"got {self.group_baseline!r}")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2 (a baseline needs another episode), got {self.group_size}")
         if self.steps_per_epoch % self.group_size:
             raise ConfigError(f"steps_per_epoch ({self.steps_per_epoch}) must be a multiple of group_size "
                               f"({self.group_size}): every start gets a whole group")
-
-
-GROUP_BASELINES = ("mean", "leave_one_out")
 
 
 def group_advantages(returns: torch.Tensor, group_size: int, scale: bool = True, leave_one_out: bool = False,

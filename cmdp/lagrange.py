@@ -245,7 +245,26 @@ def _delayed(multiplier: Multiplier, delay: int) -> Multiplier:
 
 
 @dataclass
-class LagrangeOptions:
+class _MultiplierKeys:
+    """The keys both kinds of multiplier have: the start, the cap and the delay."""
+
+    lagrangian_init: float = 0.001  # the multipliers' start (PID: the integral term's)
+    lagrangian_upper_bound: float | None = None  # null: no bound
+    multiplier_delay: int = 0  # epochs during which the multipliers stay at lagrangian_init
+
+    def validate(self) -> None:
+        super().validate()  # type: ignore[misc]  # the solver config the mixin is combined with
+        if self.lagrangian_init < 0:
+            raise ConfigError(f"lagrangian_init must be >= 0, got {self.lagrangian_init}")
+        if self.lagrangian_upper_bound is not None and not self.lagrangian_upper_bound >= 0:
+            raise ConfigError(f"lagrangian_upper_bound must be >= 0 (or null: no bound), "
+                              f"got {self.lagrangian_upper_bound}")
+        if self.multiplier_delay < 0:
+            raise ConfigError(f"multiplier_delay must be >= 0, got {self.multiplier_delay}")
+
+
+@dataclass
+class LagrangeOptions(_MultiplierKeys):
     """Config keys of multipliers moved by projected gradient ascent (`LagrangeMultiplier`).
 
     A mixin for a solver's config dataclass: list it before the solver's base config
@@ -253,26 +272,16 @@ class LagrangeOptions:
     OmniSafe's on-policy PPOLag.yaml; a solver redeclares a key to change its default.
     """
 
-    lagrangian_init: float = 0.001
     lagrangian_lr: float = 0.035
     lagrangian_optimizer: str = "adam"  # or "sgd"
-    lagrangian_upper_bound: float | None = None  # null: no bound
-    multiplier_delay: int = 0  # epochs during which the multipliers stay at lagrangian_init
     lagrangian_parameterization: str = "lambda"  # or "log_lambda" (safe-rlhf): ascent on log lambda
 
     def validate(self) -> None:
-        super().validate()  # type: ignore[misc]  # the solver config the mixin is combined with
-        if self.lagrangian_init < 0:
-            raise ConfigError(f"lagrangian_init must be >= 0, got {self.lagrangian_init}")
+        super().validate()
         if self.lagrangian_optimizer not in ("adam", "sgd"):
             raise ConfigError(f"lagrangian_optimizer must be 'adam' or 'sgd', got {self.lagrangian_optimizer!r}")
         if not self.lagrangian_lr > 0:
             raise ConfigError(f"lagrangian_lr must be > 0, got {self.lagrangian_lr}")
-        if self.lagrangian_upper_bound is not None and not self.lagrangian_upper_bound >= 0:
-            raise ConfigError(f"lagrangian_upper_bound must be >= 0 (or null: no bound), "
-                              f"got {self.lagrangian_upper_bound}")
-        if self.multiplier_delay < 0:
-            raise ConfigError(f"multiplier_delay must be >= 0, got {self.multiplier_delay}")
         if self.lagrangian_parameterization not in ("lambda", "log_lambda"):
             raise ConfigError(f"lagrangian_parameterization must be 'lambda' or 'log_lambda', "
                               f"got {self.lagrangian_parameterization!r}")
@@ -291,7 +300,7 @@ class LagrangeOptions:
 
 
 @dataclass
-class PIDOptions:
+class PIDOptions(_MultiplierKeys):
     """Config keys of PID-controlled multipliers (`PIDMultiplier`); a mixin like `LagrangeOptions`.
 
     Defaults are OmniSafe's on-policy CPPOPID.yaml (see `PIDMultiplier`).
@@ -303,13 +312,10 @@ class PIDOptions:
     pid_d_delay: int = 10  # epochs between the smoothed costs whose rise the derivative term penalises
     pid_delta_p_ema_alpha: float = 0.95  # EMA of the error for the proportional term (0: no smoothing)
     pid_delta_d_ema_alpha: float = 0.95  # EMA of the cost for the derivative term (0: no smoothing)
-    lagrangian_init: float = 0.001  # initial value of the integral term
-    lagrangian_upper_bound: float | None = None
-    multiplier_delay: int = 0  # epochs during which the controller does not run
 
     def validate(self) -> None:
-        super().validate()  # type: ignore[misc]
-        for name in ("pid_kp", "pid_ki", "pid_kd", "lagrangian_init"):
+        super().validate()
+        for name in ("pid_kp", "pid_ki", "pid_kd"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.pid_d_delay < 1:
@@ -317,10 +323,6 @@ class PIDOptions:
         for name in ("pid_delta_p_ema_alpha", "pid_delta_d_ema_alpha"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.lagrangian_upper_bound is not None and not self.lagrangian_upper_bound >= 0:
-            raise ConfigError(f"lagrangian_upper_bound must be >= 0, got {self.lagrangian_upper_bound}")
-        if self.multiplier_delay < 0:
-            raise ConfigError(f"multiplier_delay must be >= 0, got {self.multiplier_delay}")
 
     def multiplier(self, limits: np.ndarray) -> Multiplier:
         """The PID multipliers these keys describe, for constraints with `limits` (K,)."""

@@ -95,6 +95,17 @@ class LoadedPolicy:
         self.close()
 
 
+#: what a checkpoint whose weights do not fit the run's networks raises while they are loaded
+CHECKPOINT_MISMATCH = (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError)
+
+
+def checkpoint_mismatch(run_dir: Path, exc: Exception) -> ConfigError:
+    """The one-line error for a checkpoint whose contents do not fit the run's config."""
+    lines = str(exc).splitlines()
+    return ConfigError(f"{run_dir / CHECKPOINT} does not match the run's config ({type(exc).__name__}: "
+                       f"{lines[0] if lines else ''})")
+
+
 def load_policy(run_dir: str | Path, num_envs: int = 1, trust_plugins: bool = False,
                 plugins: list[str] | None = None) -> LoadedPolicy:
     """Load the policy of a run folder's last checkpoint for evaluation.
@@ -114,12 +125,10 @@ def load_policy(run_dir: str | Path, num_envs: int = 1, trust_plugins: bool = Fa
         run.load_state_dict(state["family"])
         run.agent.eval()
         epoch = int(state["epoch"])
-    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as exc:
+    except CHECKPOINT_MISMATCH as exc:
         run.close()
-        lines = str(exc).splitlines()
-        raise ConfigError(f"{path / CHECKPOINT} does not match the run's config ({type(exc).__name__}: "
-                          f"{lines[0] if lines else ''})") from None
+        raise checkpoint_mismatch(path, exc) from None
     return LoadedPolicy(cfg, run, epoch, path)
 
 
-__all__ = ["LoadedPolicy", "load_policy", "open_run", "CHECKPOINT"]
+__all__ = ["LoadedPolicy", "load_policy", "open_run", "checkpoint_mismatch", "CHECKPOINT", "CHECKPOINT_MISMATCH"]

@@ -175,16 +175,25 @@ def _live_forward(net: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
     return forward
 
 
-class _BoxScale:
-    """Maps tanh outputs in (-1, 1) onto a Box's [low, high]: a = center + half * y."""
+class BoxScale(nn.Module):
+    """Maps tanh outputs onto a bounded Box: a = center + half * tanh(u), with center and half as buffers (they
+    follow the module's device and dtype) and the same map in numpy for acting."""
 
     def __init__(self, action_space: gymnasium.spaces.Box) -> None:
+        super().__init__()
         low = np.asarray(action_space.low, dtype=np.float64).reshape(-1)
         high = np.asarray(action_space.high, dtype=np.float64).reshape(-1)
         if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
             raise ValueError(f"tanh-squashed actors need a bounded action space, got {action_space}")
         self.low, self.high = low, high
-        self.center, self.half = (high + low) / 2, (high - low) / 2
+        self.register_buffer("center", torch.as_tensor((high + low) / 2, dtype=torch.float32))
+        self.register_buffer("half_range", torch.as_tensor((high - low) / 2, dtype=torch.float32))
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.center + self.half_range * torch.tanh(u)
+
+    def numpy(self, u: np.ndarray) -> np.ndarray:
+        return (self.high + self.low) / 2 + (self.high - self.low) / 2 * np.tanh(u)
 
 
 class SquashedGaussianActor(nn.Module):
@@ -199,11 +208,9 @@ class SquashedGaussianActor(nn.Module):
                  activation: str = "relu") -> None:
         super().__init__()
         self.activation = activation
-        self.scale = _BoxScale(action_space)
+        self.scale = BoxScale(action_space)
         self.act_dim = len(self.scale.low)
         self.net = mlp([obs_dim, *hidden, 2 * self.act_dim], activation, out_gain=0.01)
-        self.register_buffer("action_center", torch.as_tensor(self.scale.center, dtype=torch.float32))
-        self.register_buffer("action_half", torch.as_tensor(self.scale.half, dtype=torch.float32))
 
     def _mean_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_std = self.net(obs).chunk(2, dim=-1)
@@ -218,24 +225,24 @@ class SquashedGaussianActor(nn.Module):
         u = mean + log_std.exp() * noise
         log_normal = (-0.5 * ((u - mean) * torch.exp(-log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi))
         # log |d tanh(u)/du| = log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
-        log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u)) + torch.log(self.action_half)
-        return self.action_center + self.action_half * torch.tanh(u), (log_normal - log_det).sum(-1)
+        log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u)) + torch.log(self.scale.half_range)
+        return self.scale(u), (log_normal - log_det).sum(-1)
 
     def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
         """The squashed mean: the deterministic action."""
-        return self.action_center + self.action_half * torch.tanh(self._mean_log_std(obs)[0])
+        return self.scale(self._mean_log_std(obs)[0])
 
     def numpy_sampler(self) -> Sampler:
         """sampler(obs (N, d), rng, deterministic) -> actions (N, act_dim), reading the live weights (see
         `_live_forward`); the noise comes from the numpy `rng`."""
         forward = _live_forward(self.net)
-        center, half, d = self.scale.center, self.scale.half, self.act_dim
+        scale, d = self.scale, self.act_dim
 
         def sample(obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:
             out = forward(obs)
             mean, log_std = out[:, :d], np.clip(out[:, d:], -20.0, 2.0)
             u = mean if deterministic else mean + np.exp(log_std) * rng.standard_normal(mean.shape)
-            return center + half * np.tanh(u)
+            return scale.numpy(u)
 
         return sample
 
@@ -252,25 +259,24 @@ class DeterministicActor(nn.Module):
                  activation: str = "relu", noise: float = 0.1) -> None:
         super().__init__()
         self.activation, self.noise = activation, float(noise)
-        self.scale = _BoxScale(action_space)
+        self.scale = BoxScale(action_space)
         self.net = mlp([obs_dim, *hidden, len(self.scale.low)], activation, out_gain=0.01)
-        self.register_buffer("action_center", torch.as_tensor(self.scale.center, dtype=torch.float32))
-        self.register_buffer("action_half", torch.as_tensor(self.scale.half, dtype=torch.float32))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.action_center + self.action_half * torch.tanh(self.net(obs))
+        return self.scale(self.net(obs))
 
     def numpy_sampler(self) -> Sampler:
         """sampler(obs (N, d), rng, deterministic) -> actions (N, act_dim), reading the live weights (see
         `_live_forward`); the exploration noise comes from the numpy `rng`."""
         forward = _live_forward(self.net)
-        scale, noise = self.scale, self.noise
+        scale = self.scale
+        std = self.noise * (scale.high - scale.low) / 2
 
         def sample(obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:
-            action = scale.center + scale.half * np.tanh(forward(obs))
-            if deterministic or noise == 0.0:
+            action = scale.numpy(forward(obs))
+            if deterministic or self.noise == 0.0:
                 return action
-            return np.clip(action + noise * scale.half * rng.standard_normal(action.shape), scale.low, scale.high)
+            return np.clip(action + std * rng.standard_normal(action.shape), scale.low, scale.high)
 
         return sample
 

@@ -42,6 +42,7 @@ from torch import nn
 from cmdp.config import ConfigError, TrainConfig
 from cmdp.family import Critics, Schedule
 from cmdp.lagrange import LagrangeOptions, Multiplier, PIDOptions
+from cmdp.losses import value_loss
 from cmdp.networks import EnsembleCritic, flat_obs_dim
 from cmdp.replay import ReplaySample
 from cmdp.solver import Solver
@@ -175,7 +176,6 @@ class ActorQAgent(nn.Module):
                  critic_hidden: list[int], activation: str, target_actor: bool) -> None:
         super().__init__()
         self.actor = actor
-        self.reward_heads = reward_heads
         self.critic = EnsembleCritic(obs_dim + act_dim, critic_hidden, reward_heads + num_costs, activation)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.target_actor = copy.deepcopy(actor).requires_grad_(False) if target_actor else None
@@ -264,7 +264,7 @@ class OffPolicySolver(Solver):
         """One critic step; every `policy_delay` critic steps, one actor step and the targets' update."""
         targets = self.critic_targets(sample)
         q = self.q_taken(sample)
-        loss_q = ((q - targets) ** 2).mean(0).sum()
+        loss_q = value_loss(q, targets)
         self.updater.step(critic_loss=loss_q)
         self.critic_steps += 1
         info = {"loss_q": loss_q.item(), "q_reward": float(q[:, 0].mean().detach())}

@@ -69,8 +69,8 @@ def test_squashed_gaussian_log_prob_is_the_change_of_variables_of_its_bounds() -
     mean, log_std = actor.net(obs).chunk(2, dim=-1)
     reference = torch.distributions.TransformedDistribution(
         torch.distributions.Normal(mean, log_std.clamp(-20, 2).exp()),
-        [torch.distributions.TanhTransform(), torch.distributions.AffineTransform(actor.action_center,
-                                                                                  actor.action_half)])
+        [torch.distributions.TanhTransform(), torch.distributions.AffineTransform(actor.scale.center,
+                                                                                  actor.scale.half_range)])
     torch.testing.assert_close(logp, reference.log_prob(action).sum(-1), rtol=1e-4, atol=1e-3)
     sampler = actor.numpy_sampler()
     rng = np.random.default_rng(0)

@@ -298,7 +298,7 @@ def _load_tokenizer(side: Side) -> Any:
 def _load_policy(side: Side, settings: Any, dtype: Any, device: Any) -> tuple[Any, int | None]:
     """The side's causal LM on `device` (frozen), and the epoch of a run's checkpoint."""
     from cmdp.checkpoint import load_checkpoint
-    from cmdp.loading import CHECKPOINT
+    from cmdp.loading import CHECKPOINT, CHECKPOINT_MISMATCH, checkpoint_mismatch
     from cmdp.envs.text.env import load_policy_model
 
     tcfg = side.tcfg if side.kind == "run" else replace(settings, policy=str(side.path), lora={},
@@ -316,10 +316,8 @@ def _load_policy(side: Side, settings: Any, dtype: Any, device: Any) -> tuple[An
             weights = {k[len(prefix):]: v for k, v in state["agent"].items() if k.startswith(prefix)}
             model.load_state_dict(weights)
             epoch = int(state["epoch"])
-        except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
-            lines = str(exc).splitlines()
-            raise ConfigError(f"{side.path / CHECKPOINT} does not match the run's config ({type(exc).__name__}: "
-                              f"{lines[0] if lines else ''})") from None
+        except CHECKPOINT_MISMATCH as exc:
+            raise checkpoint_mismatch(side.path, exc) from None
     return model.to(device).requires_grad_(False).eval(), epoch
 
 

@@ -48,7 +48,7 @@ def _ids(tokenizer: Any, text: str) -> list[int]:
 def chat_template_of(tokenizer: Any) -> Any:
     """The tokenizer's own chat template, or None when it has none or when it is `CHAT_TEMPLATE` (the built-in
     format, which `encode_prompt` then builds directly)."""
-    template = getattr(tokenizer, "chat_template", None)
+    template = tokenizer.chat_template
     if not template or template == CHAT_TEMPLATE:
         return None
     return template

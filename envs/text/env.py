@@ -190,7 +190,7 @@ LORA_TARGET_MODULES: dict[str, list[str]] = {
 }
 
 
-def lora_target_modules(model: Any, lora: dict[str, Any]) -> list[str]:
+def lora_target_modules(model_type: str, lora: dict[str, Any]) -> list[str]:
     """`lora.target_modules` when given (one name or a list), else the architecture's defaults
     (`LORA_TARGET_MODULES`, by the model config's `model_type`)."""
     explicit = lora.get("target_modules")
@@ -200,7 +200,6 @@ def lora_target_modules(model: Any, lora: dict[str, Any]) -> list[str]:
             raise ConfigError(f"env_kwargs.lora.target_modules must be a module name or a list of them, "
                               f"got {explicit!r}")
         return list(names)
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in LORA_TARGET_MODULES:
         raise ConfigError(f"env_kwargs.lora: no default LoRA target modules for model type {model_type!r} "
                           f"(known: {', '.join(sorted(LORA_TARGET_MODULES))}); set env_kwargs.lora.target_modules "
@@ -214,9 +213,10 @@ def apply_lora(model: Any, lora: dict[str, Any]) -> Any:
         import peft
     except ImportError as exc:
         raise ConfigError("env_kwargs.lora needs peft: pip install 'cmdp-lab[text]'") from exc
-    targets = lora_target_modules(model, lora)
+    model_type = model.config.model_type
+    targets = lora_target_modules(model_type, lora)
     # GPT-2's projections are Conv1D layers, whose weights are stored (in, out): PEFT needs fan_in_fan_out for them
-    conv1d = getattr(getattr(model, "config", None), "model_type", None) == "gpt2"
+    conv1d = model_type == "gpt2"
     config = peft.LoraConfig(r=int(lora.get("r", 8)), lora_alpha=int(lora.get("alpha", 16)),
                              lora_dropout=float(lora.get("dropout", 0.0)), target_modules=targets,
                              fan_in_fan_out=conv1d, task_type="CAUSAL_LM")
