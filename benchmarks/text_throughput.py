@@ -7,8 +7,10 @@
 weights, a GPT-2 of GPT-2 small's shape (12 layers x 768, 124M parameters with the 50,257-row embedding) for the
 policy and for both score models, using the default's tokenizer (ids below 1,000 index the larger embedding), so
 the numbers measure the model's cost, not its quality. Each iteration is one epoch of `ppo_lag` through the shared
-trainer: generate `--responses` answers, score them, one PPO update. The first iteration is a warm-up and is
-reported apart. Prints one JSON object.
+trainer: generate `--responses` answers (through the run's generation backend, `env_kwargs.generation_backend`,
+default `hf`), score them, one PPO update. Reported: generated tokens/s, update tokens/s (the epoch's response
+tokens over the update's time) and the split of an iteration. The first iteration is a warm-up and is reported
+apart. Prints one JSON object.
 """
 from __future__ import annotations
 
@@ -77,6 +79,8 @@ def measure(default: Path, size: str, device: str, responses: int, max_new_token
         "generation_batch": generation_batch, "max_new_tokens": max_new_tokens, "threads": threads,
         "iterations_timed": len(timed), "mean_response_tokens": mean("response_len"),
         "generated_tokens_per_s": mean("tokens_per_s_generate"),
+        # every generated token is scored, trained on and fitted by the critics in the update
+        "update_tokens_per_s": round(mean("tokens") / mean("time_update_s"), 1),
         "seconds_per_iteration": round(iteration, 3),
         "seconds_generate": round(mean("time_generate_s"), 3),
         "seconds_score_and_gae": round(mean("time_collect_s") - mean("time_generate_s"), 3),

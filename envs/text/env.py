@@ -34,6 +34,7 @@ from cmdp.rollout import OldDistribution, RolloutBatch
 from cmdp.spec import CMDPSpec, ConfigError, CostSpec
 from cmdp.vec_env import EpisodeStats
 from cmdp.envs.text.chat import encode_prompt, pad_id_of
+from cmdp.envs.text.generation import GENERATION_BACKENDS, GenerationBackend
 from cmdp.envs.text.policy import (TextActor, TextAgent, TextCritic, TokenObs, autocast_context,
                               position_ids_from_mask)
 from cmdp.envs.text.score_model import ScoreModel, import_transformers
@@ -65,6 +66,7 @@ class TextEnvConfig:
     lora: dict = field(default_factory=dict)  # e.g. {r: 8, alpha: 16, dropout: 0.05}; target_modules: per model_type
     deepspeed: dict = field(default_factory=dict)  # e.g. {stage: 2} ; see docs/text.md
     bf16: bool | None = None  # None: frozen models in bf16 on a GPU, trained ones fp32; true: trained under bf16 autocast too
+    generation_backend: str = "hf"  # how answers are sampled (cmdp.envs.text.generation): hf = transformers' generate
 
     def validate(self) -> None:
         for name in ("policy", "reward_model", "prompts"):
@@ -81,6 +83,9 @@ class TextEnvConfig:
             raise ConfigError("env_kwargs.top_k must be >= 0 and env_kwargs.top_p in (0, 1]")
         if self.kl_coeff < 0 or self.score_clip <= 0:
             raise ConfigError("env_kwargs.kl_coeff must be >= 0 and env_kwargs.score_clip > 0")
+        if self.generation_backend not in GENERATION_BACKENDS:
+            raise ConfigError(f"env_kwargs.generation_backend must be one of {', '.join(GENERATION_BACKENDS)}, "
+                              f"got {self.generation_backend!r}")
         for key in self.lora:
             if key not in ("r", "alpha", "dropout", "target_modules"):
                 raise ConfigError(f"env_kwargs.lora: unknown key '{key}' (r, alpha, dropout, target_modules)")
@@ -423,8 +428,10 @@ class TextCollector:
 
     def __init__(self, models: TextModels, tcfg: TextEnvConfig, prompts: list[str], spec: CMDPSpec,
                  gamma: np.ndarray, lam: np.ndarray, generation_batch: int, device: torch.device,
-                 old_distribution: bool = False, group: GroupBaseline | None = None) -> None:
+                 backend: GenerationBackend, old_distribution: bool = False,
+                 group: GroupBaseline | None = None) -> None:
         self.models, self.tcfg, self.prompts, self.spec = models, tcfg, prompts, spec
+        self.backend = backend  # samples the answers (cmdp.envs.text.generation)
         # critic-free group solvers: each prompt answered group.size times, advantages from the group's baseline
         # (cmdp.group); None: GAE with the critics
         self.group = group
@@ -436,7 +443,7 @@ class TextCollector:
     def collect(self, steps: int, rng: np.random.Generator, reset_seed: int,
                 progress: Callable[[int], None] | None = None) -> RolloutBatch:
         """`steps` responses to prompts drawn with `reset_seed` (so an epoch is reproducible), as one batch."""
-        m, tcfg = self.models, self.tcfg
+        m = self.models
         t0 = time.perf_counter()
         reset_seed = reset_seed + 1_000_003 * _rank()  # data-parallel ranks answer different prompts
         chooser = np.random.default_rng(reset_seed)
@@ -444,10 +451,10 @@ class TextCollector:
         chosen = [self.prompts[i] for i in chooser.integers(0, len(self.prompts), size=steps // repeat)
                   for _ in range(repeat)]
         parts: list[Responses] = []
+        self.backend.sync()
         for start in range(0, steps, self.generation_batch):
             batch_prompts = chosen[start:start + self.generation_batch]
-            parts.append(generate(m.agent.actor.model, m.tokenizer, batch_prompts, tcfg, self.device,
-                                  seed=(reset_seed + start) % 2 ** 63, autocast=m.agent.actor.autocast))
+            parts.append(self.backend.generate(batch_prompts, seed=(reset_seed + start) % 2 ** 63))
             if progress is not None:
                 progress(len(batch_prompts))
         responses = _concat_responses(parts, pad_id_of(m.tokenizer))

@@ -19,6 +19,7 @@ from cmdp.group import GroupBaseline
 from cmdp.optim import Updater
 from cmdp.rollout import RolloutBatch
 from cmdp.spec import ConfigError
+from cmdp.envs.text.generation import GENERATION_BACKENDS
 
 # Between the algorithm's defaults and the user's config for `--env text`; keys an algorithm lacks are skipped.
 # Sources: safe-rlhf's PPO-Lag scripts (gamma 1, GAE lambda 0.95, clip 0.2, multiplier init 1, lr 0.1,
@@ -92,6 +93,9 @@ class TextRun(FamilyRun):
         self.collector = TextCollector(self.models, self.tcfg, self.prompts, self.spec,
                                        np.array([cfg.gamma] + [cfg.cost_gamma] * k),
                                        np.array([cfg.lam] + [cfg.cost_lam] * k), cfg.num_envs, self.device,
+                                       GENERATION_BACKENDS[self.tcfg.generation_backend](
+                                           self.agent.actor.model, self.models.tokenizer, self.tcfg, self.device,
+                                           self.agent.actor.autocast),
                                        old_distribution=needs.old_distribution,
                                        group=GroupBaseline.of(cfg) if needs.schedule is Schedule.GROUP else None)
 
