@@ -41,6 +41,9 @@ class TrainConfig:
     # the episode cost a solver sees each epoch (its multipliers, CPO's J_c): 0, the mean over the epoch's finished
     # episodes; N, the mean over the last N finished episodes, across epochs (safe-rlhf: 128; OmniSafe: 10-100)
     cost_window: int = 0
+    # the transformation of the CMDP the solver trains on (cmdp.transforms, docs/cmdp-transforms.md): {} none;
+    # {kind: saute, ...}, {kind: simmer, ...} or {kind: early_terminated}; resolved to every key of its kind
+    transform: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         """Range checks that types alone cannot express; raise ConfigError naming the field."""

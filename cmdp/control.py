@@ -3,7 +3,8 @@
 Safety-Gymnasium and the exact CMDPs register their environments with a `VectorFamily`, giving the factory that
 makes N copies and the dataclass of `env_kwargs` the factory accepts (checked before anything is built). The
 family builds the agent the solver declared (value critics for the PPO family), observation normalisation and
-reward/cost scaling, and the vectorised collector.
+reward/cost scaling, and the vectorised collector. With a `transform` in the config the solver trains on that
+transformation of the environment (`cmdp.transforms`), which the run holds as `transform`.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from cmdp.networks import ActorCritic, flat_obs_dim
 from cmdp.normalize import ObsNormalizer, ReturnScaler
 from cmdp.rollout import RolloutBatch, VecCollector, VecStepper
 from cmdp.spec import ConfigError
+from cmdp.transforms import KINDS, TransformedVecCMDP, make_transform
 from cmdp.vec_env import VecCMDP
 
 
@@ -33,6 +35,7 @@ class VectorFamily(EnvFamily):
 
     schedules = frozenset({Schedule.ON_POLICY, Schedule.OFF_POLICY})
     critics = frozenset({Critics.VALUE, Critics.ACTION_VALUE, Critics.NONE})
+    transforms = KINDS
 
     def __init__(self, factory: Callable[..., VecCMDP], env_kwargs: type | None = None,
                  cost_names: Sequence[str] | None = None) -> None:
@@ -58,18 +61,27 @@ class VectorFamily(EnvFamily):
 
 
 class ControlRun(FamilyRun):
-    """A vectorised environment, the MLP actor-critic, normalisers and the vectorised collector."""
+    """A vectorised environment, the MLP actor-critic, normalisers and the vectorised collector.
+
+    `env` is the environment itself; `transform` the transformation of it the solver trains on (None: none), and
+    `train_env` whichever of the two the collector steps.
+    """
 
     def __init__(self, cfg: Any, factory: Callable[..., VecCMDP], needs: SolverNeeds) -> None:
         self.device = torch.device(cfg.device)
         self.env = factory(num_envs=cfg.num_envs, **cfg.env_kwargs)
+        self.transform: TransformedVecCMDP | None = None
         try:
             self.spec = self.env.spec.with_limits(cfg.cost_limits)
+            if cfg.transform:  # wrapped after the limits are applied: Saute's budget and the early cut use them
+                self.transform = make_transform(cfg.transform, self.env, self.spec)
+                self.spec = self.transform.spec
+            self.train_env: VecCMDP = self.env if self.transform is None else self.transform
             torch.manual_seed(cfg.seed)
             self.stepper: VecStepper | None = None
             if needs.make_agent is not None:  # a solver with its own networks (off-policy): no collector state
                 self.agent = needs.make_agent(self.spec, cfg).to(self.device)
-                self.stepper = VecStepper(self.env, self.agent, self.device)
+                self.stepper = VecStepper(self.train_env, self.agent, self.device)
                 self.obs_normalizer = self.reward_scaler = self.cost_scaler = None
                 return
             self.agent = ActorCritic(self.spec.observation_space, self.spec.action_space, self.spec.num_costs,
@@ -82,26 +94,36 @@ class ControlRun(FamilyRun):
             k = self.spec.num_costs
             self.reward_scaler = ReturnScaler(cfg.num_envs, 1, cfg.gamma) if cfg.reward_normalize else None
             self.cost_scaler = ReturnScaler(cfg.num_envs, k, cfg.cost_gamma) if cfg.cost_normalize else None
-            self.collector = VecCollector(self.env, self.agent, np.array([cfg.gamma] + [cfg.cost_gamma] * k),
+            self.collector = VecCollector(self.train_env, self.agent, np.array([cfg.gamma] + [cfg.cost_gamma] * k),
                                           np.array([cfg.lam] + [cfg.cost_lam] * k), self.obs_normalizer,
                                           self.reward_scaler, self.cost_scaler, self.device,
                                           old_distribution=needs.old_distribution)
         except Exception:
-            self.env.close()
+            (self.env if self.transform is None else self.transform).close()  # the transformation closes the env
             raise
 
     def collect(self, cfg: Any, rng: np.random.Generator, reset_seed: int,
                 progress: Callable[[int], None] | None) -> RolloutBatch:
         if self.stepper is not None:
             raise ConfigError("this run's solver is off-policy: it collects transitions, not epochs")
-        return self.collector.collect(cfg.steps_per_epoch // cfg.num_envs, rng, reset_seed, progress=progress)
+        if self.transform is not None:
+            self.transform.start_epoch()
+        batch = self.collector.collect(cfg.steps_per_epoch // cfg.num_envs, rng, reset_seed, progress=progress)
+        if self.transform is not None:
+            self.transform.observe(batch.episodes)
+        return batch
 
     def start_steps(self, cfg: Any, reset_seed: int) -> None:
+        if self.transform is not None:
+            self.transform.start_epoch()
         self._stepper().start(reset_seed)
 
     def steps(self, cfg: Any, num_steps: int, rng: np.random.Generator, random_actions: bool,
               last: bool) -> Transitions:
-        return self._stepper().steps(num_steps, rng, random_actions, last)
+        chunk = self._stepper().steps(num_steps, rng, random_actions, last)
+        if self.transform is not None:
+            self.transform.observe(chunk.episodes)
+        return chunk
 
     def _stepper(self) -> VecStepper:
         if self.stepper is None:
@@ -109,7 +131,9 @@ class ControlRun(FamilyRun):
         return self.stepper
 
     def evaluate(self, episodes: int, seed: int, deterministic: bool) -> dict[str, Any]:
-        result = evaluate(self.env, self.agent, self.obs_normalizer, episodes, seed, deterministic).describe()
+        # a transformation's policy is measured on the CMDP it observes; its episodes count the original reward
+        env = self.env if self.transform is None or self.transform.evaluate_on_inner else self.transform
+        result = evaluate(env, self.agent, self.obs_normalizer, episodes, seed, deterministic).describe()
         result["cost_limits"] = dict(zip(self.spec.cost_names, self.spec.cost_limits.tolist()))
         return result
 
@@ -124,13 +148,16 @@ class ControlRun(FamilyRun):
     def state_dict(self) -> dict[str, Any]:
         return {"obs_normalizer": self.obs_normalizer.state_dict() if self.obs_normalizer else None,
                 "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None,
-                "cost_scaler": self.cost_scaler.state_dict() if self.cost_scaler else None}
+                "cost_scaler": self.cost_scaler.state_dict() if self.cost_scaler else None,
+                "transform": self.transform.state_dict() if self.transform is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for part, saved in ((self.obs_normalizer, state["obs_normalizer"]), (self.reward_scaler, state["reward_scaler"]),
                             (self.cost_scaler, state["cost_scaler"])):
             if part is not None:
                 part.load_state_dict(saved)
+        if self.transform is not None:
+            self.transform.load_state_dict(state["transform"])
 
     def close(self) -> None:
-        self.env.close()
+        self.train_env.close()

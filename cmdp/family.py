@@ -132,6 +132,8 @@ class EnvFamily(ABC):
     schedules: frozenset[Schedule] = frozenset({Schedule.ON_POLICY})
     #: critic kinds this family can build
     critics: frozenset[Critics] = frozenset({Critics.VALUE})
+    #: transformations of the CMDP (config key `transform`, cmdp.transforms) this family can train on
+    transforms: frozenset[str] = frozenset()
 
     def config_defaults(self) -> dict[str, Any]:
         """Keys between an algorithm's defaults and the user's config for this family (unknown keys skipped)."""

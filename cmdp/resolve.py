@@ -10,6 +10,7 @@ from cmdp.family import SolverNeeds
 from cmdp.presets import preset_values
 from cmdp.registry import get_algorithm, get_env, load_plugins
 from cmdp.spec import ConfigError, check_limits
+from cmdp.transforms import resolve_transform
 
 
 def resolve_config(overrides: dict[str, Any], config_file: str | None = None,
@@ -39,6 +40,9 @@ def resolve_config(overrides: dict[str, Any], config_file: str | None = None,
     known = set(field_names(solver_cls.Config))
     values = {**{k: v for k, v in family.config_defaults().items() if k in known}, **values}
     cfg = build_config(solver_cls.Config, values, source=config_file or "config")
+    # the kind's every key, defaults filled in, so config.yaml says what ran; refused first if the family lacks it
+    default_kind = solver_cls.Config().transform.get("kind")
+    cfg = replace(cfg, transform=resolve_transform(cfg.transform, cfg.env, family.transforms, default_kind))
     family.validate(cfg)
     check_limits(family.cost_names(cfg), cfg.cost_limits)
     family.check_solver(cfg, SolverNeeds.of(solver_cls))

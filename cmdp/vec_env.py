@@ -69,6 +69,12 @@ class _EpisodeTracker:
         self.cost[:] = 0.0
         self.length[:] = 0
 
+    def discard(self, idx: np.ndarray) -> None:
+        """Forget the running totals of copies `idx` (their episodes were ended from outside, not reported)."""
+        self.ret[idx] = 0.0
+        self.cost[idx] = 0.0
+        self.length[idx] = 0
+
     def update(self, reward: np.ndarray, costs: np.ndarray, done: np.ndarray) -> EpisodeStats:
         self.ret += reward
         self.cost += costs
@@ -107,11 +113,24 @@ class VecCMDP(ABC):
         result.episodes = self._tracker.update(result.reward, result.costs, result.terminated | result.truncated)
         return result
 
+    def end_episodes(self, mask: np.ndarray) -> np.ndarray:
+        """Restart now the copies where `mask` (N,) is True, mid-episode (early termination needs it): returns the
+        first observations of their new episodes, (M, *obs_shape) in copy order. Their running totals are dropped,
+        not reported as a finished episode (the caller reports the episode it ended)."""
+        idx = np.flatnonzero(np.asarray(mask, dtype=bool))
+        self._tracker.discard(idx)
+        return self._reset_copies(idx)
+
     def close(self) -> None:
         """Release processes and simulator resources."""
 
     @abstractmethod
     def _reset(self, seed: int | None) -> np.ndarray: ...
+
+    def _reset_copies(self, idx: np.ndarray) -> np.ndarray:
+        """Start a new episode in copies `idx` (unseeded: each continues its random stream); their observations."""
+        raise NotImplementedError(f"{type(self).__name__} cannot restart single copies (implement _reset_copies; "
+                                  "the early_terminated transformation needs it)")
 
     @abstractmethod
     def _step(self, actions: np.ndarray) -> StepResult: ...
@@ -146,6 +165,9 @@ class SyncVecCMDP(VecCMDP):
 
     def _reset(self, seed: int | None) -> np.ndarray:
         return np.stack([env.reset(None if seed is None else seed + i) for i, env in enumerate(self.envs)])
+
+    def _reset_copies(self, idx: np.ndarray) -> np.ndarray:
+        return np.stack([self.envs[i].reset(None) for i in idx])
 
     def _step(self, actions: np.ndarray) -> StepResult:
         n = self.num_envs
@@ -220,9 +242,9 @@ class SubprocVecCMDP(VecCMDP):
             raise
         super().__init__(specs[0], len(env_fns))
 
-    def _gather(self) -> list[Any]:
+    def _gather(self, conns: Sequence[Any] | None = None) -> list[Any]:
         out = []
-        for conn in self._conns:
+        for conn in self._conns if conns is None else conns:
             try:
                 status, payload = conn.recv()
             except EOFError:
@@ -236,6 +258,12 @@ class SubprocVecCMDP(VecCMDP):
         for i, conn in enumerate(self._conns):
             conn.send(("reset", None if seed is None else seed + i))
         return np.stack(self._gather())
+
+    def _reset_copies(self, idx: np.ndarray) -> np.ndarray:
+        conns = [self._conns[i] for i in idx]
+        for conn in conns:
+            conn.send(("reset", None))  # the worker's reset command, unseeded: the copy continues its stream
+        return np.stack(self._gather(conns))
 
     def _step(self, actions: np.ndarray) -> StepResult:
         for conn, action in zip(self._conns, actions):

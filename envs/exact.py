@@ -332,6 +332,11 @@ class TabularVecCMDP(VecCMDP):
         self._t[:] = 0
         return self._state.copy()
 
+    def _reset_copies(self, idx: np.ndarray) -> np.ndarray:
+        self._state[idx] = self._draw_start(len(idx))
+        self._t[idx] = 0
+        return self._state[idx].copy()
+
     def _step(self, actions: np.ndarray) -> StepResult:
         a = np.asarray(actions)
         if a.size != self.num_envs:

@@ -193,6 +193,11 @@ class QuadraticBanditVecCMDP(VecCMDP):
         self._t[:] = 0
         return self._obs.copy()
 
+    def _reset_copies(self, idx: np.ndarray) -> np.ndarray:
+        self._obs[idx] = self._draw(len(idx))
+        self._t[idx] = 0
+        return self._obs[idx].copy()
+
     def _step(self, actions: np.ndarray) -> StepResult:
         n, k = self.num_envs, self.num_costs
         a = np.asarray(actions, dtype=np.float64)
