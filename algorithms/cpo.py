@@ -14,8 +14,8 @@ infeasible, cases 0 and 1), and raises the cost surrogate by at most max(-c, 0);
 old policy is kept. The critics are then fitted by the shared minibatch loop.
 
 Units of c. J_c - d is an episode total; the surrogate is a per-sample mean. As in OpenAI's
-safety-starter-agents and OmniSafe, c is divided by the mean episode length, so that c + b^T x
-predicts (J_c(new) - d) / length. When advantages are standardised, the cost surrogate is in units
+safety-starter-agents, c is divided by the mean episode length, so that c + b^T x predicts
+(J_c(new) - d) / length (OmniSafe 0.5.0 uses the raw episode total: docs/omnisafe-differences.md, row 23). When advantages are standardised, the cost surrogate is in units
 of the cost advantage's standard deviation, so c is divided by that too (this leaves the
 subproblem's solution and the line search unchanged: b and c scale together). `cost_normalize`
 would rescale the cost advantages by a running factor the solver does not see, so it is refused.
@@ -83,16 +83,23 @@ class CPO(TrustRegionSolver):
             return self.last_c_per_step, violation
         return (self.last_c_per_step if self.last_c_per_step is not None else 0.0), float("nan")
 
-    def policy_step(self, batch: RolloutBatch, mean_episode_costs: np.ndarray) -> dict[str, float]:
-        """One trust-region step of the actor: CPO's subproblem, then the line search."""
-        cfg = self.cfg
+    def cost_streams(self, batch: RolloutBatch, mean_episode_costs: np.ndarray
+                     ) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+        """(A_r, A_c, c, J_c - d): the advantages the surrogates use (standardised per stream if
+        `standardize_advantages`) and the constraint value c in the cost surrogate's units (see the
+        module docstring). Shared with PCPO (`algorithms/pcpo.py`)."""
         c_per_step, violation = self.constraint_value(batch, mean_episode_costs)
         adv = batch.advantages[:, :2]
         c = c_per_step
-        if cfg.standardize_advantages:
+        if self.cfg.standardize_advantages:
             c = c_per_step / (float(adv[:, 1].std()) + 1e-8)  # same scale as the standardised A_c
             adv = normalize_advantages(adv)
-        adv_r, adv_c = adv[:, 0], adv[:, 1]
+        return adv[:, 0], adv[:, 1], c, violation
+
+    def policy_step(self, batch: RolloutBatch, mean_episode_costs: np.ndarray) -> dict[str, float]:
+        """One trust-region step of the actor: CPO's subproblem, then the line search."""
+        cfg = self.cfg
+        adv_r, adv_c, c, violation = self.cost_streams(batch, mean_episode_costs)
 
         surr_r, surr_c = self.surrogates(batch, adv_r, adv_c)
         g, b = self.gradients(surr_r, surr_c)

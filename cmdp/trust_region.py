@@ -1,4 +1,4 @@
-"""Trust-region machinery shared by the TRPO-style solvers (CPO, TRPO-Lagrangian).
+"""Trust-region machinery shared by the TRPO-style solvers (TRPO, NPG, CPO, PCPO and the Lagrangian ones).
 
 - `TrustRegionSolver`: the base those solvers subclass (TRPO itself, with hooks; see its docstring);
 - flat views of a module's parameters and gradients (`flat_params`, `set_flat_params`, `flat_grad`);
@@ -7,6 +7,8 @@
   mean KL(old || new) at the current parameters, built by double backward, plus damping;
 - `solve_cpo_subproblem`: CPO's trust-region step (Achiam et al. 2017, Appendix 10.2) as a pure
   function of plain tensors and floats, so it is testable on a hand-made quadratic;
+- `project_to_linear_constraint`: PCPO's projection of a step onto the half-space where the
+  linearised cost meets its limit, in the KL (H) or the L2 norm (Yang et al. 2020);
 - `backtracking_line_search`: shrink a step until a caller-supplied test accepts it;
 - `TrustRegionConfig`: the hyperparameters these solvers share (OmniSafe's TRPO/CPO defaults).
 
@@ -277,6 +279,32 @@ def _natural_step(hinv_g: torch.Tensor, case: int, q: float, r: float, s: float,
 
 
 # --------------------------------------------------------------------------------------------
+# PCPO's projection
+# --------------------------------------------------------------------------------------------
+
+def project_to_linear_constraint(x: torch.Tensor, b: torch.Tensor, c: float, metric_inv_b: torch.Tensor,
+                                 eps: float = 1e-8) -> tuple[torch.Tensor, float]:
+    """The point of {y : b^T y + c <= 0} closest to `x` in the norm ||y||_L = sqrt(y^T L y), and its multiplier.
+
+    `metric_inv_b` is L^-1 b: H^-1 b for PCPO's KL projection (L = H, the Fisher matrix), b itself for
+    its L2 projection (L = I). Minimising (y - x)^T L (y - x) / 2 subject to b^T y + c <= 0 gives
+    (the closed form of Yang et al. 2020, their a and b being our b and c)
+
+        y = x - nu L^-1 b,   nu = max(0, (b^T x + c) / (b^T L^-1 b)),
+
+    so y = x when x already satisfies the constraint, and b^T y + c = 0 when it did not. When
+    b^T L^-1 b <= eps the cost has no gradient to move along and `x` is returned unchanged (nu = 0).
+    Returns (y, nu).
+    """
+    denom = float(torch.dot(b, metric_inv_b))
+    excess = float(torch.dot(b, x)) + float(c)  # the linearised constraint's value at x
+    if denom <= eps or excess <= 0.0:
+        return x, 0.0
+    nu = excess / denom
+    return x - nu * metric_inv_b, nu
+
+
+# --------------------------------------------------------------------------------------------
 # Line search
 # --------------------------------------------------------------------------------------------
 
@@ -333,9 +361,10 @@ class TrustRegionSolver(PolicyGradientSolver):
     scaled to x^T H x / 2 = target_kl, then a backtracking line search that accepts the first
     fraction with mean KL(old || new) <= target_kl and a surrogate that did not decrease.
 
-    The pieces, for a `policy_step` of one's own: `surrogates(batch, *advs)` (one shared ratio, with
-    graph), `gradients(*surrogates)` (flat), `fisher(batch)` (the Fisher-vector product),
-    `natural_direction(fvp, g)` (H^-1 g by conjugate gradient), `scale_to_trust_region(fvp, x)`, and
+    The pieces, for a `policy_step` of one's own: `natural_step(batch, adv)` (TRPO's direction before
+    the line search), `surrogates(batch, *advs)` (one shared ratio, with graph), `gradients(*surrogates)`
+    (flat), `fisher(batch)` (the Fisher-vector product), `natural_direction(fvp, g)` (H^-1 g by
+    conjugate gradient), `scale_to_trust_region(fvp, x)`, and
     `line_search(batch, direction, accept)`, where `accept()` judges the actor as it stands (under
     no_grad) and returns (passes, {name: value measured}); the KL test, the finiteness of everything
     measured and the restore on failure are the base's. The old policy is `batch.old_dist`
@@ -344,22 +373,20 @@ class TrustRegionSolver(PolicyGradientSolver):
 
     Variants: a Lagrangian one adds only a multiplier (`update_multipliers`, `combine_advantages`),
     e.g. `class TRPOLag(TrustRegionSolver, PPOLag)`; an unconstrained TRPO is this class registered
-    under a name; one with a different step overrides `policy_step`, e.g. PCPO (Yang et al. 2020):
+    under a name (`algorithms/trpo.py`); one with a different step overrides `policy_step`: NPG
+    (`algorithms/npg.py`) takes `natural_step`'s direction without a line search, CPO solves its
+    subproblem, and PCPO (Yang et al. 2020, `algorithms/pcpo.py`, a subclass of CPO for its constraint
+    value) projects the reward step:
 
-        class PCPO(TrustRegionSolver):
-            max_costs = 1
-
-            def policy_step(self, batch, mean_episode_costs):
-                adv = normalize_advantages(batch.advantages[:, :2])
-                surr_r, surr_c = self.surrogates(batch, adv[:, 0], adv[:, 1])
-                g, b = self.gradients(surr_r, surr_c)
-                fvp = self.fisher(batch)
-                x = self.scale_to_trust_region(fvp, self.natural_direction(fvp, g))
-                hinv_b = self.natural_direction(fvp, b)
-                c = ...  # (J_c - d) per step in the surrogate's units, as CPO's constraint_value
-                x = x - max(0.0, (b @ x + c).item() / (b @ hinv_b).item()) * hinv_b  # KL projection
-                ls = self.line_search(batch, x, lambda: (True, {}))
-                return {"loss_pi": -surr_r.item(), **ls.metrics()}
+        def policy_step(self, batch, mean_episode_costs):
+            adv_r, adv_c, c, violation = self.cost_streams(batch, mean_episode_costs)  # CPO's
+            surr_r, surr_c = self.surrogates(batch, adv_r, adv_c)
+            g, b = self.gradients(surr_r, surr_c)
+            fvp = self.fisher(batch)
+            x = self.scale_to_trust_region(fvp, self.natural_direction(fvp, g))  # TRPO's reward step
+            metric_inv_b = self.natural_direction(fvp, b) if kl_projection else b  # H^-1 b or b
+            x, nu = project_to_linear_constraint(x, b, c, metric_inv_b)
+            ls = self.line_search(batch, x, accept)  # KL <= target_kl, cost surrogate within the slack
     """
 
     Config = TrustRegionConfig
@@ -377,11 +404,7 @@ class TrustRegionSolver(PolicyGradientSolver):
     def policy_step(self, batch: RolloutBatch, mean_episode_costs: np.ndarray) -> dict[str, float]:
         """TRPO's step on `policy_advantage(batch)`; returns the metrics to log (loss_pi, kl, ...)."""
         adv = self.policy_advantage(batch)
-        (surr,) = self.surrogates(batch, adv)
-        (g,) = self.gradients(surr)
-        surr_old = surr.item()
-        fvp = self.fisher(batch)
-        direction = self.scale_to_trust_region(fvp, self.natural_direction(fvp, g))
+        surr_old, g, direction = self.natural_step(batch, adv)
 
         def accept() -> tuple[bool, dict[str, float]]:
             d = self.surrogates(batch, adv)[0].item() - surr_old
@@ -392,6 +415,14 @@ class TrustRegionSolver(PolicyGradientSolver):
                 "pred_surr_change": ls.predicted_change(g)}
 
     # --- the pieces ---------------------------------------------------------------------------
+    def natural_step(self, batch: RolloutBatch, adv: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """The surrogate E[rho A] at the old policy, its gradient g, and the natural-gradient step
+        H^-1 g scaled to the trust region's boundary (x^T H x / 2 = target_kl): TRPO's and NPG's direction."""
+        (surr,) = self.surrogates(batch, adv)
+        (g,) = self.gradients(surr)
+        fvp = self.fisher(batch)
+        return surr.item(), g, self.scale_to_trust_region(fvp, self.natural_direction(fvp, g))
+
     def surrogates(self, batch: RolloutBatch, *advs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """E[rho A] for each (B,) advantage A, rho = pi(a|s) / pi_old(a|s) computed once, with graph
         (unless called under no_grad)."""
