@@ -68,3 +68,47 @@ def distribution_kl(p: torch.distributions.Distribution, q: torch.distributions.
     """
     kl = torch.distributions.kl_divergence(p, q)
     return kl.reshape(kl.shape[0], -1).sum(-1)
+
+
+def policy_gradient_loss(logp: torch.Tensor, logp_old: torch.Tensor,
+                         adv: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The unclipped importance-sampled surrogate as a loss to minimise: -E[rho A], rho = exp(logp - logp_old).
+
+    Its gradient at rho = 1 is the vanilla policy gradient -E[grad log pi(a|s) A]; nothing keeps later passes
+    near the behaviour policy except the caller's KL early stop. Also returns the mean ratio, detached.
+    """
+    ratio = torch.exp(logp - logp_old)
+    return -(ratio * adv).mean(), {"ratio": ratio.mean().detach()}
+
+
+def ipo_barrier_weight(mean_episode_costs: np.ndarray, limits: np.ndarray, kappa: float,
+                       penalty_max: float) -> np.ndarray:
+    """IPO's weight on each cost advantage: the gradient of the log barrier kappa * log(d_k - J_c,k) in J_c,k.
+
+    d/dJ [kappa log(d - J)] = -kappa / (d - J), so the barrier adds the cost advantage with weight
+    w_k = kappa / (d_k - J_c,k), which grows without bound as J_c,k approaches d_k from below. As in OmniSafe's IPO,
+    a weight above `penalty_max`, and any cost on or above its limit (where the barrier is undefined), gives
+    `penalty_max`. A NaN cost (no finished episode) gives NaN: the caller keeps its last weight. Shape (K,).
+    """
+    costs = np.asarray(mean_episode_costs, dtype=np.float64).reshape(-1)
+    slack = np.asarray(limits, dtype=np.float64).reshape(-1) - costs
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weight = kappa / slack
+    weight = np.where((slack <= 0) | (weight > penalty_max), penalty_max, weight)
+    return np.where(np.isnan(costs), np.nan, weight)
+
+
+def p3o_penalty(ratio: torch.Tensor, cost_adv: torch.Tensor, violation: "torch.Tensor | np.ndarray", kappa: float,
+                clip: float) -> torch.Tensor:
+    """P3O's exact penalty: kappa * sum_k max(0, E[max(rho A_c,k, clip(rho, 1-e, 1+e) A_c,k)] + violation_k).
+
+    `ratio` (b,), `cost_adv` (b, K), `violation` (K,) the constraint's current value J_c,k - d_k added to the
+    surrogate as given (the caller picks its units). The cost surrogate is clipped pessimistically (max, as PPO's
+    min for a reward): a step that lowers the cost gains nothing beyond the clip range. The ReLU makes the penalty
+    exact: zero, and gradient-free, while every linearised constraint holds.
+    """
+    ratio = ratio.unsqueeze(-1)
+    surrogate = torch.maximum(ratio * cost_adv, torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * cost_adv).mean(0)
+    violation = torch.as_tensor(violation, dtype=surrogate.dtype, device=surrogate.device)
+    return kappa * torch.relu(surrogate + violation).sum()
+
