@@ -3,7 +3,8 @@ does, (A_r - sum_k lambda_k A_c,k) / (1 + sum_k lambda_k), with one multiplier p
 the epoch's mean response cost minus its limit (`cmdp.lagrange.LagrangeOptions`: the same keys and options as
 `ppo_lag`, with the text family's defaults: init 1, SGD lr 0.1, bound 5, as safe-rlhf).
 
-Everything but the schedule and the critics is `ppo_lag`'s; no value model is loaded.
+Everything but the schedule, the critics and GRPO's optional KL term in the loss (`kl_loss_coeff`, see `grpo`) is
+`ppo_lag`'s; no value model is loaded.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from cmdp.algorithms.ppo_lag import PPOLag
 from cmdp.family import Critics, Schedule
-from cmdp.group import GroupConfig
+from cmdp.group import GroupConfig, ReferenceKLInLoss
 from cmdp.lagrange import LagrangeOptions
 from cmdp.registry import register_algorithm
 
@@ -22,7 +23,7 @@ class GRPOLagConfig(LagrangeOptions, GroupConfig):
 
 
 @register_algorithm("grpo_lag")
-class GRPOLag(PPOLag):
+class GRPOLag(ReferenceKLInLoss, PPOLag):
     """Critic-free GRPO with one Lagrange multiplier per cost."""
 
     Config = GRPOLagConfig

@@ -15,10 +15,13 @@ response's advantage). Two baselines:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import torch
 
 from cmdp.config import ConfigError
+from cmdp.losses import reference_kl
+from cmdp.rollout import Minibatch
 from cmdp.solver import PolicyGradientConfig
 
 
@@ -34,6 +37,10 @@ class GroupConfig(PolicyGradientConfig):
     # the group advantages are already on a common scale per prompt; a batch-wide standardisation on top would
     # undo GRPO's per-group one
     standardize_advantages: bool = False
+    # beta of GRPO's KL term in the loss, beta * KL(pi || pi_ref) per token (`cmdp.losses.reference_kl`; DeepSeekMath:
+    # 0.04). 0: no such term; the text family's KL penalty in the reward (`env_kwargs.kl_coeff`) is separate, so
+    # to move the KL from the reward into the loss set this and `env_kwargs.kl_coeff: 0`
+    kl_loss_coeff: float = 0.0
 
     def validate(self) -> None:
         super().validate()
@@ -42,6 +49,8 @@ class GroupConfig(PolicyGradientConfig):
                               f"got {self.group_baseline!r}")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2 (a baseline needs another episode), got {self.group_size}")
+        if self.kl_loss_coeff < 0:
+            raise ConfigError(f"kl_loss_coeff must be >= 0, got {self.kl_loss_coeff}")
         if self.steps_per_epoch % self.group_size:
             raise ConfigError(f"steps_per_epoch ({self.steps_per_epoch}) must be a multiple of group_size "
                               f"({self.group_size}): every start gets a whole group")
@@ -79,3 +88,22 @@ class GroupBaseline:
     def advantages(self, returns: torch.Tensor) -> torch.Tensor:
         """(S, E) per-episode stream totals -> (S, E) advantages (`group_advantages`)."""
         return group_advantages(returns, self.size, self.scale, self.leave_one_out)
+
+
+class ReferenceKLInLoss:
+    """Mixin of the group solvers: GRPO's KL term, `kl_loss_coeff * mean reference_kl(logp, ref_logp)`, added to
+    PPO's clipped surrogate at the same log-probabilities (one forward pass). List it before the solver base:
+    `class GRPO(ReferenceKLInLoss, PolicyGradientSolver)`. The batch carries the reference's log-probabilities
+    (`Minibatch.ref_logp`: the text family, the only one with group schedules, always fills it)."""
+
+    cfg: GroupConfig
+
+    def clipped_surrogate(self, mb: Minibatch, logp: torch.Tensor) -> tuple[torch.Tensor, Mapping[str, Any]]:
+        loss, info = super().clipped_surrogate(mb, logp)  # type: ignore[misc]  # the solver base after this mixin
+        if not self.cfg.kl_loss_coeff:
+            return loss, info
+        if mb.ref_logp is None:
+            raise RuntimeError("kl_loss_coeff needs the reference policy's log-probabilities in the batch, and this "
+                               "environment family does not provide them")
+        kl = reference_kl(logp, mb.ref_logp).mean()
+        return loss + self.cfg.kl_loss_coeff * kl, {**info, "kl_ref_loss": kl}

@@ -112,3 +112,10 @@ def p3o_penalty(ratio: torch.Tensor, cost_adv: torch.Tensor, violation: "torch.T
     violation = torch.as_tensor(violation, dtype=surrogate.dtype, device=surrogate.device)
     return kappa * torch.relu(surrogate + violation).sum()
 
+
+def reference_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-sample estimate of KL(pi || pi_ref) from the sampled actions' log-probabilities (GRPO's "k3", Schulman's
+    approximation): exp(ref - logp) - (ref - logp) - 1. Non-negative for every sample and unbiased when the actions
+    come from pi; its gradient in logp is 1 - pi_ref / pi, which pulls each probability towards the reference's."""
+    log_ratio = ref_logp - logp
+    return torch.exp(log_ratio) - log_ratio - 1.0

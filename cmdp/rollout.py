@@ -47,6 +47,7 @@ class Minibatch:
     # the behaviour policy's distribution at these states (solvers with `needs_old_distribution`; else None)
     old_dist: torch.distributions.Distribution | None = None
     values: torch.Tensor | None = None  # (b, 1 + K) the critics' estimates at collection time
+    ref_logp: torch.Tensor | None = None  # (b,) log-probability of `actions` under the frozen reference (text)
 
 
 @dataclass
@@ -71,12 +72,16 @@ class RolloutBatch:
     # is the whole batch); solvers pass decisions such as KL early stopping through `global_mean`
     reduce_mean: Callable[[float], float] | None = None
     old_dist: OldDistribution | None = None  # only for solvers that declared `needs_old_distribution`
+    # (B,) log-probability of each action under a frozen reference policy, for families that have one (text: the
+    # reference LM of the KL penalty), so a solver can put that KL in its loss (GRPO); None elsewhere
+    ref_logp: torch.Tensor | None = None
 
     def minibatch(self, idx: torch.Tensor, policy_adv: torch.Tensor | None) -> Minibatch:
         """The samples `idx` (from `minibatches`) with the policy advantage `policy_adv` (B,) selected alike."""
         return Minibatch(self.obs[idx], self.actions[idx], self.logp_old[idx],
                          None if policy_adv is None else policy_adv[idx], self.advantages[idx], self.returns[idx],
-                         None if self.old_dist is None else self.old_dist[idx], self.values[idx])
+                         None if self.old_dist is None else self.old_dist[idx], self.values[idx],
+                         None if self.ref_logp is None else self.ref_logp[idx])
 
     def global_mean(self, value: float) -> float:
         """`value` (a mean over this batch) averaged over every process's batch; itself in one process."""

@@ -169,8 +169,12 @@ class PolicyGradientSolver(Solver):
 
     def actor_loss(self, mb: Minibatch) -> tuple[torch.Tensor, Mapping[str, Any]]:
         """Loss on one minibatch and scalars to log: PPO's clipped surrogate of `mb.adv` minus an optional
-        entropy bonus."""
-        logp = self.agent.actor.log_prob(mb.obs, mb.actions)
+        entropy bonus (`clipped_surrogate` at the actor's current log-probabilities)."""
+        return self.clipped_surrogate(mb, self.agent.actor.log_prob(mb.obs, mb.actions))
+
+    def clipped_surrogate(self, mb: Minibatch, logp: torch.Tensor) -> tuple[torch.Tensor, Mapping[str, Any]]:
+        """PPO's clipped surrogate of `mb.adv` at the log-probabilities `logp` of `mb.actions`, minus the entropy
+        bonus; a variant that adds a term of the same log-probabilities extends this (one forward pass)."""
         loss, info = ppo_clip_loss(logp, mb.logp_old, mb.adv, self.cfg.clip)
         if self.cfg.entropy_coef:
             loss = loss - self.cfg.entropy_coef * self.agent.actor.entropy(mb.obs).mean()

@@ -524,7 +524,7 @@ class TextCollector:
                 "tokens_per_s_generate": float(len(seq_np) / t_generate) if t_generate > 0 else float("nan")}
         return RolloutBatch(obs, actions, logp.float(), flat(vals), flat(adv), flat(ret), episodes,
                             groups=seq, info=info, reduce_mean=_mean_over_ranks if _world() > 1 else None,
-                            old_dist=old_dist)
+                            old_dist=old_dist, ref_logp=ref_logp.float())
 
 
 def _world() -> int:
