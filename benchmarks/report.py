@@ -43,9 +43,14 @@ REFERENCE_CSV = REFERENCE_DIR / "omnisafe_on_policy.csv"
 REFERENCE_OFF_POLICY_CSV = REFERENCE_DIR / "omnisafe_off_policy.csv"
 #: how the report names the repository that a reference row's `source` ("OmniSafe <path>") points into
 REFERENCE_REPOSITORY = "OmniSafe repository (PKU-Alignment/omnisafe)"
-#: our algorithm name -> OmniSafe's (on-policy and off-policy names never clash)
+#: our algorithm name -> OmniSafe's (on-policy and off-policy names never clash); OmniSafe publishes no numbers
+#: for PDO, OnCRPO and IPO, so pdo, crpo and ipo find no row
 OMNISAFE_ALGOS = {"ppo": "PPO", "ppo_lag": "PPOLag", "cup": "CUP", "cpo": "CPO", "pid_lag": "CPPOPID",
                   "trpo_lag": "TRPOLag",
+                  "pg": "PolicyGradient", "npg": "NaturalPG", "trpo": "TRPO", "pdo": "PDO", "rcpo": "RCPO",
+                  "focops": "FOCOPS", "crpo": "OnCRPO", "ipo": "IPO", "p3o": "P3O", "pcpo": "PCPO",
+                  "trpo_pid": "TRPOPID", "ppo_saute": "PPOSaute", "trpo_saute": "TRPOSaute",
+                  "ppo_simmer_pid": "PPOSimmerPID", "ppo_early_terminated": "PPOEarlyTerminated",
                   "ddpg": "DDPG", "td3": "TD3", "sac": "SAC", "ddpg_lag": "DDPGLag", "td3_lag": "TD3Lag",
                   "sac_lag": "SACLag", "ddpg_pid": "DDPGPID", "td3_pid": "TD3PID", "sac_pid": "SACPID"}
 #: our environment name -> the column name in OmniSafe's on-policy table
