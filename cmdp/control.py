@@ -111,6 +111,7 @@ class ControlRun(FamilyRun):
         batch = self.collector.collect(cfg.steps_per_epoch // cfg.num_envs, rng, reset_seed, progress=progress)
         if self.transform is not None:
             self.transform.observe(batch.episodes)
+            batch.info.update(self.transform.metrics())
         return batch
 
     def start_steps(self, cfg: Any, reset_seed: int) -> None:

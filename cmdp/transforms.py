@@ -260,6 +260,10 @@ class TransformedVecCMDP(VecCMDP):
     def observe(self, episodes: EpisodeStats) -> None:
         """The episodes that finished during a training epoch (what an adaptive transformation learns from)."""
 
+    def metrics(self) -> dict[str, float]:
+        """What to log with each epoch (an adaptive transformation's state); none by default."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -352,6 +356,10 @@ class SimmerVecCMDP(SauteVecCMDP):
             mean = self.seen_sum / self.seen_count
             self.budget = self.controller.step(self.budget * self.scale, mean * self.scale) / self.scale
         self.seen_sum, self.seen_count = np.zeros(self.spec.num_costs), 0
+
+    def metrics(self) -> dict[str, float]:
+        """The budget the epoch's episodes ran with, per cost: `budget/<name>` (cost units)."""
+        return {f"budget/{name}": float(b) for name, b in zip(self.spec.cost_names, self.budget)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"budget": self.budget.tolist(), "controller": self.controller.state_dict(),
