@@ -234,9 +234,11 @@ def _list(args: argparse.Namespace) -> int:
 
     load_plugins(args.plugin)
     print("algorithms:")
-    for name, cls in algorithms().items():
+    solvers = algorithms()
+    width = max(map(len, solvers), default=0)  # one column for every name, the longest included
+    for name, cls in solvers.items():
         doc = (cls.__doc__ or "").strip().splitlines()
-        print(f"  {name:<16} {doc[0] if doc else ''}")
+        print(f"  {name:<{width}} {doc[0] if doc else ''}")
     by_family: dict[str, list[str]] = {}
     for name, entry in envs().items():
         by_family.setdefault(entry.group, []).append(name)
