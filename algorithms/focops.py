@@ -31,7 +31,7 @@ import torch
 
 from cmdp.algorithms.ppo_lag import PPOLag, PPOLagConfig
 from cmdp.config import ConfigError
-from cmdp.losses import distribution_kl
+from cmdp.losses import distribution_kl, penalised_advantage
 from cmdp.registry import register_algorithm
 from cmdp.rollout import Minibatch
 
@@ -63,7 +63,7 @@ class FOCOPS(PPOLag):
 
     def combine_advantages(self, adv: torch.Tensor) -> torch.Tensor:
         """A_r - sum_k nu_k A_c,k (the paper's, not divided by 1 + nu)."""
-        return adv[:, 0] - adv[:, 1:] @ torch.as_tensor(self.multiplier.value, dtype=adv.dtype, device=adv.device)
+        return penalised_advantage(adv, self.multiplier.value)
 
     def actor_loss(self, mb: Minibatch) -> tuple[torch.Tensor, Mapping[str, Any]]:
         actor, cfg = self.agent.actor, self.cfg

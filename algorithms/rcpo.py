@@ -43,7 +43,7 @@ import torch
 from cmdp.algorithms.npg import NPG
 from cmdp.algorithms.ppo_lag import PPOLag
 from cmdp.lagrange import LagrangeOptions
-from cmdp.losses import normalize_advantages
+from cmdp.losses import normalize_advantages, penalised_advantage
 from cmdp.registry import register_algorithm
 from cmdp.rollout import RolloutBatch
 from cmdp.trust_region import TrustRegionConfig
@@ -62,7 +62,5 @@ class RCPO(NPG, PPOLag):
 
     def policy_advantage(self, batch: RolloutBatch) -> torch.Tensor:
         """A_r - lambda . A_c from the raw streams, standardised afterwards (see the module docstring)."""
-        adv = batch.advantages
-        lam = torch.as_tensor(self.multiplier.value, dtype=adv.dtype, device=adv.device)
-        penalised = adv[:, 0] - adv[:, 1:] @ lam
+        penalised = penalised_advantage(batch.advantages, self.multiplier.value)
         return normalize_advantages(penalised) if self.cfg.standardize_advantages else penalised

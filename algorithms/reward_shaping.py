@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from cmdp.config import ConfigError
-from cmdp.losses import normalize_advantages
+from cmdp.losses import normalize_advantages, penalised_advantage
 from cmdp.registry import register_algorithm
 from cmdp.rollout import RolloutBatch
 from cmdp.solver import PolicyGradientConfig, PolicyGradientSolver
@@ -55,9 +55,7 @@ class RewardShaping(PolicyGradientSolver):
 
     def policy_advantage(self, batch: RolloutBatch) -> torch.Tensor:
         """A_r - beta . A_c from the raw streams, standardised afterwards (see the module docstring)."""
-        adv = batch.advantages
-        beta = torch.as_tensor(self.beta, dtype=adv.dtype, device=adv.device)
-        combined = adv[:, 0] - adv[:, 1:] @ beta
+        combined = penalised_advantage(batch.advantages, self.beta)
         return normalize_advantages(combined) if self.cfg.standardize_advantages else combined
 
     def multipliers(self) -> dict[str, float]:

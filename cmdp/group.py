@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import torch
 
 from cmdp.config import ConfigError
-from cmdp.losses import reference_kl
+from cmdp.losses import sampled_kl
 from cmdp.rollout import Minibatch
 from cmdp.solver import PolicyGradientConfig
 
@@ -37,7 +37,7 @@ class GroupConfig(PolicyGradientConfig):
     # the group advantages are already on a common scale per prompt; a batch-wide standardisation on top would
     # undo GRPO's per-group one
     standardize_advantages: bool = False
-    # beta of GRPO's KL term in the loss, beta * KL(pi || pi_ref) per token (`cmdp.losses.reference_kl`; DeepSeekMath:
+    # beta of GRPO's KL term in the loss, beta * KL(pi || pi_ref) per token (`cmdp.losses.sampled_kl`; DeepSeekMath:
     # 0.04). 0: no such term; the text family's KL penalty in the reward (`env_kwargs.kl_coeff`) is separate, so
     # to move the KL from the reward into the loss set this and `env_kwargs.kl_coeff: 0`
     kl_loss_coeff: float = 0.0
@@ -91,7 +91,7 @@ class GroupBaseline:
 
 
 class ReferenceKLInLoss:
-    """Mixin of the group solvers: GRPO's KL term, `kl_loss_coeff * mean reference_kl(logp, ref_logp)`, added to
+    """Mixin of the group solvers: GRPO's KL term, `kl_loss_coeff * mean sampled_kl(logp, ref_logp)`, added to
     PPO's clipped surrogate at the same log-probabilities (one forward pass). List it before the solver base:
     `class GRPO(ReferenceKLInLoss, PolicyGradientSolver)`. The batch carries the reference's log-probabilities
     (`Minibatch.ref_logp`: the text family, the only one with group schedules, always fills it)."""
@@ -105,5 +105,5 @@ class ReferenceKLInLoss:
         if mb.ref_logp is None:
             raise RuntimeError("kl_loss_coeff needs the reference policy's log-probabilities in the batch, and this "
                                "environment family does not provide them")
-        kl = reference_kl(logp, mb.ref_logp).mean()
+        kl = sampled_kl(logp, mb.ref_logp).mean()
         return loss + self.cfg.kl_loss_coeff * kl, {**info, "kl_ref_loss": kl}

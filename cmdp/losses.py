@@ -39,15 +39,29 @@ def value_loss(pred: torch.Tensor, returns: torch.Tensor, old_values: torch.Tens
     return err.mean(0).sum()
 
 
+def sampled_kl(logp_p: torch.Tensor, logp_q: torch.Tensor) -> torch.Tensor:
+    """Per-sample estimate of KL(p || q) from the log-probabilities under p and q of actions drawn from p
+    (Schulman's "k3", GRPO's): (rho - 1) - log rho with rho = q / p. Non-negative for every sample and unbiased;
+    as a loss in logp_p its gradient is 1 - q / p, which pulls each probability of p towards q's."""
+    log_ratio = logp_q - logp_p
+    return torch.exp(log_ratio) - 1.0 - log_ratio
+
+
 def approx_kl(logp_old: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
-    """Estimate of KL(old || new) from samples of the old policy: E[(rho - 1) - log rho] (always >= 0)."""
-    log_ratio = logp - logp_old
-    return (torch.exp(log_ratio) - 1.0 - log_ratio).mean()
+    """Estimate of KL(old || new) from samples of the old policy: the batch mean of `sampled_kl` (always >= 0)."""
+    return sampled_kl(logp_old, logp).mean()
 
 
 def normalize_advantages(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Zero mean, unit variance along the first axis (per stream when adv has a trailing axis)."""
     return (adv - adv.mean(0)) / (adv.std(0) + eps)
+
+
+def penalised_advantage(adv: torch.Tensor, penalties: "torch.Tensor | np.ndarray") -> torch.Tensor:
+    """A_r - sum_k w_k A_c,k from (B, 1 + K) advantages (column 0: reward) and K penalties w. With raw GAE
+    streams this is exactly the advantage of the penalised reward r - w . c (GAE is linear)."""
+    w = torch.as_tensor(penalties, dtype=adv.dtype, device=adv.device)
+    return adv[:, 0] - adv[:, 1:] @ w
 
 
 def lagrangian_advantage(adv: torch.Tensor, multipliers: "torch.Tensor | np.ndarray") -> torch.Tensor:
@@ -57,7 +71,7 @@ def lagrangian_advantage(adv: torch.Tensor, multipliers: "torch.Tensor | np.ndar
     growing with the multipliers.
     """
     lam = torch.as_tensor(multipliers, dtype=adv.dtype, device=adv.device)
-    return (adv[:, 0] - adv[:, 1:] @ lam) / (1.0 + lam.sum())
+    return penalised_advantage(adv, lam) / (1.0 + lam.sum())
 
 
 def distribution_kl(p: torch.distributions.Distribution, q: torch.distributions.Distribution) -> torch.Tensor:
@@ -112,10 +126,3 @@ def p3o_penalty(ratio: torch.Tensor, cost_adv: torch.Tensor, violation: "torch.T
     violation = torch.as_tensor(violation, dtype=surrogate.dtype, device=surrogate.device)
     return kappa * torch.relu(surrogate + violation).sum()
 
-
-def reference_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """Per-sample estimate of KL(pi || pi_ref) from the sampled actions' log-probabilities (GRPO's "k3", Schulman's
-    approximation): exp(ref - logp) - (ref - logp) - 1. Non-negative for every sample and unbiased when the actions
-    come from pi; its gradient in logp is 1 - pi_ref / pi, which pulls each probability towards the reference's."""
-    log_ratio = ref_logp - logp
-    return torch.exp(log_ratio) - log_ratio - 1.0

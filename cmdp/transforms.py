@@ -133,9 +133,13 @@ def resolve_transform(transform: dict, env: str, supported: frozenset[str], defa
     if kind not in supported:
         raise ConfigError(f"transform: environment '{env}' does not support the {kind!r} transformation "
                           f"(it supports: {', '.join(sorted(supported)) or 'none'})")
-    kwargs = build_config(KWARGS[kind], values, source="transform", owner=f"transform '{kind}'",
-                          key_prefix="transform.")
-    return {"kind": kind, **dataclasses.asdict(kwargs)}
+    return {"kind": kind, **dataclasses.asdict(_kwargs(kind, values))}
+
+
+def _kwargs(kind: str, values: dict) -> Any:
+    """The keys `values` (without `kind`) of a known kind, as its checked dataclass."""
+    return build_config(KWARGS[kind], values, source="transform", owner=f"transform '{kind}'",
+                        key_prefix="transform.")
 
 
 def check_kind(transform: dict, kind: str, algo: str) -> None:
@@ -151,10 +155,8 @@ def make_transform(transform: dict, inner: VecCMDP, spec: CMDPSpec) -> "Transfor
     """The wrapper a resolved `transform` describes, around `inner` whose spec with the run's limits is `spec`."""
     values = dict(transform)
     kind = values.pop("kind")
-    kwargs = build_config(KWARGS[kind], values, source="transform", owner=f"transform '{kind}'",
-                          key_prefix="transform.")
     wrapper = {"saute": SauteVecCMDP, "simmer": SimmerVecCMDP, "early_terminated": EarlyTerminatedVecCMDP}[kind]
-    return wrapper(inner, spec, kwargs)
+    return wrapper(inner, spec, _kwargs(kind, values))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -380,19 +382,17 @@ class EarlyTerminatedVecCMDP(TransformedVecCMDP):
     def __init__(self, inner: VecCMDP, spec: CMDPSpec, kwargs: EarlyTerminatedKwargs) -> None:
         super().__init__(inner, spec)
         self.limits = spec.cost_limits
-        self.totals = np.zeros((self.num_envs, spec.num_costs))  # each copy's running episode cost
 
     def _reset(self, seed: int | None) -> np.ndarray:
-        self.totals[:] = 0.0
         return self.inner.reset(seed)
 
     def _reset_copies(self, idx: np.ndarray) -> np.ndarray:
-        self.totals[idx] = 0.0
         return self.inner.end_episodes(np.isin(np.arange(self.num_envs), idx))
 
     def _transform(self, res: StepResult) -> tuple[StepResult, np.ndarray]:
-        self.totals += res.costs
-        over = first_violation(self.totals, self.limits)
+        # each copy's episode cost with this step's: the episode tracker's running total (this wrapper's episodes,
+        # cut ones included; `step` adds the step after this) plus the step's costs
+        over = first_violation(self._tracker.cost + res.costs, self.limits)
         done = res.terminated | res.truncated
         reward = np.where(over, 0.0, res.reward)
         terminated, truncated = res.terminated | over, res.truncated & ~over
@@ -402,7 +402,6 @@ class EarlyTerminatedVecCMDP(TransformedVecCMDP):
             obs, final_obs = res.obs.copy(), res.final_obs.copy()
             final_obs[cut] = res.obs[cut]
             obs[cut] = self.inner.end_episodes(cut)
-        self.totals[terminated | truncated] = 0.0
         return StepResult(obs, reward, res.costs, terminated, truncated, final_obs), res.reward
 
 

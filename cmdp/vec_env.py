@@ -83,9 +83,7 @@ class _EpisodeTracker:
             return EpisodeStats.empty(self.num_costs)
         idx = np.flatnonzero(done)
         stats = EpisodeStats(self.ret[idx].copy(), self.cost[idx].copy(), self.length[idx].copy())
-        self.ret[idx] = 0.0
-        self.cost[idx] = 0.0
-        self.length[idx] = 0
+        self.discard(idx)
         return stats
 
 

@@ -56,21 +56,21 @@ def test_group_solver_trains_the_language_model_without_value_models(quick_text_
         assert not lambdas
 
 
-def test_reference_kl_by_hand_and_its_mean_under_the_policy_is_the_kl() -> None:
-    from cmdp.losses import reference_kl
+def test_sampled_kl_by_hand_and_its_mean_under_the_policy_is_the_kl() -> None:
+    from cmdp.losses import sampled_kl
 
     # one sample: pi(a) = 0.5, pi_ref(a) = 0.25 -> 0.5 - log 0.5 - 1
-    one = reference_kl(torch.tensor([np.log(0.5)]), torch.tensor([np.log(0.25)]))
+    one = sampled_kl(torch.tensor([np.log(0.5)]), torch.tensor([np.log(0.25)]))
     assert one.item() == pytest.approx(0.5 - np.log(0.5) - 1.0)
-    assert reference_kl(torch.tensor([-1.3]), torch.tensor([-1.3])).item() == 0.0  # equal policies: 0
+    assert sampled_kl(torch.tensor([-1.3]), torch.tensor([-1.3])).item() == 0.0  # equal policies: 0
     # averaged over actions drawn from pi it is KL(pi || pi_ref): the estimate is unbiased
     pi, ref = torch.tensor([0.5, 0.25, 0.25]), torch.tensor([0.25, 0.5, 0.25])
     expected = float((pi * (pi / ref).log()).sum())  # 0.25 log 2
-    assert float((pi * reference_kl(pi.log(), ref.log())).sum()) == pytest.approx(expected)
+    assert float((pi * sampled_kl(pi.log(), ref.log())).sum()) == pytest.approx(expected)
 
 
 def test_grpo_puts_the_reference_kl_in_its_loss(quick_text_default: Path, tmp_path: Path) -> None:
-    from cmdp.losses import reference_kl
+    from cmdp.losses import sampled_kl
     from cmdp.solver import PolicyGradientSolver
 
     config = text_config(quick_text_default, algo="grpo_lag", total_steps=16, group_size=4, kl_loss_coeff=0.5)
@@ -85,7 +85,7 @@ def test_grpo_puts_the_reference_kl_in_its_loss(quick_text_default: Path, tmp_pa
         loss, info = trainer.solver.actor_loss(mb)
         logp = trainer.agent.actor.log_prob(mb.obs, mb.actions)
         base, _ = PolicyGradientSolver.clipped_surrogate(trainer.solver, mb, logp)
-        kl = reference_kl(logp, mb.ref_logp).mean()
+        kl = sampled_kl(logp, mb.ref_logp).mean()
     assert float(info["kl_ref_loss"]) == pytest.approx(float(kl))
     assert float(loss) == pytest.approx(float(base) + 0.5 * float(kl), abs=1e-6)
     trainer.agent.train()
