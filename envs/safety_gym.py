@@ -10,18 +10,13 @@ Two problems of safety-gymnasium 1.0.0 (the newest release) on Python 3.11, and 
    Python 3.11's dataclasses reject any unhashable default, so `import safety_gymnasium` raises
    ValueError. `import_safety_gymnasium` imports it while `dataclasses.dataclass` turns such
    defaults into `field(default_factory=...)` returning a copy of the array; the patch is undone
-   straight after the import and touches no other module. (A copy per instance is what the authors
-   meant; a shared mutable array default was the bug Python 3.11 guards against.)
+   straight after the import and touches no other module (`envs/safety_gym_compat.py`).
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import functools
-import importlib
-import sys
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +24,7 @@ from cmdp.control import VectorFamily
 from cmdp.registry import register_env
 from cmdp.spec import CMDPSpec, ConfigError, CostSpec
 from cmdp.vec_env import SubprocVecCMDP, SyncVecCMDP, VecCMDP
+from envs.safety_gym_compat import import_patched
 
 #: OmniSafe's default cost limit for Safety-Gymnasium tasks (its on-policy configs, cost_limit: 25).
 DEFAULT_COST_LIMIT = 25.0
@@ -38,39 +34,10 @@ NAV_TASKS = ("Goal", "Button", "Push", "Circle")
 VELOCITY_AGENTS = ("Hopper", "Ant", "HalfCheetah", "Walker2d", "Swimmer", "Humanoid")
 
 
-def _ndarray_defaults_to_factories(cls: type) -> type:
-    for name in list(cls.__dict__.get("__annotations__", {})):
-        value = cls.__dict__.get(name)
-        if isinstance(value, np.ndarray):
-            setattr(cls, name, dataclasses.field(default_factory=functools.partial(np.array, value)))
-    return cls
-
-
-@contextlib.contextmanager
-def ndarray_dataclass_defaults() -> Iterator[None]:
-    """While active, `@dataclass` accepts numpy-array field defaults (as Python <= 3.10 did)."""
-    original = dataclasses.dataclass
-
-    def dataclass(cls: type | None = None, /, **kwargs: Any) -> Any:
-        def wrap(c: type) -> type:
-            return original(**kwargs)(_ndarray_defaults_to_factories(c))
-
-        return wrap if cls is None else wrap(cls)
-
-    dataclasses.dataclass = dataclass
-    try:
-        yield
-    finally:
-        dataclasses.dataclass = original
-
-
 def import_safety_gymnasium() -> Any:
     """Import safety_gymnasium on any supported Python, or fail with install instructions."""
-    if "safety_gymnasium" in sys.modules:
-        return sys.modules["safety_gymnasium"]
     try:
-        with ndarray_dataclass_defaults():
-            return importlib.import_module("safety_gymnasium")
+        return import_patched()
     except ImportError as exc:
         raise ConfigError(
             f"safety-gymnasium is not importable ({exc}). Install it with ./install.sh, or by hand: "
