@@ -23,8 +23,8 @@ import numpy as np
 from cmdp.control import VectorFamily
 from cmdp.registry import register_env
 from cmdp.spec import CMDPSpec, ConfigError, CostSpec
-from cmdp.vec_env import SubprocVecCMDP, SyncVecCMDP, VecCMDP
-from envs.safety_gym_compat import import_patched
+from cmdp.vec_env import CMDPEnv, SubprocVecCMDP, SyncVecCMDP, VecCMDP
+from cmdp.envs.safety_gym_compat import import_patched
 
 #: OmniSafe's default cost limit for Safety-Gymnasium tasks (its on-policy configs, cost_limit: 25).
 DEFAULT_COST_LIMIT = 25.0
@@ -67,9 +67,25 @@ class SafetyGymEnv:
         self.env.close()
 
 
+#: Backends of the navigation tasks (`env_kwargs.backend`).
+BACKENDS = ("fast", "upstream")
+
+
+def check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ConfigError(f"env_kwargs.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+
+
 @dataclass
 class SafetyGymKwargs:
-    """The `env_kwargs` a Safety-Gymnasium task accepts: those of `safety_gymnasium.make` (its Builder)."""
+    """The `env_kwargs` a Safety-Gymnasium task accepts: those of `safety_gymnasium.make` (its Builder), and `backend`.
+
+    `backend` (navigation tasks): `fast` (the default) is `cmdp.envs.sg_fast`: upstream's own task objects with
+    the compiled model reused at reset and vectorised observations and costs, equal to upstream step by step
+    (tests/test_safety_gym_fast.py); `upstream` is safety-gymnasium as it is. `render_mode` works with both: the
+    fast backend renders through upstream's `Builder.render` on its reused model. Velocity tasks have one backend,
+    upstream's gymnasium MuJoCo environment; `fast` is accepted there and means the same.
+    """
 
     config: dict | None = None  # task configuration overrides, e.g. {agent_name: Point}
     render_mode: str | None = None  # 'rgb_array', 'depth_array' or 'human'
@@ -77,8 +93,10 @@ class SafetyGymKwargs:
     height: int = 256
     camera_id: int | None = None
     camera_name: str | None = None
+    backend: str = "fast"  # navigation tasks: 'fast' or 'upstream' (see above)
 
     def validate(self) -> None:
+        check_backend(self.backend)
         if self.render_mode not in (None, "rgb_array", "depth_array", "human"):
             raise ConfigError(f"env_kwargs.render_mode must be rgb_array, depth_array or human, got {self.render_mode!r}")
         if self.width < 1 or self.height < 1:
@@ -86,9 +104,22 @@ class SafetyGymKwargs:
 
 
 def make_safety_gym(name: str, num_envs: int = 1, **env_kwargs: Any) -> VecCMDP:
-    """N copies of a Safety-Gymnasium task: in this process for N = 1, one subprocess each for N > 1."""
-    fns = [functools.partial(SafetyGymEnv, name, env_kwargs) for _ in range(num_envs)]
+    """N copies of a Safety-Gymnasium task: in this process for N = 1, one subprocess each for N > 1.
+
+    Navigation tasks run on `env_kwargs['backend']` (default `fast`, see `SafetyGymKwargs`)."""
+    backend = env_kwargs.pop("backend", "fast")
+    check_backend(backend)
+    env_class = fast_navigation_env if backend == "fast" and "Velocity" not in name else SafetyGymEnv
+    fns = [functools.partial(env_class, name, env_kwargs) for _ in range(num_envs)]
     return SyncVecCMDP(fns) if num_envs == 1 else SubprocVecCMDP(fns)
+
+
+def fast_navigation_env(name: str, env_kwargs: dict[str, Any] | None = None) -> CMDPEnv:
+    """A navigation task on the fast backend (`cmdp.envs.sg_fast.FastSafetyGymEnv`)."""
+    import_safety_gymnasium()  # first: the backend imports safety_gymnasium's modules as it loads
+    from cmdp.envs.sg_fast import FastSafetyGymEnv
+
+    return FastSafetyGymEnv(name, env_kwargs, DEFAULT_COST_LIMIT)
 
 
 def task_names() -> list[str]:

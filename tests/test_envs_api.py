@@ -121,7 +121,7 @@ def test_ensemble_critic_heads_are_independent_mlps():
 # --- Safety-Gymnasium ---------------------------------------------------------------------------
 
 def test_ndarray_dataclass_defaults_shim():
-    from envs.safety_gym_compat import ndarray_dataclass_defaults
+    from cmdp.envs.safety_gym_compat import ndarray_dataclass_defaults
 
     with pytest.raises(ValueError, match="mutable default"):  # what Python 3.11 does on its own
         @dataclasses.dataclass
