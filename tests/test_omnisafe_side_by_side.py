@@ -1,0 +1,212 @@
+"""`python -m benchmarks.omnisafe_side_by_side`: reading both frameworks' progress files, the merged curves and
+throughput, the refusals, and a failing side stopping the other. The OmniSafe virtual environment is needed only by
+the slow test at the end."""
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import os
+import subprocess
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from cmdp.benchmarks import omnisafe_runner
+from cmdp.benchmarks.omnisafe_side_by_side import (CMDP, OMNISAFE, Comparison, RunFailed, SideRun, main,
+                                                   write_results)
+
+ROOT = Path(__file__).resolve().parents[1]
+OMNISAFE_PYTHON = ROOT / ".venv-omnisafe" / "bin" / "python"
+
+# The header of a real `cmdp train --algo ppo_lag` progress.csv, and of a real OmniSafe 0.5.0 PPOLag one.
+CMDP_HEADER = ("epoch,env_steps,ep_return,ep_cost,ep_len,episodes,ep_cost/cost,lambda/cost,loss_v,loss_pi,clip_frac,"
+               "kl,update_iters,entropy,lr,wall_s,steps_per_s,time_collect_s,time_update_s").split(",")
+OMNISAFE_HEADER = [
+    "Metrics/EpRet", "Metrics/EpCost", "Metrics/EpLen", "Train/Epoch", "Train/Entropy", "Train/KL", "Train/StopIter",
+    "Train/PolicyRatio", "Train/PolicyRatio/Min", "Train/PolicyRatio/Max", "Train/PolicyRatio/Std", "Train/LR",
+    "Train/PolicyStd", "TotalEnvSteps", "Loss/Loss_pi", "Loss/Loss_pi/Delta", "Value/Adv", "Loss/Loss_reward_critic",
+    "Loss/Loss_reward_critic/Delta", "Value/reward", "Loss/Loss_cost_critic", "Loss/Loss_cost_critic/Delta",
+    "Value/cost", "Time/Total", "Time/Rollout", "Time/Update", "Time/Epoch", "Time/FPS",
+    "Metrics/LagrangeMultiplier", "Metrics/LagrangeMultiplier/Min", "Metrics/LagrangeMultiplier/Max",
+    "Metrics/LagrangeMultiplier/Std"]
+
+
+def write_csv(path: Path, header: list[str], rows: list[dict[str, float]]) -> Path:
+    """A progress file with every column of `header`; the columns a row does not give hold a filler 7.0."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow([row.get(name, 7.0) for name in header])
+    return path
+
+
+def cmdp_progress(path: Path, header: list[str] = CMDP_HEADER) -> Path:
+    rows = [{"epoch": 1, "env_steps": 1000, "ep_return": 10.5, "ep_cost": 30.0, "lambda/cost": 0.1, "wall_s": 2.0},
+            {"epoch": 2, "env_steps": 2000, "ep_return": 20.25, "ep_cost": 12.0, "lambda/cost": 0.3, "wall_s": 4.0}]
+    return write_csv(path, header, rows)
+
+
+def omnisafe_progress(path: Path, header: list[str] = OMNISAFE_HEADER, epochs: int = 2) -> Path:
+    rows = [{"Train/Epoch": 0.0, "TotalEnvSteps": 1000.0, "Metrics/EpRet": 8.0, "Metrics/EpCost": 40.0,
+             "Metrics/LagrangeMultiplier": 0.2, "Time/Total": 9.0},
+            {"Train/Epoch": 1.0, "TotalEnvSteps": 2000.0, "Metrics/EpRet": 16.0, "Metrics/EpCost": 5.5,
+             "Metrics/LagrangeMultiplier": 0.6, "Time/Total": 20.0}][:epochs]
+    write_csv(path, header, rows)
+    path.with_name("runner.json").write_text(json.dumps({"omnisafe": "0.5.0"}))
+    return path
+
+
+def comparison(algo: str = "ppo_lag") -> Comparison:
+    return Comparison(algo, "SafetyHopperVelocity-v1", seed=0, steps=2000, steps_per_epoch=1000, cost_limit=25.0)
+
+
+def test_results_merge_both_formats(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    runs = [SideRun(CMDP, cmdp_progress(tmp_path / "cmdp" / "progress.csv"), wall_s=5.0, core=0),
+            SideRun(OMNISAFE, omnisafe_progress(tmp_path / "omnisafe" / "a" / "b" / "progress.csv"), wall_s=40.0,
+                    core=1)]
+    result = write_results(out, comparison(), runs)
+
+    with open(out / "curves.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows == [["framework", "epoch", "env_steps", "ep_return", "ep_cost", "multiplier"],
+                    ["cmdp-lab", "1", "1000", "10.5", "30.0", "0.1"],
+                    ["cmdp-lab", "2", "2000", "20.25", "12.0", "0.3"],
+                    ["OmniSafe", "1", "1000", "8.0", "40.0", "0.2"],  # OmniSafe counts epochs from 0
+                    ["OmniSafe", "2", "2000", "16.0", "5.5", "0.6"]]
+    png = (out / "curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    saved = json.loads((out / "throughput.json").read_text())
+    assert saved == result
+    assert saved["cmdp-lab"] == {"core": 0, "wall_s": 5.0, "steps_per_s": 400.0, "train_loop_s": 4.0,
+                                 "train_loop_steps_per_s": 500.0}
+    assert saved["OmniSafe"] == {"core": 1, "wall_s": 40.0, "steps_per_s": 50.0, "train_loop_s": 20.0,
+                                 "train_loop_steps_per_s": 100.0}
+    assert saved["ratio"] == pytest.approx(8.0) and saved["train_loop_ratio"] == pytest.approx(5.0)
+    assert (saved["omnisafe_algo"], saved["omnisafe_version"], saved["steps"]) == ("PPOLag", "0.5.0", 2000)
+    table = capsys.readouterr().out
+    assert "OmniSafe 0.5.0 PPOLag" in table and "cmdp-lab ppo_lag" in table and "8.00x" in table
+
+
+def test_cpo_has_no_multiplier_column(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    cmdp_header = [c for c in CMDP_HEADER if c != "lambda/cost"]
+    omnisafe_header = [c for c in OMNISAFE_HEADER if not c.startswith("Metrics/LagrangeMultiplier")]
+    runs = [SideRun(CMDP, cmdp_progress(tmp_path / "c.csv", cmdp_header), 5.0, 0),
+            SideRun(OMNISAFE, omnisafe_progress(tmp_path / "o" / "progress.csv", omnisafe_header), 40.0, 1)]
+    write_results(out, comparison("cpo"), runs)
+    with open(out / "curves.csv", newline="") as f:
+        assert [row["multiplier"] for row in csv.DictReader(f)] == ["", "", "", ""]
+
+
+@pytest.mark.parametrize("problem", ["missing multiplier", "missing steps", "short", "not a number", "no file"])
+def test_unreadable_side_fails_before_anything_is_written(tmp_path, problem):
+    out = tmp_path / "out"
+    out.mkdir()
+    header = {"missing multiplier": [c for c in OMNISAFE_HEADER if c != "Metrics/LagrangeMultiplier"],
+              "missing steps": [c for c in OMNISAFE_HEADER if c != "TotalEnvSteps"]}.get(problem, OMNISAFE_HEADER)
+    omnisafe_csv = omnisafe_progress(tmp_path / "o" / "progress.csv", header, epochs=1 if problem == "short" else 2)
+    cmdp_csv = cmdp_progress(tmp_path / "c.csv")
+    if problem == "not a number":
+        cmdp_csv.write_text(cmdp_csv.read_text().replace("20.25", "inf?"))
+    if problem == "no file":
+        cmdp_csv.unlink()
+    runs = [SideRun(CMDP, cmdp_csv, 5.0, 0), SideRun(OMNISAFE, omnisafe_csv, 40.0, 1)]
+    expected = {"missing multiplier": "no column 'Metrics/LagrangeMultiplier'",
+                "missing steps": "no column 'TotalEnvSteps'", "short": "OmniSafe logged 1 of 2 epochs",
+                "not a number": "column 'ep_return' holds 'inf\\?', not a number",
+                "no file": "cmdp-lab ended without writing"}[problem]
+    with pytest.raises(RunFailed, match=expected):
+        write_results(out, comparison(), runs)
+    assert list(out.iterdir()) == []
+
+
+def test_runner_shares_only_the_common_settings():
+    """The runner never imports cmdp (it runs under OmniSafe's python), and CPO's limit joins its algo_cfgs."""
+    tree = ast.parse((ROOT / "benchmarks" / "omnisafe_runner.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                 and node.module}
+    assert "cmdp" not in imported and omnisafe_runner.COMPAT_PATH == ROOT / "envs" / "safety_gym_compat.py"
+    args = Namespace(seed=3, steps=40_000, steps_per_epoch=20_000, cost_limit=25.0, cost_limit_section="algo_cfgs",
+                     log_dir="logs")
+    cfgs = omnisafe_runner.custom_cfgs(args)
+    assert cfgs["algo_cfgs"] == {"steps_per_epoch": 20_000, "cost_limit": 25.0}
+    assert cfgs["train_cfgs"] == {"total_steps": 40_000, "vector_env_nums": 1, "parallel": 1, "device": "cpu",
+                                  "torch_threads": 1}
+    assert cfgs["seed"] == 3 and "lagrange_cfgs" not in cfgs
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--algo", "sac_lag"], "unknown --algo 'sac_lag'"),
+    (["--steps", "lots"], "--steps must be a number"),
+    (["--steps", "0"], "--steps must be a whole number >= 1"),
+    (["--steps", "30000"], "--steps (30000) must be a whole number of epochs of --steps-per-epoch (20000)"),
+    (["--steps-per-epoch", "0"], "--steps-per-epoch must be >= 1"),
+    (["--omnisafe-python", "no/such/python"], "create it with benchmarks/omnisafe_venv.sh"),
+])
+def test_refusals_are_one_line_and_start_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("omnisafe_side_by_side: error: ") and message in err
+    assert not out.exists()
+
+
+def test_used_output_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "old.txt").write_text("an earlier result")
+    assert main(["--omnisafe-python", sys.executable, "--out", str(tmp_path)]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+
+
+def test_missing_omnisafe_python_from_the_command_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.omnisafe_side_by_side", "--omnisafe-python",
+                           str(tmp_path / "python"), "--out", str(tmp_path / "out")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [f"omnisafe_side_by_side: error: OmniSafe's python {tmp_path / 'python'} not "
+                                        "found; create it with benchmarks/omnisafe_venv.sh (or give --omnisafe-python)"]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the side-by-side pins its two sides to two cores")
+def test_failing_side_stops_the_other_and_writes_no_result(tmp_path, capsys):
+    """An 'OmniSafe python' that exits with status 3 at once: cmdp-lab's side (a real `cmdp train` of 1e6 steps) is
+    stopped, the error names OmniSafe with its last output line, and no curves or throughput are written."""
+    failing = tmp_path / "failing-python"
+    failing.write_text("#!/bin/sh\necho 'no module named omnisafe'\nexit 3\n")
+    failing.chmod(0o755)
+    out = tmp_path / "out"
+    assert main(["--omnisafe-python", str(failing), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == ("omnisafe_side_by_side: error: OmniSafe failed (exit status 3): no module named omnisafe "
+                   f"[log: {out / 'omnisafe.log'}]\n")
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["cmdp.log", "omnisafe.log"]
+    summary = out / "cmdp" / "summary.json"
+    assert not summary.exists() or not json.loads(summary.read_text())["finished"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not OMNISAFE_PYTHON.exists(), reason="needs benchmarks/omnisafe_venv.sh's .venv-omnisafe")
+def test_real_two_epoch_side_by_side(tmp_path):
+    """Both frameworks for real: ppo_lag and OmniSafe's PPOLag, 2 epochs of 2,000 steps on SafetyHopperVelocity-v1.
+    Measured 2026-12-02 on the 2-core machine shared with other jobs (load average 4-5): 72 s."""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.omnisafe_side_by_side", "--algo", "ppo_lag",
+                           "--steps", "4000", "--steps-per-epoch", "2000", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr
+    with open(out / "curves.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["framework"], r["epoch"], r["env_steps"]) for r in rows] == [
+        ("cmdp-lab", "1", "2000"), ("cmdp-lab", "2", "4000"), ("OmniSafe", "1", "2000"), ("OmniSafe", "2", "4000")]
+    assert all(float(r["ep_return"]) == float(r["ep_return"]) for r in rows)  # not NaN: episodes ended
+    result = json.loads((out / "throughput.json").read_text())
+    assert result["omnisafe_version"] == "0.5.0" and result["ratio"] > 0
