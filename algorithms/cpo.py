@@ -15,15 +15,16 @@ old policy is kept. The critics are then fitted by the shared minibatch loop.
 
 Units of c. J_c - d is an episode total; the surrogate is a per-sample mean. As in OpenAI's
 safety-starter-agents, c is divided by the mean episode length, so that c + b^T x predicts
-(J_c(new) - d) / length (OmniSafe 0.5.0 uses the raw episode total: docs/omnisafe-differences.md, row 23). When advantages are standardised, the cost surrogate is in units
-of the cost advantage's standard deviation, so c is divided by that too (this leaves the
-subproblem's solution and the line search unchanged: b and c scale together). `cost_normalize`
+(J_c(new) - d) / length (OmniSafe 0.5.0 uses the raw episode total: docs/omnisafe-differences.md, row 23).
+When the cost advantages are standardised (`cost_advantage: standardize`), the cost surrogate is in units of
+their standard deviation, so c is divided by that too (this leaves the subproblem's solution and the line
+search unchanged: b and c scale together); centred (`center`) they stay in cost units, and so does c. `cost_normalize`
 would rescale the cost advantages by a running factor the solver does not see, so it is refused.
 
 Defaults follow OmniSafe's CPO (omnisafe/configs/on-policy/CPO.yaml): target KL 0.01, conjugate
-gradient 15 iterations with damping 0.1, critic lr 1e-3 with 10 passes per epoch, line search of 15
-tries shrinking by 0.8 (`cmdp.trust_region.TrustRegionConfig`, which also explains the critics'
-minibatch size). One cost only.
+gradient 15 iterations with damping 0.1, critic lr 1e-3 with 10 passes per epoch, a line search shrinking by
+0.8 (`cmdp.trust_region.TrustRegionConfig`, which also explains the critics' minibatch size), of 20 tries (OmniSafe's
+CPO._update_actor passes 20 to its search; TRPO's is 15). One cost only.
 """
 from __future__ import annotations
 
@@ -35,7 +36,6 @@ import numpy as np
 import torch
 
 from cmdp.config import ConfigError
-from cmdp.losses import normalize_advantages
 from cmdp.registry import register_algorithm
 from cmdp.rollout import RolloutBatch
 from cmdp.trust_region import CASE_FEASIBLE_INTERSECTS, TrustRegionConfig, TrustRegionSolver, solve_cpo_subproblem
@@ -44,6 +44,8 @@ from cmdp.trust_region import CASE_FEASIBLE_INTERSECTS, TrustRegionConfig, Trust
 @dataclass
 class CPOConfig(TrustRegionConfig):
     """CPO's hyperparameters: the shared trust-region ones (OmniSafe's CPO defaults)."""
+
+    line_search_steps: int = 20  # OmniSafe's CPO searches 20 tries, its TRPO 15
 
     def validate(self) -> None:
         super().validate()
@@ -85,15 +87,12 @@ class CPO(TrustRegionSolver):
 
     def cost_streams(self, batch: RolloutBatch, mean_episode_costs: np.ndarray
                      ) -> tuple[torch.Tensor, torch.Tensor, float, float]:
-        """(A_r, A_c, c, J_c - d): the advantages the surrogates use (standardised per stream if
-        `standardize_advantages`) and the constraint value c in the cost surrogate's units (see the
-        module docstring). Shared with PCPO (`algorithms/pcpo.py`)."""
-        c_per_step, violation = self.constraint_value(batch, mean_episode_costs)
-        adv = batch.advantages[:, :2]
-        c = c_per_step
-        if self.cfg.standardize_advantages:
-            c = c_per_step / (float(adv[:, 1].std()) + 1e-8)  # same scale as the standardised A_c
-            adv = normalize_advantages(adv)
+        """(A_r, A_c, c, J_c - d): the advantages the surrogates use (`stream_advantages`) and the constraint
+        value c in the cost surrogate's units (see the module docstring). Shared with PCPO (`algorithms/pcpo.py`)."""
+        c, violation = self.constraint_value(batch, mean_episode_costs)
+        if self.cfg.standardize_advantages and self.cfg.cost_advantage == "standardize":
+            c = c / (float(batch.advantages[:, 1].std()) + 1e-8)  # same scale as the standardised A_c
+        adv = self.stream_advantages(batch)
         return adv[:, 0], adv[:, 1], c, violation
 
     def policy_step(self, batch: RolloutBatch, mean_episode_costs: np.ndarray) -> dict[str, float]:

@@ -17,7 +17,8 @@ Each epoch, after one ascent step per Lagrange multiplier (as PPO-Lag):
 So CUP is PPO-Lag with the cost moved out of the PPO advantage into a second, KL-anchored step.
 Defaults follow OmniSafe's CUP (omnisafe/configs/on-policy/CUP.yaml): target KL 0.01 for both steps,
 multiplier init 0.001, Adam lr 0.035, upper bound 2.0. Cost advantages are standardised per cost
-like the reward's (`standardize_advantages`), as in the authors' code; OmniSafe only centres them.
+like the reward's (`cost_advantage: standardize`), as in the authors' code; OmniSafe only centres them
+(`cost_advantage: center`, the default of the other solvers).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import torch
 
 from cmdp.algorithms.ppo_lag import PPOLag, PPOLagConfig
 from cmdp.config import ConfigError
-from cmdp.losses import approx_kl, distribution_kl, normalize_advantages
+from cmdp.losses import approx_kl, distribution_kl
 from cmdp.registry import register_algorithm
 from cmdp.rollout import OldDistribution, RolloutBatch
 
@@ -38,6 +39,8 @@ class CUPConfig(PPOLagConfig):
     """PPO-Lag's keys with OmniSafe CUP's defaults, plus the projection step's two keys."""
 
     target_kl: float = 0.01  # both steps (OmniSafe CUP); PPO-Lag uses 0.02
+    # the authors' code standardises the cost advantages like the reward's; OmniSafe only centres them ("center")
+    cost_advantage: str = "standardize"
     lagrangian_upper_bound: float | None = 2.0
     # Weight of the cost surrogate in the projection. None: the paper's (1 - cost_gamma * cost_lam) /
     # (1 - cost_gamma); undiscounted (cost_gamma = 1, e.g. text) that factor is undefined and 1 is used.
@@ -86,9 +89,8 @@ class CUP(PPOLag):
         return (1.0 - cfg.cost_gamma * cfg.cost_lam) / (1.0 - cfg.cost_gamma)
 
     def cost_advantages(self, batch: RolloutBatch) -> torch.Tensor:
-        """(B, K) cost advantages, standardised per cost when `standardize_advantages` is on."""
-        adv = batch.advantages[:, 1:]
-        return normalize_advantages(adv) if self.cfg.standardize_advantages else adv
+        """(B, K) cost advantages as the actor sees them (`stream_advantages`: standardised or centred)."""
+        return self.stream_advantages(batch)[:, 1:]
 
     def project(self, batch: RolloutBatch) -> dict[str, float]:
         """The projection step: minibatch passes on the actor alone, starting from (and anchored to)

@@ -13,12 +13,12 @@ constrained optimum as its solution (the paper's Theorem: an exact penalty).
 Units. The paper writes the constraint term as (1 - gamma)(J_C(pi_k) - d), the violation in the per-step units of
 the surrogate E[rho A_c] (performance difference: J_C(pi) - J_C(pi_k) = E[rho A_c] / (1 - gamma)). OmniSafe
 (omnisafe/algorithms/on_policy/penalty_function/p3o.py) adds the raw episode-total J_c - d instead, to a surrogate
-of standardised advantages. This file keeps OmniSafe's formula, so a violation of any size switches the penalty
+of centred cost advantages. This file keeps OmniSafe's formula, so a violation of any size switches the penalty
 fully on and a slack larger than the surrogate's typical size (about the clip range) switches it off; (1 - gamma)
 would vanish on the undiscounted CMDPs the tests use.
 The cost surrogate is clipped pessimistically (max), as the paper's L^CLIP_C; OmniSafe leaves the cost ratio
-unclipped. The cost advantages are standardised per cost like the reward's (`standardize_advantages`), as in
-OmniSafe. `combine_advantages` therefore passes every stream on, so `mb.adv` is (b, 1 + K) here (column 0 the
+unclipped. The cost advantages are centred per cost (`cost_advantage: center`, the default), as in OmniSafe's
+buffer; the exact-CMDP checks were measured with them standardised (`tests/exact_oracle.py`). `combine_advantages` therefore passes every stream on, so `mb.adv` is (b, 1 + K) here (column 0 the
 reward), not the (b,) of the other solvers.
 
 Defaults: OmniSafe's omnisafe/configs/on-policy/P3O.yaml: kappa 20, 10 passes per epoch, target KL 0.02, clip

@@ -89,7 +89,7 @@ class ControlRun(FamilyRun):
                                      with_critic=needs.critics is not Critics.NONE).to(self.device)
             # one-hot encodings of Discrete observations need no normalising
             box_obs = isinstance(self.spec.observation_space, gymnasium.spaces.Box)
-            self.obs_normalizer = (ObsNormalizer((flat_obs_dim(self.spec.observation_space),))
+            self.obs_normalizer = (ObsNormalizer((flat_obs_dim(self.spec.observation_space),), cfg.obs_clip)
                                    if cfg.obs_normalize and box_obs else None)
             k = self.spec.num_costs
             self.reward_scaler = ReturnScaler(cfg.num_envs, 1, cfg.gamma) if cfg.reward_normalize else None

@@ -57,6 +57,23 @@ def normalize_advantages(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return (adv - adv.mean(0)) / (adv.std(0) + eps)
 
 
+#: How the cost columns of the advantages are treated before the actor sees them (`cost_advantage`).
+COST_ADVANTAGE_MODES = ("standardize", "center")
+
+
+def standardize_streams(adv: torch.Tensor, cost_advantage: str = "standardize", eps: float = 1e-8) -> torch.Tensor:
+    """(B, 1 + K) advantages (column 0: reward) -> the reward column standardised, and each cost column
+    standardised too (`standardize`) or only centred (`center`: OmniSafe's buffer, which keeps cost advantages in
+    cost units, so a multiplier lambda weighs lambda units of cost against one std of reward advantage)."""
+    if cost_advantage not in COST_ADVANTAGE_MODES:
+        raise ValueError(f"cost_advantage must be one of {COST_ADVANTAGE_MODES}, got {cost_advantage!r}")
+    if cost_advantage == "standardize":
+        return normalize_advantages(adv, eps)
+    scale = torch.ones_like(adv[0])
+    scale[0] = adv[:, 0].std() + eps
+    return (adv - adv.mean(0)) / scale
+
+
 def penalised_advantage(adv: torch.Tensor, penalties: "torch.Tensor | np.ndarray") -> torch.Tensor:
     """A_r - sum_k w_k A_c,k from (B, 1 + K) advantages (column 0: reward) and K penalties w. With raw GAE
     streams this is exactly the advantage of the penalised reward r - w . c (GAE is linear)."""

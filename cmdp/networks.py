@@ -80,7 +80,7 @@ class GaussianActor(nn.Module):
     """Diagonal Gaussian policy for Box action spaces."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], activation: str = "tanh",
-                 init_log_std: float = -0.5) -> None:
+                 init_log_std: float = 0.0) -> None:
         super().__init__()
         self.activation = activation
         self.mean = mlp([obs_dim, *hidden, act_dim], activation, out_gain=0.01)
@@ -323,7 +323,7 @@ class ActorCritic(nn.Module):
 
     def __init__(self, observation_space: gymnasium.Space, action_space: gymnasium.Space, num_costs: int,
                  actor_hidden: list[int], critic_hidden: list[int], activation: str = "tanh",
-                 init_log_std: float = -0.5, with_critic: bool = True) -> None:
+                 init_log_std: float = 0.0, with_critic: bool = True) -> None:
         super().__init__()
         obs_dim = flat_obs_dim(observation_space)
         if isinstance(action_space, gymnasium.spaces.Box):

@@ -52,18 +52,21 @@ class RunningMeanStd:
 
 
 class ObsNormalizer:
-    """(obs - mean) / std clipped to [-clip, clip]; `update=True` first folds the batch in."""
+    """(obs - mean) / max(std, min_std) clipped to [-clip, clip]; `update=True` first folds the batch in.
 
-    def __init__(self, shape: tuple[int, ...], clip: float = 10.0, eps: float = 1e-8) -> None:
+    Defaults are OmniSafe's (omnisafe/common/normalizer.py, via its ObsNormalize wrapper): clip 5, std floored
+    at 1e-2, so a feature that has barely varied (an absent object's lidar) is not blown up to +-clip."""
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 5.0, min_std: float = 1e-2) -> None:
         self.stats = RunningMeanStd(shape)
-        self.clip, self.eps = clip, eps
+        self.clip, self.min_std = clip, min_std
 
     def __call__(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
         if update:
             self.stats.update(obs)
         if self.stats.count == 0:
             return np.asarray(obs, dtype=np.float64)
-        x = (obs - self.stats.mean) / (self.stats.std + self.eps)
+        x = (obs - self.stats.mean) / np.maximum(self.stats.std, self.min_std)
         return np.minimum(np.maximum(x, -self.clip), self.clip)  # np.clip is ~4x slower on small arrays
 
     def state_dict(self) -> dict[str, Any]:

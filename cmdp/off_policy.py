@@ -65,7 +65,8 @@ class OffPolicyConfig(TrainConfig):
     activation: str = "relu"
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
-    lr_decay: bool = False
+    lr_decay: bool = False  # the actor's learning rate decays linearly to 0 over the run
+    critic_lr_decay: bool = False  # the critics' too (with lr_decay)
     critic_l2: float = 0.0
     max_grad_norm: float = 40.0
     batch_size: int = 256

@@ -13,6 +13,7 @@ same solver code train an MLP policy with a plain torch optimiser and a language
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from typing import Any, ContextManager, Protocol
 
@@ -65,7 +66,8 @@ class TorchUpdater:
             {"params": self.actor_params, "lr": cfg.actor_lr, "weight_decay": 0.0},
             {"params": self.critic_params, "lr": cfg.critic_lr, "weight_decay": 2 * cfg.critic_l2},
         ], foreach=True)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, linear_decay(num_epochs, cfg.lr_decay))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, [
+            linear_decay(num_epochs, cfg.lr_decay), linear_decay(num_epochs, cfg.lr_decay and cfg.critic_lr_decay)])
 
     def step(self, actor_loss: torch.Tensor | None = None, critic_loss: torch.Tensor | None = None) -> None:
         """One optimiser step on the given losses; a part whose loss is None keeps its parameters."""
@@ -101,7 +103,7 @@ class TorchUpdater:
         with warnings.catch_warnings():
             # the schedule counts epochs, including an off-policy solver's warm-up epochs without any step,
             # after which torch warns that the scheduler stepped before the optimiser
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
             self.scheduler.step()
 
     def state_dict(self) -> dict[str, Any]:

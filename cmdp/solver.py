@@ -31,7 +31,7 @@ import torch
 
 from cmdp.config import ConfigError, TrainConfig
 from cmdp.family import Critics, Schedule
-from cmdp.losses import approx_kl, normalize_advantages, ppo_clip_loss, value_loss
+from cmdp.losses import COST_ADVANTAGE_MODES, approx_kl, ppo_clip_loss, standardize_streams, value_loss
 from cmdp.optim import Updater
 from cmdp.rollout import Minibatch, RolloutBatch
 from cmdp.spec import CMDPSpec
@@ -49,10 +49,12 @@ class PolicyGradientConfig(TrainConfig):
     actor_hidden: list[int] = field(default_factory=lambda: [64, 64])
     critic_hidden: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"
-    init_log_std: float = -0.5
+    init_log_std: float = 0.0  # std 1.0 at the start, as OmniSafe's GaussianLearningActor
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
-    lr_decay: bool = True  # linear decay to 0 over the run
+    lr_decay: bool = True  # the actor's learning rate decays linearly to 0 over the run
+    # the critics' too (with lr_decay); OmniSafe keeps the critics' rate constant (docs/omnisafe-differences.md row 5)
+    critic_lr_decay: bool = False
     update_iters: int = 40
     # OmniSafe uses 64. Measured on SafetyHopperVelocity-v1 (20k-step epochs): minibatches of 1000 reach
     # the same per-epoch KL (0.016 vs 0.020) and the same returns over the first epochs, while a pass
@@ -65,8 +67,12 @@ class PolicyGradientConfig(TrainConfig):
     value_clip: float | None = None
     critic_l2: float = 0.001  # L2 penalty on critic weights (coefficient of sum w^2)
     entropy_coef: float = 0.0
-    standardize_advantages: bool = True
+    standardize_advantages: bool = True  # per stream over the epoch; false: raw GAE advantages in every stream
+    # With standardize_advantages on, what the cost streams get: "center" (mean 0 only, so lambda weighs cost units:
+    # OmniSafe's buffer, docs/omnisafe-differences.md row 1) or "standardize" (mean 0, std 1, like the reward's).
+    cost_advantage: str = "center"
     obs_normalize: bool = True
+    obs_clip: float = 5.0  # normalised observations are clipped to [-obs_clip, obs_clip] (OmniSafe: 5)
     reward_normalize: bool = False
     cost_normalize: bool = False
 
@@ -78,9 +84,12 @@ class PolicyGradientConfig(TrainConfig):
         for name in ("gamma", "cost_gamma", "lam", "cost_lam"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("actor_lr", "critic_lr", "clip", "max_grad_norm"):
+        for name in ("actor_lr", "critic_lr", "clip", "max_grad_norm", "obs_clip"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.cost_advantage not in COST_ADVANTAGE_MODES:
+            raise ConfigError(f"cost_advantage must be one of {', '.join(COST_ADVANTAGE_MODES)}, "
+                              f"got {self.cost_advantage!r}")
         if self.activation not in ("tanh", "relu"):
             raise ConfigError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
         if self.value_clip is not None and not self.value_clip > 0:
@@ -180,10 +189,16 @@ class PolicyGradientSolver(Solver):
             loss = loss - self.cfg.entropy_coef * self.agent.actor.entropy(mb.obs).mean()
         return loss, {"clip_frac": info["clip_frac"]}
 
+    def stream_advantages(self, batch: RolloutBatch) -> torch.Tensor:
+        """(B, 1 + K) advantages per stream as the actor sees them: standardised per `standardize_advantages`
+        and `cost_advantage` (`cmdp.losses.standardize_streams`), else the raw GAE advantages."""
+        if not self.cfg.standardize_advantages:
+            return batch.advantages
+        return standardize_streams(batch.advantages, self.cfg.cost_advantage)
+
     def policy_advantage(self, batch: RolloutBatch) -> torch.Tensor:
-        """(B,) advantage for the actor: per-stream standardisation (if on), then `combine_advantages`."""
-        adv = normalize_advantages(batch.advantages) if self.cfg.standardize_advantages else batch.advantages
-        return self.combine_advantages(adv)
+        """(B,) advantage for the actor: `stream_advantages`, then `combine_advantages`."""
+        return self.combine_advantages(self.stream_advantages(batch))
 
     # --- the shared loop ------------------------------------------------------------------------
     def update(self, batch: RolloutBatch, mean_episode_costs: np.ndarray) -> dict[str, float]:

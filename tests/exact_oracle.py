@@ -20,6 +20,10 @@ EXACT_BASE: dict[str, Any] = dict(
     num_envs=16, steps_per_epoch=2048, total_steps=2048 * 160,
     gamma=1.0, cost_gamma=1.0,  # the oracle's objective is the undiscounted episode total
     actor_lr=3e-4, critic_lr=3e-3, update_iters=10, batch_size=512,
+    # The settings every test's multiplier step sizes were tuned and measured with, before the defaults became
+    # OmniSafe's (2026-12-02): cost advantages standardised like the reward's (the multipliers' learning rates are
+    # in those units) and the critics' learning rate decaying with the actor's.
+    cost_advantage="standardize", critic_lr_decay=True,
 )
 
 

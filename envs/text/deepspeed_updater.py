@@ -73,17 +73,17 @@ class DeepSpeedUpdater:
         self.stage = int(options.get("stage", 0))
         config = deepspeed_config(options, cfg.max_grad_norm, bf16)
         self.engines, self.optimizers, self.schedulers = {}, {}, {}
-        parts = [("actor", agent.actor, cfg.actor_lr, 0.0)]
+        parts = [("actor", agent.actor, cfg.actor_lr, 0.0, cfg.lr_decay)]
         if agent.critic is not None:
-            parts.append(("critic", agent.critic, cfg.critic_lr, 2 * cfg.critic_l2))
-        for part, module, lr, decay in parts:
+            parts.append(("critic", agent.critic, cfg.critic_lr, 2 * cfg.critic_l2, cfg.lr_decay and cfg.critic_lr_decay))
+        for part, module, lr, decay, lr_decay in parts:
             params = trainable_parameters(module)
             optimizer = torch.optim.Adam(params, lr=lr, weight_decay=decay)
             engine, _, _, _ = deepspeed.initialize(model=module, optimizer=optimizer, config=dict(config))
             self.engines[part] = engine
             self.optimizers[part] = optimizer
             # the schedule moves per epoch (end_epoch), so it is not handed to the engine (which steps per minibatch)
-            self.schedulers[part] = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay(num_epochs, cfg.lr_decay))
+            self.schedulers[part] = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay(num_epochs, lr_decay))
 
     def step(self, actor_loss: torch.Tensor | None = None, critic_loss: torch.Tensor | None = None) -> None:
         for part, loss in (("actor", actor_loss), ("critic", critic_loss)):

@@ -34,7 +34,8 @@ from cmdp.spec import ConfigError
 # cost 1.50 > 0, multiplier 0.04); with the decay: held-out cost -0.72, multiplier 0 (2026-12-01).
 DEMO_CONFIG: dict[str, Any] = {
     "total_steps": 1280, "steps_per_epoch": 64, "num_envs": 32,
-    "actor_lr": 1e-4, "critic_lr": 1e-4, "lr_decay": True, "update_iters": 4, "batch_size": 16,
+    "actor_lr": 1e-4, "critic_lr": 1e-4, "lr_decay": True, "critic_lr_decay": True, "cost_advantage": "standardize",
+    "update_iters": 4, "batch_size": 16,
     "lagrangian_lr": 0.2,
 }
 DEMO_ENV: dict[str, Any] = {"max_new_tokens": 64, "kl_coeff": 0.02}
