@@ -17,13 +17,15 @@ unfinished ones at their last logged epoch):
 
 Writes REPORT_DIR (default DIR/report): `report.md` (tables and figures together), `results.csv`,
 `results.md` and one `curves_<env>.png` per environment (return and cost against environment steps,
-mean over seeds with the seeds' min-max shaded, the cost limit as a dashed line).
+mean over seeds with the seeds' min-max shaded, the cost limit as a dashed line). A run folder with a video
+(`cmdp eval RUN --video`) also gets a strip of six of its frames, `frames_<env>_<algo>_seed<seed>.png`.
 """
 from __future__ import annotations
 
 import csv
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -502,6 +504,8 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
             plot_env(env, by_algo, path)
             figures.append((env, path.name))
 
+    strips = _frame_strips(runs, root, out) if plots else []
+
     suite = _read_suite(root)
     finished = [r for r in runs if r.finished]
     failed = [r for r in runs if r.error and not r.finished]
@@ -540,6 +544,11 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
                   "minimum and maximum; dashed: the cost limit.", ""]
         for env, name in figures:
             lines += [f"### {env}", "", f"![{env}]({name})", ""]
+    if strips:
+        lines += ["## Videos", "", "Six frames spread over each run's latest `cmdp eval --video` recording, first to "
+                  "last; each frame shows the episode's cost so far in its corner.", ""]
+        for title, image, video in strips:
+            lines += [f"### {title}", "", f"![{title}]({image})", "", f"[the video]({video})", ""]
     if unfinished or failed:
         lines += ["## Not finished", ""]
         for r in unfinished:
@@ -552,6 +561,23 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _frame_strips(runs: list[RunData], root: Path, out: Path) -> list[tuple[str, str, str]]:
+    """A frame strip (`cmdp.video.frame_strip`) for each run with a video: (title, strip file, video path), the
+    paths relative to `out`."""
+    from cmdp.video import frame_strip, latest_video
+
+    strips = []
+    for run in sorted(runs, key=lambda r: (r.env, r.algo, r.seed if r.seed is not None else -1, str(r.path))):
+        video = latest_video(run.path)
+        if video is None:
+            continue
+        name = f"frames_{run.env}_{run.algo}_seed{run.seed}.png"
+        frame_strip(video, out / name)
+        strips.append((f"{run.env} / {run.algo} / seed {run.seed} (`{run.path.relative_to(root)}`)", name,
+                       os.path.relpath(video, out)))
+    return strips
 
 
 def _budget_note(marked: list[dict[str, Any]]) -> list[str]:

@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="plugin code the run needs, trusted (the run folder's own are refused without --trust-plugins)")
     e.add_argument("--trust-plugins", action="store_true", help="import the plugin code the run folder names")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument("--video", action="store_true",
+                   help="also film the evaluation's first episode, rendered offscreen with the cumulative cost drawn "
+                        "on each frame, into RUN_DIR/videos/eval-<time>.mp4 (GIF without imageio-ffmpeg); "
+                        "Safety-Gymnasium tasks")
+    e.add_argument("--video-episodes", type=int, metavar="N",
+                   help="with --video: film the first N episodes (default 1)")
 
     ls = sub.add_parser("list", help="list registered algorithms and environments")
     ls.add_argument("--plugin", action="append", default=[], metavar="MODULE",
@@ -216,9 +222,18 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.episodes < 1 or args.num_envs < 1:
         raise ConfigError("--episodes and --num-envs must be >= 1")
+    if args.video_episodes is not None and (not args.video or args.video_episodes < 1):
+        raise ConfigError("--video-episodes needs --video and must be >= 1")
     with load_policy(args.run_dir, num_envs=args.num_envs, trust_plugins=args.trust_plugins,
                      plugins=args.plugin) as policy:
+        if args.video:
+            from cmdp.video import record_video, video_env_maker
+
+            video_env_maker(policy)  # refuses an environment that cannot be filmed before anything runs
         result = policy.evaluate(args.episodes, args.seed, deterministic=args.deterministic)
+        if args.video:
+            path, lengths = record_video(policy, args.video_episodes or 1, args.seed, args.deterministic)
+            result["video"] = str(path)
         if args.json:
             print(json.dumps(result, indent=2))
             return 0
@@ -226,6 +241,8 @@ def _eval(args: argparse.Namespace) -> int:
                  else "stochastic: actions sampled from the trained policy")
         print(f"{policy.cfg.algo} on {policy.cfg.env}, checkpoint of epoch {result['epoch']} ({which})")
         print(policy.run.format_evaluation(result))
+        if args.video:
+            print(f"video   {path}  ({' + '.join(map(str, lengths))} frames)")
     return 0
 
 
@@ -245,8 +262,10 @@ def _list(args: argparse.Namespace) -> int:
     print("environments:")
     for family, names in by_family.items():
         print(f"  [{family}] ({len(names)})")
-        for i in range(0, len(names), 4):
-            print("    " + "  ".join(f"{n:<28}" for n in names[i:i + 4]).rstrip())
+        width = max(28, *map(len, names))  # one column width per group, the longest name included
+        per_line = max(1, 120 // (width + 2))
+        for i in range(0, len(names), per_line):
+            print("    " + "  ".join(f"{n:<{width}}" for n in names[i:i + per_line]).rstrip())
     for error in ENTRY_POINT_ERRORS:
         print(f"warning: {error}", file=sys.stderr)
     return 0

@@ -1,4 +1,5 @@
-"""The control family: vectorised environments (`VecCMDP`) with an MLP actor-critic.
+"""The control family: vectorised environments (`VecCMDP`) with an MLP actor-critic (with a convolutional encoder in
+front for image observations, `ImageVectorFamily` and `cmdp.vision`).
 
 Safety-Gymnasium and the exact CMDPs register their environments with a `VectorFamily`, giving the factory that
 makes N copies and the dataclass of `env_kwargs` the factory accepts (checked before anything is built). The
@@ -18,11 +19,12 @@ from cmdp.config import build_config
 from cmdp.evaluation import evaluate
 from cmdp.family import Critics, EnvFamily, FamilyRun, Schedule, SolverNeeds, Transitions
 from cmdp.networks import ActorCritic, flat_obs_dim
-from cmdp.normalize import ObsNormalizer, ReturnScaler
+from cmdp.normalize import ObsNormalizer, PartialObsNormalizer, ReturnScaler
 from cmdp.rollout import RolloutBatch, VecCollector, VecStepper
 from cmdp.spec import ConfigError
 from cmdp.transforms import KINDS, TransformedVecCMDP, make_transform
 from cmdp.vec_env import VecCMDP
+from cmdp.vision import ImageLayout
 
 
 class VectorFamily(EnvFamily):
@@ -30,7 +32,8 @@ class VectorFamily(EnvFamily):
 
     `env_kwargs` is a dataclass whose fields are the keys the factory accepts (None: it accepts none); a user's
     `env_kwargs` is checked against it (unknown keys, wrong types) when the config is resolved. `cost_names`, when
-    given, lets `cost_limits` be checked then too.
+    given, lets `cost_limits` be checked then too. `video_env`, when given, makes one copy of the environment that
+    also renders its frames, `video_env(env_kwargs)` -> a `cmdp.video.FrameEnv` (`cmdp eval --video`).
     """
 
     schedules = frozenset({Schedule.ON_POLICY, Schedule.OFF_POLICY})
@@ -38,10 +41,12 @@ class VectorFamily(EnvFamily):
     transforms = KINDS
 
     def __init__(self, factory: Callable[..., VecCMDP], env_kwargs: type | None = None,
-                 cost_names: Sequence[str] | None = None) -> None:
+                 cost_names: Sequence[str] | None = None,
+                 video_env: Callable[[dict[str, Any]], Any] | None = None) -> None:
         self.factory = factory
         self.env_kwargs = env_kwargs
         self._cost_names = list(cost_names) if cost_names is not None else None
+        self.video_env = video_env
 
     def cost_names(self, cfg: Any) -> list[str] | None:
         return self._cost_names
@@ -58,6 +63,16 @@ class VectorFamily(EnvFamily):
 
     def build(self, cfg: Any, needs: SolverNeeds, training: bool = True) -> "ControlRun":
         return ControlRun(cfg, self.factory, needs)
+
+
+class ImageVectorFamily(VectorFamily):
+    """A `VectorFamily` whose observations include an image (`cmdp.vision`: a Dict space, flattened by the
+    environment). On-policy solvers only: the off-policy agents are MLPs over vector observations. No Saute: it
+    appends its budget to a flat vector observation, which would put it behind the image's pixels."""
+
+    schedules = frozenset({Schedule.ON_POLICY})
+    critics = frozenset({Critics.VALUE, Critics.NONE})
+    transforms = KINDS - {"saute"}
 
 
 class ControlRun(FamilyRun):
@@ -87,10 +102,15 @@ class ControlRun(FamilyRun):
             self.agent = ActorCritic(self.spec.observation_space, self.spec.action_space, self.spec.num_costs,
                                      cfg.actor_hidden, cfg.critic_hidden, cfg.activation, cfg.init_log_std,
                                      with_critic=needs.critics is not Critics.NONE).to(self.device)
-            # one-hot encodings of Discrete observations need no normalising
-            box_obs = isinstance(self.spec.observation_space, gymnasium.spaces.Box)
-            self.obs_normalizer = (ObsNormalizer((flat_obs_dim(self.spec.observation_space),), cfg.obs_clip)
-                                   if cfg.obs_normalize and box_obs else None)
+            # one-hot encodings of Discrete observations need no normalising; of an image observation only the
+            # vector sensors are normalised (the encoder scales the pixels)
+            space = self.spec.observation_space
+            layout = ImageLayout.of(space)
+            self.obs_normalizer: ObsNormalizer | None = None
+            if cfg.obs_normalize and isinstance(space, gymnasium.spaces.Box):
+                self.obs_normalizer = ObsNormalizer((flat_obs_dim(space),), cfg.obs_clip)
+            elif cfg.obs_normalize and layout is not None and layout.vector_dim:
+                self.obs_normalizer = PartialObsNormalizer(layout.vector_dim, cfg.obs_clip)
             k = self.spec.num_costs
             self.reward_scaler = ReturnScaler(cfg.num_envs, 1, cfg.gamma) if cfg.reward_normalize else None
             self.cost_scaler = ReturnScaler(cfg.num_envs, k, cfg.cost_gamma) if cfg.cost_normalize else None

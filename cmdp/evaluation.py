@@ -5,11 +5,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium
 import numpy as np
 import torch
 
-from cmdp.networks import ActorCritic, encode_obs
+from cmdp.networks import ActorCritic, Sampler, encode_obs
 from cmdp.normalize import ObsNormalizer
+from cmdp.spec import CMDPSpec
 from cmdp.vec_env import EpisodeStats, VecCMDP
 
 
@@ -31,26 +33,30 @@ class EvalResult:
         return out
 
 
+def policy_actions(spec: CMDPSpec, sample: Sampler, obs_normalizer: ObsNormalizer | None, obs: np.ndarray,
+                   rng: np.random.Generator, deterministic: bool) -> np.ndarray:
+    """What a saved policy does in evaluation: raw observations (N, ...) encoded, normalised with frozen statistics,
+    actions sampled (`sample` is the actor's `numpy_sampler()`) and clipped to a Box's bounds."""
+    x = encode_obs(spec.observation_space, obs)
+    if obs_normalizer is not None:
+        x = obs_normalizer(x, update=False)
+    actions = sample(x, rng, deterministic)
+    if isinstance(spec.action_space, gymnasium.spaces.Box):
+        return np.clip(actions, spec.action_space.low, spec.action_space.high)
+    return actions.astype(np.int64)
+
+
 @torch.no_grad()
 def evaluate(env: VecCMDP, agent: ActorCritic, obs_normalizer: ObsNormalizer | None, episodes: int,
              seed: int, deterministic: bool = True, max_steps: int = 10_000_000) -> EvalResult:
     """Run `episodes` complete episodes (normaliser frozen) and return their statistics."""
-    import gymnasium
-
-    space = env.spec.observation_space
-    box_act = isinstance(env.spec.action_space, gymnasium.spaces.Box)
     sample = agent.actor.numpy_sampler()
     rng = np.random.default_rng(seed)
     obs = env.reset(seed=seed)
     done: list[EpisodeStats] = []
     finished, steps = 0, 0
     while finished < episodes and steps < max_steps:
-        x = encode_obs(space, obs)
-        if obs_normalizer is not None:
-            x = obs_normalizer(x, update=False)
-        actions = sample(x, rng, deterministic)
-        actions = np.clip(actions, env.spec.action_space.low, env.spec.action_space.high) if box_act \
-            else actions.astype(np.int64)
+        actions = policy_actions(env.spec, sample, obs_normalizer, obs, rng, deterministic)
         res = env.step(actions)
         obs = res.obs
         steps += 1

@@ -1,4 +1,5 @@
-"""Actor and critic networks for vector observations (the control side of the framework).
+"""Actor and critic networks for vector observations (the control side of the framework); for image observations
+an encoder (`cmdp.vision.ImageEncoder`) goes in front of the actor's and the critics' MLPs.
 
 - `GaussianActor` (Box actions): MLP mean, state-independent learned log-std.
 - `CategoricalActor` (Discrete actions): MLP logits.
@@ -22,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cmdp.vision import ImageEncoder, ImageLayout
+
 ACTIVATIONS: dict[str, tuple[type[nn.Module], Callable[[np.ndarray], np.ndarray]]] = {
     "tanh": (nn.Tanh, np.tanh),
     "relu": (nn.ReLU, lambda x: np.maximum(x, 0.0)),
@@ -31,16 +34,22 @@ Sampler = Callable[[np.ndarray, np.random.Generator, bool], np.ndarray]
 
 
 def flat_obs_dim(space: gymnasium.Space) -> int:
-    """Length of the float vector an observation of `space` is encoded as."""
+    """Length of the float vector an observation of `space` is encoded as (a Dict with an image: the flat layout of
+    `cmdp.vision.ImageLayout`)."""
     if isinstance(space, gymnasium.spaces.Discrete):
         return int(space.n)
     if isinstance(space, gymnasium.spaces.Box):
         return int(np.prod(space.shape))
-    raise TypeError(f"unsupported observation space {space}; supported: Box, Discrete")
+    layout = ImageLayout.of(space)
+    if layout is not None:
+        return layout.flat_dim
+    raise TypeError(f"unsupported observation space {space}; supported: Box, Discrete, Dict of Box vectors and "
+                    "one (H, W, C) uint8 image")
 
 
 def encode_obs(space: gymnasium.Space, obs: np.ndarray) -> np.ndarray:
-    """Batch of raw observations (N, ...) -> float array (N, flat_obs_dim): one-hot for Discrete."""
+    """Batch of raw observations (N, ...) -> float array (N, flat_obs_dim): one-hot for Discrete. (Dict
+    observations with an image arrive already flattened by their environment, `cmdp.vision`.)"""
     if isinstance(space, gymnasium.spaces.Discrete):
         return np.eye(int(space.n), dtype=np.float64)[np.asarray(obs, dtype=np.int64) - int(space.start)]
     return np.asarray(obs, dtype=np.float64).reshape(len(obs), -1)
@@ -76,14 +85,21 @@ def _numpy_mlp(net: nn.Sequential, activation: str) -> Callable[[np.ndarray], np
     return forward
 
 
+def _after(encoder: nn.Module | None, net: nn.Sequential) -> nn.Sequential:
+    """`net`, with `encoder` applied first when there is one."""
+    return net if encoder is None else nn.Sequential(encoder, net)
+
+
 class GaussianActor(nn.Module):
-    """Diagonal Gaussian policy for Box action spaces."""
+    """Diagonal Gaussian policy for Box action spaces. With an `encoder` (image observations, `cmdp.vision`) the
+    MLP reads the encoder's output, and `obs_dim` is the encoder's `out_dim`."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], activation: str = "tanh",
-                 init_log_std: float = 0.0) -> None:
+                 init_log_std: float = 0.0, encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.activation = activation
-        self.mean = mlp([obs_dim, *hidden, act_dim], activation, out_gain=0.01)
+        self.encoded = encoder is not None
+        self.mean = _after(encoder, mlp([obs_dim, *hidden, act_dim], activation, out_gain=0.01))
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
@@ -110,8 +126,9 @@ class GaussianActor(nn.Module):
         return (0.5 + 0.5 * math.log(2 * math.pi) + self.log_std).sum().expand(obs.shape[0])
 
     def numpy_sampler(self) -> Sampler:
-        """A frozen numpy copy: sampler(obs (N, d), rng, deterministic) -> actions (N, act_dim)."""
-        forward = _numpy_mlp(self.mean, self.activation)
+        """A frozen numpy copy: sampler(obs (N, d), rng, deterministic) -> actions (N, act_dim). With an encoder,
+        the torch module itself computes the mean (`_live_forward`; a convolution in numpy would be slower)."""
+        forward = _live_forward(self.mean) if self.encoded else _numpy_mlp(self.mean, self.activation)
         std = self.log_std.detach().cpu().double().exp().numpy().copy()
 
         def sample(obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:
@@ -122,12 +139,14 @@ class GaussianActor(nn.Module):
 
 
 class CategoricalActor(nn.Module):
-    """Softmax policy for Discrete action spaces."""
+    """Softmax policy for Discrete action spaces; `encoder` as for `GaussianActor`."""
 
-    def __init__(self, obs_dim: int, num_actions: int, hidden: list[int], activation: str = "tanh") -> None:
+    def __init__(self, obs_dim: int, num_actions: int, hidden: list[int], activation: str = "tanh",
+                 encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.activation = activation
-        self.logits = mlp([obs_dim, *hidden, num_actions], activation, out_gain=0.01)
+        self.encoded = encoder is not None
+        self.logits = _after(encoder, mlp([obs_dim, *hidden, num_actions], activation, out_gain=0.01))
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Categorical:
         return torch.distributions.Categorical(logits=self.logits(obs))
@@ -151,7 +170,7 @@ class CategoricalActor(nn.Module):
         return torch.softmax(self.logits(obs), dim=-1)
 
     def numpy_sampler(self) -> Sampler:
-        forward = _numpy_mlp(self.logits, self.activation)
+        forward = _live_forward(self.logits) if self.encoded else _numpy_mlp(self.logits, self.activation)
 
         def sample(obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:
             logits = forward(obs)
@@ -319,19 +338,31 @@ class EnsembleCritic(nn.Module):
 
 class ActorCritic(nn.Module):
     """The policy plus one reward critic and one critic per cost (critic column 0 is the reward); `critic` is
-    None when `with_critic` is false."""
+    None when `with_critic` is false.
+
+    Image observations (a Dict space with an image, `cmdp.vision`): the actor has its own `ImageEncoder` in front of
+    its MLP, and the critics share another one in front of the ensemble."""
 
     def __init__(self, observation_space: gymnasium.Space, action_space: gymnasium.Space, num_costs: int,
                  actor_hidden: list[int], critic_hidden: list[int], activation: str = "tanh",
                  init_log_std: float = 0.0, with_critic: bool = True) -> None:
         super().__init__()
-        obs_dim = flat_obs_dim(observation_space)
+        layout = ImageLayout.of(observation_space)
+        encoder = None if layout is None else ImageEncoder(layout)
+        obs_dim = flat_obs_dim(observation_space) if encoder is None else encoder.out_dim
         if isinstance(action_space, gymnasium.spaces.Box):
             self.actor: nn.Module = GaussianActor(obs_dim, int(np.prod(action_space.shape)), actor_hidden,
-                                                  activation, init_log_std)
+                                                  activation, init_log_std, encoder)
         elif isinstance(action_space, gymnasium.spaces.Discrete):
-            self.actor = CategoricalActor(obs_dim, int(action_space.n), actor_hidden, activation)
+            self.actor = CategoricalActor(obs_dim, int(action_space.n), actor_hidden, activation, encoder)
         else:
             raise TypeError(f"unsupported action space {action_space}; supported: Box, Discrete")
         # critic-free solvers (group baselines) get none
-        self.critic = EnsembleCritic(obs_dim, critic_hidden, 1 + num_costs, activation) if with_critic else None
+        if not with_critic:
+            self.critic: nn.Module | None = None
+        elif layout is None:
+            self.critic = EnsembleCritic(obs_dim, critic_hidden, 1 + num_costs, activation)
+        else:
+            critic_encoder = ImageEncoder(layout)
+            self.critic = nn.Sequential(critic_encoder, EnsembleCritic(critic_encoder.out_dim, critic_hidden,
+                                                                       1 + num_costs, activation))

@@ -76,6 +76,22 @@ class ObsNormalizer:
         self.stats.load_state_dict(state)
 
 
+class PartialObsNormalizer(ObsNormalizer):
+    """`ObsNormalizer` over the first `size` features of each observation; the rest passes through unchanged.
+
+    Image observations (`cmdp.vision`) lay out the vector sensors first and the pixels after them: the sensors are
+    normalised here, the pixels are only scaled to [0, 1], by the encoder."""
+
+    def __init__(self, size: int, clip: float = 5.0, min_std: float = 1e-2) -> None:
+        super().__init__((size,), clip, min_std)
+        self.size = size
+
+    def __call__(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
+        out = np.array(obs, dtype=np.float64)  # a copy: the caller's rows stay raw
+        out[:, :self.size] = super().__call__(out[:, :self.size], update)
+        return out
+
+
 class ReturnScaler:
     """Scales per-step signals (reward or one cost each, shape (N, E)) by the std of their discounted return.
 

@@ -113,7 +113,9 @@ class VecCollector:
 
     Observations are encoded (one-hot for Discrete) and, for Box spaces when `obs_normalizer` is
     given, normalised with running statistics updated as the data arrives. Rewards and costs may be
-    rescaled for learning (`reward_scaler`, `cost_scaler`); episode statistics stay raw.
+    rescaled for learning (`reward_scaler`, `cost_scaler`); episode statistics stay raw. Image
+    observations arrive flat (`cmdp.vision`) and are stored as they are: the normaliser given for them
+    (`PartialObsNormalizer`) touches only their vector part, and the networks' encoders scale the pixels.
     """
 
     def __init__(self, env: VecCMDP, agent: ActorCritic, gamma: np.ndarray, lam: np.ndarray,
