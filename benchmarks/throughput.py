@@ -30,9 +30,10 @@ from cmdp.registry import get_algorithm, get_env
 from cmdp.trainer import Trainer, resolve_config
 
 
-def raw_rate(env_name: str, steps: int, num_envs: int, seed: int = 0) -> float:
-    """Random-action environment steps per second through the VecCMDP API."""
-    env = get_env(env_name).family.factory(num_envs=num_envs)
+def raw_rate(env_name: str, steps: int, num_envs: int, seed: int = 0,
+             env_kwargs: dict[str, Any] | None = None) -> float:
+    """Random-action environment steps per second through the VecCMDP API (the training run's `env_kwargs`)."""
+    env = get_env(env_name).family.factory(num_envs=num_envs, **(env_kwargs or {}))
     try:
         space = env.spec.action_space
         rng = np.random.default_rng(seed)
@@ -79,13 +80,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--num-envs", type=int, default=1)
     p.add_argument("--algo", nargs="+", default=["ppo_lag"], help="one or more algorithms, measured side by side")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for the training run (default: the algorithm's defaults)")
+                   help="config override for the training run (default: the algorithm's defaults); its env_kwargs "
+                        "also reach the raw measurement")
     p.add_argument("--out", help="also write the results as JSON here")
     args = p.parse_args(argv)
     overrides = parse_set(args.set)
     results = []
     for name, algo in [(name, algo) for name in args.envs for algo in args.algo]:
-        raw = raw_rate(name, args.steps, args.num_envs)
+        raw = raw_rate(name, args.steps, args.num_envs, env_kwargs=overrides.get("env_kwargs"))
         e2e = train_rate(name, args.steps, args.num_envs, algo, overrides=overrides)
         # Where the wall time went: the simulator (its raw time for these steps), the solver's own arithmetic
         # (the update phase) and everything else, which is the framework's overhead proper (collection bookkeeping,
