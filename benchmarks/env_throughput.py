@@ -30,7 +30,7 @@ from typing import Any, Callable
 import mujoco
 import numpy as np
 
-from cmdp.envs.safety_gym import SafetyGymEnv, fast_navigation_env, import_safety_gymnasium
+from cmdp.envs.safety_gym import SafetyGymEnv, env_maker, import_safety_gymnasium
 
 DEFAULT_TASKS = ["SafetyPointGoal1-v0", "SafetyCarGoal1-v0", "SafetyPointButton1-v0", "SafetyHopperVelocity-v1"]
 #: `cpu`: this process's CPU time (single-threaded work: wall time on an idle machine, and much less noisy on a
@@ -42,7 +42,7 @@ COLUMNS = ["task", "steps", "upstream_steps_per_s", "ours_steps_per_s", "physics
 
 def make_ours(name: str) -> Any:
     """Our environment for `name`: the fast backend for navigation tasks, our adapter for velocity tasks."""
-    return SafetyGymEnv(name) if "Velocity" in name else fast_navigation_env(name)
+    return env_maker(name, "fast")(name, None)
 
 
 def physics_of(ours: Any) -> tuple[mujoco.MjModel, int]:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from cmdp.vec_env import CMDPEnv, SubprocVecCMDP, SyncVecCMDP, VecCMDP
 from cmdp.vision import MIN_IMAGE_SIDE, ImageLayout
 from cmdp.envs.offscreen import check_offscreen_rendering, configure_gl
 from cmdp.envs.safety_gym_compat import import_patched
+
+if TYPE_CHECKING:
+    from cmdp.envs.sg_fast import FastSafetyGymEnv
 
 #: OmniSafe's default cost limit for Safety-Gymnasium tasks (its on-policy configs, cost_limit: 25).
 DEFAULT_COST_LIMIT = 25.0
@@ -234,9 +237,14 @@ def make_safety_gym(name: str, num_envs: int = 1, **env_kwargs: Any) -> VecCMDP:
     Navigation tasks run on `env_kwargs['backend']` (default `fast`, see `SafetyGymKwargs`)."""
     backend = env_kwargs.pop("backend", "fast")
     check_backend(backend)
-    env_class = fast_navigation_env if backend == "fast" and "Velocity" not in name else SafetyGymEnv
-    fns = [functools.partial(env_class, name, env_kwargs) for _ in range(num_envs)]
+    fns = [functools.partial(env_maker(name, backend), name, env_kwargs) for _ in range(num_envs)]
     return SyncVecCMDP(fns) if num_envs == 1 else SubprocVecCMDP(fns)
+
+
+def env_maker(name: str, backend: str) -> Callable[[str, dict[str, Any]], CMDPEnv]:
+    """What makes one copy of `name` on `backend`: the fast backend for a navigation task, else upstream's
+    environment (velocity tasks have one backend)."""
+    return fast_navigation_env if backend == "fast" and "Velocity" not in name else SafetyGymEnv
 
 
 def fast_navigation_env(name: str, env_kwargs: dict[str, Any] | None = None) -> CMDPEnv:
@@ -280,31 +288,7 @@ def make_upstream_task(name: str, num_envs: int = 1, **env_kwargs: Any) -> VecCM
     return SyncVecCMDP(fns) if num_envs == 1 else SubprocVecCMDP(fns)
 
 
-class FastFrameEnv:
-    """A navigation task on the fast backend whose `render()` is upstream's `Builder.render` on the reused model."""
-
-    def __init__(self, name: str, env_kwargs: dict[str, Any]) -> None:
-        import_safety_gymnasium()
-        from cmdp.envs.sg_fast import FastSafetyGymEnv
-
-        self.env = FastSafetyGymEnv(name, env_kwargs, DEFAULT_COST_LIMIT)
-        self.spec = self.env.spec
-
-    def reset(self, seed: int | None = None) -> np.ndarray:
-        return self.env.reset(seed)
-
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, bool, bool]:
-        return self.env.step(action)
-
-    def render(self) -> np.ndarray:
-        return self.env.builder.render()
-
-    def close(self) -> None:
-        self.env.close()
-        free_viewer(self.env.builder.task)
-
-
-def make_video_env(name: str, env_kwargs: dict[str, Any]) -> SafetyGymEnv | FastFrameEnv:
+def make_video_env(name: str, env_kwargs: dict[str, Any]) -> SafetyGymEnv | FastSafetyGymEnv:
     """One copy of `name` on the backend its runs use, whose `render()` gives the frames of `cmdp eval --video`:
     navigation tasks seen from upstream's 'track' camera (above and behind the agent) unless `env_kwargs` name a
     camera, velocity tasks from gymnasium's default camera, vision tasks as their agent camera's image."""
@@ -319,7 +303,7 @@ def make_video_env(name: str, env_kwargs: dict[str, Any]) -> SafetyGymEnv | Fast
         kwargs["camera_name"] = "track"
     kwargs["render_mode"] = "rgb_array"
     # the backend `make_safety_gym` would choose, so that the video shows the episodes `cmdp eval` measures
-    return FastFrameEnv(name, kwargs) if backend == "fast" and "Velocity" not in name else SafetyGymEnv(name, kwargs)
+    return env_maker(name, backend)(name, kwargs)
 
 
 def task_names() -> list[str]:

@@ -107,10 +107,11 @@ def test_video_refused_in_one_line(tmp_path, capsys, args, message):
 
 
 def test_navigation_frames_come_from_the_track_camera_on_the_runs_backend():
-    from cmdp.envs.safety_gym import FastFrameEnv, SafetyGymEnv, make_video_env
+    from cmdp.envs.safety_gym import SafetyGymEnv, make_video_env
+    from cmdp.envs.sg_fast import FastSafetyGymEnv
 
     nav = make_video_env("SafetyPointGoal0-v0", {})  # the fast backend, as the run's own environment
-    assert isinstance(nav, FastFrameEnv)
+    assert isinstance(nav, FastSafetyGymEnv)
     nav.reset(0)
     frame = nav.render()
     nav.close()

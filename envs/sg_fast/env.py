@@ -11,7 +11,7 @@ from safety_gymnasium.bases.base_task import BaseTask
 from safety_gymnasium.builder import Builder
 from safety_gymnasium.utils.task_utils import get_task_class_name
 
-from cmdp.envs.safety_gym import DEFAULT_COST_LIMIT
+from cmdp.envs.safety_gym import DEFAULT_COST_LIMIT, free_viewer
 from cmdp.envs.sg_fast.task import fast_task_class
 from cmdp.spec import CMDPSpec, CostSpec
 
@@ -60,5 +60,11 @@ class FastSafetyGymEnv:
             truncated = True  # SafeTimeLimit
         return obs, float(reward), np.array([float(cost)]), bool(terminated), bool(truncated)
 
+    def render(self) -> np.ndarray:
+        """The current frame: upstream's `Builder.render` on the reused model (made with render_mode 'rgb_array',
+        as `make_video_env` does)."""
+        return self.builder.render()
+
     def close(self) -> None:
         self.builder.close()
+        free_viewer(self.builder.task)
