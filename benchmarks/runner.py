@@ -40,16 +40,18 @@ def default_workers(cells: list[Cell]) -> int:
     return max(1, cpus // per_cell)
 
 
-def run_suite(suite_path: str | Path, out: str | Path | None = None, workers: int | None = None,
+def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, workers: int | None = None,
               use_ray: bool = False, ray_address: str | None = None, dry_run: bool = False,
-              stream: TextIO | None = None) -> int:
+              stream: TextIO | None = None, rerun: str | None = None) -> int:
     """Validate a suite, then train its cells that are not finished; the `cmdp benchmark` command.
 
+    `suite_path` is a suite file, or a `Suite` already loaded (`cmdp demo` changes the seeds or budget of its own);
+    `rerun` is the command that resumes an interrupted run (default: `cmdp benchmark SUITE --out OUT`).
     Returns the exit status: 0 when every cell finished, 1 when any failed, 130 when interrupted.
     Raises ConfigError (before anything is written) when the suite or any cell's config is invalid.
     """
     stream = stream or sys.stderr
-    suite = load_suite(suite_path)
+    suite = suite_path if isinstance(suite_path, Suite) else load_suite(suite_path)
     out = Path(out) if out else Path("runs") / f"benchmark-{suite.name}"
     if workers is not None and workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {workers}")
@@ -87,7 +89,7 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, workers: in
             run_local(todo, out, board, n_workers)
     except KeyboardInterrupt:
         board.close("interrupted")
-        print(f"\ninterrupted; rerun to resume: cmdp benchmark {suite.path} --out {out}", file=stream)
+        print(f"\ninterrupted; rerun to resume: {rerun or f'cmdp benchmark {suite.path} --out {out}'}", file=stream)
         return 130
     failed = [k for k, c in board.cells.items() if c["status"] == "failed"]
     board.close("failed" if failed else "complete")

@@ -1,4 +1,5 @@
-"""The `cmdp` command: train, eval, list, benchmark, report, and the text side's text-demo, train-score-model, arena."""
+"""The `cmdp` command: train, eval, list, benchmark, report, demo, and the text side's text-demo, train-score-model,
+arena."""
 from __future__ import annotations
 
 import argparse
@@ -72,6 +73,22 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run cells as Ray tasks: a local Ray, or the cluster at ADDRESS (e.g. auto, ray://host:10001)")
     b.add_argument("--dry-run", action="store_true", help="validate the suite and list its cells; train nothing")
+
+    m = sub.add_parser("demo", help="constrained against unconstrained learning in about five minutes on 2 cores: "
+                                    "ppo and pid_lag on SafetyPointCircle1-v0, curves and checks",
+                       description="Trains the demo suite (benchmarks/suites/demo.yaml: ppo, reward only, and pid_lag, "
+                                   "PID Lagrangian, on SafetyPointCircle1-v0, cost limit 25) into OUT/<env>/<algo>/"
+                                   "seed<seed>/, one run per core, writes `cmdp report`'s report and learning-curve "
+                                   "PNG to OUT/report, and prints each run's final return and cost against the limit "
+                                   "with the checks: every constrained run ends within its limit, every "
+                                   "unconstrained run breaks it. A rerun reuses finished runs.")
+    m.add_argument("--out", help="demo folder (default runs/demo; runs/demo-quick with --quick)")
+    m.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1 per algorithm (default 1: seed 0)")
+    m.add_argument("--total-steps", type=int, metavar="N", help="environment steps per run (default 260,000)")
+    m.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: one per CPU)")
+    m.add_argument("--quick", action="store_true", help="2 epochs of 1,000 steps: checks the pipeline in seconds, "
+                                                        "learns nothing")
+    m.add_argument("--no-plots", action="store_true", help="no learning-curve PNG (no matplotlib needed)")
 
     d = sub.add_parser("text-demo", help="Safe RLHF in minutes on a CPU: build the tiny default, train ppo and "
                                          "ppo_lag from its SFT policy, evaluate, report",
@@ -283,6 +300,15 @@ def _benchmark(args: argparse.Namespace) -> int:
                      ray_address=args.ray or None, dry_run=args.dry_run)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from cmdp.benchmarks.demo import run_demo
+
+    out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
+    status, _ = run_demo(out, seeds=args.seeds, total_steps=args.total_steps, quick=args.quick,
+                         workers=args.workers, plots=not args.no_plots)
+    return status
+
+
 def _text_demo(args: argparse.Namespace) -> int:
     from cmdp.registry import get_algorithm
     from cmdp.envs.text.demo import run_demo
@@ -377,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"train": _train, "eval": _eval, "list": _list, "benchmark": _benchmark,
-                "report": _report, "text-demo": _text_demo,
+                "report": _report, "demo": _demo, "text-demo": _text_demo,
                 "train-score-model": _train_score_model, "arena": _arena}[args.command](args)
     except ConfigError as exc:
         print(f"cmdp: error: {exc}", file=sys.stderr)
