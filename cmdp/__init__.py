@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+from cmdp.envs.offscreen import mujoco_gl_problem as _mujoco_gl_problem
+
 # gymnasium-robotics 1.2.2 (a safety-gymnasium requirement) makes every `import gymnasium` print a
 # notice about its Adroit hand tasks, which cmdp-lab never uses. Import gymnasium once with stderr
-# captured and pass on anything else it printed.
-if "gymnasium" not in _sys.modules:
+# captured and pass on anything else it printed. Not with a MUJOCO_GL that MuJoCo refuses: then
+# `import cmdp` still works, and the `cmdp` command says what is wrong in one line (cmdp.cli.main).
+if "gymnasium" not in _sys.modules and _mujoco_gl_problem() is None:
     _captured = _io.StringIO()
     with _contextlib.redirect_stderr(_captured):
         import gymnasium  # noqa: F401

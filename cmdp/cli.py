@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from cmdp.spec import ConfigError
+# nothing here imports gymnasium (cmdp.errors imports nothing): main() checks MUJOCO_GL before anything does
+from cmdp.errors import ConfigError
+from cmdp.envs.offscreen import mujoco_gl_problem
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -401,6 +403,10 @@ def _report(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    problem = mujoco_gl_problem()  # every command imports gymnasium, which imports MuJoCo
+    if problem:
+        print(f"cmdp: error: {problem}", file=sys.stderr)
+        return 2
     try:
         return {"train": _train, "eval": _eval, "list": _list, "benchmark": _benchmark,
                 "report": _report, "demo": _demo, "text-demo": _text_demo,

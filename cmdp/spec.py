@@ -8,9 +8,7 @@ from typing import Mapping, Sequence
 import gymnasium
 import numpy as np
 
-
-class ConfigError(ValueError):
-    """Bad user input (config, CLI argument, data). The message names the offending field."""
+from cmdp.errors import ConfigError  # re-exported: cmdp.spec.ConfigError is what most modules import
 
 
 @dataclass(frozen=True)

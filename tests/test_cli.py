@@ -162,3 +162,36 @@ def test_config_file_and_set_precedence(tmp_path):
     trainer = Trainer(cfg)
     assert trainer.spec.cost_limits.tolist() == [10.0]
     trainer.run.env.close()
+
+
+# --- an environment MuJoCo refuses at import ------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["foo", "eggl"])
+def test_a_mujoco_gl_value_mujoco_refuses_is_one_line_and_import_cmdp_still_works(value):
+    import os
+
+    env = {**os.environ, "MUJOCO_GL": value}
+    res = subprocess.run([sys.executable, "-m", "cmdp", "list"], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.strip() == f"cmdp: error: MUJOCO_GL={value!r} is not a value MuJoCo accepts (egl, osmesa or " \
+                                 f"glfw); set one of those or unset it"
+    # the library imports (gymnasium is left alone), and importing gymnasium gives MuJoCo's own error
+    probe = "import cmdp, sys; print('gymnasium' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "False"
+
+
+def test_mujoco_gl_problem_names_a_backend_library_that_is_missing(monkeypatch):
+    from cmdp.envs import offscreen
+
+    monkeypatch.setattr(offscreen.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(offscreen.ctypes.util, "find_library", lambda name: None)
+    for value, library in (("osmesa", "OSMesa"), ("EGL", "EGL")):
+        monkeypatch.setenv("MUJOCO_GL", value)
+        assert offscreen.mujoco_gl_problem().startswith(f"MUJOCO_GL={value.lower()}, but the {library} library is "
+                                                        f"not installed")
+    for value in ("glfw", "disable", ""):
+        monkeypatch.setenv("MUJOCO_GL", value)
+        assert offscreen.mujoco_gl_problem() is None
+    monkeypatch.delenv("MUJOCO_GL")
+    assert offscreen.mujoco_gl_problem() is None
