@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from cmdp.envs.offscreen import mujoco_gl_problem as _mujoco_gl_problem
+from cmdp.mujoco_gl import mujoco_gl_problem as _mujoco_gl_problem
 
 # gymnasium-robotics 1.2.2 (a safety-gymnasium requirement) makes every `import gymnasium` print a
 # notice about its Adroit hand tasks, which cmdp-lab never uses. Import gymnasium once with stderr

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 # nothing here imports gymnasium (cmdp.errors imports nothing): main() checks MUJOCO_GL before anything does
 from cmdp.errors import ConfigError
-from cmdp.envs.offscreen import mujoco_gl_problem
+from cmdp.mujoco_gl import mujoco_gl_problem
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,8 +16,8 @@ instead of a traceback from inside PyOpenGL at the first frame (or from an envir
 
 `mujoco` itself is imported with gymnasium (gymnasium-robotics registers its tasks as a gymnasium plugin), and
 MuJoCo's import raises for a `MUJOCO_GL` value it does not know (e.g. `MUJOCO_GL=foo`), or for `egl` or `osmesa`
-without that library. `mujoco_gl_problem` says so without importing anything: `import cmdp` then leaves gymnasium
-alone, and the `cmdp` command refuses in one line before anything imports gymnasium.
+without that library. `cmdp.mujoco_gl.mujoco_gl_problem` says so without importing anything: `import cmdp` then
+leaves gymnasium alone, and the `cmdp` command refuses in one line before anything imports gymnasium.
 """
 from __future__ import annotations
 
@@ -28,31 +28,10 @@ import platform
 import subprocess
 import sys
 
-from cmdp.errors import ConfigError
+from cmdp.spec import ConfigError
 
 INSTALL_HINT = ("install EGL with Mesa (Debian/Ubuntu: apt-get install libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri; "
                 "./install.sh does it) or OSMesa (libosmesa6), or set MUJOCO_GL=egl|osmesa|glfw")
-
-
-#: the `MUJOCO_GL` values MuJoCo 2.3.3 accepts on Linux (mujoco/gl_context.py), and the library each GL backend loads
-_MUJOCO_GL_VALUES = ("disable", "disabled", "off", "false", "0", "enable", "enabled", "on", "true", "1", "glfw", "",
-                     "glx", "egl", "osmesa")
-_BACKEND_LIBRARY = {"egl": "EGL", "osmesa": "OSMesa"}
-
-
-def mujoco_gl_problem() -> str | None:
-    """One line saying why `import mujoco` (and so `import gymnasium`) would fail with this process's `MUJOCO_GL`,
-    None when it would not fail for that reason. Imports nothing."""
-    value = os.environ.get("MUJOCO_GL", "").lower().strip()
-    if platform.system() != "Linux":
-        return None
-    if value not in _MUJOCO_GL_VALUES:
-        return (f"MUJOCO_GL={os.environ['MUJOCO_GL']!r} is not a value MuJoCo accepts (egl, osmesa or glfw); "
-                f"set one of those or unset it")
-    library = _BACKEND_LIBRARY.get(value)
-    if library and not ctypes.util.find_library(library):
-        return f"MUJOCO_GL={value}, but the {library} library is not installed: {INSTALL_HINT}"
-    return None
 
 
 def configure_gl() -> str | None:

@@ -182,7 +182,7 @@ def test_a_mujoco_gl_value_mujoco_refuses_is_one_line_and_import_cmdp_still_work
 
 
 def test_mujoco_gl_problem_names_a_backend_library_that_is_missing(monkeypatch):
-    from cmdp.envs import offscreen
+    from cmdp import mujoco_gl as offscreen
 
     monkeypatch.setattr(offscreen.platform, "system", lambda: "Linux")
     monkeypatch.setattr(offscreen.ctypes.util, "find_library", lambda name: None)
