@@ -11,10 +11,11 @@ import ctypes.util
 import os
 import platform
 
-#: the `MUJOCO_GL` values MuJoCo 2.3.3 accepts on Linux (mujoco/gl_context.py), and the library each GL backend loads
+#: the `MUJOCO_GL` values MuJoCo 2.3.3 accepts on Linux (mujoco/gl_context.py)
 _MUJOCO_GL_VALUES = ("disable", "disabled", "off", "false", "0", "enable", "enabled", "on", "true", "1", "glfw", "",
                      "glx", "egl", "osmesa")
-_BACKEND_LIBRARY = {"egl": "EGL", "osmesa": "OSMesa"}
+#: the headless GL backends and the library each loads, in the order `cmdp.envs.offscreen.configure_gl` prefers them
+BACKEND_LIBRARIES = {"egl": "EGL", "osmesa": "OSMesa"}
 
 
 def mujoco_gl_problem() -> str | None:
@@ -26,7 +27,7 @@ def mujoco_gl_problem() -> str | None:
     if value not in _MUJOCO_GL_VALUES:
         return (f"MUJOCO_GL={os.environ['MUJOCO_GL']!r} is not a value MuJoCo accepts (egl, osmesa or glfw); "
                 f"set one of those or unset it")
-    library = _BACKEND_LIBRARY.get(value)
+    library = BACKEND_LIBRARIES.get(value)
     if library and not ctypes.util.find_library(library):
         return (f"MUJOCO_GL={value}, but the {library} library is not installed; install it (./install.sh installs "
                 f"EGL), set MUJOCO_GL=egl|osmesa|glfw or unset it")

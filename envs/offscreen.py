@@ -28,6 +28,7 @@ import platform
 import subprocess
 import sys
 
+from cmdp.mujoco_gl import BACKEND_LIBRARIES
 from cmdp.spec import ConfigError
 
 INSTALL_HINT = ("install EGL with Mesa (Debian/Ubuntu: apt-get install libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri; "
@@ -41,7 +42,7 @@ def configure_gl() -> str | None:
         return None
     if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
         return None
-    for backend, library in (("egl", "EGL"), ("osmesa", "OSMesa")):
+    for backend, library in BACKEND_LIBRARIES.items():
         if ctypes.util.find_library(library):
             os.environ["MUJOCO_GL"] = backend
             return backend

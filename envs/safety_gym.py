@@ -237,7 +237,13 @@ def make_safety_gym(name: str, num_envs: int = 1, **env_kwargs: Any) -> VecCMDP:
     Navigation tasks run on `env_kwargs['backend']` (default `fast`, see `SafetyGymKwargs`)."""
     backend = env_kwargs.pop("backend", "fast")
     check_backend(backend)
-    fns = [functools.partial(env_maker(name, backend), name, env_kwargs) for _ in range(num_envs)]
+    return _copies(env_maker(name, backend), name, env_kwargs, num_envs)
+
+
+def _copies(make_env: Callable[[str, dict[str, Any]], CMDPEnv], name: str, env_kwargs: dict[str, Any],
+            num_envs: int) -> VecCMDP:
+    """`num_envs` copies of `make_env(name, env_kwargs)`: in this process for one, one subprocess each for more."""
+    fns = [functools.partial(make_env, name, env_kwargs) for _ in range(num_envs)]
     return SyncVecCMDP(fns) if num_envs == 1 else SubprocVecCMDP(fns)
 
 
@@ -283,9 +289,7 @@ def make_upstream_task(name: str, num_envs: int = 1, **env_kwargs: Any) -> VecCM
     check_task_assets(name)
     if is_vision_task(name):
         check_offscreen_rendering()  # a failure inside an environment subprocess would reach us as a traceback
-    env_class = SafetyGymImageEnv if is_vision_task(name) else SafetyGymEnv
-    fns = [functools.partial(env_class, name, env_kwargs) for _ in range(num_envs)]
-    return SyncVecCMDP(fns) if num_envs == 1 else SubprocVecCMDP(fns)
+    return _copies(SafetyGymImageEnv if is_vision_task(name) else SafetyGymEnv, name, env_kwargs, num_envs)
 
 
 def make_video_env(name: str, env_kwargs: dict[str, Any]) -> SafetyGymEnv | FastSafetyGymEnv:
