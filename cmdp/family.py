@@ -134,6 +134,8 @@ class EnvFamily(ABC):
     critics: frozenset[Critics] = frozenset({Critics.VALUE})
     #: transformations of the CMDP (config key `transform`, cmdp.transforms) this family can train on
     transforms: frozenset[str] = frozenset()
+    #: the costs are scores that may be negative, and so may their limits (`cmdp.spec.CostSpec.signed`)
+    signed_costs: bool = False
 
     def config_defaults(self) -> dict[str, Any]:
         """Keys between an algorithm's defaults and the user's config for this family (unknown keys skipped)."""

@@ -44,7 +44,7 @@ def resolve_config(overrides: dict[str, Any], config_file: str | None = None,
     default_kind = solver_cls.Config().transform.get("kind")
     cfg = replace(cfg, transform=resolve_transform(cfg.transform, cfg.env, family.transforms, default_kind))
     family.validate(cfg)
-    check_limits(family.cost_names(cfg), cfg.cost_limits)
+    check_limits(family.cost_names(cfg), cfg.cost_limits, family.signed_costs)
     family.check_solver(cfg, SolverNeeds.of(solver_cls))
     return plan_epochs(cfg)
 

@@ -13,10 +13,15 @@ from cmdp.errors import ConfigError  # re-exported: cmdp.spec.ConfigError is wha
 
 @dataclass(frozen=True)
 class CostSpec:
-    """One constraint: a cost signal named `name` whose expected episode total must stay <= `limit`."""
+    """One constraint: a cost signal named `name` whose expected episode total must stay <= `limit`.
+
+    `signed`: the cost is a score that may be negative (a cost model's output, as in Safe RLHF, where a score <= 0
+    is judged safe), so its limit may be negative too; otherwise the cost counts something and its limit is >= 0.
+    """
 
     name: str
     limit: float
+    signed: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ class CMDPSpec:
 
         `limits` may be None (keep the environment's own), one number (every cost), a list with one
         number per cost, or a mapping from cost name to number (the others keep their default).
-        Every limit must be a finite non-negative number.
+        Every limit must be a finite number, non-negative unless its cost is `signed`.
         """
         if limits is None:
             return self
@@ -79,25 +84,28 @@ def resolve_limits(costs: Sequence[CostSpec],
         values = list(limits)
     else:
         values = [limits] * len(names)
-    checked = [_check_limit(name, value) for name, value in zip(names, values)]
-    return tuple(CostSpec(n, v) for n, v in zip(names, checked))
+    checked = [_check_limit(c.name, value, c.signed) for c, value in zip(costs, values)]
+    return tuple(replace(c, limit=v) for c, v in zip(costs, checked))
 
 
-def check_limits(cost_names: Sequence[str] | None, limits: object) -> None:
+def check_limits(cost_names: Sequence[str] | None, limits: object, signed: bool = False) -> None:
     """Validate a config's `cost_limits` before any environment exists: against the cost names when the family
-    knows them without building anything, else its shape and values only."""
+    knows them without building anything, else its shape and values only. `signed`: the family's costs are
+    scores that may be negative (`CostSpec.signed`)."""
     if limits is None:
         return
     if cost_names is not None:
-        resolve_limits([CostSpec(n, 0.0) for n in cost_names], limits)  # type: ignore[arg-type]
+        resolve_limits([CostSpec(n, 0.0, signed) for n in cost_names], limits)  # type: ignore[arg-type]
         return
     values = list(limits.values()) if isinstance(limits, Mapping) else \
         list(limits) if isinstance(limits, (list, tuple)) else [limits]
     for i, value in enumerate(values):
-        _check_limit(str(i), value)
+        _check_limit(str(i), value, signed)
 
 
-def _check_limit(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"cost_limits: the limit of cost '{name}' must be a non-negative number, got {value!r}")
+def _check_limit(name: str, value: object, signed: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+            (value < 0 and not signed):
+        kind = "a finite number" if signed else "a non-negative number"
+        raise ConfigError(f"cost_limits: the limit of cost '{name}' must be {kind}, got {value!r}")
     return float(value)

@@ -12,6 +12,8 @@ class TextFamily(EnvFamily):
 
     schedules = frozenset({Schedule.ON_POLICY, Schedule.GROUP})
     critics = frozenset({Critics.VALUE, Critics.NONE})
+    # cost-model scores: <= 0 is judged safe, and a limit may sit below 0 (safe-rlhf's threshold is any number)
+    signed_costs = True
 
     def config_defaults(self) -> dict[str, Any]:
         from cmdp.envs.text.run import text_config_defaults

@@ -84,6 +84,28 @@ def test_spec_limits_validation():
             spec.with_limits(bad)
 
 
+def test_signed_costs_take_negative_limits_and_counts_do_not():
+    """A cost that is a score (a cost model's, CostSpec.signed) may have a limit below 0, as safe-rlhf's threshold
+    may; a cost that counts something may not, both on a spec and at config time (check_limits)."""
+    from dataclasses import replace
+
+    from cmdp.spec import CostSpec, check_limits
+
+    counts = CountdownEnv().spec
+    scores = replace(counts, costs=(CostSpec("even", 0.0, signed=True),))
+    assert scores.with_limits(-2.5).cost_limits.tolist() == [-2.5]
+    assert scores.with_limits(-2.5).costs[0].signed
+    with pytest.raises(ConfigError, match="must be a non-negative number, got -2.5"):
+        counts.with_limits(-2.5)
+    for bad in (float("nan"), float("-inf"), "low", True):
+        with pytest.raises(ConfigError, match="must be a finite number"):
+            scores.with_limits(bad)
+    check_limits(["cost"], -1.0, signed=True)
+    check_limits(None, [-1.0], signed=True)
+    with pytest.raises(ConfigError, match="non-negative"):
+        check_limits(["cost"], -1.0)
+
+
 def test_numpy_sampler_is_the_torch_policy():
     torch.manual_seed(0)
     box = ActorCritic(gymnasium.spaces.Box(-1, 1, (5,)), gymnasium.spaces.Box(-1, 1, (2,)), 1, [16, 16], [16])

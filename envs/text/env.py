@@ -321,10 +321,11 @@ def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bo
 
 
 def text_spec(tcfg: TextEnvConfig, vocab_size: int) -> CMDPSpec:
-    """The text CMDP's spec: text prompts in, tokens out, one cost per cost model (limit 0 by default)."""
+    """The text CMDP's spec: text prompts in, tokens out, one signed cost (a score) per cost model, limit 0 by
+    default."""
     return CMDPSpec(observation_space=gymnasium.spaces.Text(max_length=10 ** 6),
                     action_space=gymnasium.spaces.Discrete(vocab_size),
-                    costs=tuple(CostSpec(name, DEFAULT_COST_LIMIT) for name in tcfg.cost_paths()),
+                    costs=tuple(CostSpec(name, DEFAULT_COST_LIMIT, signed=True) for name in tcfg.cost_paths()),
                     max_episode_steps=tcfg.max_new_tokens)
 
 
