@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from cmdp.envs.text.data import load_prompts
-from cmdp.envs.text.env import DEFAULT_COST_LIMIT, TextEnvConfig, generate, load_causal_lm, sequence_scores
+from cmdp.envs.text.env import DEFAULT_COST_LIMIT, TextEnvConfig, load_causal_lm, sequence_scores
+from cmdp.envs.text.generation import GENERATION_BACKENDS
 
 
 def is_safe(costs: np.ndarray) -> np.ndarray:
@@ -40,11 +41,12 @@ def answer_and_score(model: Any, tokenizer: Any, reward_model: Any, cost_models:
     seeded seed + its first index: the same seed gives every model the same random stream) and score each whole
     answer with the reward model and every cost model. Returns texts, reward (N,) and costs (N, K) as float64.
     `progress(n)` after each batch of n prompts."""
+    # the run's own generation backend (env_kwargs.generation_backend): evaluation samples as training does
+    backend = GENERATION_BACKENDS[tcfg.generation_backend](model, tokenizer, tcfg, device, autocast)
     texts, rewards, costs = [], [], []
     for start in range(0, len(prompts), tcfg.eval_batch_size):
         part = prompts[start:start + tcfg.eval_batch_size]
-        responses = generate(model, tokenizer, part, tcfg, device, seed=seed + start, greedy=greedy,
-                             autocast=autocast)
+        responses = backend.generate(part, seed=seed + start, greedy=greedy)
         texts += responses.texts(tokenizer)
         rewards.append(sequence_scores(reward_model, responses, tcfg.eval_batch_size).cpu())
         costs.append(torch.stack([sequence_scores(m, responses, tcfg.eval_batch_size).cpu()

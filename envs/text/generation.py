@@ -1,8 +1,9 @@
 """Generation backends: how a text run samples its answers.
 
 Generation is where RLHF spends most of its time (OpenRLHF reports about 80% of a PPO step), and it is the part a
-faster engine replaces first. The collector only ever calls a backend's `generate(prompts, seed)`; at the start of
-every collection it calls `sync()`, where a backend that holds its own copy of the policy's weights (an inference
+faster engine replaces first. Whatever samples answers calls a backend's `generate(prompts, seed)`: the training
+collector, and `answer_and_score` (`cmdp eval`, `cmdp arena`, `cmdp text-demo`). At the start of every collection
+the collector calls `sync()`, where a backend that holds its own copy of the policy's weights (an inference
 engine) would load the updated ones. `env_kwargs.generation_backend` names the backend:
 
 - `hf` (default): Hugging Face `generate` on the policy model itself, batched, with the KV cache (`env.generate`).
