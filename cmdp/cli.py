@@ -92,18 +92,26 @@ def _parser() -> argparse.ArgumentParser:
                                                         "learns nothing")
     m.add_argument("--no-plots", action="store_true", help="no learning-curve PNG (no matplotlib needed)")
 
-    d = sub.add_parser("text-demo", help="Safe RLHF in minutes on a CPU: build the tiny default, train ppo and "
-                                         "ppo_lag from its SFT policy, evaluate, report",
-                       description="Builds the embedded text default from scratch (data, tokenizer, SFT policy, reward "
-                                   "and cost models) in OUT/default, trains each algorithm from the SFT policy into "
-                                   "OUT/runs/<algo>, evaluates on held-out prompts and writes OUT/report.md. A rerun "
-                                   "reuses what is finished.")
+    d = sub.add_parser("text-demo", help="Safe RLHF on a CPU from nothing: ppo, grpo, rloo against ppo_lag, grpo_lag, "
+                                         "rloo_lag from one SFT policy, limit set so the constraint binds, evaluated",
+                       description="For each seed: builds the embedded text default from scratch (data, tokenizer, SFT "
+                                   "policy, reward and cost models) in OUT/seed<s>/default, sets the cost limit from "
+                                   "the SFT policy's measured cost (its mean minus 0.1 std on the training prompts, so "
+                                   "it starts above the limit, as Alpaca-7B does in the Safe RLHF paper), trains each "
+                                   "algorithm from the SFT policy (one run per core), evaluates every policy on "
+                                   "held-out prompts and writes OUT/report.md, OUT/results.json and OUT/text-demo.png "
+                                   "with the checks on each seed. Seed 0 with the six default algorithms: about 13 "
+                                   "minutes on 2 cores. A rerun reuses what is finished.")
     d.add_argument("--out", default="runs/text-demo", help="demo folder (default runs/text-demo)")
-    d.add_argument("--algos", default="ppo,ppo_lag", help="comma-separated algorithms (default ppo,ppo_lag)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--quick", action="store_true", help="tiny sizes and budgets: a smoke run in under a minute")
+    d.add_argument("--algos", default="ppo,ppo_lag,grpo,grpo_lag,rloo,rloo_lag",
+                   help="comma-separated algorithms (default ppo,ppo_lag,grpo,grpo_lag,rloo,rloo_lag)")
+    d.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 0..N-1, each with its own build "
+                                                                     "(default 1)")
+    d.add_argument("--workers", type=int, metavar="N", help="runs trained at once (default: one per CPU)")
+    d.add_argument("--quick", action="store_true", help="tiny sizes and budgets: a smoke run in about a minute, "
+                                                        "learns nothing")
     d.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d.add_argument("--no-plots", action="store_true", help="no PNG (no matplotlib needed)")
 
     # Defaults are left to envs.text.score_model.train_score_model (flags not given are not passed); the help
     # texts repeat them for the reader.
@@ -320,7 +328,8 @@ def _text_demo(args: argparse.Namespace) -> int:
         raise ConfigError("--algos: give at least one algorithm")
     for algo in algos:
         get_algorithm(algo)
-    run_demo(args.out, algos, seed=args.seed, quick=args.quick, device=args.device, progress=not args.no_progress)
+    run_demo(args.out, algos, seeds=args.seeds, quick=args.quick, device=args.device, workers=args.workers,
+             plots=not args.no_plots)
     return 0
 
 

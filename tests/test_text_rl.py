@@ -20,6 +20,7 @@ transformers = pytest.importorskip("transformers")
 import torch
 
 from cmdp.cli import main
+from cmdp.spec import ConfigError
 from cmdp.trainer import Trainer, new_run, resolve_config
 from cmdp.envs.text.env import generate, response_mask_of
 from cmdp.envs.text.policy import TokenObs
@@ -192,6 +193,14 @@ def test_train_eval_and_resume_through_the_cli(quick_text_default: Path, tmp_pat
     assert without_timing(progress_rows(cut)) == without_timing(rows)
 
 
+def test_text_cost_limits_may_be_negative(quick_text_default: Path):
+    """A cost model's score is signed (<= 0 is safe), so a text run's limit may sit below 0; a control task's may not."""
+    cfg, _ = resolve_config(text_config(quick_text_default, cost_limits=-2.5))
+    assert cfg.cost_limits == -2.5
+    with pytest.raises(ConfigError, match="non-negative"):
+        resolve_config({"algo": "ppo_lag", "env": "SafetyPointGoal1-v0", "cost_limits": -2.5})
+
+
 def _no_run_folder(out: Path) -> bool:
     return not out.exists() or not any(out.iterdir())
 
@@ -283,34 +292,90 @@ def test_lora_trains_only_the_adapters(quick_text_default: Path, tmp_path: Path)
 # --------------------------------------------------------------------------------------- the demo
 
 def test_text_demo_quick_writes_its_report(quick_text_default: Path, tmp_path: Path, capsys):
+    """The demo's whole pipeline at the quick size: the limit measured from the SFT policy, the six runs through the
+    benchmark machinery, the held-out table, the checks per seed, the report and the picture; a rerun reuses it all."""
+    from cmdp.envs.text.demo import DEMO_ALGOS, FIGURE, seed_dir
+
     out = tmp_path / "demo"
-    shutil.copytree(quick_text_default, out / "default")  # reused as a finished build
-    assert main(["text-demo", "--out", str(out), "--quick", "--no-progress"]) == 0
+    shutil.copytree(quick_text_default, seed_dir(out, 0) / "default")  # reused as a finished build
+    assert main(["text-demo", "--out", str(out), "--quick"]) == 0
+    printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
-    assert set(results["table"]) == {"sft", "ppo", "ppo_lag"}
-    for name in ("ppo", "ppo_lag"):
-        row = results["table"][name]
-        assert (out / "runs" / name / "summary.json").is_file()
+    seed = results["seeds"]["0"]
+    measured = json.loads((seed_dir(out, 0) / "limit.json").read_text())
+    assert seed["limit"] == measured["limit"] < measured["sft_train_cost"]  # the SFT policy starts above the limit
+    assert set(seed["table"]) == {"sft", *DEMO_ALGOS}
+    for name in DEMO_ALGOS:
+        row = seed["table"][name]
+        run_dir = seed_dir(out, 0) / "runs" / "text" / name / "seed0"
+        assert json.loads((run_dir / "summary.json").read_text())["cost_limits"] == {"cost": seed["limit"]}
+        assert row["constrained"] == name.endswith("_lag")
         assert 0.0 <= row["win_rate_vs_sft"] <= 1.0 and np.isfinite(row["reward"]) and np.isfinite(row["cost"])
-    assert set(results["checks"]) >= {"ppo_raises_reward", "ppo_raises_cost", "ppo_lag_raises_reward",
-                                      "ppo_lag_training_cost_within_limit", "all"}
-    assert "| ppo_lag |" in (out / "report.md").read_text()
-    assert "reusing the embedded default" in capsys.readouterr().out
+    assert set(seed["checks"]) == {f"{a} {c}" for a in ("ppo_lag", "grpo_lag", "rloo_lag")
+                                   for c in ("within the limit", "reward above SFT", "safe share at least SFT")} | \
+        {f"{a} {c}" for a in ("ppo", "grpo", "rloo") for c in ("breaks the limit", "less safe than SFT")}
+    assert results["checks"] == seed["checks"] and results["all"] == all(seed["checks"].values())
+    assert "| grpo_lag (constrained) |" in (out / "report.md").read_text() and (out / FIGURE).stat().st_size > 0
+    assert "reusing the embedded default" in printed and "cost limit" in printed
+
+    assert main(["text-demo", "--out", str(out), "--quick", "--no-plots"]) == 0
+    again = json.loads((out / "results.json").read_text())["seeds"]["0"]
+    assert again["limit"] == seed["limit"] and again["table"]["ppo_lag"]["reward"] == seed["table"]["ppo_lag"]["reward"]
+
+
+def test_text_demo_checks_on_hand_cases():
+    """The checks of one seed, from a hand-made table: each check fails on the one row that should fail it."""
+    from cmdp.envs.text.demo import cost_interval, limit_from_sft, seed_checks
+
+    # two prompts answered twice each (answer i to prompt i % 2): the interval is over the prompts' means
+    assert cost_interval(np.array([1.0, 5.0, 3.0, 7.0]), prompts=2) == pytest.approx(1.96 * np.std([2.0, 6.0],
+                                                                                                  ddof=1) / np.sqrt(2))
+
+    measured = limit_from_sft(np.array([-8.0, -6.0, 6.0, -4.0]), margin=0.5)
+    assert measured["sft_train_cost"] == -3.0 and measured["limit"] == pytest.approx(-3.0 - 0.5 * np.std(
+        [-8.0, -6.0, 6.0, -4.0], ddof=1), abs=1e-3)
+
+    def row(reward: float, cost: float, ci: float, safe: float, constrained: bool) -> dict:
+        return {"reward": reward, "cost": cost, "cost_ci95": ci, "safe_share": safe, "constrained": constrained}
+
+    good = {"sft": row(1.0, -3.0, 0.5, 0.8, False), "ppo": row(3.0, 0.0, 0.5, 0.5, False),
+            "ppo_lag": row(1.5, -3.8, 0.5, 0.85, True)}
+    assert all(seed_checks(good, limit=-3.5).values())
+    assert not seed_checks({**good, "ppo_lag": row(1.5, -2.9, 0.5, 0.85, True)}, -3.5)["ppo_lag within the limit"]
+    assert seed_checks({**good, "ppo_lag": row(1.5, -3.2, 0.5, 0.85, True)}, -3.5)["ppo_lag within the limit"]
+    assert not seed_checks({**good, "ppo_lag": row(0.9, -3.8, 0.5, 0.85, True)}, -3.5)["ppo_lag reward above SFT"]
+    assert not seed_checks({**good, "ppo_lag": row(1.5, -3.8, 0.5, 0.79, True)},
+                           -3.5)["ppo_lag safe share at least SFT"]
+    assert not seed_checks({**good, "ppo": row(3.0, -3.2, 0.5, 0.5, False)}, -3.5)["ppo breaks the limit"]
+    assert not seed_checks({**good, "ppo": row(3.0, 0.0, 0.5, 0.8, False)}, -3.5)["ppo less safe than SFT"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", "0"], "--seeds must be at least 1, got 0"),
+    (["--workers", "-1"], "--workers must be >= 0, got -1"),
+    (["--algos", ","], "--algos: give at least one algorithm"),
+    (["--algos", "ppo,nope"], "nope"),
+])
+def test_text_demo_bad_input_is_one_line(tmp_path: Path, capsys, argv: list, message: str):
+    out = tmp_path / "demo"
+    assert main(["text-demo", "--out", str(out), "--quick", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not out.exists()
 
 
 @pytest.mark.slow
-def test_text_demo_shows_safe_rlhf(tmp_path: Path):
-    """The full demo from scratch (about eight minutes on 2 cores): PPO raises reward and cost; PPO-Lagrangian raises
-    reward while its mean cost over the last half of training stays within the limit, and its final policy's
-    held-out cost is not above the limit beyond its 95% interval."""
+def test_text_demo_shows_safe_rlhf_on_three_seeds(tmp_path: Path):
+    """The full demo from scratch on 3 seeds, each with its own build (about 40 minutes on 2 cores). On every seed,
+    on the held-out prompts: every constrained solver ends within the limit up to its 95% interval, with a reward
+    above SFT's and a safe share at least SFT's; every unconstrained one breaks the limit and ends less safe."""
     from cmdp.envs.text.demo import run_demo
 
-    results = run_demo(tmp_path / "demo", progress=False)
-    checks = results["checks"]
-    assert checks["ppo_raises_reward"] and checks["ppo_raises_cost"]
-    assert checks["ppo_lag_raises_reward"] and checks["ppo_lag_training_cost_within_limit"]
-    assert checks["ppo_lag_final_policy_cost_not_above_limit_beyond_95ci"]
-    assert checks["all"]
+    results = run_demo(tmp_path / "demo", seeds=3, plots=False)
+    for seed, evaluation in results["seeds"].items():
+        failed = [name for name, ok in evaluation["checks"].items() if not ok]
+        assert not failed, f"seed {seed}: {failed}"
+    assert results["all"]
 
 
 def test_two_data_parallel_processes_under_deepspeed(quick_text_default: Path, tmp_path: Path):

@@ -330,15 +330,25 @@ def make_pairs(rng: random.Random, prompts: Sequence[Prompt], pairs_per_prompt: 
     return out
 
 
-def make_sft(rng: random.Random, prompts: Sequence[Prompt], per_prompt: int,
-             comply_fraction: float) -> list[tuple[str, str]]:
-    """(prompt, response) pairs for SFT: helpful answers to helpful requests; for harmful requests a
-    compliance with probability `comply_fraction`, else a redirect or a refusal (so RL has something to fix)."""
+#: The kinds of the SFT answers to helpful requests and their shares. An SFT model is not the reward model's optimum:
+#: it answers briefly where it could give every step, and it sometimes refuses or drifts off topic on a harmless
+#: request (the over-refusal of safety-tuned models). That leaves RL room to become more helpful without becoming
+#: less safe, which is what Safe RLHF's constrained policies do over their SFT model.
+HELPFUL_SFT_MIX: tuple[tuple[str, float], ...] = (("helpful_detailed", 0.3), ("helpful_brief", 0.3),
+                                                  ("off_topic", 0.3), ("refusal", 0.1))
+
+
+def make_sft(rng: random.Random, prompts: Sequence[Prompt], per_prompt: int, comply_fraction: float,
+             helpful_mix: Sequence[tuple[str, float]] = HELPFUL_SFT_MIX) -> list[tuple[str, str]]:
+    """(prompt, response) pairs for SFT: answers to helpful requests drawn from `helpful_mix` (kind, share); for
+    harmful requests a compliance with probability `comply_fraction`, else a redirect or a refusal (so RL has
+    something to fix on both kinds of prompt)."""
+    kinds, weights = zip(*helpful_mix)
     out = []
     for prompt in prompts:
         for _ in range(per_prompt):
             if not prompt.harmful:
-                kind = "helpful_detailed" if rng.random() < 0.6 else "helpful_brief"
+                kind = rng.choices(kinds, weights=weights)[0]
             elif rng.random() < comply_fraction:
                 kind = rng.choice(("comply_detailed", "comply_brief"))
             else:
@@ -348,7 +358,8 @@ def make_sft(rng: random.Random, prompts: Sequence[Prompt], per_prompt: int,
 
 
 def make_corpus(seed: int = 0, n_helpful: int = 240, n_harmful: int = 240, pairs_per_prompt: int = 3,
-                test_fraction: float = 0.15, sft_per_prompt: int = 2, comply_fraction: float = 0.4) -> Corpus:
+                test_fraction: float = 0.15, sft_per_prompt: int = 2, comply_fraction: float = 0.4,
+                helpful_sft_mix: Sequence[tuple[str, float]] = HELPFUL_SFT_MIX) -> Corpus:
     """Generate the whole corpus from `seed`. The train/test split is by prompt (`test_fraction` of each kind)."""
     rng = random.Random(seed)
     prompts = make_prompts(rng, n_helpful, n_harmful)
@@ -361,5 +372,5 @@ def make_corpus(seed: int = 0, n_helpful: int = 240, n_harmful: int = 240, pairs
     return Corpus(train_prompts=train, test_prompts=test,
                   train_pairs=make_pairs(rng, train, pairs_per_prompt),
                   test_pairs=make_pairs(rng, test, pairs_per_prompt),
-                  sft_train=make_sft(rng, train, sft_per_prompt, comply_fraction),
-                  sft_test=make_sft(rng, test, 1, comply_fraction))
+                  sft_train=make_sft(rng, train, sft_per_prompt, comply_fraction, helpful_sft_mix),
+                  sft_test=make_sft(rng, test, 1, comply_fraction, helpful_sft_mix))

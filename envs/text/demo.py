@@ -1,17 +1,30 @@
-"""`cmdp text-demo`: Safe RLHF end to end on a CPU in minutes, from nothing, measured.
+"""`cmdp text-demo`: Safe RLHF end to end on a CPU, from nothing, on one or several seeds, measured.
 
-1. Build the embedded default (`envs.text.make_default`): data, tokenizer, SFT policy, reward and cost models
-   (reused when OUT/default already holds a finished build).
-2. From the same SFT policy, train each algorithm (default: `ppo`, reward only, and `ppo_lag`) with
-   `cmdp train`'s machinery: every run is an ordinary run folder under OUT/runs/.
-3. Evaluate the SFT policy and every trained policy on the held-out prompts (never trained on): mean reward,
-   mean cost, share judged safe, win rate against the SFT policy; and the training curves' last epochs.
-4. Write OUT/report.md and OUT/results.json, including the checks the demo exists to show, computed from the
-   numbers (never asserted): PPO raises reward and cost; PPO-Lagrangian raises reward while its mean cost stays
-   at or below the limit.
+For each seed s (0..N-1), in OUT/seed<s>/:
 
-The runs use `DEMO_CONFIG` below; the same keys work with real models and data given by path
-(`cmdp train --env text --config FILE.yaml`).
+1. Build the embedded default with seed s (`envs.text.make_default`): data, tokenizer, SFT policy, reward and cost
+   models, in `default/` (reused when it holds a finished build). Every seed is its own world: its own corpus,
+   tokenizer and models, so a result that holds on every seed does not hang on one build.
+2. Set the cost limit from the SFT policy's measured cost (`limit.json`): the mean cost score of its answers to the
+   training prompts, minus `LIMIT_MARGIN` standard deviations of that score. The SFT policy thus starts above the
+   limit, as Alpaca-7B starts above safe-rlhf's threshold in the Safe RLHF paper, and the constraint binds from the
+   first epoch (see `limit_from_sft`).
+3. Train every algorithm from the SFT policy through `cmdp benchmark`'s machinery (one run per core, a status line,
+   resume): the unconstrained `ppo`, `grpo`, `rloo` and the constrained `ppo_lag`, `grpo_lag`, `rloo_lag`. Every run
+   is an ordinary run folder under `runs/text/<algo>/seed<s>/`.
+4. Evaluate the SFT policy and every final policy on the held-out prompts (never trained on): mean reward, mean cost
+   with its 95% interval over prompts, the share of answers judged safe (cost score <= 0), the win rate against SFT. The seed's
+   table and checks are printed and saved in `results.json` as soon as it is done.
+
+Then OUT/report.md, OUT/results.json and OUT/text-demo.png (reward against cost per policy and seed) hold every seed,
+with the checks the demo exists to show, computed from the numbers (never asserted), on each seed:
+- every constrained solver ends within the limit up to the 95% interval of its held-out cost, with a reward above
+  the SFT policy's and a safe share at least the SFT policy's (both helpfulness and harmlessness improve, the
+  paper's claim);
+- every unconstrained solver breaks the limit (beyond its 95% interval) and ends less safe than the SFT policy.
+
+The runs' settings are `DEMO_CONFIG` and `DEMO_ENV` below; the same keys work with real models and data given by
+path (`cmdp train --env text --config FILE.yaml`).
 """
 from __future__ import annotations
 
@@ -25,45 +38,192 @@ import numpy as np
 
 from cmdp.spec import ConfigError
 
-# Hyperparameters of the demo's runs (the text family's defaults cover the rest: undiscounted GAE with
-# lambda 0.95, clip 0.2, SGD multiplier from 1.0, cost limit 0 = safe-rlhf's threshold).
+#: The demo's algorithms, and those it treats as unconstrained baselines (every other one is constrained).
+DEMO_ALGOS: tuple[str, ...] = ("ppo", "ppo_lag", "grpo", "grpo_lag", "rloo", "rloo_lag")
+BASELINES = frozenset({"ppo", "grpo", "rloo", "trpo", "pg", "npg"})
+
+# Hyperparameters of the demo's runs (the text family's defaults cover the rest: undiscounted GAE with lambda 0.95,
+# clip 0.2, KL penalty in the reward, SGD multiplier from 1.0; the group solvers answer every prompt 4 times).
 # lr_decay: the policy's learning rate falls linearly to 0 while the multiplier keeps its step size, so the last
 # epochs move the policy little and the multiplier catches up with it (a fast multiplier with a slow policy is what
-# makes the last iterate settle, as on the exact CMDPs). Measured on seed 0 with a constant learning rate instead:
-# the training cost stayed within the limit but the final policy ended on the upswing of the oscillation (held-out
-# cost 1.50 > 0, multiplier 0.04); with the decay: held-out cost -0.72, multiplier 0 (2026-12-01).
+# makes the last iterate settle, as on the exact CMDPs). Measured on seed 0 with a constant learning rate instead
+# (2026-12-01, limit 0): the training cost stayed within the limit but the final policy ended on the upswing of the
+# oscillation (held-out cost 1.50 > 0, multiplier 0.04); with the decay: held-out cost -0.72.
 DEMO_CONFIG: dict[str, Any] = {
-    "total_steps": 1280, "steps_per_epoch": 64, "num_envs": 32,
-    "actor_lr": 1e-4, "critic_lr": 1e-4, "lr_decay": True, "critic_lr_decay": True, "cost_advantage": "standardize",
+    "steps_per_epoch": 64, "num_envs": 32, "torch_threads": 1,
+    "actor_lr": 1e-4, "critic_lr": 1e-4, "lr_decay": True, "critic_lr_decay": True,
     "update_iters": 4, "batch_size": 16,
-    "lagrangian_lr": 0.2,
 }
+DEMO_STEPS = 1280  # responses per run
 DEMO_ENV: dict[str, Any] = {"max_new_tokens": 64, "kl_coeff": 0.02}
-QUICK_CONFIG: dict[str, Any] = {"total_steps": 32, "steps_per_epoch": 16, "num_envs": 8, "update_iters": 1,
+# The constrained solvers' multipliers start at 0 and move by SGD with lr 0.1 (the text family's rate). Safe-rlhf's
+# start of 1 sits far above this world's equilibrium multiplier: with the SFT policy above the limit, measured on seed
+# 0 (ppo_lag, start 1, lr 0.2, 2026-12-02) the policy fled into refusals within 4 epochs (training cost -10.2 against
+# a limit of -5.4, reward -3.1) and ended below the SFT policy's reward.
+# The group solvers' advantages are centred per group and standardised over the batch per stream, as ppo_lag's are
+# (group_scale: false, standardize_advantages: true). GRPO's per-group std scaling puts every group's reward and
+# cost advantages on the same +-1 scale whatever their sizes, so one multiplier cannot trade a large cost saving
+# against a small reward loss: at lambda < 1 a group prefers complying with a harmful request, at lambda > 1 it
+# prefers refusing a harmless one. Measured on seed 0 with the scaling: both group solvers ended in refusals
+# (held-out cost -8.0 and -9.2 against a limit of -5.1 and -5.4, reward below SFT's). grpo_lag keeps GRPO's other
+# mark, the KL to the reference in the loss (DeepSeekMath's beta 0.04), besides the KL in the reward every text
+# solver has. Standardised, the leave-one-out and group-mean baselines give the same advantages (they differ by the
+# factor n / (n - 1)), so that KL term is what tells grpo_lag and rloo_lag apart here.
+_LAGRANGE = {"lagrangian_init": 0.0, "lagrangian_lr": 0.1}
+_GROUP = {"group_scale": False, "standardize_advantages": True}
+DEMO_ALGO_CONFIG: dict[str, dict[str, Any]] = {
+    "ppo_lag": _LAGRANGE,
+    "grpo_lag": {**_LAGRANGE, **_GROUP, "kl_loss_coeff": 0.04},
+    "rloo_lag": {**_LAGRANGE, **_GROUP},
+}
+QUICK_CONFIG: dict[str, Any] = {"steps_per_epoch": 16, "num_envs": 8, "torch_threads": 1, "update_iters": 1,
                                 "batch_size": 8}
+QUICK_STEPS = 32
 QUICK_ENV: dict[str, Any] = {"max_new_tokens": 16}
+
+#: How far below the SFT policy's mean cost the limit is set, in standard deviations of its per-answer cost score.
+LIMIT_MARGIN = 0.1
+#: Answers per training prompt sampled to measure the SFT policy's cost.
+LIMIT_SAMPLES = 2
 # The training summary averages the last half of the epochs: one epoch of 64 answers is noisy, and a Lagrangian
-# method's cost oscillates around the limit (the multiplier lags the policy), so a single epoch or the final
-# policy alone says little about whether training keeps the cost within the limit.
+# method's cost oscillates around the limit (the multiplier lags the policy).
 LAST_FRACTION = 0.5
+FIGURE = "text-demo.png"
 
 
-def demo_run_config(default: Path, algo: str, seed: int, quick: bool, device: str | None) -> dict[str, Any]:
-    """The config of one demo run on the default built in `default`."""
-    values: dict[str, Any] = {"algo": algo, "env": "text", "seed": seed, **(QUICK_CONFIG if quick else DEMO_CONFIG)}
-    if algo != "ppo_lag":
-        values.pop("lagrangian_lr", None)
+# ------------------------------------------------------------------------------------------- one seed's setup
+
+def seed_dir(out: str | Path, seed: int) -> Path:
+    """Where seed `seed` of a demo folder keeps its build, limit and runs."""
+    return Path(out) / f"seed{seed}"
+
+
+def env_kwargs(default: Path, quick: bool) -> dict[str, Any]:
+    """The text environment's settings for the default built in `default`."""
+    data = default / "data"
+    return {"policy": str(default / "sft"), "reward_model": str(default / "reward"),
+            "cost_models": str(default / "cost"), "prompts": str(data / "prompts_train.jsonl"),
+            "eval_prompts": str(data / "prompts_test.jsonl"), **(QUICK_ENV if quick else DEMO_ENV)}
+
+
+def shared_config(quick: bool, device: str | None, limit: float | None = None) -> dict[str, Any]:
+    """The config keys every demo run of a seed shares (besides its algorithm's own, `DEMO_ALGO_CONFIG`)."""
+    values: dict[str, Any] = dict(QUICK_CONFIG if quick else DEMO_CONFIG)
+    if limit is not None:
+        values["cost_limits"] = limit
     if device:
         values["device"] = device
-    data = default / "data"
-    values["env_kwargs"] = {"policy": str(default / "sft"), "reward_model": str(default / "reward"),
-                            "cost_models": str(default / "cost"), "prompts": str(data / "prompts_train.jsonl"),
-                            "eval_prompts": str(data / "prompts_test.jsonl"), **(QUICK_ENV if quick else DEMO_ENV)}
     return values
+
+
+def run_config(default: Path, algo: str, seed: int, quick: bool, device: str | None,
+               limit: float | None = None) -> dict[str, Any]:
+    """The config of one demo run (as `cmdp train` takes it) on the default built in `default`."""
+    return {"algo": algo, "env": "text", "seed": seed, "total_steps": QUICK_STEPS if quick else DEMO_STEPS,
+            **shared_config(quick, device, limit), **DEMO_ALGO_CONFIG.get(algo, {}),
+            "env_kwargs": env_kwargs(default, quick)}
 
 
 def _default_ready(path: Path) -> bool:
     return (path / "manifest.json").is_file() and (path / "data" / "prompts_test.jsonl").is_file()
+
+
+def build_seed_default(default: Path, seed: int, quick: bool, device: str | None) -> float:
+    """Build the default for `seed` in `default` unless a finished build is there; the seconds it took."""
+    from cmdp.envs.text.make_default import DefaultConfig, build_default
+
+    if _default_ready(default):
+        print(f"seed {seed}: reusing the embedded default in {default}")
+        return 0.0
+    if default.exists() and any(default.iterdir()):
+        raise ConfigError(f"{default} holds an unfinished build; remove it and run again")
+    print(f"seed {seed}: building the embedded default in {default} (data, tokenizer, SFT, reward and cost models)")
+    started = time.perf_counter()
+    build_default(default, DefaultConfig.quick(seed) if quick else DefaultConfig(seed=seed),
+                  device="auto" if device is None else device)
+    return time.perf_counter() - started
+
+
+class Judge:
+    """The text run the demo scores answers with: the default's tokenizer, reward and cost models, and a policy
+    model whose weights are swapped in (the SFT policy's, or a trained run's)."""
+
+    def __init__(self, default: Path, seed: int, quick: bool, device: str | None) -> None:
+        from cmdp.trainer import Trainer, resolve_config
+
+        # grpo: a config whose run loads no value models (the judge needs the policy and the scorers only)
+        cfg, _ = resolve_config(run_config(default, "grpo", seed, quick, device))
+        self.trainer = Trainer(cfg)
+        self.run = self.trainer.run
+        self.model = self.run.agent.actor.model
+        self.sft_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def load_sft(self) -> None:
+        self.model.load_state_dict(self.sft_weights)
+
+    def load_run(self, run_dir: Path) -> None:
+        """The final policy of a demo run (its last checkpoint's actor)."""
+        from cmdp.checkpoint import load_checkpoint
+        from cmdp.trainer import CHECKPOINT
+
+        prefix = "actor.model."  # TextAgent(actor=TextActor(model), critic=...): the policy's weights
+        state = load_checkpoint(run_dir / CHECKPOINT)
+        self.model.load_state_dict({k[len(prefix):]: v for k, v in state["agent"].items() if k.startswith(prefix)})
+
+    def answer(self, prompts: list[str], seed: int) -> dict[str, Any]:
+        """Sampled answers to `prompts` by the loaded policy, with their reward and cost scores."""
+        import torch
+
+        from cmdp.envs.text.evaluation import _answer_and_score
+
+        with torch.no_grad():
+            return _answer_and_score(self.model, self.run, prompts, seed, greedy=False,
+                                     autocast=self.run.agent.actor.autocast)
+
+    def close(self) -> None:
+        self.trainer.close()
+
+
+def limit_from_sft(sft_costs: np.ndarray, margin: float = LIMIT_MARGIN) -> dict[str, Any]:
+    """The demo's cost limit from the SFT policy's per-answer cost scores on the training prompts.
+
+    The limit is their mean minus `margin` standard deviations. Why: with safe-rlhf's threshold of 0, the SFT policy
+    of our embedded default starts well inside the limit (mean cost about -4), so the constraint never binds and a
+    Lagrangian method simply trades safety for reward. Safe RLHF's SFT model (Alpaca-7B) starts *above* its
+    threshold, and the paper's effect (more helpful and more harmless at once) is what a binding constraint buys.
+    Setting the limit from the measured SFT cost makes it bind on every build, whatever the cost model's scale and
+    offset on that seed and machine (Moskovitz et al. 2023 likewise set constrained-RLHF thresholds from measured
+    reward-model values). The margin is in the score's own spread, so it means the same on every build.
+    """
+    costs = np.asarray(sft_costs, dtype=np.float64)
+    mean, std = float(costs.mean()), float(costs.std(ddof=1))
+    # rounded: the limit is written into every run's config and printed beside every cost
+    return {"limit": round(mean - margin * std, 3), "sft_train_cost": mean, "sft_train_cost_std": std,
+            "sft_train_cost_ci95": 1.96 * std / math.sqrt(len(costs)), "answers": len(costs), "margin_std": margin}
+
+
+def measure_limit(judge: Judge, default: Path, seed: int, quick: bool) -> dict[str, Any]:
+    """Sample the SFT policy's answers to the training prompts and set the limit from their cost scores."""
+    from cmdp.envs.text.data import load_prompts
+
+    prompts = load_prompts(default / "data" / "prompts_train.jsonl") * (1 if quick else LIMIT_SAMPLES)
+    judge.load_sft()
+    result = judge.answer(prompts, seed=10_000 + seed)
+    return limit_from_sft(result["costs"][:, 0])
+
+
+# ------------------------------------------------------------------------------------------- training
+
+def seed_suite(default: Path, algos: Sequence[str], seed: int, limit: float, quick: bool, device: str | None) -> Any:
+    """The benchmark suite of one seed: every algorithm on the text environment of `default`, at `limit`."""
+    from cmdp.benchmarks.suite import Suite
+
+    return Suite(name=f"text-demo-seed{seed}", path=Path(__file__), algorithms=tuple(algos), environments=("text",),
+                 seeds=(seed,), total_steps=QUICK_STEPS if quick else DEMO_STEPS,
+                 config=shared_config(quick, device, limit),
+                 env_config={"text": {"env_kwargs": env_kwargs(default, quick)}},
+                 algo_config={a: DEMO_ALGO_CONFIG[a] for a in algos if a in DEMO_ALGO_CONFIG},
+                 description=f"cmdp text-demo, seed {seed}: {', '.join(algos)} from the SFT policy, limit {limit:.3f}")
 
 
 def _last_epochs(run_dir: Path, fraction: float) -> dict[str, float]:
@@ -78,101 +238,56 @@ def _last_epochs(run_dir: Path, fraction: float) -> dict[str, float]:
             "train_cost_last": float(np.mean([float(r["ep_cost"]) for r in last])), "epochs_averaged": len(last)}
 
 
-def run_demo(out: str | Path, algos: Sequence[str] = ("ppo", "ppo_lag"), seed: int = 0, quick: bool = False,
-             device: str | None = None, eval_samples: int = 4, progress: bool = True) -> dict[str, Any]:
-    """Build (or reuse) the default, train each algorithm, evaluate, write the report; return the results."""
-    from cmdp.envs.text.make_default import DefaultConfig, build_default
+# ------------------------------------------------------------------------------------------- evaluation
 
-    out = Path(out)
-    default = out / "default"
-    started = time.perf_counter()
-    if not _default_ready(default):
-        if default.exists() and any(default.iterdir()):
-            raise ConfigError(f"{default} holds an unfinished build; remove it and run again")
-        print(f"[1/3] building the embedded default in {default} (data, tokenizer, SFT, reward and cost models)")
-        build_default(default, DefaultConfig.quick(seed) if quick else DefaultConfig(seed=seed),
-                      device="auto" if device is None else device)
-    else:
-        print(f"[1/3] reusing the embedded default in {default}")
-    t_build = time.perf_counter() - started
-
-    from cmdp.trainer import Trainer, new_run, resolve_config
-
-    runs: dict[str, Path] = {}
-    for algo in algos:
-        cfg, _ = resolve_config(demo_run_config(default, algo, seed, quick, device))
-        run_dir = out / "runs" / algo
-        if (run_dir / "summary.json").is_file() and json.loads((run_dir / "summary.json").read_text()).get("finished"):
-            print(f"[2/3] {algo}: reusing the finished run {run_dir}")
-        else:
-            print(f"[2/3] {algo}: training {cfg.total_steps} responses from the SFT policy -> {run_dir}")
-            if run_dir.exists() and any(run_dir.iterdir()):
-                Trainer(cfg).train(run_dir, resume=True, progress=progress)
-            else:
-                trainer, run_dir = new_run(cfg, str(run_dir))
-                trainer.train(run_dir, progress=progress)
-        runs[algo] = run_dir
-
-    print(f"[3/3] evaluating the SFT policy and {', '.join(algos)} on the held-out prompts")
-    results = evaluate_demo(default, runs, seed, quick, device, eval_samples)
-    results["seconds"] = {"build": round(t_build, 1), "total": round(time.perf_counter() - started, 1)}
-    results["checks"] = demo_checks(results)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "report.md").write_text(format_report(results))
-    print(format_report(results, brief=True))
-    print(f"report: {out / 'report.md'}")
-    return results
+def cost_interval(costs: np.ndarray, prompts: int) -> float:
+    """Half-width of the normal 95% interval of the mean cost of answers to `prompts` prompts, answer i being to
+    prompt i % prompts. The answers to one prompt are not independent (a harmful prompt draws costlier answers), so
+    the interval is over the prompts' mean costs: what varies when another set of prompts is drawn."""
+    per_prompt = np.asarray(costs, dtype=np.float64).reshape(-1, prompts).mean(axis=0)
+    return 1.96 * float(per_prompt.std(ddof=1)) / math.sqrt(prompts) if prompts > 1 else float("nan")
 
 
-def evaluate_demo(default: Path, runs: dict[str, Path], seed: int, quick: bool, device: str | None,
+def summarise(result: dict[str, Any], reference: np.ndarray | None, prompts: int) -> dict[str, Any]:
+    """Mean reward, mean cost with the half-width of its 95% interval over prompts (`cost_interval`), safe share
+    (cost score <= 0) and the win rate against `reference` (the SFT policy's rewards on the same prompts)."""
+    from cmdp.envs.text.evaluation import is_safe, win_rate
+
+    costs = result["costs"][:, 0]
+    ci95 = cost_interval(costs, prompts)
+    row = {"reward": float(result["reward"].mean()), "cost": float(costs.mean()), "cost_ci95": ci95,
+           "safe_share": float(is_safe(costs).mean()), "answers": len(costs)}
+    if reference is not None:
+        row["win_rate_vs_sft"] = win_rate(result["reward"], reference)
+    return row
+
+
+def evaluate_seed(judge: Judge, default: Path, runs: dict[str, Path], seed: int,
                   samples_per_prompt: int) -> dict[str, Any]:
-    """Held-out evaluation of the SFT policy and every run's final policy, by the run's reward and cost models."""
-    import torch
-
-    from cmdp.checkpoint import load_checkpoint
-    from cmdp.trainer import CHECKPOINT, Trainer, resolve_config
+    """Held-out evaluation of the SFT policy and every run's final policy, with the same prompts and random stream."""
     from cmdp.envs.text.data import load_prompts
-    from cmdp.envs.text.evaluation import _answer_and_score, is_safe, win_rate
 
-    first = next(iter(runs))
-    cfg, _ = resolve_config(demo_run_config(default, first, seed, quick, device))
-    trainer = Trainer(cfg)
-    run = trainer.run
     prompts = load_prompts(default / "data" / "prompts_test.jsonl") * samples_per_prompt
-    limit = float(trainer.spec.cost_limits[0])
-
-    def summarise(result: dict[str, Any], reference: np.ndarray | None) -> dict[str, Any]:
-        costs = result["costs"][:, 0]
-        # half-width of a normal 95% confidence interval of the mean cost over the sampled answers
-        ci95 = 1.96 * float(costs.std(ddof=1)) / math.sqrt(len(costs)) if len(costs) > 1 else float("nan")
-        row = {"reward": float(result["reward"].mean()), "cost": float(costs.mean()), "cost_ci95": ci95,
-               "safe_share": float(is_safe(costs).mean()), "answers": len(costs)}
-        if reference is not None:
-            row["win_rate_vs_sft"] = win_rate(result["reward"], reference)
-        return row
-
-    autocast = run.agent.actor.autocast
-    sft = _answer_and_score(run.agent.actor.model, run, prompts, seed + 1, greedy=False, autocast=autocast)
-    table: dict[str, Any] = {"sft": summarise(sft, None)}
+    judge.load_sft()
+    sft = judge.answer(prompts, seed + 1)
+    count = len(prompts) // samples_per_prompt
+    table: dict[str, Any] = {"sft": summarise(sft, None, count)}
     examples: dict[str, list[dict[str, Any]]] = {}
     for algo, run_dir in runs.items():
-        state = load_checkpoint(run_dir / CHECKPOINT)
-        run.agent.load_state_dict(state["agent"])
-        with torch.no_grad():
-            result = _answer_and_score(run.agent.actor.model, run, prompts, seed + 1, greedy=False, autocast=autocast)
-        table[algo] = {**summarise(result, sft["reward"]), **_last_epochs(run_dir, LAST_FRACTION),
-                       "multiplier": json.loads((run_dir / "summary.json").read_text())["multipliers"].get("cost"),
+        judge.load_run(run_dir)
+        result = judge.answer(prompts, seed + 1)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        table[algo] = {**summarise(result, sft["reward"], count), **_last_epochs(run_dir, LAST_FRACTION),
+                       "multiplier": summary["multipliers"].get("cost"), "constrained": algo not in BASELINES,
                        "run_dir": str(run_dir)}
         examples[algo] = [{"prompt": prompts[i], "answer": result["texts"][i], "reward": float(result["reward"][i]),
                            "cost": float(result["costs"][i, 0]), "sft_answer": sft["texts"][i]}
-                          for i in _example_indices(default, prompts)]
-    trainer.close()
-    return {"limit": limit, "held_out_prompts": len(prompts) // samples_per_prompt,
-            "samples_per_prompt": samples_per_prompt, "table": table, "examples": examples, "quick": quick,
-            "config": DEMO_CONFIG if not quick else QUICK_CONFIG, "env": DEMO_ENV if not quick else QUICK_ENV}
+                          for i in _example_indices(default)]
+    return {"held_out_prompts": count, "samples_per_prompt": samples_per_prompt,
+            "table": table, "examples": examples}
 
 
-def _example_indices(default: Path, prompts: list[str]) -> list[int]:
+def _example_indices(default: Path) -> list[int]:
     """Two harmful and one helpful held-out prompt, for the report's samples."""
     rows = [json.loads(line) for line in (default / "data" / "prompts_test.jsonl").read_text().splitlines() if line]
     harmful = [i for i, r in enumerate(rows) if r.get("is_harmful_prompt")][:2]
@@ -180,67 +295,159 @@ def _example_indices(default: Path, prompts: list[str]) -> list[int]:
     return harmful + helpful
 
 
-def demo_checks(results: dict[str, Any]) -> dict[str, Any]:
-    """What the demo is meant to show, each as a measured yes/no: rewards from the held-out evaluation; costs both
-    over the last half of training (what "keeping the cost within the limit" means for an iterative method) and for
-    the final policy on the held-out prompts.
+def seed_checks(table: dict[str, Any], limit: float) -> dict[str, bool]:
+    """What the demo is meant to show on one seed, each as a measured yes/no (held-out numbers).
 
     A Lagrangian method converges to a policy whose mean cost *equals* a binding limit, so the final policy's
-    measured cost lies on either side of the limit by sampling noise alone; its check therefore asks whether the cost
-    is above the limit by more than its 95% confidence interval (a measurable violation). The table shows the cost
-    with that interval, so the strict comparison can be read off too."""
-    table, limit = results["table"], results["limit"]
+    measured cost lies on either side of it by sampling noise alone: "within the limit" asks that the cost is not
+    above the limit by more than its 95% interval, and "breaks the limit" that it is above by more than that."""
     sft = table["sft"]
-    checks: dict[str, Any] = {}
-    if "ppo" in table:
-        ppo = table["ppo"]
-        checks["ppo_raises_reward"] = ppo["reward"] > sft["reward"]
-        checks["ppo_raises_cost"] = ppo["cost"] > sft["cost"]
-    if "ppo_lag" in table:
-        lag = table["ppo_lag"]
-        checks["ppo_lag_raises_reward"] = lag["reward"] > sft["reward"]
-        checks["ppo_lag_training_cost_within_limit"] = lag["train_cost_last"] <= limit
-        checks["ppo_lag_final_policy_cost_not_above_limit_beyond_95ci"] = lag["cost"] - lag["cost_ci95"] <= limit
-    checks["all"] = all(checks.values())
+    checks: dict[str, bool] = {}
+    for algo, row in table.items():
+        if algo == "sft":
+            continue
+        if row["constrained"]:
+            checks[f"{algo} within the limit"] = row["cost"] - row["cost_ci95"] <= limit
+            checks[f"{algo} reward above SFT"] = row["reward"] > sft["reward"]
+            checks[f"{algo} safe share at least SFT"] = row["safe_share"] >= sft["safe_share"]
+        else:
+            checks[f"{algo} breaks the limit"] = row["cost"] - row["cost_ci95"] > limit
+            checks[f"{algo} less safe than SFT"] = row["safe_share"] < sft["safe_share"]
     return checks
 
 
-def format_report(results: dict[str, Any], brief: bool = False) -> str:
-    """The markdown report (or its table and checks only, for the terminal)."""
-    table, limit = results["table"], results["limit"]
+# ------------------------------------------------------------------------------------------- the demo
 
-    def num(v: Any) -> str:
-        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+def run_demo(out: str | Path = "runs/text-demo", algos: Sequence[str] = DEMO_ALGOS, seeds: int = 1,
+             quick: bool = False, device: str | None = None, workers: int | None = None, eval_samples: int = 4,
+             plots: bool = True) -> dict[str, Any]:
+    """Build, set the limit, train, evaluate for seeds 0..seeds-1; write the report; return the results."""
+    from cmdp.benchmarks.runner import run_suite
 
-    lines = []
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    if workers is not None and workers < 0:
+        raise ConfigError(f"--workers must be >= 0, got {workers}")
+    if not algos:
+        raise ConfigError("--algos: give at least one algorithm")
+    out = Path(out)
+    flags = (f" --seeds {seeds}" if seeds != 1 else "") + (" --quick" if quick else "") + \
+        (f" --algos {','.join(algos)}" if tuple(algos) != DEMO_ALGOS else "")
+    started = time.perf_counter()
+    per_seed: dict[str, Any] = {}
+    build_seconds = 0.0
+    for seed in range(seeds):
+        where = seed_dir(out, seed)
+        default = where / "default"
+        build_seconds += build_seed_default(default, seed, quick, device)
+        judge = Judge(default, seed, quick, device)
+        try:
+            limit_file = where / "limit.json"
+            if limit_file.is_file():
+                limit_info = json.loads(limit_file.read_text())
+            else:
+                limit_info = measure_limit(judge, default, seed, quick)
+                limit_file.write_text(json.dumps(limit_info, indent=2) + "\n")
+            limit = limit_info["limit"]
+            print(f"seed {seed}: the SFT policy's mean cost on the training prompts is "
+                  f"{limit_info['sft_train_cost']:.3f} (std {limit_info['sft_train_cost_std']:.3f}); cost limit "
+                  f"{limit:.3f} = mean - {limit_info['margin_std']:g} std")
+            suite = seed_suite(default, algos, seed, limit, quick, device)
+            status = run_suite(suite, out=where / "runs", workers=workers,
+                               rerun=f"cmdp text-demo --out {out}{flags}")
+            if status != 0:
+                raise ConfigError(f"seed {seed}: training did not finish (see {where / 'runs' / 'status.json'}); "
+                                  f"rerun to resume: cmdp text-demo --out {out}{flags}")
+            from cmdp.benchmarks.cells import cell_dir
+
+            runs = {algo: cell_dir(where / "runs", "text", algo, seed) for algo in algos}
+            print(f"seed {seed}: evaluating the SFT policy and {', '.join(algos)} on the held-out prompts")
+            evaluation = evaluate_seed(judge, default, runs, seed, eval_samples)
+        finally:
+            judge.close()
+        evaluation["limit"] = limit
+        evaluation["limit_measurement"] = limit_info
+        evaluation["checks"] = seed_checks(evaluation["table"], limit)
+        per_seed[str(seed)] = evaluation
+        (where / "results.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+        print("\n".join(seed_lines(seed, evaluation)))
+    checks = {name: all(s["checks"][name] for s in per_seed.values()) for name in per_seed["0"]["checks"]}
+    results = {"seeds": per_seed, "checks": checks, "all": all(checks.values()), "quick": quick,
+               "algorithms": list(algos), "total_steps": QUICK_STEPS if quick else DEMO_STEPS,
+               "config": QUICK_CONFIG if quick else DEMO_CONFIG, "env": QUICK_ENV if quick else DEMO_ENV,
+               "algo_config": DEMO_ALGO_CONFIG, "limit_margin_std": LIMIT_MARGIN,
+               "seconds": {"build": round(build_seconds, 1), "total": round(time.perf_counter() - started, 1)}}
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if plots:
+        plot_demo(results, out / FIGURE)
+    (out / "report.md").write_text(format_report(results, figure=plots))
+    print(format_report(results, brief=True))
+    if plots:
+        print(f"picture: {out / FIGURE}")
+    print(f"report: {out / 'report.md'}")
+    return results
+
+
+# ------------------------------------------------------------------------------------------- the report
+
+def _num(v: Any) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def seed_table(evaluation: dict[str, Any]) -> list[str]:
+    """The markdown table of one seed."""
+    lines = ["| policy | reward | cost ± 95% | safe share | win rate vs SFT | train cost (first -> last half) | "
+             "lambda |", "|---|---|---|---|---|---|---|"]
+    for name, row in evaluation["table"].items():
+        kind = "" if name == "sft" else (" (constrained)" if row["constrained"] else "")
+        train_c = f"{_num(row['train_cost_first'])} -> {_num(row['train_cost_last'])}" if name != "sft" else ""
+        lines.append(f"| {name}{kind} | {_num(row['reward'])} | {_num(row['cost'])} ± {_num(row['cost_ci95'])} | "
+                     f"{_num(row['safe_share'])} | {_num(row.get('win_rate_vs_sft'))} | {train_c} | "
+                     f"{_num(row.get('multiplier'))} |")
+    return lines
+
+
+def seed_lines(seed: int | str, evaluation: dict[str, Any]) -> list[str]:
+    """One seed's limit, table and checks (markdown)."""
+    failed = [name for name, ok in evaluation["checks"].items() if not ok]
+    return [f"Seed {seed}: cost limit {evaluation['limit']:.3f} (the SFT policy on the training prompts: "
+            f"{evaluation['limit_measurement']['sft_train_cost']:.3f})", "", *seed_table(evaluation), "",
+            f"Checks on seed {seed}: {len(evaluation['checks']) - len(failed)} of {len(evaluation['checks'])} hold" +
+            (f"; NOT: {'; '.join(failed)}" if failed else ""), ""]
+
+
+def format_report(results: dict[str, Any], brief: bool = False, figure: bool = True) -> str:
+    """The markdown report (or, `brief`, the tables and checks only, for the terminal)."""
+    seeds = results["seeds"]
+    lines: list[str] = []
     if not brief:
+        first = next(iter(seeds.values()))
         lines += ["# Safe RLHF on the embedded default", "",
-                  "The SFT policy, then PPO (reward only) and PPO-Lagrangian (reward, subject to mean cost <= "
-                  f"{limit:g}) trained from it; all scored by the same reward model (helpfulness) and cost model "
-                  "(harmfulness; cost > 0 means unsafe).", "",
-                  f"Held-out evaluation: {results['held_out_prompts']} prompts never trained on, "
-                  f"{results['samples_per_prompt']} sampled answers each, from the final policies (cost: mean ± the "
-                  f"half-width of its 95% confidence interval). Training: the first epoch, and the mean over the "
-                  f"last {LAST_FRACTION:.0%} of the epochs.", ""]
-    lines += ["| policy | reward | cost | safe share | win rate vs SFT | train reward (first -> last) | "
-              "train cost (first -> last) | lambda |", "|---|---|---|---|---|---|---|---|"]
-    for name, row in table.items():
-        train_r = f"{num(row.get('train_reward_first'))} -> {num(row.get('train_reward_last'))}" if name != "sft" else ""
-        train_c = f"{num(row.get('train_cost_first'))} -> {num(row.get('train_cost_last'))}" if name != "sft" else ""
-        lines.append(f"| {name} | {num(row['reward'])} | {num(row['cost'])} ± {num(row['cost_ci95'])} | "
-                     f"{num(row['safe_share'])} | "
-                     f"{num(row.get('win_rate_vs_sft'))} | {train_r} | {train_c} | {num(row.get('multiplier'))} |")
-    lines += ["", "Checks (computed from the numbers above):", ""]
+                  "The SFT policy, then the unconstrained ppo, grpo, rloo and the constrained ppo_lag, grpo_lag, "
+                  "rloo_lag (reward, subject to mean cost <= the limit) trained from it; all scored by the same "
+                  "reward model (helpfulness) and cost model (harmfulness; a cost score > 0 is unsafe).", "",
+                  f"The limit is the SFT policy's mean cost on the training prompts minus "
+                  f"{results['limit_margin_std']:g} standard deviations of its per-answer cost, so the SFT policy "
+                  f"starts above it, as Alpaca-7B does in the Safe RLHF paper.", "",
+                  f"Held-out evaluation: {first['held_out_prompts']} prompts never trained on, "
+                  f"{first['samples_per_prompt']} sampled answers each, from the final policies. Training cost: the "
+                  f"first epoch, and the mean over the last {LAST_FRACTION:.0%} of the epochs.", ""]
+        if figure:
+            lines += [f"![reward against cost]({FIGURE})", ""]
+    for seed, evaluation in seeds.items():
+        lines += seed_lines(seed, evaluation)
+    lines += [f"Checks on every seed ({len(seeds)}):", ""]
     for name, ok in results["checks"].items():
-        if name != "all":
-            lines.append(f"- {name.replace('_', ' ')}: {'yes' if ok else 'NO'}")
+        lines.append(f"- {name}: {'yes' if ok else 'NO'}")
     if brief:
         return "\n".join(lines)
-    lines += ["", f"Cost limit {limit:g}. Time: {results['seconds']['total']:.0f} s in all "
-                  f"({results['seconds']['build']:.0f} s building the default).", "",
-              "## Configuration", "", "```json", json.dumps({"config": results["config"], "env_kwargs": results["env"]},
-                                                            indent=2), "```", "", "## Samples (held-out prompts)", ""]
-    for algo, examples in results["examples"].items():
+    lines += ["", f"Time: {results['seconds']['total']:.0f} s in all ({results['seconds']['build']:.0f} s building "
+                  f"defaults).", "", "## Configuration", "", "```json",
+              json.dumps({"total_steps": results["total_steps"], "config": results["config"],
+                          "algo_config": results["algo_config"], "env_kwargs": results["env"]}, indent=2), "```", ""]
+    first_seed, first = next(iter(seeds.items()))
+    lines += [f"## Samples (held-out prompts, seed {first_seed})", ""]
+    for algo, examples in first["examples"].items():
         lines += [f"### {algo}", ""]
         for ex in examples:
             lines += [f"- **prompt**: {ex['prompt']}", f"  - **{algo}** (reward {ex['reward']:.2f}, cost "
@@ -248,3 +455,49 @@ def format_report(results: dict[str, Any], brief: bool = False) -> str:
                       f"  - **sft**: {ex['sft_answer']}"]
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _family(algo: str) -> str:
+    """The unconstrained solver a constrained one is built on, by name (`ppo_lag` -> `ppo`)."""
+    return algo.removesuffix("_lag")
+
+
+def plot_demo(results: dict[str, Any], path: Path) -> None:
+    """Reward against cost of every policy on the held-out prompts, one panel per seed: the limit dashed, the cost's
+    95% interval as a bar, constrained solvers filled, unconstrained ones hollow, the SFT policy a black star."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seeds = results["seeds"]
+    fig, axes = plt.subplots(1, len(seeds), figsize=(4.2 * len(seeds) + 1.6, 3.8), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    algos = results["algorithms"]
+    families = list(dict.fromkeys(_family(a) for a in algos))
+    for ax, (seed, evaluation) in zip(axes[0], seeds.items()):
+        table = evaluation["table"]
+        ax.axvline(evaluation["limit"], color="0.3", linestyle="--", linewidth=1, label="cost limit")
+        sft = table["sft"]
+        ax.errorbar(sft["cost"], sft["reward"], xerr=sft["cost_ci95"], fmt="*", color="black", markersize=12,
+                    label="SFT")
+        for algo in algos:
+            row = table[algo]
+            colour = colours(families.index(_family(algo)))  # a solver and its constrained version share a colour
+            ax.errorbar(row["cost"], row["reward"], xerr=row["cost_ci95"], fmt="o", color=colour,
+                        markerfacecolor=colour if row["constrained"] else "white", markersize=8, label=algo)
+        ax.set_title(f"seed {seed}")
+        ax.set_xlabel("mean cost (harm) on held-out prompts")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mean reward (helpfulness)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", frameon=False)
+    fig.suptitle("Safe RLHF on the embedded default, held-out prompts\nfilled: constrained, hollow: unconstrained, "
+                 "bars: 95% interval of the cost", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / (4.2 * len(seeds) + 1.6), 0.9))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+__all__ = ["run_demo", "limit_from_sft", "seed_checks", "format_report", "plot_demo", "DEMO_ALGOS", "BASELINES",
+           "DEMO_CONFIG", "DEMO_ENV", "LIMIT_MARGIN"]

@@ -10,7 +10,8 @@ Same seed, same machine and thread count: the same files. A few minutes on 2 CPU
     DIR/data/preferences_test.jsonl    the same for held-out prompts (never seen by any model)
     DIR/data/prompts.jsonl             RL prompts (`prompt`, plus `is_harmful_prompt` and `split`)
     DIR/data/prompts_{train,test}.jsonl  the same split in two files (RL on train, evaluation on test)
-    DIR/data/sft.jsonl                 (prompt, response) SFT pairs, train prompts, some harmful compliance
+    DIR/data/sft.jsonl                 (prompt, response) SFT pairs, train prompts: some harmful compliance,
+                                       some brief, refused or off-topic answers to harmless requests
     DIR/tokenizer/                     the fast tokenizer (bos/eos/pad, chat template)
     DIR/sft/                           the SFT policy (GPT2LMHeadModel, safetensors) and tokenizer
     DIR/reward/, DIR/cost/             score models (`ScoreModel.from_pretrained`) with metrics.json
@@ -51,6 +52,7 @@ class DefaultConfig:
     test_fraction: float = 0.15
     sft_per_prompt: int = 2
     comply_fraction: float = 0.4
+    helpful_sft_mix: tuple[tuple[str, float], ...] = corpus_lib.HELPFUL_SFT_MIX
     vocab_size: int = 1000
     context: int = 128
     n_layer: int = 3
@@ -258,7 +260,8 @@ def build_default(out: str | Path, cfg: DefaultConfig = DefaultConfig(), *, devi
     data = out / "data"
     corpus = corpus_lib.make_corpus(seed=cfg.seed, n_helpful=cfg.n_helpful_prompts, n_harmful=cfg.n_harmful_prompts,
                                     pairs_per_prompt=cfg.pairs_per_prompt, test_fraction=cfg.test_fraction,
-                                    sft_per_prompt=cfg.sft_per_prompt, comply_fraction=cfg.comply_fraction)
+                                    sft_per_prompt=cfg.sft_per_prompt, comply_fraction=cfg.comply_fraction,
+                                    helpful_sft_mix=cfg.helpful_sft_mix)
     write_rows(data / "preferences_train.jsonl", [p.to_row() for p in corpus.train_pairs])
     write_rows(data / "preferences_test.jsonl", [p.to_row() for p in corpus.test_pairs])
     splits = (("train", corpus.train_prompts), ("test", corpus.test_prompts))
