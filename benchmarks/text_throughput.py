@@ -1,6 +1,6 @@
 """Text-side throughput: generated tokens per second and time per PPO iteration (a benchmark, not a test).
 
-    python -m cmdp.benchmarks.text_throughput --default runs/text-demo/default            # the tiny default, CPU
+    python -m cmdp.benchmarks.text_throughput --default runs/text-demo/seed0/default            # the tiny default, CPU
     python -m cmdp.benchmarks.text_throughput --default DIR --size gpt2-small --device cuda  # GPT-2-small-sized, GPU
 
 `--size tiny` uses the default's own SFT policy, reward and cost models. `--size gpt2-small` builds, with random

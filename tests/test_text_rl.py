@@ -366,7 +366,7 @@ def test_text_demo_bad_input_is_one_line(tmp_path: Path, capsys, argv: list, mes
 
 @pytest.mark.slow
 def test_text_demo_shows_safe_rlhf_on_three_seeds(tmp_path: Path):
-    """The full demo from scratch on 3 seeds, each with its own build (about 40 minutes on 2 cores). On every seed,
+    """The full demo from scratch on 3 seeds, each with its own build (about 45 minutes on 2 cores). On every seed,
     on the held-out prompts: every constrained solver ends within the limit up to its 95% interval, with a reward
     above SFT's and a safe share at least SFT's; every unconstrained one breaks the limit and ends less safe."""
     from cmdp.envs.text.demo import run_demo

@@ -493,8 +493,8 @@ def plot_demo(results: dict[str, Any], path: Path) -> None:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", frameon=False)
     fig.suptitle("Safe RLHF on the embedded default, held-out prompts\nfilled: constrained, hollow: unconstrained, "
-                 "bars: 95% interval of the cost", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1 - 1.5 / (4.2 * len(seeds) + 1.6), 0.9))
+                 "bars: 95% interval of the cost", fontsize=10, y=0.995)
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / (4.2 * len(seeds) + 1.6), 0.94))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
