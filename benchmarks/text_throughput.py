@@ -21,7 +21,9 @@ solver saves. Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 import shutil
 import tempfile
 from pathlib import Path
@@ -145,8 +147,11 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=3, help="timed iterations (after one warm-up)")
     p.add_argument("--threads", type=int, default=max(1, min(8, torch.get_num_threads())))
     args = p.parse_args()
-    print(json.dumps(measure(Path(args.default), args.size, args.device, args.responses, args.max_new_tokens,
-                             args.iters, args.generation_batch, args.threads, args.algo), indent=2))
+    # libraries log to stdout as they load (DeepSpeed's accelerator notice): stdout carries the JSON only
+    with contextlib.redirect_stdout(sys.stderr):
+        result = measure(Path(args.default), args.size, args.device, args.responses, args.max_new_tokens, args.iters,
+                         args.generation_batch, args.threads, args.algo)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

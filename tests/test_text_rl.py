@@ -401,3 +401,28 @@ def test_two_data_parallel_processes_under_deepspeed(quick_text_default: Path, t
     assert [int(r["episodes"]) for r in rows] == [8, 8]  # 4 answers per rank and epoch, gathered from both ranks
     assert json.loads((out / "summary.json").read_text())["finished"]
     assert result.stdout.count("== ppo_lag on text") == 1  # one rank reports
+
+
+def test_text_throughput_memory_account(quick_text_default: Path, capsys, monkeypatch):
+    """benchmarks/text_throughput.py prints one JSON object on stdout (library notices go to stderr), and its memory
+    account shows what a critic-free solver does not hold: the value models, their gradients and optimiser state."""
+    from cmdp.benchmarks import text_throughput
+
+    accounts = {}
+    for algo in ("ppo_lag", "grpo_lag"):
+        monkeypatch.setattr("sys.argv", ["text_throughput", "--default", str(quick_text_default), "--algo", algo,
+                                         "--responses", "8", "--generation-batch", "8", "--iters", "1",
+                                         "--max-new-tokens", "8", "--threads", "1"])
+        text_throughput.main()
+        result = json.loads(capsys.readouterr().out)
+        assert result["algo"] == algo and result["iterations_timed"] == 1
+        accounts[algo] = result["memory"]
+    ppo, grpo = accounts["ppo_lag"], accounts["grpo_lag"]
+    assert (ppo["value_models"], grpo["value_models"]) == (2, 0)
+    assert ppo["frozen_weights_mib"] == grpo["frozen_weights_mib"] > 0
+    # the quick default's critics are copies of the policy's body with a scalar head: three trained models against one
+    assert ppo["trained_parameters"] > 2.5 * grpo["trained_parameters"]
+    for account in (ppo, grpo):
+        assert account["gradients_mib"] == account["trained_weights_mib"]
+        # Adam: two moments per weight (the account rounds each entry to 0.1 MiB)
+        assert account["optimizer_state_mib"] == pytest.approx(2 * account["trained_weights_mib"], abs=0.15)
