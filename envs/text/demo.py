@@ -64,8 +64,9 @@ DEMO_ENV: dict[str, Any] = {"max_new_tokens": 64, "kl_coeff": 0.02}
 # (group_scale: false, standardize_advantages: true). GRPO's per-group std scaling puts every group's reward and
 # cost advantages on the same +-1 scale whatever their sizes, so one multiplier cannot trade a large cost saving
 # against a small reward loss: at lambda < 1 a group prefers complying with a harmful request, at lambda > 1 it
-# prefers refusing a harmless one. Measured on seed 0 with the scaling: both group solvers ended in refusals
-# (held-out cost -8.0 and -9.2 against a limit of -5.1 and -5.4, reward below SFT's). grpo_lag keeps GRPO's other
+# prefers refusing a harmless one. Measured on seed 0 with the scaling (multiplier from 1, lr 0.2, on two builds of
+# the default): grpo_lag ended over-safe, held-out cost 1.9 and 2.6 below the limit, reward 0.9 and 1.8 below the
+# SFT policy's (docs/text.md). grpo_lag keeps GRPO's other
 # mark, the KL to the reference in the loss (DeepSeekMath's beta 0.04), besides the KL in the reward every text
 # solver has. Standardised, the leave-one-out and group-mean baselines give the same advantages (they differ by the
 # factor n / (n - 1)), so that KL term is what tells grpo_lag and rloo_lag apart here.
@@ -322,6 +323,7 @@ def run_demo(out: str | Path = "runs/text-demo", algos: Sequence[str] = DEMO_ALG
              quick: bool = False, device: str | None = None, workers: int | None = None, eval_samples: int = 4,
              plots: bool = True) -> dict[str, Any]:
     """Build, set the limit, train, evaluate for seeds 0..seeds-1; write the report; return the results."""
+    from cmdp.benchmarks.cells import cell_dir
     from cmdp.benchmarks.runner import run_suite
 
     if seeds < 1:
@@ -358,8 +360,6 @@ def run_demo(out: str | Path = "runs/text-demo", algos: Sequence[str] = DEMO_ALG
             if status != 0:
                 raise ConfigError(f"seed {seed}: training did not finish (see {where / 'runs' / 'status.json'}); "
                                   f"rerun to resume: cmdp text-demo --out {out}{flags}")
-            from cmdp.benchmarks.cells import cell_dir
-
             runs = {algo: cell_dir(where / "runs", "text", algo, seed) for algo in algos}
             print(f"seed {seed}: evaluating the SFT policy and {', '.join(algos)} on the held-out prompts")
             evaluation = evaluate_seed(judge, default, runs, seed, eval_samples)

@@ -38,6 +38,7 @@ from cmdp.envs.text.generation import GENERATION_BACKENDS, GenerationBackend
 from cmdp.envs.text.policy import (TextActor, TextAgent, TextCritic, TokenObs, autocast_context,
                               position_ids_from_mask)
 from cmdp.envs.text.score_model import ScoreModel, import_transformers
+from cmdp.envs.text_registration import TextFamily
 
 DEFAULT_COST_LIMIT = 0.0  # safe-rlhf's threshold: a cost score <= 0 is judged safe
 
@@ -321,11 +322,12 @@ def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bo
 
 
 def text_spec(tcfg: TextEnvConfig, vocab_size: int) -> CMDPSpec:
-    """The text CMDP's spec: text prompts in, tokens out, one signed cost (a score) per cost model, limit 0 by
-    default."""
+    """The text CMDP's spec: text prompts in, tokens out, one cost per cost model (a score, signed as the family
+    declares), limit 0 by default."""
     return CMDPSpec(observation_space=gymnasium.spaces.Text(max_length=10 ** 6),
                     action_space=gymnasium.spaces.Discrete(vocab_size),
-                    costs=tuple(CostSpec(name, DEFAULT_COST_LIMIT, signed=True) for name in tcfg.cost_paths()),
+                    costs=tuple(CostSpec(name, DEFAULT_COST_LIMIT, signed=TextFamily.signed_costs)
+                                for name in tcfg.cost_paths()),
                     max_episode_steps=tcfg.max_new_tokens)
 
 
