@@ -86,6 +86,7 @@ def test_train_score_model_command(kind: str, backbone_dir: Path, prefs: tuple[P
     if kind == "cost":
         assert 0.0 <= metrics["eval_sign_accuracy"] <= 1.0
         assert f"sign accuracy {metrics['eval_sign_accuracy']:.3f}" in captured.out
+        assert f"({metrics['eval_accuracy_with_unsafe']:.3f} on pairs with an unsafe response)" in captured.out
         assert "cost model" not in captured.err  # --no-progress: no bar
     else:
         assert "sign accuracy" not in captured.out

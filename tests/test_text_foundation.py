@@ -316,7 +316,7 @@ def test_generator_labels_follow_safe_rlhf(corpus: corpus_lib.Corpus) -> None:
         if {better, worse} == {"comply_detailed", "comply_brief"}:
             assert (better, safer) == ("comply_detailed", "comply_brief") and not p.is_safe(0) and not p.is_safe(1)
         if "refusal" in kinds and "off_topic" in kinds:
-            assert (better, safer) == ("refusal", "refusal")
+            assert better == "refusal"
         if unsafer.startswith("comply"):
             task = corpus_lib.HARMFUL_TASKS[next(pr.task for pr in corpus.train_prompts + corpus.test_prompts
                                                  if pr.text == p.prompt)][0]
@@ -325,6 +325,10 @@ def test_generator_labels_follow_safe_rlhf(corpus: corpus_lib.Corpus) -> None:
     assert frozenset(("comply_detailed", "refusal")) in seen and frozenset(("helpful_brief", "off_topic")) in seen
     assert {lp.pair.better_response_id for lp in pairs} == {0, 1}
     assert {lp.pair.safer_response_id for lp in pairs} == {0, 1}
+    # two safe responses carry no harm to rank: which one is marked safer is a fair coin, not the more cautious one
+    both_safe = [lp for lp in pairs if lp.pair.is_response_0_safe and lp.pair.is_response_1_safe]
+    more_helpful_safer = [lp.pair.safer_response_id == lp.pair.better_response_id for lp in both_safe]
+    assert len(both_safe) > 100 and 0.4 < sum(more_helpful_safer) / len(both_safe) < 0.6
 
 
 def test_generator_prompts_split_and_sft(corpus: corpus_lib.Corpus) -> None:
@@ -379,8 +383,10 @@ def test_short_training_beats_chance(kind: str, tokenizer, backbone_dir: Path, p
     metrics = train_score_model(kind, train, backbone_dir, out, epochs=4, lr=2e-3, batch_size=16, seed=0,
                                 device="cpu", eval_data_path=test, max_length=128, log=None)
     assert metrics["eval_pairs"] == 72 and metrics["train_pairs"] == 408
-    assert metrics["eval_accuracy"] >= 0.7, metrics
-    if kind == "cost":
+    if kind == "reward":
+        assert metrics["eval_accuracy"] >= 0.7, metrics
+    else:  # two safe responses' safer label is a coin flip: the ranking is learnable where harm differs
+        assert metrics["eval_accuracy_with_unsafe"] >= 0.8, metrics
         assert metrics["eval_sign_accuracy"] >= 0.8, metrics
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["eval_accuracy"] == metrics["eval_accuracy"] and saved["kind"] == kind
@@ -398,6 +404,8 @@ def test_short_training_beats_chance(kind: str, tokenizer, backbone_dir: Path, p
     correct = [(a > b) if t == 0 else (b > a) for a, b, t in zip(s0.tolist(), s1.tolist(), top)]
     assert sum(correct) / len(correct) == pytest.approx(metrics["eval_accuracy"])
     if kind == "cost":
+        decided = [c for c, p in zip(correct, pairs) if not (p.is_response_0_safe and p.is_response_1_safe)]
+        assert sum(decided) / len(decided) == pytest.approx(metrics["eval_accuracy_with_unsafe"])
         signs = [(c > 0) != p.is_safe(i) for p, c0, c1 in zip(pairs, s0.tolist(), s1.tolist())
                  for i, c in ((0, c0), (1, c1))]
         assert sum(signs) / len(signs) == pytest.approx(metrics["eval_sign_accuracy"])
@@ -460,7 +468,7 @@ def test_full_default_build_quality(tmp_path: Path) -> None:
     _check_build(tmp_path / "default", manifest)
     assert manifest["sft"]["eval_loss"] < 0.4, manifest["sft"]
     assert manifest["reward"]["eval_accuracy"] >= 0.85, manifest["reward"]
-    assert manifest["cost"]["eval_accuracy"] >= 0.9, manifest["cost"]
+    assert manifest["cost"]["eval_accuracy_with_unsafe"] >= 0.9, manifest["cost"]
     assert manifest["cost"]["eval_sign_accuracy"] >= 0.95, manifest["cost"]
     check = manifest["sft_policy_check"]
     assert check["harmful_prompts_unsafe_fraction"] > 0.05  # the SFT policy still complies: RL has work to do

@@ -5,13 +5,13 @@ templated over tasks, phrasings and short contexts. Each response has a kind:
 
 | kind                  | for               | safe | helpfulness | harm rank |
 |-----------------------|-------------------|------|-------------|-----------|
-| `helpful_detailed`    | helpful requests  | yes  | 4           | 2         |
-| `helpful_brief`       | helpful requests  | yes  | 3           | 2         |
+| `helpful_detailed`    | helpful requests  | yes  | 4           | 0         |
+| `helpful_brief`       | helpful requests  | yes  | 3           | 0         |
 | `comply_detailed`     | harmful requests  | no   | 4           | 11        |
 | `comply_brief`        | harmful requests  | no   | 3           | 10        |
-| `redirect`            | harmful requests  | yes  | 2           | 2         |
+| `redirect`            | harmful requests  | yes  | 2           | 0         |
 | `refusal`             | both              | yes  | 1           | 0         |
-| `off_topic`           | both              | yes  | 0           | 1         |
+| `off_topic`           | both              | yes  | 0           | 0         |
 
 `comply_*` are the helpful-but-harmful responses (they carry out a harmful request; the steps are
 deliberately vague), `redirect` is the helpful-and-safe answer to a harmful request (declines and
@@ -19,10 +19,12 @@ offers a lawful alternative), `off_topic` is either a non-answer or an answer to
 
 Labels follow Safe RLHF's decoupling: `better_response_id` is the more helpful response whatever its
 safety (complying with a harmful request is more helpful than refusing); `safer_response_id` is the
-lower harm rank, so a safe response is always safer than an unsafe one; between two unsafe responses
-the less detailed is safer; between two safe ones the more cautious is safer (a refusal, then a
-non-answer, then an answer that engages). Pairs are only made between kinds that differ in both
-helpfulness and harm rank, so both labels are always strict.
+lower harm rank, so a safe response is always safer than an unsafe one, and between two unsafe responses
+the less detailed is safer. Two safe responses carry no harm to rank, so their safer label is a coin
+flip, as from annotators who cannot tell them apart. (An earlier version ranked the more cautious safe
+answer safer; its cost model then scored refusing a harmless request 6 below answering it, so a cost
+limit pushed policies into over-refusal, and a constrained policy could gain little helpfulness
+without breaking its limit.) Pairs are only made between kinds of different helpfulness.
 """
 from __future__ import annotations
 
@@ -199,9 +201,9 @@ REDIRECTS = ("I can't help you {task}, because it could hurt people and it is ag
               "Helping you {task} could cause real harm, so I will not do it. However, {alternative}.")
 
 KINDS: dict[str, tuple[bool, int, int]] = {  # kind -> (safe, helpfulness, harm rank)
-    "helpful_detailed": (True, 4, 2), "helpful_brief": (True, 3, 2),
+    "helpful_detailed": (True, 4, 0), "helpful_brief": (True, 3, 0),
     "comply_detailed": (False, 4, 11), "comply_brief": (False, 3, 10),
-    "redirect": (True, 2, 2), "refusal": (True, 1, 0), "off_topic": (True, 0, 1),
+    "redirect": (True, 2, 0), "refusal": (True, 1, 0), "off_topic": (True, 0, 0),
 }
 HELPFUL_PAIRS = (("helpful_detailed", "refusal"), ("helpful_detailed", "off_topic"), ("helpful_brief", "refusal"),
                  ("helpful_brief", "off_topic"), ("refusal", "off_topic"))
@@ -300,15 +302,19 @@ def make_response(rng: random.Random, prompt: Prompt, kind: str) -> str:
     raise ValueError(f"unknown response kind {kind!r}")
 
 
-def label_pair(prompt: Prompt, kind_0: str, kind_1: str, response_0: str, response_1: str) -> LabelledPair:
-    """The decoupled labels of two responses of different kinds, from the kinds' helpfulness and harm rank."""
+def label_pair(rng: random.Random, prompt: Prompt, kind_0: str, kind_1: str, response_0: str,
+               response_1: str) -> LabelledPair:
+    """The decoupled labels of two responses of different helpfulness, from the kinds' helpfulness and harm rank
+    (two safe responses: the safer one drawn from `rng`)."""
     safe_0, help_0, harm_0 = KINDS[kind_0]
     safe_1, help_1, harm_1 = KINDS[kind_1]
-    if help_0 == help_1 or harm_0 == harm_1:
-        raise ValueError(f"kinds {kind_0} and {kind_1} do not give strict labels")
+    if help_0 == help_1:
+        raise ValueError(f"kinds {kind_0} and {kind_1} are equally helpful: no strict helpfulness label")
+    if harm_0 == harm_1 and not (safe_0 and safe_1):
+        raise ValueError(f"kinds {kind_0} and {kind_1} are unsafe and equally harmful: no safety label")
+    safer = rng.randrange(2) if harm_0 == harm_1 else (0 if harm_0 < harm_1 else 1)
     pair = PreferencePair(prompt=prompt.text, response_0=response_0, response_1=response_1,
-                          better_response_id=0 if help_0 > help_1 else 1,
-                          safer_response_id=0 if harm_0 < harm_1 else 1,
+                          better_response_id=0 if help_0 > help_1 else 1, safer_response_id=safer,
                           is_response_0_safe=safe_0, is_response_1_safe=safe_1)
     return LabelledPair(pair, kind_0, kind_1, prompt.harmful)
 
@@ -326,7 +332,7 @@ def make_pairs(rng: random.Random, prompts: Sequence[Prompt], pairs_per_prompt: 
             kinds = list(rng.choices(combos, weights=weights)[0])
             rng.shuffle(kinds)
             responses = [make_response(rng, prompt, k) for k in kinds]
-            out.append(label_pair(prompt, kinds[0], kinds[1], responses[0], responses[1]))
+            out.append(label_pair(rng, prompt, kinds[0], kinds[1], responses[0], responses[1]))
     return out
 
 

@@ -330,7 +330,8 @@ def build_default(out: str | Path, cfg: DefaultConfig = DefaultConfig(), *, devi
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     say(f"[done] {manifest['seconds']['total']:.0f} s: SFT held-out loss {sft_metrics['eval_loss']:.3f}, "
         f"reward acc {score_metrics['reward']['eval_accuracy']:.3f}, "
-        f"cost acc {score_metrics['cost']['eval_accuracy']:.3f}, "
+        f"cost acc {score_metrics['cost']['eval_accuracy']:.3f} "
+        f"({score_metrics['cost']['eval_accuracy_with_unsafe']:.3f} on pairs with an unsafe response), "
         f"cost sign acc {score_metrics['cost']['eval_sign_accuracy']:.3f} -> {out}")
     return manifest
 

@@ -293,8 +293,10 @@ def evaluate_score_model(kind: Literal["reward", "cost"], model: ScoreModel, tok
     """Held-out metrics of a score model on preference pairs.
 
     reward: `accuracy` (better scored above worse), `loss`, `score_mean`, `score_std`.
-    cost: `accuracy` (unsafer above safer), `sign_accuracy` (both responses of every pair), `loss`,
-    `cost_mean_safe` and `cost_mean_unsafe` (mean cost of the responses flagged safe / unsafe; NaN if none).
+    cost: `accuracy` (unsafer above safer), `accuracy_with_unsafe` (the same over the pairs with at least one
+    response flagged unsafe: the ranking a cost limit acts on; NaN if none), `sign_accuracy` (both responses of
+    every pair), `loss`, `cost_mean_safe` and `cost_mean_unsafe` (mean cost of the responses flagged safe /
+    unsafe; NaN if none).
     """
     _check_kind(kind)
     device = torch.device(device) if device is not None else model.head.weight.device
@@ -317,6 +319,9 @@ def evaluate_score_model(kind: Literal["reward", "cost"], model: ScoreModel, tok
     if kind == "reward":
         metrics.update(score_mean=scores.mean().item(), score_std=scores.std().item() if len(scores) > 1 else 0.0)
     else:
+        with_unsafe = ~(data.high_is_safe & data.low_is_safe)
+        metrics["accuracy_with_unsafe"] = (pair_accuracy(high[with_unsafe], low[with_unsafe])
+                                           if bool(with_unsafe.any()) else math.nan)
         safe = torch.cat([data.high_is_safe, data.low_is_safe])
         metrics["sign_accuracy"] = sign_accuracy(scores, safe)
         metrics["cost_mean_safe"] = scores[safe].mean().item() if bool(safe.any()) else math.nan
@@ -358,8 +363,8 @@ def train_score_model(kind: Literal["reward", "cost"], data_path: str | Path, mo
     Held-out pairs: `eval_data_path` when given, else `eval_fraction` of the distinct prompts of
     `data_path` (`split_by_prompt`). AdamW, linear warm-up over the first 5% of steps then linear decay,
     gradient norm clipped at 1.0. `out_dir` receives the score model, the tokenizer and `metrics.json`:
-    held-out `eval_accuracy` (and `eval_sign_accuracy` for cost), the last epoch's training loss, sizes,
-    settings and wall time. `device`: "auto" (CUDA when present), "cpu", "cuda", ...
+    held-out `eval_accuracy` (and `eval_accuracy_with_unsafe`, `eval_sign_accuracy` for cost), the last epoch's
+    training loss, sizes, settings and wall time. `device`: "auto" (CUDA when present), "cpu", "cuda", ...
     `out_dir` must be absent or empty unless `overwrite`; every input is checked before anything is written,
     and a save that fails part-way removes what it wrote (unless it was overwriting a non-empty folder).
     `log` receives one line per stage and epoch; `progress(step, total_steps, loss)` is called after every
@@ -462,6 +467,7 @@ def train_score_model(kind: Literal["reward", "cost"], data_path: str | Path, mo
         "wall_seconds": round(time.perf_counter() - started, 2), "history": history,
     }
     if kind == "cost":
+        metrics["eval_accuracy_with_unsafe"] = last.get("eval_accuracy_with_unsafe")
         metrics["eval_sign_accuracy"] = last.get("eval_sign_accuracy")
     existed = out_dir.exists()
     overwriting = existed and any(out_dir.iterdir())
@@ -497,5 +503,6 @@ def describe_metrics(metrics: dict[str, Any]) -> str:
 
     line = f"{metrics['kind']} model: held-out accuracy {num('eval_accuracy')}"
     if metrics["kind"] == "cost":
-        line += f", sign accuracy {num('eval_sign_accuracy')}"
+        line += (f" ({num('eval_accuracy_with_unsafe')} on pairs with an unsafe response), "
+                 f"sign accuracy {num('eval_sign_accuracy')}")
     return line + f" on {metrics['eval_pairs']} pairs ({metrics['train_pairs']} trained, {metrics['wall_seconds']} s)"
