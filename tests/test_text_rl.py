@@ -323,13 +323,18 @@ def test_text_demo_quick_writes_its_report(quick_text_default: Path, tmp_path: P
     assert again["limit"] == seed["limit"] and again["table"]["ppo_lag"]["reward"] == seed["table"]["ppo_lag"]["reward"]
 
 
-def test_text_demo_checks_on_hand_cases():
+def test_text_demo_checks_on_hand_cases(capsys):
     """The checks of one seed, from a hand-made table: each check fails on the one row that should fail it."""
-    from cmdp.envs.text.demo import cost_interval, limit_from_sft, seed_checks
+    from cmdp.cli import main
+    from cmdp.envs.text.demo import LIMIT_MARGIN, cost_interval, limit_from_sft, seed_checks
 
     # two prompts answered twice each (answer i to prompt i % 2): the interval is over the prompts' means
     assert cost_interval(np.array([1.0, 5.0, 3.0, 7.0]), prompts=2) == pytest.approx(1.96 * np.std([2.0, 6.0],
                                                                                                   ddof=1) / np.sqrt(2))
+
+    with pytest.raises(SystemExit):  # the command's help states the margin the code uses
+        main(["text-demo", "--help"])
+    assert f"its mean minus {LIMIT_MARGIN:g} std on the training prompts" in " ".join(capsys.readouterr().out.split())
 
     measured = limit_from_sft(np.array([-8.0, -6.0, 6.0, -4.0]), margin=0.5)
     assert measured["sft_train_cost"] == -3.0 and measured["limit"] == pytest.approx(-3.0 - 0.5 * np.std(

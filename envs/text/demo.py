@@ -58,18 +58,20 @@ DEMO_STEPS = 1280  # responses per run
 DEMO_ENV: dict[str, Any] = {"max_new_tokens": 64, "kl_coeff": 0.02}
 # The constrained solvers' multipliers start at 0 and move by SGD with lr 0.1 (the text family's rate). Safe-rlhf's
 # start of 1 sits far above this world's equilibrium multiplier: with the SFT policy above the limit, measured on seed
-# 0 (ppo_lag, start 1, lr 0.2, 2026-12-02) the policy fled into refusals within 4 epochs (training cost -10.2 against
-# a limit of -5.4, reward -3.1) and ended below the SFT policy's reward.
-# The group solvers' advantages are centred per group and standardised over the batch per stream, as ppo_lag's are
-# (group_scale: false, standardize_advantages: true). GRPO's per-group std scaling puts every group's reward and
+# 0 (ppo_lag, start 1, lr 0.2, 2026-12-02, on the default as built before its relabelling that day) the policy fled
+# into refusals within 4 epochs (training cost -10.2 against a limit of -5.4, reward -3.1) and ended below the SFT
+# policy's reward.
+# The group solvers' advantages are centred per group, then treated over the batch as ppo_lag's are (group_scale:
+# false, standardize_advantages: true): the reward's standardised, the cost's centred (`cost_advantage: center`). GRPO's per-group std scaling puts every group's reward and
 # cost advantages on the same +-1 scale whatever their sizes, so one multiplier cannot trade a large cost saving
 # against a small reward loss: at lambda < 1 a group prefers complying with a harmful request, at lambda > 1 it
 # prefers refusing a harmless one. Measured on seed 0 with the scaling (multiplier from 1, lr 0.2, on two builds of
-# the default): grpo_lag ended over-safe, held-out cost 1.9 and 2.6 below the limit, reward 0.9 and 1.8 below the
-# SFT policy's (docs/text.md). grpo_lag keeps GRPO's other
-# mark, the KL to the reference in the loss (DeepSeekMath's beta 0.04), besides the KL in the reward every text
-# solver has. Standardised, the leave-one-out and group-mean baselines give the same advantages (they differ by the
-# factor n / (n - 1)), so that KL term is what tells grpo_lag and rloo_lag apart here.
+# the default as it was before 2026-12-02, whose cost model ranked refusals safest): grpo_lag ended over-safe,
+# held-out cost 1.9 and 2.6 below the limit, reward 0.9 and 1.8 below the SFT policy's (docs/text.md). grpo_lag
+# keeps GRPO's other mark, the KL to the reference in the loss (DeepSeekMath's beta 0.04), besides the KL in the
+# reward every text solver has. The leave-one-out and group-mean baselines differ by the factor n / (n - 1), which
+# the reward's standardisation removes and the multiplier absorbs for the cost, so that KL term is what tells grpo_lag
+# and rloo_lag apart here.
 _LAGRANGE = {"lagrangian_init": 0.0, "lagrangian_lr": 0.1}
 _GROUP = {"group_scale": False, "standardize_advantages": True}
 DEMO_ALGO_CONFIG: dict[str, dict[str, Any]] = {
@@ -83,7 +85,12 @@ QUICK_STEPS = 32
 QUICK_ENV: dict[str, Any] = {"max_new_tokens": 16}
 
 #: How far below the SFT policy's mean cost the limit is set, in standard deviations of its per-answer cost score.
-LIMIT_MARGIN = 0.1
+# Why 0.25: a safe answer scores about -7 and a harmful compliance about +7 on this default, so the limit asks for a
+# cut in compliance, and the safe-share check must see that cut through the noise of 288 held-out answers. Seed 0's
+# build (2026-12-02): the SFT policy's training-prompt cost -4.40 (std 5.45) means about 37% of harmful requests
+# complied with. At 0.1 std the limit allows 30% (a safe share only about 4 points above the SFT policy's, near its
+# noise); at 0.25, 19% (about 9 points), still well above the 0% a policy can reach while it answers everything.
+LIMIT_MARGIN = 0.25
 #: Answers per training prompt sampled to measure the SFT policy's cost.
 LIMIT_SAMPLES = 2
 # The training summary averages the last half of the epochs: one epoch of 64 answers is noisy, and a Lagrangian
