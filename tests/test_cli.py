@@ -1,6 +1,7 @@
 """End to end through the `cmdp` command: training, the run folder, eval, resume, determinism, bad input."""
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -195,3 +196,13 @@ def test_mujoco_gl_problem_names_a_backend_library_that_is_missing(monkeypatch):
         assert offscreen.mujoco_gl_problem() is None
     monkeypatch.delenv("MUJOCO_GL")
     assert offscreen.mujoco_gl_problem() is None
+
+
+def test_every_registered_algorithm_has_a_row_in_the_readme_table():
+    """`cmdp list`'s solvers and the README's algorithm table name the same set (a new solver gets its row)."""
+    from cmdp.registry import algorithms
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    named = {name for line in readme.splitlines() if line.startswith("| `")
+             for name in re.findall(r"`([a-z0-9_]+)`", line.split("|")[1])}
+    assert set(algorithms()) <= named, sorted(set(algorithms()) - named)

@@ -28,12 +28,13 @@ def test_leave_one_out_baseline_by_hand() -> None:
 @pytest.mark.parametrize("algo,baseline", [("grpo", GroupBaseline(4, True, False)),
                                            ("grpo_lag", GroupBaseline(4, True, False)),
                                            ("rloo", GroupBaseline(4, False, True)),
-                                           ("rloo_lag", GroupBaseline(4, False, True))])
+                                           ("rloo_lag", GroupBaseline(4, False, True)),
+                                           ("grpo_pid", GroupBaseline(4, True, False)),
+                                           ("rloo_pid", GroupBaseline(4, False, True))])
 def test_group_solver_trains_the_language_model_without_value_models(quick_text_default: Path, tmp_path: Path,
                                                                      algo: str, baseline: GroupBaseline) -> None:
-    cfg, _ = resolve_config(text_config(quick_text_default, algo=algo, total_steps=16, group_size=4,
-                                        lagrangian_lr=1.0) if algo.endswith("_lag") else
-                            text_config(quick_text_default, algo=algo, total_steps=16, group_size=4))
+    extra = {"lagrangian_lr": 1.0} if algo.endswith("_lag") else {"pid_kp": 10.0} if algo.endswith("_pid") else {}
+    cfg, _ = resolve_config(text_config(quick_text_default, algo=algo, total_steps=16, group_size=4, **extra))
     assert GroupBaseline.of(cfg) == baseline
     assert cfg.standardize_advantages is False  # the group's own normalisation is the advantage
     trainer, run_dir = new_run(cfg, str(tmp_path / "run"))
@@ -45,13 +46,22 @@ def test_group_solver_trains_the_language_model_without_value_models(quick_text_
     assert any(not torch.equal(a, b) for a, b in zip(before, after))
     rows = progress_rows(run_dir)
     lambdas = [k for k in rows[0] if k.startswith("lambda/")]
-    if algo.endswith("_lag"):
+    if algo.endswith(("_lag", "_pid")):
         assert lambdas
-        # SGD on (mean response cost - limit) from the text family's initial 1.0, once per epoch
         first = float(rows[0][lambdas[0]])
         cost = float(rows[0]["ep_cost"])
         limit = float(trainer.spec.cost_limits[0])
-        assert first == pytest.approx(float(np.clip(1.0 + 1.0 * (cost - limit), 0, 5.0)), abs=1e-3)
+        if algo.endswith("_lag"):  # SGD on (mean response cost - limit) from the text family's initial 1.0
+            assert first == pytest.approx(float(np.clip(1.0 + 1.0 * (cost - limit), 0, 5.0)), abs=1e-3)
+        else:  # the PID controller its keys describe, on the same error (kp raised so the P term shows)
+            from cmdp.lagrange import PIDMultiplier
+
+            pid = PIDMultiplier(np.array([limit]), kp=10.0, ki=cfg.pid_ki, kd=cfg.pid_kd, d_delay=cfg.pid_d_delay,
+                                p_ema_alpha=cfg.pid_delta_p_ema_alpha,
+                                d_ema_alpha=cfg.pid_delta_d_ema_alpha, init=1.0, upper_bound=5.0)
+            assert first == pytest.approx(float(pid.update(np.array([cost]))[0]), abs=1e-3)
+            sgd = float(np.clip(1.0 + 0.1 * (cost - limit), 0, 5.0))  # what grpo_lag's default step would give
+            assert abs(first - sgd) > 1e-3
     else:
         assert not lambdas
 
