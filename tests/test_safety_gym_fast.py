@@ -52,7 +52,9 @@ class Case:
 
 CASES = [
     Case("SafetyPointButton1-v0", (0, None), 100, "seek", expect=("goal", "cost")),  # timer, resampled goal button
-    Case("SafetyCarGoal2-v0", (3, None), 150, expect=("cost",)),
+    # a Car pushed forward on one wheel: uniform actions met no hazard in 300 steps on an AVX-512 machine (2026-12-02),
+    # where the trajectories differ in the last bits from those of the machine the case was written on
+    Case("SafetyCarGoal2-v0", (3, None), 150, "forward", expect=("cost",)),
     Case("SafetyDoggoPush2-v0", (1, None, 4), 100, max_episode_steps=50, expect=("truncated",)),
     Case("SafetyRacecarCircle1-v0", (2,), 200, "forward", expect=("cost",)),  # out of bounds from step 100
     Case("SafetyAntGoal0-v0", (6,), 150),
