@@ -9,7 +9,9 @@ imports Safety-Gymnasium through `envs/safety_gym_compat.py`, loaded by file pat
 default stays except the settings both sides of the comparison share: total steps, steps per epoch, one
 environment, no parallel workers, seed, cost limit, CPU with one torch thread, and the log folder. OmniSafe writes
 its usual log folder, DIR/<algo>-{<env>}/seed-<seed>-<time>/ (progress.csv, config.json, tb/, torch_save/), and
-this script adds runner.json there: the versions and the settings it passed.
+this script adds runner.json there: the versions and the settings it passed, and once training has finished,
+`wall_s`, this script's seconds from its start to the end of training (what the side-by-side's `--omnisafe-run`
+reads as the process's wall time of a finished run).
 """
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ import argparse
 import copy
 import importlib.util
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -50,6 +54,7 @@ def custom_cfgs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    started = time.perf_counter()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--algo", required=True, help="OmniSafe's algorithm name, e.g. PPOLag, CUP, CPO")
     p.add_argument("--env", required=True)
@@ -73,9 +78,11 @@ def main(argv: list[str] | None = None) -> None:
     agent = omnisafe.Agent(args.algo, args.env, custom_cfgs=copy.deepcopy(cfgs))  # it edits what it is given
     log_dir = Path(agent.agent.logger.log_dir)
     record = {"omnisafe": omnisafe.__version__, "torch": torch.__version__, "python": sys.version.split()[0],
-              "algo": args.algo, "env": args.env, "custom_cfgs": cfgs}
+              "algo": args.algo, "env": args.env, "custom_cfgs": cfgs, "cores": sorted(os.sched_getaffinity(0))}
     (log_dir / "runner.json").write_text(json.dumps(record, indent=2) + "\n")
     ep_ret, ep_cost, ep_len = agent.learn()
+    record["wall_s"] = time.perf_counter() - started
+    (log_dir / "runner.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"omnisafe_runner: finished {args.algo} on {args.env}: return {ep_ret:.2f}, cost {ep_cost:.2f}, "
           f"length {ep_len:.1f}; log folder {log_dir}", flush=True)
 

@@ -2,7 +2,7 @@
 
     python -m benchmarks.omnisafe_side_by_side --algo ppo_lag|cup|cpo [--env SafetyHopperVelocity-v1]
         [--steps 1e6] [--seed 0] [--steps-per-epoch 20000] [--cost-limit 25]
-        [--omnisafe-python .venv-omnisafe/bin/python] [--cores 0 1] [--out DIR]
+        [--omnisafe-python .venv-omnisafe/bin/python | --omnisafe-run RUN] [--cores 0 1] [--out DIR]
 
 Run it from the repository root with cmdp-lab's python. It installs nothing: OmniSafe runs from its own virtual
 environment, which `benchmarks/omnisafe_venv.sh` creates. The two trainings start together, each process pinned
@@ -20,6 +20,12 @@ The curves are what each framework logs: ours, the mean over the epoch's finishe
 `Metrics/EpRet` and `Metrics/EpCost`, the mean over its last 50 finished episodes, whichever epochs they ended in
 (the same window its multiplier reads). Bad options, a missing OmniSafe python or a used --out: one line, exit
 status 2, nothing started. A side that fails stops the other: one line naming it, exit status 2, no results written.
+
+OmniSafe's side does not change when cmdp-lab's code does, and it is the slow one (2.4 hours for PPOLag at 1e6
+steps on one core). `--omnisafe-run RUN` reuses a finished run of `omnisafe_runner.py` instead of starting one: RUN is
+its log folder (the one holding progress.csv and runner.json). Its settings must be this comparison's (refused in
+one line otherwise), only cmdp-lab's side runs, and throughput.json names the reused run; the two sides then did
+not run at the same time, so their speeds compare only when the machine was equally idle both times.
 """
 from __future__ import annotations
 
@@ -134,12 +140,13 @@ class Curve:
 
 @dataclass(frozen=True)
 class SideRun:
-    """One framework's finished run: its progress.csv, its process's wall time and the core it ran on."""
+    """One framework's finished run: its progress.csv, its process's wall time and the core it ran on (None: a
+    reused run that did not record it)."""
 
     framework: str
     progress: Path
     wall_s: float
-    core: int
+    core: int | None
 
 
 # --- reading and writing the results ----------------------------------------------------------------------------
@@ -232,8 +239,10 @@ def throughput(curves: dict[str, Curve], runs: dict[str, SideRun], comparison: C
             "train_loop_ratio": sides[CMDP]["train_loop_steps_per_s"] / sides[OMNISAFE]["train_loop_steps_per_s"]}
 
 
-def write_results(out: Path, comparison: Comparison, runs: list[SideRun]) -> dict[str, Any]:
+def write_results(out: Path, comparison: Comparison, runs: list[SideRun],
+                  reused_from: Path | None = None) -> dict[str, Any]:
     """Read both progress files, then write curves.csv, curves.png and throughput.json; return the throughput.
+    `reused_from`: the OmniSafe run that was reused (`--omnisafe-run`), recorded in throughput.json.
 
     Both files are read and checked before anything is written, so a failed side leaves no result behind.
     """
@@ -245,6 +254,7 @@ def write_results(out: Path, comparison: Comparison, runs: list[SideRun]) -> dic
     write_curves_csv(ordered, out / "curves.csv")
     plot_curves(ordered, labels, comparison, out / "curves.png")
     result = throughput(curves, by_framework, comparison, version)
+    result["omnisafe_run_reused"] = str(reused_from) if reused_from is not None else None
     (out / "throughput.json").write_text(json.dumps(result, indent=2) + "\n")
     print_table(ordered, labels, result)
     return result
@@ -281,6 +291,33 @@ def omnisafe_command(comparison: Comparison, python: Path, log_dir: Path) -> lis
     return [str(python), "-I", str(RUNNER), "--algo", c.omnisafe.name, "--env", c.env, "--steps", str(c.steps),
             "--steps-per-epoch", str(c.steps_per_epoch), "--seed", str(c.seed), "--cost-limit", str(c.cost_limit),
             "--cost-limit-section", c.omnisafe.cost_limit_section, "--log-dir", str(log_dir)]
+
+
+def reused_omnisafe_run(run: Path, comparison: Comparison) -> tuple[Path, float, int | None]:
+    """A finished `omnisafe_runner.py` run to reuse: its progress.csv, its wall seconds and the core it ran on (None
+    if it did not record one); ConfigError (one line) unless it finished with exactly this comparison's settings."""
+    record_path, progress = run / "runner.json", run / "progress.csv"
+    if not (record_path.is_file() and progress.is_file()):
+        raise ConfigError(f"--omnisafe-run {run}: no runner.json and progress.csv there (give the folder "
+                          "omnisafe_runner.py wrote them to)")
+    try:
+        record = json.loads(record_path.read_text())
+        cfgs = record["custom_cfgs"]
+        ran = {"algorithm": record["algo"], "env": record["env"], "seed": cfgs["seed"],
+               "steps": cfgs["train_cfgs"]["total_steps"], "steps per epoch": cfgs["algo_cfgs"]["steps_per_epoch"],
+               "cost limit": cfgs[comparison.omnisafe.cost_limit_section]["cost_limit"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--omnisafe-run {run}: unreadable runner.json ({type(exc).__name__}: {exc})") from None
+    c = comparison
+    wanted = {"algorithm": c.omnisafe.name, "env": c.env, "seed": c.seed, "steps": c.steps,
+              "steps per epoch": c.steps_per_epoch, "cost limit": c.cost_limit}
+    differ = [f"{key} {ran[key]!r} (wanted {wanted[key]!r})" for key in wanted if ran[key] != wanted[key]]
+    if differ:
+        raise ConfigError(f"--omnisafe-run {run} ran with other settings: {', '.join(differ)}")
+    if not isinstance(record.get("wall_s"), (int, float)):
+        raise ConfigError(f"--omnisafe-run {run}: the run has not finished (its runner.json has no wall_s)")
+    cores = record.get("cores")
+    return progress, float(record["wall_s"]), cores[0] if isinstance(cores, list) and len(cores) == 1 else None
 
 
 def omnisafe_progress(log_dir: Path) -> Path | None:
@@ -384,8 +421,9 @@ def parse_steps(text: str) -> int:
     return int(value)
 
 
-def check_options(args: argparse.Namespace) -> tuple[Comparison, Path, list[int]]:
-    """Everything that can be refused before anything starts; ConfigError (one line) otherwise."""
+def check_options(args: argparse.Namespace) -> tuple[Comparison, Path, list[int], SideRun | None]:
+    """Everything that can be refused before anything starts; ConfigError (one line) otherwise. The last item is
+    the reused OmniSafe run (`--omnisafe-run`), None when OmniSafe is to be run."""
     if args.algo not in ALGORITHMS:
         raise ConfigError(f"unknown --algo {args.algo!r}; the side-by-side knows {', '.join(ALGORITHMS)} "
                           f"(add a row to ALGORITHMS in {Path(__file__).name} for another)")
@@ -397,23 +435,30 @@ def check_options(args: argparse.Namespace) -> tuple[Comparison, Path, list[int]
                           f"({args.steps_per_epoch}): OmniSafe trains whole epochs only")
     if not (math.isfinite(args.cost_limit) and args.cost_limit >= 0):
         raise ConfigError(f"--cost-limit must be a finite number >= 0, got {args.cost_limit}")
-    python = Path(args.omnisafe_python)
-    if not (python.is_file() and os.access(python, os.X_OK)):
-        raise ConfigError(f"OmniSafe's python {python} not found; create it with {VENV_COMMAND} "
-                          "(or give --omnisafe-python)")
+    comparison = Comparison(args.algo, args.env, args.seed, steps, args.steps_per_epoch, args.cost_limit)
+    reused = None
+    if args.omnisafe_run is not None:
+        progress, wall_s, core = reused_omnisafe_run(Path(args.omnisafe_run), comparison)
+        reused = SideRun(OMNISAFE, progress, wall_s, core)
+    else:
+        python = Path(args.omnisafe_python)
+        if not (python.is_file() and os.access(python, os.X_OK)):
+            raise ConfigError(f"OmniSafe's python {python} not found; create it with {VENV_COMMAND} "
+                              "(or give --omnisafe-python)")
     out = Path(args.out) if args.out else (Path("benchmarks/results/omnisafe-side-by-side")
                                            / f"{args.algo}-{args.env}-s{args.seed}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"output folder {out} exists and is not empty; choose another --out or remove it")
     usable = sorted(os.sched_getaffinity(0))
     cores = args.cores if args.cores is not None else usable[:2]
-    if len(cores) != 2 or cores[0] == cores[1] or not set(cores) <= set(usable):
+    needed = cores[:1] if reused is not None else cores  # a reused OmniSafe run needs no core of its own
+    if len(needed) != (1 if reused is not None else 2) or len(set(needed)) != len(needed) \
+            or not set(needed) <= set(usable):
         raise ConfigError(f"the side-by-side needs two different cores this process may use "
                           f"({', '.join(map(str, usable))}), got {cores}")
-    comparison = Comparison(args.algo, args.env, args.seed, steps, args.steps_per_epoch, args.cost_limit)
     if importlib.util.find_spec("matplotlib") is None:  # checked now, not after hours of training
         raise ConfigError("the side-by-side plots with matplotlib: pip install 'cmdp-lab[report]'")
-    return comparison, out, cores
+    return comparison, out, cores, reused
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -427,29 +472,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cost-limit", type=float, default=25.0)
     p.add_argument("--omnisafe-python", default=".venv-omnisafe/bin/python",
                    help=f"the python of OmniSafe's virtual environment ({VENV_COMMAND} creates it)")
+    p.add_argument("--omnisafe-run", metavar="RUN",
+                   help="reuse this finished omnisafe_runner.py run (its log folder) instead of running OmniSafe")
     p.add_argument("--cores", type=int, nargs=2, metavar=("CMDP_CORE", "OMNISAFE_CORE"),
                    help="the cores to pin the two sides to (default: the first two this process may use)")
     p.add_argument("--out", help="output folder, new or empty "
                                  "(default benchmarks/results/omnisafe-side-by-side/<algo>-<env>-s<seed>)")
     args = p.parse_args(argv)
     try:
-        comparison, out, cores = check_options(args)
+        comparison, out, cores, reused = check_options(args)
         out.mkdir(parents=True, exist_ok=True)
         cmdp_csv = out / "cmdp" / "progress.csv"
-        sides = [Side(CMDP, cmdp_command(comparison, out / "cmdp"), cores[0], out / "cmdp.log", lambda: cmdp_csv),
-                 Side(OMNISAFE, omnisafe_command(comparison, Path(args.omnisafe_python), out / "omnisafe"),
-                      cores[1], out / "omnisafe.log", lambda: omnisafe_progress(out / "omnisafe"))]
+        sides = [Side(CMDP, cmdp_command(comparison, out / "cmdp"), cores[0], out / "cmdp.log", lambda: cmdp_csv)]
+        if reused is None:
+            sides.append(Side(OMNISAFE, omnisafe_command(comparison, Path(args.omnisafe_python), out / "omnisafe"),
+                              cores[1], out / "omnisafe.log", lambda: omnisafe_progress(out / "omnisafe")))
         c = comparison
-        print(f"{CMDP} {c.algo} on core {cores[0]} and {OMNISAFE} {c.omnisafe.name} on core {cores[1]}: {c.env}, "
+        omnisafe_where = (f"the finished run {args.omnisafe_run}" if reused is not None
+                          else f"on core {cores[1]}")
+        print(f"{CMDP} {c.algo} on core {cores[0]} and {OMNISAFE} {c.omnisafe.name} {omnisafe_where}: {c.env}, "
               f"seed {c.seed}, {c.steps:,} steps ({c.epochs} epochs of {c.steps_per_epoch:,}), cost limit "
-              f"{c.cost_limit:g}; logs in {out}/cmdp.log and {out}/omnisafe.log", flush=True)
+              f"{c.cost_limit:g}; logs in {out}/" + " and ".join(f"{side.log.name}" for side in sides), flush=True)
         wall_s = run_both(sides, comparison.epochs)
-        omnisafe_csv = omnisafe_progress(out / "omnisafe")
-        if omnisafe_csv is None:
-            raise RunFailed(f"{OMNISAFE} ended without one progress.csv under {out / 'omnisafe'}")
-        runs = [SideRun(CMDP, cmdp_csv, wall_s[CMDP], cores[0]),
-                SideRun(OMNISAFE, omnisafe_csv, wall_s[OMNISAFE], cores[1])]
-        write_results(out, comparison, runs)
+        runs = [SideRun(CMDP, cmdp_csv, wall_s[CMDP], cores[0])]
+        if reused is None:
+            omnisafe_csv = omnisafe_progress(out / "omnisafe")
+            if omnisafe_csv is None:
+                raise RunFailed(f"{OMNISAFE} ended without one progress.csv under {out / 'omnisafe'}")
+            runs.append(SideRun(OMNISAFE, omnisafe_csv, wall_s[OMNISAFE], cores[1]))
+        else:
+            runs.append(reused)
+        write_results(out, comparison, runs, reused_from=Path(args.omnisafe_run) if reused is not None else None)
         print(f"wrote {out}/curves.csv, curves.png, throughput.json")
         return 0
     except (ConfigError, RunFailed) as exc:

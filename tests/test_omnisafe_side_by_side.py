@@ -210,3 +210,61 @@ def test_real_two_epoch_side_by_side(tmp_path):
     assert all(float(r["ep_return"]) == float(r["ep_return"]) for r in rows)  # not NaN: episodes ended
     result = json.loads((out / "throughput.json").read_text())
     assert result["omnisafe_version"] == "0.5.0" and result["ratio"] > 0
+
+
+def finished_omnisafe_run(folder: Path, **changes: object) -> Path:
+    """A folder as `omnisafe_runner.py` leaves it after PPOLag on SafetyHopperVelocity-v1, seed 0, 2 epochs of
+    1,000 steps, limit 25 (`changes` edits runner.json: a key set to None is removed)."""
+    omnisafe_progress(folder / "progress.csv")
+    record = {"omnisafe": "0.5.0", "algo": "PPOLag", "env": "SafetyHopperVelocity-v1", "cores": [1], "wall_s": 40.0,
+              "custom_cfgs": {"seed": 0, "train_cfgs": {"total_steps": 2000}, "algo_cfgs": {"steps_per_epoch": 1000},
+                              "lagrange_cfgs": {"cost_limit": 25.0}}}
+    for key, value in changes.items():
+        if value is None:
+            record.pop(key)
+        else:
+            record[key] = value
+    (folder / "runner.json").write_text(json.dumps(record))
+    return folder
+
+
+REUSE_ARGS = ["--steps", "2000", "--steps-per-epoch", "1000"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"env": "SafetyAntVelocity-v1"}, "ran with other settings: env 'SafetyAntVelocity-v1' (wanted "
+                                      "'SafetyHopperVelocity-v1')"),
+    ({"algo": "CUP"}, "ran with other settings: algorithm 'CUP' (wanted 'PPOLag')"),
+    ({"wall_s": None}, "the run has not finished (its runner.json has no wall_s)"),
+    ({"custom_cfgs": None}, "unreadable runner.json (KeyError"),
+])
+def test_a_reused_omnisafe_run_must_be_this_comparison_and_finished(tmp_path, capsys, changes, message):
+    run = finished_omnisafe_run(tmp_path / "run", **changes)
+    out = tmp_path / "out"
+    assert main([*REUSE_ARGS, "--omnisafe-run", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--omnisafe-run {run}" in err and message in err
+    assert not out.exists()
+
+
+def test_a_folder_without_the_runner_files_is_refused(tmp_path, capsys):
+    assert main([*REUSE_ARGS, "--omnisafe-run", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "no runner.json and progress.csv there" in capsys.readouterr().err
+
+
+def test_a_reused_omnisafe_run_trains_only_our_side(tmp_path, capsys):
+    """A real 2-epoch `cmdp train` beside a finished OmniSafe run: the curves join, OmniSafe's wall time and core
+    come from its runner.json, and throughput.json names the run that was reused."""
+    run = finished_omnisafe_run(tmp_path / "run")
+    out = tmp_path / "out"
+    assert main([*REUSE_ARGS, "--omnisafe-run", str(run), "--out", str(out)]) == 0
+    assert "the finished run" in capsys.readouterr().out
+    with open(out / "curves.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["framework"], r["epoch"], r["ep_return"]) for r in rows][2:] == [("OmniSafe", "1", "8.0"),
+                                                                                ("OmniSafe", "2", "16.0")]
+    assert [r["env_steps"] for r in rows[:2]] == ["1000", "2000"]
+    saved = json.loads((out / "throughput.json").read_text())
+    assert saved["OmniSafe"]["wall_s"] == 40.0 and saved["OmniSafe"]["core"] == 1
+    assert saved["omnisafe_run_reused"] == str(run)
+    assert not (out / "omnisafe.log").exists() and (out / "cmdp.log").exists()
