@@ -13,12 +13,14 @@ KL <= target_kl, does not lower the reward surrogate (not required when the curr
 infeasible, cases 0 and 1), and raises the cost surrogate by at most max(-c, 0); if none passes the
 old policy is kept. The critics are then fitted by the shared minibatch loop.
 
-Units of c. J_c - d is an episode total; the surrogate is a per-sample mean. As in OpenAI's
-safety-starter-agents, c is divided by the mean episode length, so that c + b^T x predicts
-(J_c(new) - d) / length (OmniSafe 0.5.0 uses the raw episode total: docs/omnisafe-differences.md, row 23).
-When the cost advantages are standardised (`cost_advantage: standardize`), the cost surrogate is in units of
-their standard deviation, so c is divided by that too (this leaves the subproblem's solution and the line
-search unchanged: b and c scale together); centred (`center`) they stay in cost units, and so does c. `cost_normalize`
+Units of c (`cpo_constraint_units`). J_c - d is an episode total; the surrogate is a per-sample mean. By default
+(`per_step`), as in OpenAI's safety-starter-agents, c is divided by the mean episode length, so that c + b^T x
+predicts (J_c(new) - d) / length. When the cost advantages are standardised (`cost_advantage: standardize`), the
+cost surrogate is in units of their standard deviation, so c is divided by that too (this leaves the subproblem's
+solution and the line search unchanged: b and c scale together); centred (`center`) they stay in cost units, and
+so does c. `episode` takes c = J_c - d as it is, OmniSafe 0.5.0's (CPO._update and PCPO._update); c^2 / s then
+dwarfs the trust region, so the subproblem almost never mixes the two objectives: a reward-only step while the
+cost is under the limit, a cost-only step above it (docs/omnisafe-differences.md, row 23). `cost_normalize`
 would rescale the cost advantages by a running factor the solver does not see, so it is refused.
 
 Defaults follow OmniSafe's CPO (omnisafe/configs/on-policy/CPO.yaml): target KL 0.01, conjugate
@@ -41,14 +43,24 @@ from cmdp.rollout import RolloutBatch
 from cmdp.trust_region import CASE_FEASIBLE_INTERSECTS, TrustRegionConfig, TrustRegionSolver, solve_cpo_subproblem
 
 
+#: The units of CPO's constraint value c (`cpo_constraint_units`).
+CONSTRAINT_UNITS = ("per_step", "episode")
+
+
 @dataclass
 class CPOConfig(TrustRegionConfig):
     """CPO's hyperparameters: the shared trust-region ones (OmniSafe's CPO defaults)."""
 
     line_search_steps: int = 20  # OmniSafe's CPO searches 20 tries, its TRPO 15
+    # c = J_c - d per step of an episode, in the cost surrogate's units ("per_step": OpenAI's, the paper's
+    # subproblem), or the episode total as it is ("episode": OmniSafe 0.5.0's). See the module docstring.
+    cpo_constraint_units: str = "per_step"
 
     def validate(self) -> None:
         super().validate()
+        if self.cpo_constraint_units not in CONSTRAINT_UNITS:
+            raise ConfigError(f"cpo_constraint_units must be one of {', '.join(CONSTRAINT_UNITS)}, "
+                              f"got {self.cpo_constraint_units!r}")
         if self.cost_normalize:
             raise ConfigError("cpo compares the cost surrogate with the raw episode cost, so it cannot use "
                               "cost_normalize (the costs would be rescaled by a factor it does not see); "
@@ -67,12 +79,13 @@ class CPO(TrustRegionSolver):
 
     def __init__(self, cfg: CPOConfig, *args: Any, **kwargs: Any) -> None:
         super().__init__(cfg, *args, **kwargs)
-        # Last per-step constraint value (J_c - d) / episode length seen, for epochs without a
-        # finished episode; None until the first one.
-        self.last_c_per_step: float | None = None
+        # Last constraint value seen (per step or per episode, as `cpo_constraint_units` says), for epochs
+        # without a finished episode; None until the first one.
+        self.last_c: float | None = None
 
     def constraint_value(self, batch: RolloutBatch, mean_episode_costs: np.ndarray) -> tuple[float, float]:
-        """(J_c - d) / mean episode length from this epoch's finished episodes, and J_c - d itself.
+        """c from this epoch's finished episodes, and J_c - d itself: (J_c - d) / their mean length
+        (`per_step`) or J_c - d (`episode`).
 
         Without a finished episode the last estimate is reused; before any, 0.0 (on the boundary:
         the step may then not raise the linearised cost).
@@ -81,16 +94,18 @@ class CPO(TrustRegionSolver):
         lengths = batch.episodes.lengths
         if len(lengths) and math.isfinite(cost):
             violation = cost - float(self.spec.cost_limits[0])
-            self.last_c_per_step = violation / max(float(np.mean(lengths)), 1.0)
-            return self.last_c_per_step, violation
-        return (self.last_c_per_step if self.last_c_per_step is not None else 0.0), float("nan")
+            per_step = self.cfg.cpo_constraint_units == "per_step"
+            self.last_c = violation / max(float(np.mean(lengths)), 1.0) if per_step else violation
+            return self.last_c, violation
+        return (self.last_c if self.last_c is not None else 0.0), float("nan")
 
     def cost_streams(self, batch: RolloutBatch, mean_episode_costs: np.ndarray
                      ) -> tuple[torch.Tensor, torch.Tensor, float, float]:
         """(A_r, A_c, c, J_c - d): the advantages the surrogates use (`stream_advantages`) and the constraint
         value c in the cost surrogate's units (see the module docstring). Shared with PCPO (`algorithms/pcpo.py`)."""
         c, violation = self.constraint_value(batch, mean_episode_costs)
-        if self.cfg.standardize_advantages and self.cfg.cost_advantage == "standardize":
+        if self.cfg.cpo_constraint_units == "per_step" and self.cfg.standardize_advantages \
+                and self.cfg.cost_advantage == "standardize":
             c = c / (float(batch.advantages[:, 1].std()) + 1e-8)  # same scale as the standardised A_c
         adv = self.stream_advantages(batch)
         return adv[:, 0], adv[:, 1], c, violation
@@ -135,8 +150,8 @@ class CPO(TrustRegionSolver):
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "last_c_per_step": self.last_c_per_step}
+        return {**super().state_dict(), "last_c": self.last_c}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.last_c_per_step = state.get("last_c_per_step")
+        self.last_c = state.get("last_c", state.get("last_c_per_step"))  # the key's name before 2026-12-02

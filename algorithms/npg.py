@@ -43,7 +43,7 @@ class NPG(TrustRegionSolver):
         if taken:
             set_flat_params(actor, flat_params(actor) + direction)
         with torch.no_grad():
-            kl = mean_kl(batch.old_dist[:], actor.distribution(batch.obs)).item()
+            kl = mean_kl(batch.old_dist[:], actor.distribution(batch.obs), self.cfg.kl_reduction).item()
             surr_new = self.surrogates(batch, adv)[0].item()
         return {"loss_pi": -surr_new, "kl": kl, "step_frac": float(taken), "surr_change": surr_new - surr_old,
                 "pred_surr_change": torch.dot(g, direction).item() if taken else 0.0}

@@ -2,7 +2,7 @@
 
     python -m benchmarks.omnisafe_side_by_side --algo ppo_lag|cup|cpo [--env SafetyHopperVelocity-v1]
         [--steps 1e6] [--seed 0] [--steps-per-epoch 20000] [--cost-limit 25]
-        [--omnisafe-python .venv-omnisafe/bin/python | --omnisafe-run RUN] [--cores 0 1] [--out DIR]
+        [--omnisafe-python .venv-omnisafe/bin/python | --omnisafe-run RUN] [--cmdp-run RUN] [--cores 0 1] [--out DIR]
 
 Run it from the repository root with cmdp-lab's python. It installs nothing: OmniSafe runs from its own virtual
 environment, which `benchmarks/omnisafe_venv.sh` creates. The two trainings start together, each process pinned
@@ -25,7 +25,9 @@ OmniSafe's side does not change when cmdp-lab's code does, and it is the slow on
 steps on one core). `--omnisafe-run RUN` reuses a finished run of `omnisafe_runner.py` instead of starting one: RUN is
 its log folder (the one holding progress.csv and runner.json). Its settings must be this comparison's (refused in
 one line otherwise), only cmdp-lab's side runs, and throughput.json names the reused run; the two sides then did
-not run at the same time, so their speeds compare only when the machine was equally idle both times.
+not run at the same time, so their speeds compare only when the machine was equally idle both times. `--cmdp-run
+RUN` does the same for our side: a finished `cmdp train` run folder with this comparison's settings (the command
+`cmdp_command` builds), whose wall time is its training's (summary.json `wall_seconds`, start-up not included).
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+import yaml
 
 from cmdp.benchmarks.report import OMNISAFE_ALGOS
 from cmdp.spec import ConfigError
@@ -240,9 +244,10 @@ def throughput(curves: dict[str, Curve], runs: dict[str, SideRun], comparison: C
 
 
 def write_results(out: Path, comparison: Comparison, runs: list[SideRun],
-                  reused_from: Path | None = None) -> dict[str, Any]:
+                  reused_from: dict[str, Path] | None = None) -> dict[str, Any]:
     """Read both progress files, then write curves.csv, curves.png and throughput.json; return the throughput.
-    `reused_from`: the OmniSafe run that was reused (`--omnisafe-run`), recorded in throughput.json.
+    `reused_from`: the finished runs reused instead of trained (`--cmdp-run`, `--omnisafe-run`) by framework,
+    recorded in throughput.json as `reused_runs`.
 
     Both files are read and checked before anything is written, so a failed side leaves no result behind.
     """
@@ -254,7 +259,7 @@ def write_results(out: Path, comparison: Comparison, runs: list[SideRun],
     write_curves_csv(ordered, out / "curves.csv")
     plot_curves(ordered, labels, comparison, out / "curves.png")
     result = throughput(curves, by_framework, comparison, version)
-    result["omnisafe_run_reused"] = str(reused_from) if reused_from is not None else None
+    result["reused_runs"] = {framework: str(path) for framework, path in (reused_from or {}).items()}
     (out / "throughput.json").write_text(json.dumps(result, indent=2) + "\n")
     print_table(ordered, labels, result)
     return result
@@ -318,6 +323,34 @@ def reused_omnisafe_run(run: Path, comparison: Comparison) -> tuple[Path, float,
         raise ConfigError(f"--omnisafe-run {run}: the run has not finished (its runner.json has no wall_s)")
     cores = record.get("cores")
     return progress, float(record["wall_s"]), cores[0] if isinstance(cores, list) and len(cores) == 1 else None
+
+
+def reused_cmdp_run(run: Path, comparison: Comparison) -> tuple[Path, float]:
+    """A finished `cmdp train` run to reuse: its progress.csv and its training's wall seconds; ConfigError (one
+    line) unless it finished with exactly this comparison's settings (one environment and one torch thread too)."""
+    config_path, summary_path, progress = run / "config.yaml", run / "summary.json", run / "progress.csv"
+    if not (config_path.is_file() and summary_path.is_file() and progress.is_file()):
+        raise ConfigError(f"--cmdp-run {run}: no config.yaml, summary.json and progress.csv there (give a "
+                          "`cmdp train` run folder)")
+    try:
+        config = yaml.safe_load(config_path.read_text())
+        summary = json.loads(summary_path.read_text())
+        ran = {"algorithm": config["algo"], "env": config["env"], "seed": config["seed"],
+               "steps": config["total_steps"], "steps per epoch": config["steps_per_epoch"],
+               "environments": config["num_envs"], "torch threads": config["torch_threads"],
+               "cost limit": list(summary["cost_limits"].values())}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--cmdp-run {run}: unreadable config.yaml or summary.json "
+                          f"({type(exc).__name__}: {exc})") from None
+    c = comparison
+    wanted = {"algorithm": c.algo, "env": c.env, "seed": c.seed, "steps": c.steps, "steps per epoch": c.steps_per_epoch,
+              "environments": 1, "torch threads": 1, "cost limit": [c.cost_limit]}
+    differ = [f"{key} {ran[key]!r} (wanted {wanted[key]!r})" for key in wanted if ran[key] != wanted[key]]
+    if differ:
+        raise ConfigError(f"--cmdp-run {run} ran with other settings: {', '.join(differ)}")
+    if summary.get("finished") is not True or not isinstance(summary.get("wall_seconds"), (int, float)):
+        raise ConfigError(f"--cmdp-run {run}: the run has not finished (summary.json says so)")
+    return progress, float(summary["wall_seconds"])
 
 
 def omnisafe_progress(log_dir: Path) -> Path | None:
@@ -421,9 +454,9 @@ def parse_steps(text: str) -> int:
     return int(value)
 
 
-def check_options(args: argparse.Namespace) -> tuple[Comparison, Path, list[int], SideRun | None]:
-    """Everything that can be refused before anything starts; ConfigError (one line) otherwise. The last item is
-    the reused OmniSafe run (`--omnisafe-run`), None when OmniSafe is to be run."""
+def check_options(args: argparse.Namespace) -> tuple[Comparison, Path, list[int], dict[str, SideRun]]:
+    """Everything that can be refused before anything starts; ConfigError (one line) otherwise. The last item
+    holds the reused runs by framework (`--cmdp-run`, `--omnisafe-run`); a side not in it is to be run."""
     if args.algo not in ALGORITHMS:
         raise ConfigError(f"unknown --algo {args.algo!r}; the side-by-side knows {', '.join(ALGORITHMS)} "
                           f"(add a row to ALGORITHMS in {Path(__file__).name} for another)")
@@ -436,10 +469,13 @@ def check_options(args: argparse.Namespace) -> tuple[Comparison, Path, list[int]
     if not (math.isfinite(args.cost_limit) and args.cost_limit >= 0):
         raise ConfigError(f"--cost-limit must be a finite number >= 0, got {args.cost_limit}")
     comparison = Comparison(args.algo, args.env, args.seed, steps, args.steps_per_epoch, args.cost_limit)
-    reused = None
+    reused: dict[str, SideRun] = {}
+    if args.cmdp_run is not None:
+        progress, wall_s = reused_cmdp_run(Path(args.cmdp_run), comparison)
+        reused[CMDP] = SideRun(CMDP, progress, wall_s, None)
     if args.omnisafe_run is not None:
         progress, wall_s, core = reused_omnisafe_run(Path(args.omnisafe_run), comparison)
-        reused = SideRun(OMNISAFE, progress, wall_s, core)
+        reused[OMNISAFE] = SideRun(OMNISAFE, progress, wall_s, core)
     else:
         python = Path(args.omnisafe_python)
         if not (python.is_file() and os.access(python, os.X_OK)):
@@ -450,10 +486,10 @@ def check_options(args: argparse.Namespace) -> tuple[Comparison, Path, list[int]
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"output folder {out} exists and is not empty; choose another --out or remove it")
     usable = sorted(os.sched_getaffinity(0))
-    cores = args.cores if args.cores is not None else usable[:2]
-    needed = cores[:1] if reused is not None else cores  # a reused OmniSafe run needs no core of its own
-    if len(needed) != (1 if reused is not None else 2) or len(set(needed)) != len(needed) \
-            or not set(needed) <= set(usable):
+    cores = args.cores if args.cores is not None else (usable * 2)[:2]  # one usable core: [c, c], refused
+    # a reused side needs no core of its own
+    needed = [core for framework, core in zip((CMDP, OMNISAFE), cores) if framework not in reused]
+    if len(cores) != 2 or len(set(needed)) != len(needed) or not set(needed) <= set(usable):
         raise ConfigError(f"the side-by-side needs two different cores this process may use "
                           f"({', '.join(map(str, usable))}), got {cores}")
     if importlib.util.find_spec("matplotlib") is None:  # checked now, not after hours of training
@@ -474,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"the python of OmniSafe's virtual environment ({VENV_COMMAND} creates it)")
     p.add_argument("--omnisafe-run", metavar="RUN",
                    help="reuse this finished omnisafe_runner.py run (its log folder) instead of running OmniSafe")
+    p.add_argument("--cmdp-run", metavar="RUN",
+                   help="reuse this finished `cmdp train` run folder instead of training cmdp-lab's side")
     p.add_argument("--cores", type=int, nargs=2, metavar=("CMDP_CORE", "OMNISAFE_CORE"),
                    help="the cores to pin the two sides to (default: the first two this process may use)")
     p.add_argument("--out", help="output folder, new or empty "
@@ -483,26 +521,31 @@ def main(argv: list[str] | None = None) -> int:
         comparison, out, cores, reused = check_options(args)
         out.mkdir(parents=True, exist_ok=True)
         cmdp_csv = out / "cmdp" / "progress.csv"
-        sides = [Side(CMDP, cmdp_command(comparison, out / "cmdp"), cores[0], out / "cmdp.log", lambda: cmdp_csv)]
-        if reused is None:
+        sides = []
+        if CMDP not in reused:
+            sides.append(Side(CMDP, cmdp_command(comparison, out / "cmdp"), cores[0], out / "cmdp.log",
+                              lambda: cmdp_csv))
+        if OMNISAFE not in reused:
             sides.append(Side(OMNISAFE, omnisafe_command(comparison, Path(args.omnisafe_python), out / "omnisafe"),
                               cores[1], out / "omnisafe.log", lambda: omnisafe_progress(out / "omnisafe")))
         c = comparison
-        omnisafe_where = (f"the finished run {args.omnisafe_run}" if reused is not None
-                          else f"on core {cores[1]}")
-        print(f"{CMDP} {c.algo} on core {cores[0]} and {OMNISAFE} {c.omnisafe.name} {omnisafe_where}: {c.env}, "
+        runs_from = {CMDP: args.cmdp_run, OMNISAFE: args.omnisafe_run}
+        where = {framework: (f"the finished run {runs_from[framework]}" if framework in reused else f"on core {core}")
+                 for framework, core in zip((CMDP, OMNISAFE), cores)}
+        print(f"{CMDP} {c.algo} {where[CMDP]} and {OMNISAFE} {c.omnisafe.name} {where[OMNISAFE]}: {c.env}, "
               f"seed {c.seed}, {c.steps:,} steps ({c.epochs} epochs of {c.steps_per_epoch:,}), cost limit "
-              f"{c.cost_limit:g}; logs in {out}/" + " and ".join(f"{side.log.name}" for side in sides), flush=True)
-        wall_s = run_both(sides, comparison.epochs)
-        runs = [SideRun(CMDP, cmdp_csv, wall_s[CMDP], cores[0])]
-        if reused is None:
+              f"{c.cost_limit:g}" + "".join(f"; log {side.log}" for side in sides), flush=True)
+        wall_s = run_both(sides, comparison.epochs) if sides else {}
+        runs = dict(reused)
+        if CMDP not in reused:
+            runs[CMDP] = SideRun(CMDP, cmdp_csv, wall_s[CMDP], cores[0])
+        if OMNISAFE not in reused:
             omnisafe_csv = omnisafe_progress(out / "omnisafe")
             if omnisafe_csv is None:
                 raise RunFailed(f"{OMNISAFE} ended without one progress.csv under {out / 'omnisafe'}")
-            runs.append(SideRun(OMNISAFE, omnisafe_csv, wall_s[OMNISAFE], cores[1]))
-        else:
-            runs.append(reused)
-        write_results(out, comparison, runs, reused_from=Path(args.omnisafe_run) if reused is not None else None)
+            runs[OMNISAFE] = SideRun(OMNISAFE, omnisafe_csv, wall_s[OMNISAFE], cores[1])
+        write_results(out, comparison, [runs[CMDP], runs[OMNISAFE]],
+                      reused_from={framework: Path(runs_from[framework]) for framework in reused})
         print(f"wrote {out}/curves.csv, curves.png, throughput.json")
         return 0
     except (ConfigError, RunFailed) as exc:

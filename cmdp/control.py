@@ -9,7 +9,7 @@ transformation of the environment (`cmdp.transforms`), which the run holds as `t
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import gymnasium
 import numpy as np
@@ -34,6 +34,8 @@ class VectorFamily(EnvFamily):
     `env_kwargs` is checked against it (unknown keys, wrong types) when the config is resolved. `cost_names`, when
     given, lets `cost_limits` be checked then too. `video_env`, when given, makes one copy of the environment that
     also renders its frames, `video_env(env_kwargs)` -> a `cmdp.video.FrameEnv` (`cmdp eval --video`).
+    `defaults`: config keys this family sets between an algorithm's defaults and the user's config (keys an
+    algorithm lacks are skipped), e.g. Safety-Gymnasium's OmniSafe cost window.
     """
 
     schedules = frozenset({Schedule.ON_POLICY, Schedule.OFF_POLICY})
@@ -42,11 +44,16 @@ class VectorFamily(EnvFamily):
 
     def __init__(self, factory: Callable[..., VecCMDP], env_kwargs: type | None = None,
                  cost_names: Sequence[str] | None = None,
-                 video_env: Callable[[dict[str, Any]], Any] | None = None) -> None:
+                 video_env: Callable[[dict[str, Any]], Any] | None = None,
+                 defaults: Mapping[str, Any] | None = None) -> None:
         self.factory = factory
         self.env_kwargs = env_kwargs
         self._cost_names = list(cost_names) if cost_names is not None else None
         self.video_env = video_env
+        self.defaults = dict(defaults or {})
+
+    def config_defaults(self) -> dict[str, Any]:
+        return dict(self.defaults)
 
     def cost_names(self, cfg: Any) -> list[str] | None:
         return self._cost_names

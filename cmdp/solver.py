@@ -31,10 +31,15 @@ import torch
 
 from cmdp.config import ConfigError, TrainConfig
 from cmdp.family import Critics, Schedule
-from cmdp.losses import COST_ADVANTAGE_MODES, approx_kl, ppo_clip_loss, standardize_streams, value_loss
+from cmdp.losses import (COST_ADVANTAGE_MODES, approx_kl, distribution_kl, ppo_clip_loss, standardize_streams,
+                         value_loss)
 from cmdp.optim import Updater
 from cmdp.rollout import Minibatch, RolloutBatch
 from cmdp.spec import CMDPSpec
+
+
+#: How the PPO family's early stop measures KL(old || new) (`early_stop_kl`).
+EARLY_STOP_KL = ("exact", "sample")
 
 
 @dataclass
@@ -62,6 +67,12 @@ class PolicyGradientConfig(TrainConfig):
     batch_size: int = 1000
     clip: float = 0.2
     target_kl: float = 0.02  # stop the epoch's updates once KL(old || new) exceeds it; <= 0 disables
+    # How that KL is measured after each pass: "exact" (OmniSafe's PolicyGradient._update: the closed-form KL between
+    # the behaviour policy's and the current action distributions at the batch's states, summed over action
+    # dimensions, averaged over states) or "sample" (mean of (rho - 1) - log rho over the batch's own actions,
+    # unbiased for the same KL; no copy of the old distributions, which for a language model are vocabulary-sized:
+    # the text family's default). docs/omnisafe-differences.md row 8.
+    early_stop_kl: str = "exact"
     max_grad_norm: float = 40.0
     # clip each value prediction to within value_clip of its estimate at collection (safe-rlhf: 5); null: off
     value_clip: float | None = None
@@ -87,6 +98,8 @@ class PolicyGradientConfig(TrainConfig):
         for name in ("actor_lr", "critic_lr", "clip", "max_grad_norm", "obs_clip"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.early_stop_kl not in EARLY_STOP_KL:
+            raise ConfigError(f"early_stop_kl must be one of {', '.join(EARLY_STOP_KL)}, got {self.early_stop_kl!r}")
         if self.cost_advantage not in COST_ADVANTAGE_MODES:
             raise ConfigError(f"cost_advantage must be one of {', '.join(COST_ADVANTAGE_MODES)}, "
                               f"got {self.cost_advantage!r}")
@@ -213,7 +226,8 @@ class PolicyGradientSolver(Solver):
                  update_iters: int | None = None) -> dict[str, float]:
         """Minibatch epochs over `batch`: the actor loss (skipped when `policy_adv` is None) plus the
         critics' squared error (when the agent has critics), one backward and one optimiser step per
-        minibatch. With an actor loss, stops early once KL(old || new) on the whole batch exceeds `target_kl`.
+        minibatch. With an actor loss, stops early once KL(old || new) on the whole batch, measured as
+        `early_stop_kl` says, exceeds `target_kl`.
         Logged: the mean of `loss_pi`, `loss_v` and of every key `actor_loss` returned, each over the minibatches
         that reported it (a key returned only sometimes is not diluted by the others)."""
         cfg = self.cfg
@@ -221,6 +235,10 @@ class PolicyGradientSolver(Solver):
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         iters_done, kl = 0, 0.0
+        old = None  # the behaviour policy's distributions at the batch's states, for the exact KL
+        if policy_adv is not None and cfg.early_stop_kl == "exact":
+            with torch.no_grad():
+                old = self.agent.actor.distribution(batch.obs)
 
         def add(key: str, value: Any) -> None:
             sums[key] = sums.get(key, 0.0) + _as_float(value)
@@ -246,8 +264,10 @@ class PolicyGradientSolver(Solver):
             if policy_adv is None:
                 continue
             with torch.no_grad():
-                kl = batch.global_mean(approx_kl(batch.logp_old, self.agent.actor.log_prob(batch.obs,
-                                                                                            batch.actions)).item())
+                actor = self.agent.actor
+                new_kl = (distribution_kl(old, actor.distribution(batch.obs)).mean() if old is not None
+                          else approx_kl(batch.logp_old, actor.log_prob(batch.obs, batch.actions)))
+                kl = batch.global_mean(new_kl.item())
             if cfg.target_kl > 0 and kl > cfg.target_kl:
                 break
         metrics = {k: v / counts[k] for k, v in sums.items()}

@@ -34,6 +34,11 @@ from cmdp.rollout import RolloutBatch
 from cmdp.solver import PolicyGradientConfig, PolicyGradientSolver
 
 
+#: How the trust region's KL treats the action dimensions (`kl_reduction`): "sum", the KL of the joint action
+#: distribution; "mean", its average over the dimensions (OmniSafe's `kl_divergence(p, q).mean()`), 1 / act_dim of it.
+KL_REDUCTIONS = ("sum", "mean")
+
+
 @dataclass
 class TrustRegionConfig(PolicyGradientConfig):
     """Hyperparameters of the trust-region solvers; defaults from OmniSafe's TRPO-family configs
@@ -54,6 +59,11 @@ class TrustRegionConfig(PolicyGradientConfig):
     line_search_steps: int = 15
     line_search_decay: float = 0.8
     fvp_sample_freq: int = 1  # Fisher-vector products on every n-th sample of the batch
+    # The KL of the trust region (Fisher matrix and line search) per state: "sum" over action dimensions, the KL of
+    # the joint action distribution, so that target_kl bounds the same divergence of the policy whatever the
+    # robot's number of joints (TRPO's definition); "mean" over them, OmniSafe's (NaturalPG._fvp,
+    # TRPO._search_step_size), whose trust region is act_dim times larger. docs/omnisafe-differences.md row 21.
+    kl_reduction: str = "sum"
 
     def validate(self) -> None:
         super().validate()
@@ -65,6 +75,8 @@ class TrustRegionConfig(PolicyGradientConfig):
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.cg_damping < 0:
             raise ConfigError(f"cg_damping must be >= 0, got {self.cg_damping}")
+        if self.kl_reduction not in KL_REDUCTIONS:
+            raise ConfigError(f"kl_reduction must be one of {', '.join(KL_REDUCTIONS)}, got {self.kl_reduction!r}")
         if not 0.0 < self.line_search_decay < 1.0:
             raise ConfigError(f"line_search_decay must be in (0, 1), got {self.line_search_decay}")
         if self.entropy_coef:
@@ -130,15 +142,22 @@ def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Ten
     return x
 
 
-def mean_kl(old: torch.distributions.Distribution, new: torch.distributions.Distribution) -> torch.Tensor:
-    """Mean over the batch of the analytic KL(old || new), summed over action dimensions."""
-    return distribution_kl(old, new).mean()
+def mean_kl(old: torch.distributions.Distribution, new: torch.distributions.Distribution,
+            reduction: str = "sum") -> torch.Tensor:
+    """Mean over the batch of the analytic KL(old || new), summed over action dimensions (`sum`) or averaged over
+    them (`mean`; the same for a distribution with one dimension, e.g. a Categorical)."""
+    if reduction not in KL_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {KL_REDUCTIONS}, got {reduction!r}")
+    if reduction == "sum":
+        return distribution_kl(old, new).mean()
+    return torch.distributions.kl_divergence(old, new).mean()
 
 
 def fisher_vector_product(actor: nn.Module, obs: Any, damping: float = 0.1,
-                          old: torch.distributions.Distribution | None = None
-                          ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`fvp(v) = (H + damping I) v`, H the Hessian of mean KL(pi_current || pi_theta) at theta = current.
+                          old: torch.distributions.Distribution | None = None,
+                          reduction: str = "sum") -> Callable[[torch.Tensor], torch.Tensor]:
+    """`fvp(v) = (H + damping I) v`, H the Hessian of mean KL(pi_current || pi_theta) at theta = current
+    (the KL reduced over action dimensions as `mean_kl`'s `reduction` says).
 
     H is the Fisher information matrix of the actor averaged over `obs`. `old` is pi_current on `obs`
     if the caller already has it (a solver at the start of its update: `batch.old_dist`, which saves a
@@ -151,7 +170,7 @@ def fisher_vector_product(actor: nn.Module, obs: Any, damping: float = 0.1,
     if old is None:
         with torch.no_grad():
             old = actor.distribution(obs)
-    kl = mean_kl(old, actor.distribution(obs))
+    kl = mean_kl(old, actor.distribution(obs), reduction)
     grad_kl = flat_grad(kl, params, create_graph=True)
 
     def fvp(v: torch.Tensor) -> torch.Tensor:
@@ -440,7 +459,7 @@ class TrustRegionSolver(PolicyGradientSolver):
         """`fvp(v) = (H + cg_damping I) v` at the current parameters, on every `fvp_sample_freq`-th sample."""
         every = slice(None, None, self.cfg.fvp_sample_freq)
         return fisher_vector_product(self.agent.actor, batch.obs[every], self.cfg.cg_damping,
-                                     old=batch.old_dist[every])
+                                     old=batch.old_dist[every], reduction=self.cfg.kl_reduction)
 
     def natural_direction(self, fvp: Callable[[torch.Tensor], torch.Tensor], grad: torch.Tensor) -> torch.Tensor:
         """H^-1 grad by `cg_iters` iterations of conjugate gradient."""
@@ -465,7 +484,7 @@ class TrustRegionSolver(PolicyGradientSolver):
 
         def passes() -> bool:
             with torch.no_grad():
-                kl = mean_kl(old, actor.distribution(batch.obs)).item()
+                kl = mean_kl(old, actor.distribution(batch.obs), cfg.kl_reduction).item()
                 ok, measured = accept()
             seen.update(kl=kl, measured=measured)
             finite = all(math.isfinite(v) for v in (kl, *measured.values()))

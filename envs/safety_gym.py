@@ -329,13 +329,23 @@ def task_groups() -> dict[str, list[str]]:
             "safety-gymnasium run-race-fading vision": [n.replace("-v0", "Vision-v0") for n in other]}
 
 
+# The config defaults of every Safety-Gymnasium task, between an algorithm's defaults and the user's config.
+# cost_window 50: OmniSafe 0.5.0's multipliers (and its CPO's constraint value) read the mean cost of its last 50
+# finished episodes, whichever epochs they ended in (policy_gradient.py and off_policy/ddpg.py: register_key(
+# 'Metrics/EpCost', window_length=50); its later development tree reads 100). docs/omnisafe-differences.md row 4.
+SAFETY_GYM_DEFAULTS: dict[str, Any] = {"cost_window": 50}
+
+
 def _family(name: str) -> VectorFamily:
     video_env = functools.partial(make_video_env, name)
     if is_vision_task(name):
-        return ImageVectorFamily(functools.partial(make_upstream_task, name), VisionTaskKwargs, ["cost"], video_env)
+        return ImageVectorFamily(functools.partial(make_upstream_task, name), VisionTaskKwargs, ["cost"], video_env,
+                                 SAFETY_GYM_DEFAULTS)
     if runs_upstream_only(name):
-        return VectorFamily(functools.partial(make_upstream_task, name), UpstreamTaskKwargs, ["cost"], video_env)
-    return VectorFamily(functools.partial(make_safety_gym, name), SafetyGymKwargs, ["cost"], video_env)
+        return VectorFamily(functools.partial(make_upstream_task, name), UpstreamTaskKwargs, ["cost"], video_env,
+                            SAFETY_GYM_DEFAULTS)
+    return VectorFamily(functools.partial(make_safety_gym, name), SafetyGymKwargs, ["cost"], video_env,
+                        SAFETY_GYM_DEFAULTS)
 
 
 for _group, _names in task_groups().items():

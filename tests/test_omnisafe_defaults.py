@@ -4,7 +4,11 @@
 - the critics' learning rate constant while the actor's decays (`critic_lr_decay: false`, row 5);
 - observations clipped at 5 with the std floored at 1e-2 (`obs_clip`, row 2);
 - the policy's initial std 1.0 (`init_log_std: 0`, row 10);
-- CPO's line search of 20 tries (row 22).
+- CPO's line search of 20 tries (row 22);
+- the PPO family's early stop on the exact KL of the action distributions (`early_stop_kl: exact`, row 8);
+and the deliberate differences that a key switches to OmniSafe's behaviour:
+- the trust region's KL averaged over action dimensions (`kl_reduction: mean`, row 21);
+- CPO's constraint value as the raw episode total (`cpo_constraint_units: episode`, row 23).
 """
 from __future__ import annotations
 
@@ -12,14 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from cmdp.algorithms.cpo import CPOConfig
+from cmdp.algorithms.cpo import CPO, CPOConfig
 from cmdp.algorithms.ppo_lag import PPOLag, PPOLagConfig
 from cmdp.algorithms.trpo_lag import TRPOLagConfig
 from cmdp.config import ConfigError, build_config
-from cmdp.losses import standardize_streams
-from cmdp.networks import ActorCritic
+from cmdp.losses import approx_kl, distribution_kl, standardize_streams
+from cmdp.networks import ActorCritic, GaussianActor
 from cmdp.normalize import ObsNormalizer
 from cmdp.optim import TorchUpdater
+from cmdp.trust_region import fisher_vector_product, mean_kl
 from cmdp.rollout import RolloutBatch
 from cmdp.spec import CMDPSpec, CostSpec
 from cmdp.vec_env import EpisodeStats
@@ -107,3 +112,86 @@ def test_initial_std_is_one():
 def test_cpo_searches_20_tries_and_trpo_lag_15():
     assert build_config(CPOConfig, {"algo": "cpo"}).line_search_steps == 20
     assert build_config(TRPOLagConfig, {"algo": "trpo_lag"}).line_search_steps == 15
+
+
+@pytest.mark.parametrize("mode", ["exact", "sample"])
+def test_early_stop_measures_the_kl_early_stop_kl_names(mode):
+    """One pass of ppo_lag on 6 random states: the KL it logs (and stops on) is the closed-form KL between the
+    behaviour policy's and the updated Gaussians (`exact`, the default) or the k3 estimate on the batch's actions."""
+    solver = ppo_lag(update_iters=1, batch_size=3, actor_lr=0.05, **({} if mode == "exact" else {"early_stop_kl": mode}))
+    assert solver.cfg.early_stop_kl == mode
+    g = torch.Generator().manual_seed(1)
+    obs = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    actions = torch.randn(6, 1, generator=g, dtype=torch.float64)
+    actor = solver.agent.actor
+    with torch.no_grad():
+        old = actor.distribution(obs)
+        old = torch.distributions.Normal(old.loc.clone(), old.scale.clone())
+        logp_old = actor.log_prob(obs, actions)
+    adv = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    data = RolloutBatch(obs=obs, actions=actions, logp_old=logp_old, values=torch.zeros_like(adv), advantages=adv,
+                        returns=adv.clone(), episodes=EpisodeStats.empty(1))
+    logged = solver.optimize(data, solver.policy_advantage(data))["kl"]
+    with torch.no_grad():
+        exact = distribution_kl(old, actor.distribution(obs)).mean().item()
+        sampled = approx_kl(logp_old, actor.log_prob(obs, actions)).item()
+    assert exact > 1e-4 and abs(exact - sampled) > 1e-3 * exact  # the two measures differ on this case
+    assert logged == pytest.approx(exact if mode == "exact" else sampled, rel=1e-9)
+
+
+def test_early_stop_kl_is_checked_and_the_text_family_samples():
+    with pytest.raises(ConfigError, match="early_stop_kl must be one of exact, sample"):
+        build_config(PPOLagConfig, {"algo": "ppo_lag", "early_stop_kl": "approx"})
+    from cmdp.envs.text.run import TEXT_CONFIG_DEFAULTS
+
+    assert TEXT_CONFIG_DEFAULTS["early_stop_kl"] == "sample"
+
+
+def test_kl_reduction_mean_is_omnisafes_kl_averaged_over_action_dimensions():
+    """On a 3-dimensional Gaussian actor: `mean` is OmniSafe's kl_divergence(p, q).mean(), a third of the joint
+    KL that `sum` (the default) measures, and so is the Fisher matrix built from it (checked without damping)."""
+    torch.manual_seed(0)
+    actor = GaussianActor(2, 3, [5], init_log_std=-0.3).double()
+    obs = torch.randn(8, 2, dtype=torch.float64)
+    with torch.no_grad():
+        old = actor.distribution(obs)
+        old = torch.distributions.Normal(old.loc.clone(), old.scale.clone())
+        for p in actor.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        new = actor.distribution(obs)
+    omnisafe = torch.distributions.kl_divergence(old, new).mean()  # OmniSafe's NaturalPG._fvp / line search
+    torch.testing.assert_close(mean_kl(old, new, "mean"), omnisafe)
+    torch.testing.assert_close(mean_kl(old, new, "sum"), 3 * omnisafe)
+    assert build_config(TRPOLagConfig, {"algo": "trpo_lag"}).kl_reduction == "sum"
+    v = torch.randn(sum(p.numel() for p in actor.parameters()), dtype=torch.float64)
+    by_sum = fisher_vector_product(actor, obs, damping=0.0, reduction="sum")(v)
+    torch.testing.assert_close(fisher_vector_product(actor, obs, damping=0.0, reduction="mean")(v), by_sum / 3)
+    with pytest.raises(ConfigError, match="kl_reduction must be one of sum, mean"):
+        build_config(CPOConfig, {"algo": "cpo", "kl_reduction": "max"})
+
+
+@pytest.mark.parametrize("units, cost_advantage, expected", [
+    ("per_step", "center", 15.0 / 20),  # (J_c - d) / the mean episode length
+    ("per_step", "standardize", 15.0 / 20 / 10.0),  # ... / std(A_c), the standardised surrogate's unit
+    ("episode", "center", 15.0),  # OmniSafe 0.5.0: J_c - d as it is
+    ("episode", "standardize", 15.0),
+])
+def test_cpo_constraint_value_in_the_units_asked(units, cost_advantage, expected):
+    """Episodes of 10 and 30 steps, J_c = 40 against d = 25, cost advantages 10, 30, 20 (std 10)."""
+    spec = CMDPSpec(gymnasium.spaces.Box(-1, 1, (2,)), gymnasium.spaces.Box(-1, 1, (1,)), (CostSpec("cost", 25.0),),
+                    10)
+    overrides = {} if units == "per_step" else {"cpo_constraint_units": units}
+    cfg = build_config(CPOConfig, {"algo": "cpo", "cost_advantage": cost_advantage, **overrides})
+    assert cfg.cpo_constraint_units == units
+    agent = ActorCritic(spec.observation_space, spec.action_space, 1, [4], [4]).double()
+    solver = CPO(cfg, spec, agent, TorchUpdater(agent.actor, agent.critic, cfg, num_epochs=10),
+                 torch.Generator().manual_seed(0))
+    data = batch(ADV)
+    data.episodes = EpisodeStats(np.array([1.0, 2.0]), np.array([[35.0], [45.0]]), np.array([10, 30]))
+    _, _, c, violation = solver.cost_streams(data, np.array([40.0]))
+    assert c == pytest.approx(expected, rel=1e-6) and violation == 15.0
+    data.episodes = EpisodeStats.empty(1)  # no finished episode: the last c is reused
+    assert solver.constraint_value(data, np.array([np.nan]))[0] == pytest.approx(15.0 / 20 if units == "per_step"
+                                                                                else 15.0)
+    with pytest.raises(ConfigError, match="cpo_constraint_units must be one of per_step, episode"):
+        build_config(CPOConfig, {"algo": "cpo", "cpo_constraint_units": "total"})

@@ -13,6 +13,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cmdp.benchmarks import omnisafe_runner
 from cmdp.benchmarks.omnisafe_side_by_side import (CMDP, OMNISAFE, Comparison, RunFailed, SideRun, main,
@@ -250,6 +251,44 @@ def test_a_reused_omnisafe_run_must_be_this_comparison_and_finished(tmp_path, ca
 def test_a_folder_without_the_runner_files_is_refused(tmp_path, capsys):
     assert main([*REUSE_ARGS, "--omnisafe-run", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "no runner.json and progress.csv there" in capsys.readouterr().err
+    assert main([*REUSE_ARGS, "--cmdp-run", str(tmp_path), "--omnisafe-run", str(tmp_path), "--out",
+                 str(tmp_path / "out")]) == 2
+    assert "no config.yaml, summary.json and progress.csv there" in capsys.readouterr().err
+
+
+def finished_cmdp_run(folder: Path, **changes: object) -> Path:
+    """A folder as `cmdp train` leaves the side-by-side's ppo_lag run of 2 epochs of 1,000 steps (`changes` edits
+    config.yaml)."""
+    cmdp_progress(folder / "progress.csv")
+    config = {"algo": "ppo_lag", "env": "SafetyHopperVelocity-v1", "seed": 0, "total_steps": 2000,
+              "steps_per_epoch": 1000, "num_envs": 1, "torch_threads": 1, **changes}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    (folder / "summary.json").write_text(json.dumps({"finished": True, "wall_seconds": 5.0,
+                                                     "cost_limits": {"cost": 25.0}}))
+    return folder
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"num_envs": 4}, "ran with other settings: environments 4 (wanted 1)"),
+    ({"seed": 2, "torch_threads": 2}, "seed 2 (wanted 0), torch threads 2 (wanted 1)"),
+])
+def test_a_reused_cmdp_run_must_be_this_comparison(tmp_path, capsys, changes, message):
+    out = tmp_path / "out"
+    assert main([*REUSE_ARGS, "--cmdp-run", str(finished_cmdp_run(tmp_path / "c", **changes)), "--omnisafe-run",
+                 str(finished_omnisafe_run(tmp_path / "o")), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and not out.exists()
+
+
+def test_two_reused_runs_are_joined_without_training(tmp_path, capsys):
+    cmdp_run, omnisafe_run = finished_cmdp_run(tmp_path / "c"), finished_omnisafe_run(tmp_path / "o")
+    out = tmp_path / "out"
+    assert main([*REUSE_ARGS, "--cmdp-run", str(cmdp_run), "--omnisafe-run", str(omnisafe_run), "--out",
+                 str(out)]) == 0
+    saved = json.loads((out / "throughput.json").read_text())
+    assert saved["reused_runs"] == {"cmdp-lab": str(cmdp_run), "OmniSafe": str(omnisafe_run)}
+    assert saved["cmdp-lab"]["wall_s"] == 5.0 and saved["cmdp-lab"]["core"] is None and saved["ratio"] == 8.0
+    assert sorted(path.name for path in out.iterdir()) == ["curves.csv", "curves.png", "throughput.json"]
 
 
 def test_a_reused_omnisafe_run_trains_only_our_side(tmp_path, capsys):
@@ -266,5 +305,5 @@ def test_a_reused_omnisafe_run_trains_only_our_side(tmp_path, capsys):
     assert [r["env_steps"] for r in rows[:2]] == ["1000", "2000"]
     saved = json.loads((out / "throughput.json").read_text())
     assert saved["OmniSafe"]["wall_s"] == 40.0 and saved["OmniSafe"]["core"] == 1
-    assert saved["omnisafe_run_reused"] == str(run)
+    assert saved["reused_runs"] == {"OmniSafe": str(run)}
     assert not (out / "omnisafe.log").exists() and (out / "cmdp.log").exists()
