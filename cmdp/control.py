@@ -108,7 +108,8 @@ class ControlRun(FamilyRun):
                 return
             self.agent = ActorCritic(self.spec.observation_space, self.spec.action_space, self.spec.num_costs,
                                      cfg.actor_hidden, cfg.critic_hidden, cfg.activation, cfg.init_log_std,
-                                     with_critic=needs.critics is not Critics.NONE).to(self.device)
+                                     with_critic=needs.critics is not Critics.NONE,
+                                     init=cfg.network_init).to(self.device)
             # one-hot encodings of Discrete observations need no normalising; of an image observation only the
             # vector sensors are normalised (the encoder scales the pixels)
             space = self.spec.observation_space

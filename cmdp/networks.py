@@ -55,15 +55,26 @@ def encode_obs(space: gymnasium.Space, obs: np.ndarray) -> np.ndarray:
     return np.asarray(obs, dtype=np.float64).reshape(len(obs), -1)
 
 
-def mlp(sizes: list[int], activation: str, out_gain: float) -> nn.Sequential:
-    """Linear layers with `activation` between them, orthogonally initialised."""
+#: How the on-policy networks' linear layers start (`network_init`). "orthogonal": orthogonal weights with gain
+#: sqrt(2) in hidden layers and `out_gain` on the output (0.01 for a policy, 1 for a critic), zero biases, the PPO
+#: implementation choice that Engstrom et al. 2020 and Andrychowicz et al. 2021 (the policy's small last layer)
+#: measured to matter. "pytorch": torch.nn.Linear's own (Kaiming-uniform weights with a = sqrt(5), biases uniform
+#: in +-1/sqrt(fan_in)), which is OmniSafe's `kaiming_uniform` mode (docs/omnisafe-differences.md row 14).
+NETWORK_INITS = ("orthogonal", "pytorch")
+
+
+def mlp(sizes: list[int], activation: str, out_gain: float, init: str = "orthogonal") -> nn.Sequential:
+    """Linear layers with `activation` between them, initialised as `init` says (`NETWORK_INITS`)."""
+    if init not in NETWORK_INITS:
+        raise ValueError(f"init must be one of {NETWORK_INITS}, got {init!r}")
     act_cls = ACTIVATIONS[activation][0]
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
-        linear = nn.Linear(sizes[i], sizes[i + 1])
+        linear = nn.Linear(sizes[i], sizes[i + 1])  # torch's own init: kept when init == "pytorch"
         last = i == len(sizes) - 2
-        nn.init.orthogonal_(linear.weight, gain=out_gain if last else math.sqrt(2))
-        nn.init.zeros_(linear.bias)
+        if init == "orthogonal":
+            nn.init.orthogonal_(linear.weight, gain=out_gain if last else math.sqrt(2))
+            nn.init.zeros_(linear.bias)
         layers.append(linear)
         if not last:
             layers.append(act_cls())
@@ -95,11 +106,11 @@ class GaussianActor(nn.Module):
     MLP reads the encoder's output, and `obs_dim` is the encoder's `out_dim`."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], activation: str = "tanh",
-                 init_log_std: float = 0.0, encoder: nn.Module | None = None) -> None:
+                 init_log_std: float = 0.0, encoder: nn.Module | None = None, init: str = "orthogonal") -> None:
         super().__init__()
         self.activation = activation
         self.encoded = encoder is not None
-        self.mean = _after(encoder, mlp([obs_dim, *hidden, act_dim], activation, out_gain=0.01))
+        self.mean = _after(encoder, mlp([obs_dim, *hidden, act_dim], activation, out_gain=0.01, init=init))
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
@@ -142,11 +153,11 @@ class CategoricalActor(nn.Module):
     """Softmax policy for Discrete action spaces; `encoder` as for `GaussianActor`."""
 
     def __init__(self, obs_dim: int, num_actions: int, hidden: list[int], activation: str = "tanh",
-                 encoder: nn.Module | None = None) -> None:
+                 encoder: nn.Module | None = None, init: str = "orthogonal") -> None:
         super().__init__()
         self.activation = activation
         self.encoded = encoder is not None
-        self.logits = _after(encoder, mlp([obs_dim, *hidden, num_actions], activation, out_gain=0.01))
+        self.logits = _after(encoder, mlp([obs_dim, *hidden, num_actions], activation, out_gain=0.01, init=init))
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Categorical:
         return torch.distributions.Categorical(logits=self.logits(obs))
@@ -308,19 +319,27 @@ class EnsembleCritic(nn.Module):
     """
 
     def __init__(self, obs_dim: int, hidden: list[int], num_heads: int, activation: str = "tanh",
-                 out_dim: int = 1) -> None:
+                 out_dim: int = 1, init: str = "orthogonal") -> None:
         super().__init__()
+        if init not in NETWORK_INITS:
+            raise ValueError(f"init must be one of {NETWORK_INITS}, got {init!r}")
         sizes = [obs_dim, *hidden, out_dim]
         self.act = ACTIVATIONS[activation][0]()
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for i in range(len(sizes) - 1):
             w = torch.empty(num_heads, sizes[i], sizes[i + 1])
+            b = torch.zeros(num_heads, 1, sizes[i + 1])
             gain = 1.0 if i == len(sizes) - 2 else math.sqrt(2)
             for e in range(num_heads):
-                nn.init.orthogonal_(w[e].T, gain=gain)  # same init as nn.Linear(in, out).weight
+                # w[e].T is head e's weight as nn.Linear(in, out) holds it, so fan_in is `in` in both inits
+                if init == "orthogonal":
+                    nn.init.orthogonal_(w[e].T, gain=gain)
+                else:  # nn.Linear.reset_parameters
+                    nn.init.kaiming_uniform_(w[e].T, a=math.sqrt(5))
+                    nn.init.uniform_(b[e], -1.0 / math.sqrt(sizes[i]), 1.0 / math.sqrt(sizes[i]))
             self.weights.append(nn.Parameter(w))
-            self.biases.append(nn.Parameter(torch.zeros(num_heads, 1, sizes[i + 1])))
+            self.biases.append(nn.Parameter(b))
         self.num_heads = num_heads
         self.out_dim = out_dim
 
@@ -345,24 +364,24 @@ class ActorCritic(nn.Module):
 
     def __init__(self, observation_space: gymnasium.Space, action_space: gymnasium.Space, num_costs: int,
                  actor_hidden: list[int], critic_hidden: list[int], activation: str = "tanh",
-                 init_log_std: float = 0.0, with_critic: bool = True) -> None:
+                 init_log_std: float = 0.0, with_critic: bool = True, init: str = "orthogonal") -> None:
         super().__init__()
         layout = ImageLayout.of(observation_space)
         encoder = None if layout is None else ImageEncoder(layout)
         obs_dim = flat_obs_dim(observation_space) if encoder is None else encoder.out_dim
         if isinstance(action_space, gymnasium.spaces.Box):
             self.actor: nn.Module = GaussianActor(obs_dim, int(np.prod(action_space.shape)), actor_hidden,
-                                                  activation, init_log_std, encoder)
+                                                  activation, init_log_std, encoder, init)
         elif isinstance(action_space, gymnasium.spaces.Discrete):
-            self.actor = CategoricalActor(obs_dim, int(action_space.n), actor_hidden, activation, encoder)
+            self.actor = CategoricalActor(obs_dim, int(action_space.n), actor_hidden, activation, encoder, init)
         else:
             raise TypeError(f"unsupported action space {action_space}; supported: Box, Discrete")
         # critic-free solvers (group baselines) get none
         if not with_critic:
             self.critic: nn.Module | None = None
         elif layout is None:
-            self.critic = EnsembleCritic(obs_dim, critic_hidden, 1 + num_costs, activation)
+            self.critic = EnsembleCritic(obs_dim, critic_hidden, 1 + num_costs, activation, init=init)
         else:
             critic_encoder = ImageEncoder(layout)
             self.critic = nn.Sequential(critic_encoder, EnsembleCritic(critic_encoder.out_dim, critic_hidden,
-                                                                       1 + num_costs, activation))
+                                                                       1 + num_costs, activation, init=init))

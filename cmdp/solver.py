@@ -33,6 +33,7 @@ from cmdp.config import ConfigError, TrainConfig
 from cmdp.family import Critics, Schedule
 from cmdp.losses import (COST_ADVANTAGE_MODES, approx_kl, distribution_kl, ppo_clip_loss, standardize_streams,
                          value_loss)
+from cmdp.networks import NETWORK_INITS
 from cmdp.optim import Updater
 from cmdp.rollout import Minibatch, RolloutBatch
 from cmdp.spec import CMDPSpec
@@ -54,6 +55,9 @@ class PolicyGradientConfig(TrainConfig):
     actor_hidden: list[int] = field(default_factory=lambda: [64, 64])
     critic_hidden: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"
+    # the actor's and critics' linear layers: "orthogonal" (ours, the PPO implementation choice) or "pytorch"
+    # (torch.nn.Linear's own, OmniSafe's); cmdp/networks.py NETWORK_INITS, docs/omnisafe-differences.md row 14
+    network_init: str = "orthogonal"
     init_log_std: float = 0.0  # std 1.0 at the start, as OmniSafe's GaussianLearningActor
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
@@ -103,6 +107,8 @@ class PolicyGradientConfig(TrainConfig):
         if self.cost_advantage not in COST_ADVANTAGE_MODES:
             raise ConfigError(f"cost_advantage must be one of {', '.join(COST_ADVANTAGE_MODES)}, "
                               f"got {self.cost_advantage!r}")
+        if self.network_init not in NETWORK_INITS:
+            raise ConfigError(f"network_init must be one of {', '.join(NETWORK_INITS)}, got {self.network_init!r}")
         if self.activation not in ("tanh", "relu"):
             raise ConfigError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
         if self.value_clip is not None and not self.value_clip > 0:

@@ -8,7 +8,8 @@
 - the PPO family's early stop on the exact KL of the action distributions (`early_stop_kl: exact`, row 8);
 and the deliberate differences that a key switches to OmniSafe's behaviour:
 - the trust region's KL averaged over action dimensions (`kl_reduction: mean`, row 21);
-- CPO's constraint value as the raw episode total (`cpo_constraint_units: episode`, row 23).
+- CPO's constraint value as the raw episode total (`cpo_constraint_units: episode`, row 23);
+- torch.nn.Linear's own initialisation of the actor and critics (`network_init: pytorch`, row 14).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from cmdp.algorithms.ppo_lag import PPOLag, PPOLagConfig
 from cmdp.algorithms.trpo_lag import TRPOLagConfig
 from cmdp.config import ConfigError, build_config
 from cmdp.losses import approx_kl, distribution_kl, standardize_streams
-from cmdp.networks import ActorCritic, GaussianActor
+from cmdp.networks import ActorCritic, GaussianActor, mlp
 from cmdp.normalize import ObsNormalizer
 from cmdp.optim import TorchUpdater
 from cmdp.trust_region import fisher_vector_product, mean_kl
@@ -195,3 +196,28 @@ def test_cpo_constraint_value_in_the_units_asked(units, cost_advantage, expected
                                                                                 else 15.0)
     with pytest.raises(ConfigError, match="cpo_constraint_units must be one of per_step, episode"):
         build_config(CPOConfig, {"algo": "cpo", "cpo_constraint_units": "total"})
+
+
+def test_network_init_pytorch_is_torch_linears_own():
+    """`pytorch`: the actor's layers are exactly what nn.Linear draws from the same seed (OmniSafe's kaiming_uniform
+    mode), and every critic head's weights and biases lie in nn.Linear's bounds +-1/sqrt(fan_in), biases not 0.
+    `orthogonal` (the default): zero biases and the policy's output layer 100 times smaller."""
+    torch.manual_seed(3)
+    net = mlp([3, 5, 2], "tanh", out_gain=0.01, init="pytorch")
+    torch.manual_seed(3)
+    reference = [torch.nn.Linear(3, 5), torch.nn.Linear(5, 2)]
+    for mine, theirs in zip([m for m in net if isinstance(m, torch.nn.Linear)], reference):
+        torch.testing.assert_close(mine.weight, theirs.weight)
+        torch.testing.assert_close(mine.bias, theirs.bias)
+    space, act = gymnasium.spaces.Box(-1, 1, (4,)), gymnasium.spaces.Box(-1, 1, (2,))
+    agent = ActorCritic(space, act, 1, [64, 64], [64, 64], init="pytorch")
+    for w, b in zip(agent.critic.weights, agent.critic.biases):
+        bound = 1.0 / w.shape[1] ** 0.5  # (heads, in, out): fan_in = in
+        assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+        assert b.abs().max() <= bound and (b != 0).all()
+    default = ActorCritic(space, act, 1, [64, 64], [64, 64])
+    assert all((b == 0).all() for b in default.critic.biases)
+    assert default.actor.mean[-1].weight.abs().max() < 0.05 < agent.actor.mean[-1].weight.abs().max()
+    assert build_config(PPOLagConfig, {"algo": "ppo_lag"}).network_init == "orthogonal"
+    with pytest.raises(ConfigError, match="network_init must be one of orthogonal, pytorch"):
+        build_config(PPOLagConfig, {"algo": "ppo_lag", "network_init": "xavier"})
