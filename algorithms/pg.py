@@ -13,8 +13,8 @@ policy_gradient.py): 10 passes per epoch (`update_iters`), target KL 0.02, actor
 linearly, gradient-norm clip 40, critic L2 0.001, gamma 0.99, GAE lambda 0.95, standardised advantages; every
 one of them but update_iters is PolicyGradientConfig's already. Deliberate differences: minibatches of 1000 (OmniSafe
 64; see PolicyGradientConfig), and the cost critics are fitted although pg does not use them (OmniSafe's
-use_cost: False skips them) so that every solver logs the same columns. The KL early stop uses the sampled
-estimate of the shared loop (OmniSafe: the exact KL of the distributions).
+use_cost: False skips them) so that every solver logs the same columns. The KL early stop is the shared loop's,
+on the exact KL of the distributions as OmniSafe's (`early_stop_kl`).
 
 Tests (tests/test_first_order_zoo.py): the loss by hand (cmdp.losses.policy_gradient_loss); pg trains from the
 CLI, resumes bit-exactly, and breaks ExactChain-v0's limit (exact cost of the final policy > 1.3 x 1.5).
