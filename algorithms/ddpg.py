@@ -33,7 +33,7 @@ class DDPGConfig(OffPolicyConfig):
             raise ConfigError(f"exploration_noise must be >= 0, got {self.exploration_noise}")
 
 
-@register_algorithm("ddpg")
+@register_algorithm("ddpg", constrained=False)
 class DDPG(OffPolicySolver):
     """Deep deterministic policy gradient; costs are learnt but not constrained."""
 

@@ -18,7 +18,7 @@ from cmdp.registry import register_algorithm
 from cmdp.solver import PolicyGradientSolver
 
 
-@register_algorithm("grpo")
+@register_algorithm("grpo", constrained=False)
 class GRPO(ReferenceKLInLoss, PolicyGradientSolver):
     """Critic-free PPO on group-normalised rewards (GRPO): costs measured, not optimised."""
 

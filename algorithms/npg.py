@@ -30,7 +30,7 @@ from cmdp.rollout import RolloutBatch
 from cmdp.trust_region import TrustRegionSolver, flat_params, mean_kl, set_flat_params
 
 
-@register_algorithm("npg")
+@register_algorithm("npg", constrained=False)
 class NPG(TrustRegionSolver):
     """TRPO's direction taken whole, without a line search. Overrides only `policy_step`."""
 

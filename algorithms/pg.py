@@ -40,7 +40,7 @@ class PGConfig(PolicyGradientConfig):
     update_iters: int = 10  # passes over the epoch's batch (OmniSafe PolicyGradient.yaml)
 
 
-@register_algorithm("pg")
+@register_algorithm("pg", constrained=False)
 class PG(PolicyGradientSolver):
     """Policy gradient on the reward: the unclipped surrogate -E[rho A] with KL early stopping."""
 

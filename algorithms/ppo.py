@@ -10,7 +10,7 @@ from cmdp.registry import register_algorithm
 from cmdp.solver import PolicyGradientConfig, PolicyGradientSolver
 
 
-@register_algorithm("ppo")
+@register_algorithm("ppo", constrained=False)
 class PPO(PolicyGradientSolver):
     """Unconstrained PPO on the reward alone (costs logged, not optimised): the baseline that breaks binding limits."""
 

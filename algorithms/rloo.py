@@ -21,7 +21,7 @@ class RLOOConfig(GroupConfig):
     group_scale: bool = False
 
 
-@register_algorithm("rloo")
+@register_algorithm("rloo", constrained=False)
 class RLOO(GRPO):
     """Critic-free PPO on leave-one-out advantages (RLOO): costs measured, not optimised."""
 

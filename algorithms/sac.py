@@ -66,7 +66,7 @@ class DiscreteSACAgent(nn.Module):
         self.target_actor = None
 
 
-@register_algorithm("sac")
+@register_algorithm("sac", constrained=False)
 class SAC(OffPolicySolver):
     """Soft actor-critic for Box or Discrete actions; costs are learnt but not constrained."""
 

@@ -30,7 +30,7 @@ class TD3Config(DDPGConfig):
                               f"{self.policy_noise_clip}")
 
 
-@register_algorithm("td3")
+@register_algorithm("td3", constrained=False)
 class TD3(DDPG):
     """Twin delayed DDPG; costs are learnt but not constrained."""
 

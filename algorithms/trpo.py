@@ -27,6 +27,6 @@ from cmdp.registry import register_algorithm
 from cmdp.trust_region import TrustRegionSolver
 
 
-@register_algorithm("trpo")
+@register_algorithm("trpo", constrained=False)
 class TRPO(TrustRegionSolver):
     """Unconstrained TRPO on the reward advantage (`TrustRegionSolver` as it is)."""

@@ -21,12 +21,11 @@ from typing import Any, TextIO
 from cmdp.benchmarks.report import find_runs, write_report
 from cmdp.benchmarks.runner import run_suite
 from cmdp.benchmarks.suite import Suite, load_suite
+from cmdp.registry import is_constrained
 from cmdp.spec import ConfigError
 
 #: The suite the demo trains (shipped with the package).
 DEMO_SUITE = Path(__file__).parent / "suites" / "demo.yaml"
-#: The algorithms the demo treats as unconstrained baselines; every other algorithm of the suite is constrained.
-BASELINES = frozenset({"ppo"})
 #: `--quick`: the same grid for 2 epochs of 1,000 steps, a smoke run of the pipeline (nothing is learnt).
 QUICK_STEPS, QUICK_EPOCH = 2000, 1000
 
@@ -64,7 +63,7 @@ def demo_results(out: str | Path) -> dict[str, Any]:
         limits = run.cost_limits()
         within = all(final_costs[name] <= limit for name, limit in limits.items())
         runs.append({"algo": run.algo, "env": run.env, "seed": run.seed, "env_steps": run.env_steps,
-                     "constrained": run.algo not in BASELINES, "return": final_return, "costs": final_costs,
+                     "constrained": is_constrained(run.algo), "return": final_return, "costs": final_costs,
                      "limits": limits, "within_limit": within, "run_dir": str(run.path)})
     runs.sort(key=lambda r: (r["env"], r["constrained"], r["algo"], r["seed"]))
     return {"runs": runs, "checks": demo_checks(runs)}
@@ -123,4 +122,4 @@ def run_demo(out: str | Path = "runs/demo", seeds: int | None = None, total_step
     return status, results
 
 
-__all__ = ["run_demo", "demo_suite", "demo_results", "demo_checks", "format_results", "DEMO_SUITE", "BASELINES"]
+__all__ = ["run_demo", "demo_suite", "demo_results", "demo_checks", "format_results", "DEMO_SUITE"]

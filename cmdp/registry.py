@@ -35,6 +35,8 @@ ALGORITHM_GROUP = "cmdp.algorithms"
 ENV_GROUP = "cmdp.envs"
 
 _ALGORITHMS: dict[str, type] = {}
+#: the registered names whose solver ignores the cost limits (the baselines a constrained solver is compared with)
+_UNCONSTRAINED: set[str] = set()
 _ENVS: dict[str, "EnvEntry"] = {}
 _ENTRY_POINTS_LOADED = False
 #: one line per entry point that failed to load (shown by `cmdp list`)
@@ -67,15 +69,24 @@ def _origin(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}" + (f" ({file})" if file else "")
 
 
-def register_algorithm(name: str) -> Callable[[T], T]:
-    """Class decorator: make a solver available as `--algo name`."""
+def register_algorithm(name: str, constrained: bool = True) -> Callable[[T], T]:
+    """Class decorator: make a solver available as `--algo name`. `constrained=False` declares that this name
+    ignores the cost limits (an unconstrained baseline such as `ppo`; demos and reports check that such runs
+    break a binding limit). A property of the name, not of the class: `ppo_saute` subclasses `ppo` and is
+    constrained."""
 
     def wrap(cls: T) -> T:
         registered = _ALGORITHMS.get(name)
         if registered is not None and registered is not cls:
             raise RegistrationError(f"algorithm '{name}' is already registered by {_origin(registered)}")
+        if registered is cls:  # registered again by its entry point: its decorator's declaration stands
+            return cls
         cls.name = name
         _ALGORITHMS[name] = cls
+        if constrained:
+            _UNCONSTRAINED.discard(name)
+        else:
+            _UNCONSTRAINED.add(name)
         return cls
 
     return wrap
@@ -93,12 +104,13 @@ def register_env(name: str, family: "EnvFamily", group: str, description: str = 
 @contextlib.contextmanager
 def _all_or_nothing() -> Iterator[None]:
     """Run an import that registers things; if it fails, the registries are left exactly as they were."""
-    algorithms, envs = dict(_ALGORITHMS), dict(_ENVS)
+    algorithms, envs, unconstrained = dict(_ALGORITHMS), dict(_ENVS), set(_UNCONSTRAINED)
     try:
         yield
     except BaseException:
         _ALGORITHMS.clear(), _ALGORITHMS.update(algorithms)
         _ENVS.clear(), _ENVS.update(envs)
+        _UNCONSTRAINED.clear(), _UNCONSTRAINED.update(unconstrained)
         raise
 
 
@@ -196,6 +208,13 @@ def get_algorithm(name: str) -> type:
     if name not in _ALGORITHMS:
         raise _unknown("algorithm", name, sorted(_ALGORITHMS))
     return _ALGORITHMS[name]
+
+
+def is_constrained(name: str) -> bool:
+    """Whether the registered algorithm `name` acts on the cost limits (False: it was registered with
+    `constrained=False`, an unconstrained baseline). ConfigError for an unknown name."""
+    get_algorithm(name)
+    return name not in _UNCONSTRAINED
 
 
 def get_env(name: str) -> EnvEntry:

@@ -212,3 +212,19 @@ def test_every_shipped_algorithm_has_a_row_in_the_readme_table():
              for name in re.findall(r"`([a-z0-9_]+)`", line.split("|")[1])}
     assert len(shipped) > 30 and "grpo_pid" in shipped
     assert shipped <= named, sorted(shipped - named)
+
+
+def test_the_unconstrained_baselines_are_declared_at_registration():
+    """`register_algorithm(name, constrained=False)` marks the baselines the demos expect to break a limit; a
+    subclass registered under another name (ppo_saute from ppo) is constrained unless it says otherwise."""
+    from importlib.metadata import entry_points
+
+    from cmdp.registry import ALGORITHM_GROUP, is_constrained
+    from cmdp.spec import ConfigError
+
+    shipped = {ep.name for ep in entry_points(group=ALGORITHM_GROUP) if ep.value.startswith("cmdp.algorithms.")}
+    unconstrained = {name for name in shipped if not is_constrained(name)}
+    assert unconstrained == {"ppo", "pg", "npg", "trpo", "grpo", "rloo", "ddpg", "td3", "sac"}
+    assert is_constrained("ppo_saute") and is_constrained("ppo_lag")
+    with pytest.raises(ConfigError, match="unknown algorithm"):
+        is_constrained("no_such_solver")

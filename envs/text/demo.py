@@ -36,11 +36,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cmdp.registry import is_constrained
 from cmdp.spec import ConfigError
 
-#: The demo's algorithms, and those it treats as unconstrained baselines (every other one is constrained).
+#: The demo's algorithms; those registered with `constrained=False` (ppo, grpo, rloo) are its unconstrained baselines.
 DEMO_ALGOS: tuple[str, ...] = ("ppo", "ppo_lag", "grpo", "grpo_lag", "rloo", "rloo_lag")
-BASELINES = frozenset({"ppo", "grpo", "rloo", "trpo", "pg", "npg"})
 
 # Hyperparameters of the demo's runs (the text family's defaults cover the rest: undiscounted GAE with lambda 0.95,
 # clip 0.2, KL penalty in the reward, SGD multiplier from 1.0; the group solvers answer every prompt 4 times).
@@ -286,7 +286,7 @@ def evaluate_seed(judge: Judge, default: Path, runs: dict[str, Path], seed: int,
         result = judge.answer(prompts, seed + 1)
         summary = json.loads((run_dir / "summary.json").read_text())
         table[algo] = {**summarise(result, sft["reward"], count), **_last_epochs(run_dir, LAST_FRACTION),
-                       "multiplier": summary["multipliers"].get("cost"), "constrained": algo not in BASELINES,
+                       "multiplier": summary["multipliers"].get("cost"), "constrained": is_constrained(algo),
                        "run_dir": str(run_dir)}
         examples[algo] = [{"prompt": prompts[i], "answer": result["texts"][i], "reward": float(result["reward"][i]),
                            "cost": float(result["costs"][i, 0]), "sft_answer": sft["texts"][i]}
@@ -506,5 +506,5 @@ def plot_demo(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["run_demo", "limit_from_sft", "seed_checks", "format_report", "plot_demo", "DEMO_ALGOS", "BASELINES",
+__all__ = ["run_demo", "limit_from_sft", "seed_checks", "format_report", "plot_demo", "DEMO_ALGOS",
            "DEMO_CONFIG", "DEMO_ENV", "LIMIT_MARGIN"]
