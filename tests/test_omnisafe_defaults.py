@@ -6,6 +6,7 @@
 - the policy's initial std 1.0 (`init_log_std: 0`, row 10);
 - CPO's line search of 20 tries (row 22);
 - the PPO family's early stop on the exact KL of the action distributions (`early_stop_kl: exact`, row 8);
+- the 50-episode cost window on Safety-Gymnasium tasks (`cost_window: 50`, a family default, row 4);
 and the deliberate differences that a key switches to OmniSafe's behaviour:
 - the trust region's KL averaged over action dimensions (`kl_reduction: mean`, row 21);
 - CPO's constraint value as the raw episode total (`cpo_constraint_units: episode`, row 23);
@@ -221,3 +222,17 @@ def test_network_init_pytorch_is_torch_linears_own():
     assert build_config(PPOLagConfig, {"algo": "ppo_lag"}).network_init == "orthogonal"
     with pytest.raises(ConfigError, match="network_init must be one of orthogonal, pytorch"):
         build_config(PPOLagConfig, {"algo": "ppo_lag", "network_init": "xavier"})
+
+
+def test_safety_gymnasium_tasks_read_omnisafes_50_episode_cost_window():
+    """Row 4: a family default on every Safety-Gymnasium task (OmniSafe 0.5.0's logger window), for on- and
+    off-policy solvers; the exact CMDPs keep the epoch's mean (0); a user's value wins."""
+    from cmdp.envs.safety_gym import SAFETY_GYM_DEFAULTS
+    from cmdp.resolve import resolve_config
+
+    assert SAFETY_GYM_DEFAULTS == {"cost_window": 50}
+    for algo, env in [("ppo_lag", "SafetyHopperVelocity-v1"), ("cpo", "SafetyPointGoal1-v0"),
+                      ("sac_lag", "SafetyPointCircle1-v0"), ("pid_lag", "SafetyCarGoal1Vision-v0")]:
+        assert resolve_config({"algo": algo, "env": env})[0].cost_window == 50, (algo, env)
+    assert resolve_config({"algo": "ppo_lag", "env": "ExactChain-v0"})[0].cost_window == 0
+    assert resolve_config({"algo": "ppo_lag", "env": "SafetyHopperVelocity-v1", "cost_window": 0})[0].cost_window == 0
