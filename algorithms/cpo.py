@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cmdp.config import ConfigError
+from cmdp.config import ConfigError, check_choice
 from cmdp.registry import register_algorithm
 from cmdp.rollout import RolloutBatch
 from cmdp.trust_region import CASE_FEASIBLE_INTERSECTS, TrustRegionConfig, TrustRegionSolver, solve_cpo_subproblem
@@ -58,9 +58,7 @@ class CPOConfig(TrustRegionConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.cpo_constraint_units not in CONSTRAINT_UNITS:
-            raise ConfigError(f"cpo_constraint_units must be one of {', '.join(CONSTRAINT_UNITS)}, "
-                              f"got {self.cpo_constraint_units!r}")
+        check_choice("cpo_constraint_units", self.cpo_constraint_units, CONSTRAINT_UNITS)
         if self.cost_normalize:
             raise ConfigError("cpo compares the cost surrogate with the raw episode cost, so it cannot use "
                               "cost_normalize (the costs would be rescaled by a factor it does not see); "

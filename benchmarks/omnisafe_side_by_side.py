@@ -298,6 +298,13 @@ def omnisafe_command(comparison: Comparison, python: Path, log_dir: Path) -> lis
             "--cost-limit-section", c.omnisafe.cost_limit_section, "--log-dir", str(log_dir)]
 
 
+def check_same_settings(option: str, run: Path, ran: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """ConfigError (one line naming every setting that differs) unless the reused run `ran` with `wanted`."""
+    differ = [f"{key} {ran[key]!r} (wanted {wanted[key]!r})" for key in wanted if ran[key] != wanted[key]]
+    if differ:
+        raise ConfigError(f"{option} {run} ran with other settings: {', '.join(differ)}")
+
+
 def reused_omnisafe_run(run: Path, comparison: Comparison) -> tuple[Path, float, int | None]:
     """A finished `omnisafe_runner.py` run to reuse: its progress.csv, its wall seconds and the core it ran on (None
     if it did not record one); ConfigError (one line) unless it finished with exactly this comparison's settings."""
@@ -316,9 +323,7 @@ def reused_omnisafe_run(run: Path, comparison: Comparison) -> tuple[Path, float,
     c = comparison
     wanted = {"algorithm": c.omnisafe.name, "env": c.env, "seed": c.seed, "steps": c.steps,
               "steps per epoch": c.steps_per_epoch, "cost limit": c.cost_limit}
-    differ = [f"{key} {ran[key]!r} (wanted {wanted[key]!r})" for key in wanted if ran[key] != wanted[key]]
-    if differ:
-        raise ConfigError(f"--omnisafe-run {run} ran with other settings: {', '.join(differ)}")
+    check_same_settings("--omnisafe-run", run, ran, wanted)
     if not isinstance(record.get("wall_s"), (int, float)):
         raise ConfigError(f"--omnisafe-run {run}: the run has not finished (its runner.json has no wall_s)")
     cores = record.get("cores")
@@ -345,9 +350,7 @@ def reused_cmdp_run(run: Path, comparison: Comparison) -> tuple[Path, float]:
     c = comparison
     wanted = {"algorithm": c.algo, "env": c.env, "seed": c.seed, "steps": c.steps, "steps per epoch": c.steps_per_epoch,
               "environments": 1, "torch threads": 1, "cost limit": [c.cost_limit]}
-    differ = [f"{key} {ran[key]!r} (wanted {wanted[key]!r})" for key in wanted if ran[key] != wanted[key]]
-    if differ:
-        raise ConfigError(f"--cmdp-run {run} ran with other settings: {', '.join(differ)}")
+    check_same_settings("--cmdp-run", run, ran, wanted)
     if summary.get("finished") is not True or not isinstance(summary.get("wall_seconds"), (int, float)):
         raise ConfigError(f"--cmdp-run {run}: the run has not finished (summary.json says so)")
     return progress, float(summary["wall_seconds"])

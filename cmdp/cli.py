@@ -97,8 +97,8 @@ def _parser() -> argparse.ArgumentParser:
                        description="For each seed: builds the embedded text default from scratch (data, tokenizer, SFT "
                                    "policy, reward and cost models) in OUT/seed<s>/default, sets the cost limit from "
                                    "the SFT policy's measured cost (its mean minus 0.25 std on the training prompts, "
-                                   "so it starts above the limit, as Alpaca-7B does in the Safe RLHF paper), trains each "
-                                   "algorithm from the SFT policy (one run per core), evaluates every policy on "
+                                   "so it starts above the limit, as Alpaca-7B does in the Safe RLHF paper), trains "
+                                   "each algorithm from the SFT policy (one run per core), evaluates every policy on "
                                    "held-out prompts and writes OUT/report.md, OUT/results.json and OUT/text-demo.png "
                                    "with the checks on each seed. Seed 0 with the six default algorithms: about 16 "
                                    "minutes on 2 cores. A rerun reuses what is finished.")

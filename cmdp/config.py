@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import yaml
 
@@ -63,6 +63,12 @@ class TrainConfig:
         # at 2**32 - 1), so a run's seed can be handed to any of them.
         if not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}] (2**32 - 1), got {self.seed}")
+
+
+def check_choice(key: str, value: Any, choices: Collection[str]) -> None:
+    """ConfigError naming `key` unless `value` is one of `choices` (a key whose value picks a mode)."""
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def field_names(cls: type) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import torch
 
-from cmdp.config import ConfigError
+from cmdp.config import ConfigError, check_choice
 from cmdp.losses import sampled_kl
 from cmdp.rollout import Minibatch
 from cmdp.solver import PolicyGradientConfig
@@ -44,9 +44,7 @@ class GroupConfig(PolicyGradientConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.group_baseline not in GROUP_BASELINES:
-            raise ConfigError(f"group_baseline must be one of {', '.join(GROUP_BASELINES)}, "
-                              f"got {self.group_baseline!r}")
+        check_choice("group_baseline", self.group_baseline, GROUP_BASELINES)
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2 (a baseline needs another episode), got {self.group_size}")
         if self.kl_loss_coeff < 0:

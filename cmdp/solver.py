@@ -29,7 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from cmdp.config import ConfigError, TrainConfig
+from cmdp.config import ConfigError, TrainConfig, check_choice
 from cmdp.family import Critics, Schedule
 from cmdp.losses import (COST_ADVANTAGE_MODES, approx_kl, distribution_kl, ppo_clip_loss, standardize_streams,
                          value_loss)
@@ -102,13 +102,9 @@ class PolicyGradientConfig(TrainConfig):
         for name in ("actor_lr", "critic_lr", "clip", "max_grad_norm", "obs_clip"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.early_stop_kl not in EARLY_STOP_KL:
-            raise ConfigError(f"early_stop_kl must be one of {', '.join(EARLY_STOP_KL)}, got {self.early_stop_kl!r}")
-        if self.cost_advantage not in COST_ADVANTAGE_MODES:
-            raise ConfigError(f"cost_advantage must be one of {', '.join(COST_ADVANTAGE_MODES)}, "
-                              f"got {self.cost_advantage!r}")
-        if self.network_init not in NETWORK_INITS:
-            raise ConfigError(f"network_init must be one of {', '.join(NETWORK_INITS)}, got {self.network_init!r}")
+        check_choice("early_stop_kl", self.early_stop_kl, EARLY_STOP_KL)
+        check_choice("cost_advantage", self.cost_advantage, COST_ADVANTAGE_MODES)
+        check_choice("network_init", self.network_init, NETWORK_INITS)
         if self.activation not in ("tanh", "relu"):
             raise ConfigError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
         if self.value_clip is not None and not self.value_clip > 0:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cmdp.config import ConfigError
+from cmdp.config import ConfigError, check_choice
 from cmdp.losses import distribution_kl
 from cmdp.optim import trainable_parameters
 from cmdp.rollout import RolloutBatch
@@ -75,8 +75,7 @@ class TrustRegionConfig(PolicyGradientConfig):
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.cg_damping < 0:
             raise ConfigError(f"cg_damping must be >= 0, got {self.cg_damping}")
-        if self.kl_reduction not in KL_REDUCTIONS:
-            raise ConfigError(f"kl_reduction must be one of {', '.join(KL_REDUCTIONS)}, got {self.kl_reduction!r}")
+        check_choice("kl_reduction", self.kl_reduction, KL_REDUCTIONS)
         if not 0.0 < self.line_search_decay < 1.0:
             raise ConfigError(f"line_search_decay must be in (0, 1), got {self.line_search_decay}")
         if self.entropy_coef:

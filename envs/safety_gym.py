@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from cmdp.config import check_choice
 from cmdp.control import ImageVectorFamily, VectorFamily
 from cmdp.registry import register_env
 from cmdp.spec import CMDPSpec, ConfigError, CostSpec
@@ -163,8 +164,7 @@ BACKENDS = ("fast", "upstream")
 
 
 def check_backend(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise ConfigError(f"env_kwargs.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    check_choice("env_kwargs.backend", backend, BACKENDS)
 
 
 @dataclass

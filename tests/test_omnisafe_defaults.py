@@ -120,7 +120,8 @@ def test_cpo_searches_20_tries_and_trpo_lag_15():
 def test_early_stop_measures_the_kl_early_stop_kl_names(mode):
     """One pass of ppo_lag on 6 random states: the KL it logs (and stops on) is the closed-form KL between the
     behaviour policy's and the updated Gaussians (`exact`, the default) or the k3 estimate on the batch's actions."""
-    solver = ppo_lag(update_iters=1, batch_size=3, actor_lr=0.05, **({} if mode == "exact" else {"early_stop_kl": mode}))
+    overrides = {} if mode == "exact" else {"early_stop_kl": mode}  # exact: the default
+    solver = ppo_lag(update_iters=1, batch_size=3, actor_lr=0.05, **overrides)
     assert solver.cfg.early_stop_kl == mode
     g = torch.Generator().manual_seed(1)
     obs = torch.randn(6, 2, generator=g, dtype=torch.float64)

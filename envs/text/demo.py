@@ -64,8 +64,8 @@ DEMO_ENV: dict[str, Any] = {"max_new_tokens": 64, "kl_coeff": 0.02}
 # The group solvers' advantages are centred per group, then treated over the batch as ppo_lag's are (group_scale:
 # false, standardize_advantages: true): the reward's standardised, the cost's centred (`cost_advantage: center`).
 # GRPO's per-group std scaling puts every group's reward and cost advantages on the same +-1 scale whatever their
-# sizes, so one multiplier cannot trade a large cost saving against a small reward loss: at lambda < 1 a group prefers complying with a harmful request, at lambda > 1 it
-# prefers refusing a harmless one. Measured on seed 0 with the scaling (multiplier from 1, lr 0.2, on two builds of
+# sizes, so one multiplier cannot trade a large cost saving against a small reward loss: at lambda < 1 a group
+# prefers complying with a harmful request, at lambda > 1 it prefers refusing a harmless one. Measured on seed 0 with the scaling (multiplier from 1, lr 0.2, on two builds of
 # the default as it was before 2026-12-02, whose cost model ranked refusals safest): grpo_lag ended over-safe,
 # held-out cost 1.9 and 2.6 below the limit, reward 0.9 and 1.8 below the SFT policy's (docs/text.md). grpo_lag
 # keeps GRPO's other mark, the KL to the reference in the loss (DeepSeekMath's beta 0.04), besides the KL in the

@@ -27,7 +27,7 @@ import gymnasium
 import numpy as np
 import torch
 
-from cmdp.config import build_config
+from cmdp.config import build_config, check_choice
 from cmdp.gae import gae
 from cmdp.group import GroupBaseline
 from cmdp.rollout import OldDistribution, RolloutBatch
@@ -84,9 +84,7 @@ class TextEnvConfig:
             raise ConfigError("env_kwargs.top_k must be >= 0 and env_kwargs.top_p in (0, 1]")
         if self.kl_coeff < 0 or self.score_clip <= 0:
             raise ConfigError("env_kwargs.kl_coeff must be >= 0 and env_kwargs.score_clip > 0")
-        if self.generation_backend not in GENERATION_BACKENDS:
-            raise ConfigError(f"env_kwargs.generation_backend must be one of {', '.join(GENERATION_BACKENDS)}, "
-                              f"got {self.generation_backend!r}")
+        check_choice("env_kwargs.generation_backend", self.generation_backend, GENERATION_BACKENDS)
         for key in self.lora:
             if key not in ("r", "alpha", "dropout", "target_modules"):
                 raise ConfigError(f"env_kwargs.lora: unknown key '{key}' (r, alpha, dropout, target_modules)")
