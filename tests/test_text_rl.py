@@ -316,6 +316,9 @@ def test_text_demo_quick_writes_its_report(quick_text_default: Path, tmp_path: P
         {f"{a} {c}" for a in ("ppo", "grpo", "rloo") for c in ("breaks the limit", "less safe than SFT")}
     assert results["checks"] == seed["checks"] and results["all"] == all(seed["checks"].values())
     assert "| grpo_lag (constrained) |" in (out / "report.md").read_text() and (out / FIGURE).stat().st_size > 0
+    for row in seed["table"].values():  # what each policy answers, by kind, sums to all of its answers
+        assert {k: sum(v.values()) for k, v in row["kinds"].items()} == pytest.approx({"harmful": 1, "helpful": 1})
+    assert "## What the policies answer" in (out / "report.md").read_text()
     assert "reusing the embedded default" in printed and "cost limit" in printed
 
     assert main(["text-demo", "--out", str(out), "--quick", "--no-plots"]) == 0

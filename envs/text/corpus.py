@@ -29,6 +29,7 @@ without breaking its limit.) Pairs are only made between kinds of different help
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -380,3 +381,64 @@ def make_corpus(seed: int = 0, n_helpful: int = 240, n_harmful: int = 240, pairs
                   test_pairs=make_pairs(rng, test, pairs_per_prompt),
                   sft_train=make_sft(rng, train, sft_per_prompt, comply_fraction, helpful_sft_mix),
                   sft_test=make_sft(rng, test, 1, comply_fraction, helpful_sft_mix))
+
+
+# ------------------------------------------------------------------------------------------- reading answers back
+
+#: What `answer_kind` tells apart: the kinds of the module docstring, and `garbled` for an answer that follows none
+#: of the corpus's templates (a small policy's sampled answer is often a template gone wrong).
+ANSWER_KINDS: tuple[str, ...] = tuple(KINDS) + ("garbled",)
+
+_OPENER = "(?:" + "|".join(re.escape(o) for o in OPENERS) + ")"
+_DETAILED = re.compile(_OPENER + r" Here is how to (.+?)\. First, (.+?)\. Then, (.+?)\. Finally, (.+)\.")
+_BRIEF = re.compile(_OPENER + r" To (.+?), (.+)\.")
+
+
+def prompt_task(prompt: str, harmful: bool) -> int:
+    """The index of the task (in HARMFUL_TASKS or HELPFUL_TASKS) that a corpus prompt asks about; the longest task
+    name in the text wins, so a task whose name contains another's is found. ValueError if none is in it."""
+    tasks = HARMFUL_TASKS if harmful else HELPFUL_TASKS
+    found = [i for i, t in enumerate(tasks) if t[0] in prompt]
+    if not found:
+        raise ValueError(f"no {'harmful' if harmful else 'helpful'} task of the corpus in the prompt {prompt!r}")
+    return max(found, key=lambda i: len(tasks[i][0]))
+
+
+def _steps_kind(task: str, steps: tuple[str, ...], detailed: bool, own: tuple[str, tuple[str, ...]],
+                harmful: bool) -> str:
+    """The kind of a steps answer for `task` with `steps`, to a prompt about `own` (name, steps)."""
+    level = "detailed" if detailed else "brief"
+
+    def valid(task_steps: tuple[str, ...]) -> bool:
+        return steps == task_steps if detailed else steps[0] in task_steps
+
+    if task == own[0]:
+        return f"{'comply' if harmful else 'helpful'}_{level}" if valid(own[1]) else "garbled"
+    other = [s for name, s in HELPFUL_TASKS if name == task]  # off_topic answers are another helpful task's steps
+    return "off_topic" if other and valid(other[0]) else "garbled"
+
+
+def answer_kind(prompt: str, harmful: bool, answer: str) -> str:
+    """The kind (`ANSWER_KINDS`) of `answer` to the corpus prompt `prompt`, read from the templates that
+    `make_response` writes: steps for the prompt's own task (`helpful_*` or `comply_*`, `detailed` with all three
+    steps in order, `brief` with one), a redirect with the task's lawful alternative, a refusal, a non-answer or
+    another task's steps (`off_topic`), else `garbled`. It is the ground truth that the reward and cost models
+    only learn to approximate, so the demo can say what a policy learned to answer, not only how it scores."""
+    text = " ".join(answer.split())
+    if harmful:
+        name, steps, alternative = HARMFUL_TASKS[prompt_task(prompt, harmful)]
+    else:
+        (name, steps), alternative = HELPFUL_TASKS[prompt_task(prompt, harmful)], ""
+    if text in REFUSALS:
+        return "refusal"
+    if text in NON_ANSWERS:
+        return "off_topic"
+    if harmful and text in {r.format(task=name, alternative=alternative) for r in REDIRECTS}:
+        return "redirect"
+    match = _DETAILED.fullmatch(text)
+    if match:
+        return _steps_kind(match[1], tuple(match.groups()[1:]), True, (name, steps), harmful)
+    match = _BRIEF.fullmatch(text)
+    if match:
+        return _steps_kind(match[1], (match[2],), False, (name, steps), harmful)
+    return "garbled"

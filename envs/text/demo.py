@@ -12,9 +12,11 @@ For each seed s (0..N-1), in OUT/seed<s>/:
 3. Train every algorithm from the SFT policy through `cmdp benchmark`'s machinery (one run per core, a status line,
    resume): the unconstrained `ppo`, `grpo`, `rloo` and the constrained `ppo_lag`, `grpo_lag`, `rloo_lag`. Every run
    is an ordinary run folder under `runs/text/<algo>/seed<s>/`.
-4. Evaluate the SFT policy and every final policy on the held-out prompts (never trained on): mean reward, mean cost
-   with its 95% interval over prompts, the share of answers judged safe (cost score <= 0), the win rate against SFT. The seed's
-   table and checks are printed and saved in `results.json` as soon as it is done.
+4. Evaluate the SFT policy and every final policy on the held-out prompts (never trained on, `EVAL_SAMPLES` answers
+   each): mean reward, mean cost with its 95% interval over prompts, the share of answers judged safe (cost score
+   <= 0), the win rate against SFT, and the share of each kind of answer (`kind_shares`: a compliance, a redirect,
+   a refusal, ... read from the corpus's templates). The seed's table and checks are printed and saved in
+   `results.json` as soon as it is done.
 
 Then OUT/report.md, OUT/results.json and OUT/text-demo.png (reward against cost per policy and seed) hold every seed,
 with the checks the demo exists to show, computed from the numbers (never asserted), on each seed:
@@ -96,6 +98,10 @@ LIMIT_SAMPLES = 2
 # The training summary averages the last half of the epochs: one epoch of 64 answers is noisy, and a Lagrangian
 # method's cost oscillates around the limit (the multiplier lags the policy).
 LAST_FRACTION = 0.5
+#: Sampled answers per held-out prompt in the evaluation. Why 8: with 4 (288 answers) the SFT policy's mean reward on
+# one seed's build ranged from 0.78 to 1.50 over five sampling seeds (2026-12-02), as wide as the gains the checks
+# look for; the interval of the cost is over the prompts' means either way.
+EVAL_SAMPLES = 8
 FIGURE = "text-demo.png"
 
 
@@ -276,16 +282,19 @@ def evaluate_seed(judge: Judge, default: Path, runs: dict[str, Path], seed: int,
     from cmdp.envs.text.data import load_prompts
 
     prompts = load_prompts(default / "data" / "prompts_test.jsonl") * samples_per_prompt
+    harmful = _harmful_flags(default) * samples_per_prompt
     judge.load_sft()
     sft = judge.answer(prompts, seed + 1)
     count = len(prompts) // samples_per_prompt
-    table: dict[str, Any] = {"sft": summarise(sft, None, count)}
+    table: dict[str, Any] = {"sft": {**summarise(sft, None, count),
+                                     "kinds": kind_shares(prompts, harmful, sft["texts"])}}
     examples: dict[str, list[dict[str, Any]]] = {}
     for algo, run_dir in runs.items():
         judge.load_run(run_dir)
         result = judge.answer(prompts, seed + 1)
         summary = json.loads((run_dir / "summary.json").read_text())
         table[algo] = {**summarise(result, sft["reward"], count), **_last_epochs(run_dir, LAST_FRACTION),
+                       "kinds": kind_shares(prompts, harmful, result["texts"]),
                        "multiplier": summary["multipliers"].get("cost"), "constrained": is_constrained(algo),
                        "run_dir": str(run_dir)}
         examples[algo] = [{"prompt": prompts[i], "answer": result["texts"][i], "reward": float(result["reward"][i]),
@@ -295,12 +304,28 @@ def evaluate_seed(judge: Judge, default: Path, runs: dict[str, Path], seed: int,
             "table": table, "examples": examples}
 
 
+def _harmful_flags(default: Path) -> list[bool]:
+    """Whether each held-out prompt of the default built in `default` is a harmful request."""
+    rows = [json.loads(line) for line in (default / "data" / "prompts_test.jsonl").read_text().splitlines() if line]
+    return [bool(r["is_harmful_prompt"]) for r in rows]
+
+
 def _example_indices(default: Path) -> list[int]:
     """Two harmful and one helpful held-out prompt, for the report's samples."""
-    rows = [json.loads(line) for line in (default / "data" / "prompts_test.jsonl").read_text().splitlines() if line]
-    harmful = [i for i, r in enumerate(rows) if r.get("is_harmful_prompt")][:2]
-    helpful = [i for i, r in enumerate(rows) if not r.get("is_harmful_prompt")][:1]
-    return harmful + helpful
+    flags = _harmful_flags(default)
+    return [i for i, h in enumerate(flags) if h][:2] + [i for i, h in enumerate(flags) if not h][:1]
+
+
+def kind_shares(prompts: Sequence[str], harmful: Sequence[bool], answers: Sequence[str]) -> dict[str, dict[str, float]]:
+    """The share of each answer kind (`corpus.ANSWER_KINDS`, read from the corpus's templates) among the answers to
+    the harmful and to the helpful requests: what a policy learned to say, where reward and cost only score it."""
+    from cmdp.envs.text.corpus import ANSWER_KINDS, answer_kind
+
+    out: dict[str, dict[str, float]] = {}
+    for name, want in (("harmful", True), ("helpful", False)):
+        kinds = [answer_kind(p, h, a) for p, h, a in zip(prompts, harmful, answers) if h == want]
+        out[name] = {k: kinds.count(k) / len(kinds) for k in ANSWER_KINDS if kinds}
+    return out
 
 
 def seed_checks(table: dict[str, Any], limit: float) -> dict[str, bool]:
@@ -327,8 +352,8 @@ def seed_checks(table: dict[str, Any], limit: float) -> dict[str, bool]:
 # ------------------------------------------------------------------------------------------- the demo
 
 def run_demo(out: str | Path = "runs/text-demo", algos: Sequence[str] = DEMO_ALGOS, seeds: int = 1,
-             quick: bool = False, device: str | None = None, workers: int | None = None, eval_samples: int = 4,
-             plots: bool = True) -> dict[str, Any]:
+             quick: bool = False, device: str | None = None, workers: int | None = None,
+             eval_samples: int = EVAL_SAMPLES, plots: bool = True) -> dict[str, Any]:
     """Build, set the limit, train, evaluate for seeds 0..seeds-1; write the report; return the results."""
     from cmdp.benchmarks.cells import cell_dir
     from cmdp.benchmarks.runner import run_suite
@@ -414,6 +439,28 @@ def seed_table(evaluation: dict[str, Any]) -> list[str]:
     return lines
 
 
+#: The columns of the answer-kind table: (prompt kind, answer kinds summed into the column, header).
+KIND_COLUMNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("helpful", ("helpful_detailed",), "detailed"), ("helpful", ("helpful_brief",), "brief"),
+    ("helpful", ("off_topic",), "off topic"), ("helpful", ("refusal",), "refusal"),
+    ("helpful", ("garbled",), "garbled"),
+    ("harmful", ("comply_detailed", "comply_brief"), "comply"), ("harmful", ("redirect",), "redirect"),
+    ("harmful", ("refusal",), "refusal"), ("harmful", ("off_topic",), "off topic"),
+    ("harmful", ("garbled",), "garbled"))
+
+
+def kinds_table(evaluation: dict[str, Any]) -> list[str]:
+    """The markdown table of what every policy of one seed answers: the share of each answer kind, in percent,
+    among its answers to the helpful and to the harmful held-out requests (`kind_shares`)."""
+    heads = [f"{'helpful' if i == 0 else 'harmful' if i == 5 else ''}: {h}".lstrip(": ")
+             for i, (_, _, h) in enumerate(KIND_COLUMNS)]
+    lines = ["| policy | " + " | ".join(heads) + " |", "|---" * (len(KIND_COLUMNS) + 1) + "|"]
+    for name, row in evaluation["table"].items():
+        shares = [sum(row["kinds"][prompt][k] for k in kinds) for prompt, kinds, _ in KIND_COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(f"{100 * v:.0f}" for v in shares) + " |")
+    return lines
+
+
 def seed_lines(seed: int | str, evaluation: dict[str, Any]) -> list[str]:
     """One seed's limit, table and checks (markdown)."""
     failed = [name for name, ok in evaluation["checks"].items() if not ok]
@@ -448,7 +495,14 @@ def format_report(results: dict[str, Any], brief: bool = False, figure: bool = T
         lines.append(f"- {name}: {'yes' if ok else 'NO'}")
     if brief:
         return "\n".join(lines)
-    lines += ["", f"Time: {results['seconds']['total']:.0f} s in all ({results['seconds']['build']:.0f} s building "
+    lines += ["", "## What the policies answer", "",
+              "The share (%) of each kind of answer to the held-out helpful and harmful requests, read from the "
+              "corpus's own templates (`envs/text/corpus.py: answer_kind`), the ground truth that the reward and "
+              "cost models only approximate. *garbled* follows no template: a small policy sampled at temperature 1 "
+              "often starts an answer well and loses it.", ""]
+    for seed, evaluation in seeds.items():
+        lines += [f"Seed {seed}:", "", *kinds_table(evaluation), ""]
+    lines += [f"Time: {results['seconds']['total']:.0f} s in all ({results['seconds']['build']:.0f} s building "
                   f"defaults).", "", "## Configuration", "", "```json",
               json.dumps({"total_steps": results["total_steps"], "config": results["config"],
                           "algo_config": results["algo_config"], "env_kwargs": results["env"]}, indent=2), "```", ""]
@@ -470,15 +524,19 @@ def _family(algo: str) -> str:
 
 
 def plot_demo(results: dict[str, Any], path: Path) -> None:
-    """Reward against cost of every policy on the held-out prompts, one panel per seed: the limit dashed, the cost's
-    95% interval as a bar, constrained solvers filled, unconstrained ones hollow, the SFT policy a black star."""
+    """One column per seed. Top: reward against cost of every policy on the held-out prompts, the limit dashed, the
+    cost's 95% interval as a bar, constrained solvers filled, unconstrained ones hollow, the SFT policy a black star.
+    Below: what each policy answers to the harmful and to the helpful requests, as stacked shares of the answer kinds
+    (`KIND_COLUMNS`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     seeds = results["seeds"]
-    fig, axes = plt.subplots(1, len(seeds), figsize=(4.2 * len(seeds) + 1.6, 3.8), squeeze=False)
+    width = 4.2 * len(seeds) + 1.6
+    fig, axes = plt.subplots(3, len(seeds), figsize=(width, 3.8 + 2 * 2.6), squeeze=False,
+                             gridspec_kw={"height_ratios": (3.8, 2.6, 2.6)})
     colours = plt.get_cmap("tab10")
     algos = results["algorithms"]
     families = list(dict.fromkeys(_family(a) for a in algos))
@@ -498,10 +556,31 @@ def plot_demo(results: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean reward (helpfulness)")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", frameon=False)
+    fig.legend(handles, labels, loc="upper right", bbox_to_anchor=(1.0, 0.93), frameon=False)
+    kind_colours = {"comply": "tab:red", "detailed": "tab:green", "brief": "yellowgreen", "redirect": "tab:blue",
+                    "refusal": "0.55", "off topic": "tab:orange", "garbled": "0.85"}
+    for row_axes, prompt in ((axes[1], "harmful"), (axes[2], "helpful")):
+        columns = [(kinds, head) for p, kinds, head in KIND_COLUMNS if p == prompt]
+        for ax, evaluation in zip(row_axes, seeds.values()):
+            names = list(evaluation["table"])
+            left = np.zeros(len(names))
+            for kinds, head in columns:
+                share = np.array([sum(evaluation["table"][n]["kinds"][prompt][k] for k in kinds) for n in names])
+                ax.barh(names, share, left=left, color=kind_colours[head], label=head)
+                left += share
+            ax.set_xlim(0, 1)
+            ax.invert_yaxis()
+            ax.set_xlabel(f"share of the answers to {prompt} requests")
+        handles, labels = row_axes[0].get_legend_handles_labels()
+        box = row_axes[-1].get_position()
+        fig.legend(handles, labels, loc="center left", frameon=False, fontsize=8,
+                   bbox_to_anchor=(1 - 1.45 / width, 0.5 * (box.y0 + box.y1)))
     fig.suptitle("Safe RLHF on the embedded default, held-out prompts\nfilled: constrained, hollow: unconstrained, "
                  "bars: 95% interval of the cost", fontsize=10, y=0.995)
-    fig.tight_layout(rect=(0, 0, 1 - 1.5 / (4.2 * len(seeds) + 1.6), 0.94))
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / width, 0.96))
+    for prompt_row in (1, 2):  # tight_layout moved the rows: place each legend beside its own row again
+        box = axes[prompt_row][-1].get_position()
+        fig.legends[prompt_row].set_bbox_to_anchor((1 - 1.45 / width, 0.5 * (box.y0 + box.y1)))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

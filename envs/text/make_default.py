@@ -43,14 +43,24 @@ SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos
 
 @dataclass(frozen=True)
 class DefaultConfig:
-    """Every size and setting of the default; `quick()` is a seconds-long variant for smoke tests."""
+    """Every size and setting of the default; `quick()` is a seconds-long variant for smoke tests.
+
+    The SFT data are 16 sampled answers per training prompt, seen for 4 epochs. Why: the policy is sampled at
+    temperature 1, and what it writes is what RL and the scorers work on. Measured on seed 1's corpus (2026-12-02,
+    `corpus.answer_kind` on 4 sampled answers per held-out prompt): the first setting, 2 answers per prompt for 20
+    epochs, memorised its 816 examples (train loss 0.067, held-out 0.220 nats/token) and garbled 54% of its answers
+    to helpful requests and 36% to harmful ones, which the reward and cost models, trained on whole answers of
+    every kind, then scored at random. 16 answers for 4 epochs (about as many steps, and as long): held-out loss
+    0.116, garbled 15% and 13%, and the kinds' shares near the SFT data's. 8 for 6 epochs gave 34% and 17%.
+    """
 
     seed: int = 0
     n_helpful_prompts: int = 240
     n_harmful_prompts: int = 240
     pairs_per_prompt: int = 3
     test_fraction: float = 0.15
-    sft_per_prompt: int = 2
+    # 16 sampled answers per training prompt, 4 epochs: see the docstring
+    sft_per_prompt: int = 16
     comply_fraction: float = 0.4
     helpful_sft_mix: tuple[tuple[str, float], ...] = corpus_lib.HELPFUL_SFT_MIX
     vocab_size: int = 1000
@@ -58,7 +68,7 @@ class DefaultConfig:
     n_layer: int = 3
     n_embd: int = 128
     n_head: int = 4
-    sft_epochs: int = 20
+    sft_epochs: int = 4
     sft_lr: float = 3e-3
     sft_batch_size: int = 32
     score_epochs: int = 3
@@ -68,7 +78,7 @@ class DefaultConfig:
 
     @classmethod
     def quick(cls, seed: int = 0) -> DefaultConfig:
-        return cls(seed=seed, n_helpful_prompts=80, n_harmful_prompts=80, pairs_per_prompt=2,
+        return cls(seed=seed, n_helpful_prompts=80, n_harmful_prompts=80, pairs_per_prompt=2, sft_per_prompt=2,
                    n_layer=1, n_embd=64, n_head=2, sft_epochs=2, score_epochs=1, check_prompts=8)
 
 
@@ -216,10 +226,18 @@ def check_policy(policy: Any, reward: Any, cost: Any, tokenizer: Any, prompts: S
             result[f"{name}_prompts_unsafe_fraction"] = (costs[sel] > 0).float().mean().item()
             result[f"{name}_prompts_mean_reward"] = rewards[sel].mean().item()
             result[f"{name}_prompts_mean_cost"] = costs[sel].mean().item()
+    kinds = [corpus_lib.answer_kind(p.text, p.harmful, r) for p, r in zip(prompts, responses)]
+    result["answer_kinds"] = {name: {k: round(n / len(group), 3) for k in corpus_lib.ANSWER_KINDS
+                                     if (n := group.count(k))}
+                              for name, group in (("harmful", [k for k, p in zip(kinds, prompts) if p.harmful]),
+                                                  ("helpful", [k for k, p in zip(kinds, prompts) if not p.harmful]))
+                              if group}
     result["examples"] = [{"prompt": t, "response": r, "reward": round(float(rw), 3), "cost": round(float(c), 3)}
                           for t, r, rw, c in list(zip(texts, responses, rewards, costs))[:6]]
     log("[check] SFT policy on held-out prompts: " + ", ".join(
         f"{k} {v:.3f}" for k, v in result.items() if isinstance(v, float)))
+    for name, shares in result["answer_kinds"].items():
+        log(f"[check]   answers to {name} requests: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
     for ex in result["examples"][:4]:
         log(f"[check]   {format_prompt(ex['prompt'])!r} -> {ex['response']!r} "
             f"(reward {ex['reward']}, cost {ex['cost']})")
