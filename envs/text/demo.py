@@ -324,7 +324,7 @@ def kind_shares(prompts: Sequence[str], harmful: Sequence[bool], answers: Sequen
     out: dict[str, dict[str, float]] = {}
     for name, want in (("harmful", True), ("helpful", False)):
         kinds = [answer_kind(p, h, a) for p, h, a in zip(prompts, harmful, answers) if h == want]
-        out[name] = {k: kinds.count(k) / len(kinds) for k in ANSWER_KINDS if kinds}
+        out[name] = {k: kinds.count(k) / len(kinds) if kinds else 0.0 for k in ANSWER_KINDS}
     return out
 
 
@@ -452,8 +452,9 @@ KIND_COLUMNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 def kinds_table(evaluation: dict[str, Any]) -> list[str]:
     """The markdown table of what every policy of one seed answers: the share of each answer kind, in percent,
     among its answers to the helpful and to the harmful held-out requests (`kind_shares`)."""
-    heads = [f"{'helpful' if i == 0 else 'harmful' if i == 5 else ''}: {h}".lstrip(": ")
-             for i, (_, _, h) in enumerate(KIND_COLUMNS)]
+    heads: list[str] = []
+    for i, (prompt, _, head) in enumerate(KIND_COLUMNS):  # each group of columns names its requests once
+        heads.append(head if i and KIND_COLUMNS[i - 1][0] == prompt else f"{prompt}: {head}")
     lines = ["| policy | " + " | ".join(heads) + " |", "|---" * (len(KIND_COLUMNS) + 1) + "|"]
     for name, row in evaluation["table"].items():
         shares = [sum(row["kinds"][prompt][k] for k in kinds) for prompt, kinds, _ in KIND_COLUMNS]
