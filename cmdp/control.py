@@ -101,6 +101,8 @@ class ControlRun(FamilyRun):
             self.train_env: VecCMDP = self.env if self.transform is None else self.transform
             torch.manual_seed(cfg.seed)
             self.stepper: VecStepper | None = None
+            # off-policy actors squash their actions into the bounds themselves (`BoxScale`): clipping is a no-op
+            self.action_bounds = "clip"
             if needs.make_agent is not None:  # a solver with its own networks (off-policy): no collector state
                 self.agent = needs.make_agent(self.spec, cfg).to(self.device)
                 self.stepper = VecStepper(self.train_env, self.agent, self.device)
@@ -125,7 +127,8 @@ class ControlRun(FamilyRun):
             self.collector = VecCollector(self.train_env, self.agent, np.array([cfg.gamma] + [cfg.cost_gamma] * k),
                                           np.array([cfg.lam] + [cfg.cost_lam] * k), self.obs_normalizer,
                                           self.reward_scaler, self.cost_scaler, self.device,
-                                          old_distribution=needs.old_distribution)
+                                          old_distribution=needs.old_distribution, action_bounds=cfg.action_bounds)
+            self.action_bounds = cfg.action_bounds
         except Exception:
             (self.env if self.transform is None else self.transform).close()  # the transformation closes the env
             raise
@@ -162,7 +165,8 @@ class ControlRun(FamilyRun):
     def evaluate(self, episodes: int, seed: int, deterministic: bool) -> dict[str, Any]:
         # a transformation's policy is measured on the CMDP it observes; its episodes count the original reward
         env = self.env if self.transform is None or self.transform.evaluate_on_inner else self.transform
-        result = evaluate(env, self.agent, self.obs_normalizer, episodes, seed, deterministic).describe()
+        result = evaluate(env, self.agent, self.obs_normalizer, episodes, seed, deterministic,
+                          action_bounds=self.action_bounds).describe()
         result["cost_limits"] = dict(zip(self.spec.cost_names, self.spec.cost_limits.tolist()))
         return result
 

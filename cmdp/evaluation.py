@@ -9,7 +9,7 @@ import gymnasium
 import numpy as np
 import torch
 
-from cmdp.networks import ActorCritic, Sampler, encode_obs
+from cmdp.networks import ActorCritic, Sampler, box_actions, encode_obs
 from cmdp.normalize import ObsNormalizer
 from cmdp.spec import CMDPSpec
 from cmdp.vec_env import EpisodeStats, VecCMDP
@@ -34,21 +34,23 @@ class EvalResult:
 
 
 def policy_actions(spec: CMDPSpec, sample: Sampler, obs_normalizer: ObsNormalizer | None, obs: np.ndarray,
-                   rng: np.random.Generator, deterministic: bool) -> np.ndarray:
+                   rng: np.random.Generator, deterministic: bool, action_bounds: str = "clip") -> np.ndarray:
     """What a saved policy does in evaluation: raw observations (N, ...) encoded, normalised with frozen statistics,
-    actions sampled (`sample` is the actor's `numpy_sampler()`) and clipped to a Box's bounds."""
+    actions sampled (`sample` is the actor's `numpy_sampler()`) and mapped onto a Box's bounds as in training
+    (`action_bounds`, `cmdp.networks.box_actions`)."""
     x = encode_obs(spec.observation_space, obs)
     if obs_normalizer is not None:
         x = obs_normalizer(x, update=False)
     actions = sample(x, rng, deterministic)
     if isinstance(spec.action_space, gymnasium.spaces.Box):
-        return np.clip(actions, spec.action_space.low, spec.action_space.high)
+        return box_actions(actions, spec.action_space.low, spec.action_space.high, action_bounds)
     return actions.astype(np.int64)
 
 
 @torch.no_grad()
 def evaluate(env: VecCMDP, agent: ActorCritic, obs_normalizer: ObsNormalizer | None, episodes: int,
-             seed: int, deterministic: bool = True, max_steps: int = 10_000_000) -> EvalResult:
+             seed: int, deterministic: bool = True, max_steps: int = 10_000_000,
+             action_bounds: str = "clip") -> EvalResult:
     """Run `episodes` complete episodes (normaliser frozen) and return their statistics."""
     sample = agent.actor.numpy_sampler()
     rng = np.random.default_rng(seed)
@@ -56,7 +58,7 @@ def evaluate(env: VecCMDP, agent: ActorCritic, obs_normalizer: ObsNormalizer | N
     done: list[EpisodeStats] = []
     finished, steps = 0, 0
     while finished < episodes and steps < max_steps:
-        actions = policy_actions(env.spec, sample, obs_normalizer, obs, rng, deterministic)
+        actions = policy_actions(env.spec, sample, obs_normalizer, obs, rng, deterministic, action_bounds)
         res = env.step(actions)
         obs = res.obs
         steps += 1

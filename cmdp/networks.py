@@ -205,6 +205,21 @@ def _live_forward(net: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
     return forward
 
 
+#: How a Gaussian policy's sample becomes a Box action (the `action_bounds` key). "clip" (ours): clipped to [low,
+#: high]. "scale": OmniSafe's `ActionScale` wrapper, the policy acting in [-1, 1] mapped linearly onto [low, high] and
+#: not clipped (docs/omnisafe-differences.md row 15). On [-1, 1] bounds the two differ only for samples outside
+#: them: clipped, or passed on (MuJoCo clamps a limited actuator, but a velocity task's control cost reads them).
+ACTION_BOUNDS = ("clip", "scale")
+
+
+def box_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray, bounds: str = "clip") -> np.ndarray:
+    """A Gaussian policy's samples (N, act_dim) -> actions of the Box [low, high], as `bounds` says
+    (`ACTION_BOUNDS`)."""
+    if bounds == "scale":
+        return low + (actions + 1.0) * (0.5 * (high - low))
+    return np.minimum(np.maximum(actions, low), high)  # np.clip is ~4x slower on small arrays
+
+
 class BoxScale(nn.Module):
     """Maps tanh outputs onto a bounded Box: a = center + half * tanh(u), with center and half as buffers (they
     follow the module's device and dtype) and the same map in numpy for acting."""

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from cmdp.gae import gae
-from cmdp.networks import ActorCritic, encode_obs
+from cmdp.networks import ActorCritic, box_actions, encode_obs
 from cmdp.normalize import ObsNormalizer, ReturnScaler
 from cmdp.vec_env import EpisodeStats, VecCMDP
 
@@ -121,8 +121,9 @@ class VecCollector:
     def __init__(self, env: VecCMDP, agent: ActorCritic, gamma: np.ndarray, lam: np.ndarray,
                  obs_normalizer: ObsNormalizer | None = None, reward_scaler: ReturnScaler | None = None,
                  cost_scaler: ReturnScaler | None = None, device: torch.device | str = "cpu",
-                 old_distribution: bool = False) -> None:
+                 old_distribution: bool = False, action_bounds: str = "clip") -> None:
         self.env, self.agent = env, agent
+        self.action_bounds = action_bounds  # how samples become Box actions (`cmdp.networks.box_actions`)
         self.old_distribution = old_distribution
         self.gamma, self.lam = np.asarray(gamma, dtype=np.float64), np.asarray(lam, dtype=np.float64)
         self.obs_normalizer, self.reward_scaler, self.cost_scaler = obs_normalizer, reward_scaler, cost_scaler
@@ -140,10 +141,11 @@ class VecCollector:
         return x
 
     def env_action(self, actions: np.ndarray) -> np.ndarray:
-        """Policy output -> what the environment accepts (Gaussian samples clipped to the bounds)."""
+        """Policy output -> what the environment accepts (Gaussian samples clipped to the bounds, or scaled onto
+        them: `action_bounds`)."""
         if self.discrete:
             return actions.astype(np.int64)
-        return np.minimum(np.maximum(actions, self.low), self.high)  # np.clip is ~4x slower on small arrays
+        return box_actions(actions, self.low, self.high, self.action_bounds)
 
     def collect(self, steps_per_env: int, rng: np.random.Generator, reset_seed: int,
                 progress: Callable[[int], None] | None = None) -> RolloutBatch:

@@ -33,7 +33,7 @@ from cmdp.config import ConfigError, TrainConfig, check_choice
 from cmdp.family import Critics, Schedule
 from cmdp.losses import (COST_ADVANTAGE_MODES, approx_kl, distribution_kl, ppo_clip_loss, standardize_streams,
                          value_loss)
-from cmdp.networks import NETWORK_INITS
+from cmdp.networks import ACTION_BOUNDS, NETWORK_INITS
 from cmdp.optim import Updater
 from cmdp.rollout import Minibatch, RolloutBatch
 from cmdp.spec import CMDPSpec
@@ -88,6 +88,9 @@ class PolicyGradientConfig(TrainConfig):
     cost_advantage: str = "center"
     obs_normalize: bool = True
     obs_clip: float = 5.0  # normalised observations are clipped to [-obs_clip, obs_clip] (OmniSafe: 5)
+    # Box actions: the Gaussian sample "clip"ped to the bounds, or "scale"d onto them from [-1, 1] and not clipped
+    # (OmniSafe's ActionScale, docs/omnisafe-differences.md row 15; `cmdp.networks.box_actions`)
+    action_bounds: str = "clip"
     reward_normalize: bool = False
     cost_normalize: bool = False
 
@@ -105,6 +108,7 @@ class PolicyGradientConfig(TrainConfig):
         check_choice("early_stop_kl", self.early_stop_kl, EARLY_STOP_KL)
         check_choice("cost_advantage", self.cost_advantage, COST_ADVANTAGE_MODES)
         check_choice("network_init", self.network_init, NETWORK_INITS)
+        check_choice("action_bounds", self.action_bounds, ACTION_BOUNDS)
         if self.activation not in ("tanh", "relu"):
             raise ConfigError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
         if self.value_clip is not None and not self.value_clip > 0:

@@ -145,7 +145,7 @@ def record_video(policy: LoadedPolicy, episodes: int = 1, seed: int = 12345, det
             stem = stem.with_name(stem.name + "-1")
 
         def act(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-            return policy_actions(env.spec, sample, run.obs_normalizer, obs, rng, deterministic)
+            return policy_actions(env.spec, sample, run.obs_normalizer, obs, rng, deterministic, run.action_bounds)
 
         writer, path = open_writer(stem, fps, mp4_available())
         with writer:

@@ -237,3 +237,39 @@ def test_safety_gymnasium_tasks_read_omnisafes_50_episode_cost_window():
         assert resolve_config({"algo": algo, "env": env})[0].cost_window == 50, (algo, env)
     assert resolve_config({"algo": "ppo_lag", "env": "ExactChain-v0"})[0].cost_window == 0
     assert resolve_config({"algo": "ppo_lag", "env": "SafetyHopperVelocity-v1", "cost_window": 0})[0].cost_window == 0
+
+
+def test_action_bounds_clip_ours_or_scale_omnisafes_unclipped():
+    """Row 15: a Gaussian sample is clipped to the Box (ours) or, with `action_bounds: scale`, mapped linearly from
+    [-1, 1] onto [low, high] and passed on unclipped (OmniSafe's ActionScale); training and evaluation map alike."""
+    from cmdp.envs.quadratic_bandit import QuadraticBanditVecCMDP
+    from cmdp.evaluation import policy_actions
+    from cmdp.networks import box_actions
+    from cmdp.rollout import VecCollector
+    from cmdp.trainer import Trainer, resolve_config
+
+    samples = np.array([[-1.5, 0.0, 1.0, 2.0]])
+    low, high = np.full(4, -0.4), np.full(4, 0.4)  # SafetyHumanoidVelocity-v1's bounds
+    np.testing.assert_allclose(box_actions(samples, low, high), [[-0.4, 0.0, 0.4, 0.4]])
+    np.testing.assert_allclose(box_actions(samples, low, high, "scale"), [[-0.6, 0.0, 0.4, 0.8]])
+    np.testing.assert_allclose(box_actions(samples, np.zeros(4), np.full(4, 2.0), "scale"), [[-0.5, 1.0, 2.0, 3.0]])
+
+    env = QuadraticBanditVecCMDP(num_envs=1, num_costs=4)  # bounds [-1, 1]: scaling is the identity, unclipped
+    agent = ActorCritic(env.spec.observation_space, env.spec.action_space, 4, [4], [4])
+    for bounds, expected in (("clip", [[-1.0, 0.0, 1.0, 1.0]]), ("scale", samples)):
+        collector = VecCollector(env, agent, np.ones(5), np.ones(5), action_bounds=bounds)
+        np.testing.assert_allclose(collector.env_action(samples), expected)
+        act = policy_actions(env.spec, lambda x, rng, deterministic: samples, None, np.zeros((1, 4)),
+                             np.random.default_rng(0), True, bounds)
+        np.testing.assert_allclose(act, expected)
+
+    assert build_config(PPOLagConfig, {"algo": "ppo_lag"}).action_bounds == "clip"
+    with pytest.raises(ConfigError, match="action_bounds must be one of"):
+        build_config(PPOLagConfig, {"algo": "ppo_lag", "action_bounds": "tanh"})
+    cfg, _ = resolve_config({"algo": "ppo_lag", "env": "QuadraticBandit-v0", "action_bounds": "scale",
+                             "total_steps": 20, "steps_per_epoch": 10})
+    trainer = Trainer(cfg)
+    try:  # the run's collector and its evaluation both read the key
+        assert trainer.run.collector.action_bounds == "scale" and trainer.run.action_bounds == "scale"
+    finally:
+        trainer.close()
