@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "so it starts above the limit, as Alpaca-7B does in the Safe RLHF paper), trains "
                                    "each algorithm from the SFT policy (one run per core), evaluates every policy on "
                                    "held-out prompts and writes OUT/report.md, OUT/results.json and OUT/text-demo.png "
-                                   "with the checks on each seed. Seed 0 with the six default algorithms: about 16 "
+                                   "with the checks on each seed. Seed 0 with the six default algorithms: about 15 "
                                    "minutes on 2 cores. A rerun reuses what is finished.")
     d.add_argument("--out", default="runs/text-demo", help="demo folder (default runs/text-demo)")
     d.add_argument("--algos", default="ppo,ppo_lag,grpo,grpo_lag,rloo,rloo_lag",
