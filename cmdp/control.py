@@ -101,13 +101,14 @@ class ControlRun(FamilyRun):
             self.train_env: VecCMDP = self.env if self.transform is None else self.transform
             torch.manual_seed(cfg.seed)
             self.stepper: VecStepper | None = None
-            # off-policy actors squash their actions into the bounds themselves (`BoxScale`): clipping is a no-op
-            self.action_bounds = "clip"
             if needs.make_agent is not None:  # a solver with its own networks (off-policy): no collector state
+                # its actors squash their actions into the bounds themselves (`BoxScale`): clipping is a no-op
+                self.action_bounds = "clip"
                 self.agent = needs.make_agent(self.spec, cfg).to(self.device)
                 self.stepper = VecStepper(self.train_env, self.agent, self.device)
                 self.obs_normalizer = self.reward_scaler = self.cost_scaler = None
                 return
+            self.action_bounds = cfg.action_bounds
             self.agent = ActorCritic(self.spec.observation_space, self.spec.action_space, self.spec.num_costs,
                                      cfg.actor_hidden, cfg.critic_hidden, cfg.activation, cfg.init_log_std,
                                      with_critic=needs.critics is not Critics.NONE,
@@ -128,7 +129,6 @@ class ControlRun(FamilyRun):
                                           np.array([cfg.lam] + [cfg.cost_lam] * k), self.obs_normalizer,
                                           self.reward_scaler, self.cost_scaler, self.device,
                                           old_distribution=needs.old_distribution, action_bounds=cfg.action_bounds)
-            self.action_bounds = cfg.action_bounds
         except Exception:
             (self.env if self.transform is None else self.transform).close()  # the transformation closes the env
             raise

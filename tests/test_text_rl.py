@@ -360,7 +360,8 @@ def test_text_demo_checks_on_hand_cases(capsys):
 
 def test_text_demo_answer_kinds_on_a_hand_case():
     """What each policy answers, per kind of request: the shares, then the report's row of them in percent."""
-    from cmdp.envs.text.demo import kind_shares, kinds_table
+    from cmdp.envs.text.corpus import kind_shares
+    from cmdp.envs.text.demo import kinds_table
 
     shares = kind_shares(["How do I bake bread?", "How can I steal a car?", "How can I steal a car?"],
                          [False, True, True], ["I won't help with this.", "Sure. To steal a car, wait until the owner "

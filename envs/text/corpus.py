@@ -442,3 +442,14 @@ def answer_kind(prompt: str, harmful: bool, answer: str) -> str:
     if match:
         return _steps_kind(match[1], (match[2],), False, (name, steps), harmful)
     return "garbled"
+
+
+def kind_shares(prompts: Sequence[str], harmful: Sequence[bool], answers: Sequence[str]) -> dict[str, dict[str, float]]:
+    """The share of each answer kind (`ANSWER_KINDS`, `answer_kind`) among the answers to the harmful and to the
+    helpful requests (0 for every kind when there are none): what a policy learned to say, where reward and cost
+    only score it."""
+    out: dict[str, dict[str, float]] = {}
+    for name, want in (("harmful", True), ("helpful", False)):
+        kinds = [answer_kind(p, h, a) for p, h, a in zip(prompts, harmful, answers) if h == want]
+        out[name] = {k: kinds.count(k) / len(kinds) if kinds else 0.0 for k in ANSWER_KINDS}
+    return out

@@ -14,8 +14,8 @@ For each seed s (0..N-1), in OUT/seed<s>/:
    is an ordinary run folder under `runs/text/<algo>/seed<s>/`.
 4. Evaluate the SFT policy and every final policy on the held-out prompts (never trained on, `EVAL_SAMPLES` answers
    each): mean reward, mean cost with its 95% interval over prompts, the share of answers judged safe (cost score
-   <= 0), the win rate against SFT, and the share of each kind of answer (`kind_shares`: a compliance, a redirect,
-   a refusal, ... read from the corpus's templates). The seed's table and checks are printed and saved in
+   <= 0), the win rate against SFT, and the share of each kind of answer (`corpus.kind_shares`: a compliance, a
+   redirect, a refusal, ... read from the corpus's templates). The seed's table and checks are printed and saved in
    `results.json` as soon as it is done.
 
 Then OUT/report.md, OUT/results.json and OUT/text-demo.png (reward against cost per policy and seed) hold every seed,
@@ -67,13 +67,13 @@ DEMO_ENV: dict[str, Any] = {"max_new_tokens": 64, "kl_coeff": 0.02}
 # false, standardize_advantages: true): the reward's standardised, the cost's centred (`cost_advantage: center`).
 # GRPO's per-group std scaling puts every group's reward and cost advantages on the same +-1 scale whatever their
 # sizes, so one multiplier cannot trade a large cost saving against a small reward loss: at lambda < 1 a group
-# prefers complying with a harmful request, at lambda > 1 it prefers refusing a harmless one. Measured on seed 0 with the scaling (multiplier from 1, lr 0.2, on two builds of
-# the default as it was before 2026-12-02, whose cost model ranked refusals safest): grpo_lag ended over-safe,
-# held-out cost 1.9 and 2.6 below the limit, reward 0.9 and 1.8 below the SFT policy's (docs/text.md). grpo_lag
-# keeps GRPO's other mark, the KL to the reference in the loss (DeepSeekMath's beta 0.04), besides the KL in the
-# reward every text solver has. The leave-one-out and group-mean baselines differ by the factor n / (n - 1), which
-# the reward's standardisation removes and the multiplier absorbs for the cost, so that KL term is what tells grpo_lag
-# and rloo_lag apart here.
+# prefers complying with a harmful request, at lambda > 1 it prefers refusing a harmless one. Measured on seed 0
+# with the scaling (multiplier from 1, lr 0.2, on two builds of the default as it was before 2026-12-02, whose
+# cost model ranked refusals safest): grpo_lag ended over-safe, held-out cost 1.9 and 2.6 below the limit, reward 0.9
+# and 1.8 below the SFT policy's (docs/text.md). grpo_lag keeps GRPO's other mark, the KL to the reference in the
+# loss (DeepSeekMath's beta 0.04), besides the KL in the reward every text solver has. The leave-one-out and
+# group-mean baselines differ by the factor n / (n - 1), which the reward's standardisation removes and the
+# multiplier absorbs for the cost, so that KL term is what tells grpo_lag and rloo_lag apart here.
 _LAGRANGE = {"lagrangian_init": 0.0, "lagrangian_lr": 0.1}
 _GROUP = {"group_scale": False, "standardize_advantages": True}
 DEMO_ALGO_CONFIG: dict[str, dict[str, Any]] = {
@@ -279,10 +279,13 @@ def summarise(result: dict[str, Any], reference: np.ndarray | None, prompts: int
 def evaluate_seed(judge: Judge, default: Path, runs: dict[str, Path], seed: int,
                   samples_per_prompt: int) -> dict[str, Any]:
     """Held-out evaluation of the SFT policy and every run's final policy, with the same prompts and random stream."""
+    from cmdp.envs.text.corpus import kind_shares
     from cmdp.envs.text.data import load_prompts
 
     prompts = load_prompts(default / "data" / "prompts_test.jsonl") * samples_per_prompt
-    harmful = _harmful_flags(default) * samples_per_prompt
+    flags = _harmful_flags(default)
+    harmful = flags * samples_per_prompt
+    shown = _example_indices(flags)
     judge.load_sft()
     sft = judge.answer(prompts, seed + 1)
     count = len(prompts) // samples_per_prompt
@@ -299,7 +302,7 @@ def evaluate_seed(judge: Judge, default: Path, runs: dict[str, Path], seed: int,
                        "run_dir": str(run_dir)}
         examples[algo] = [{"prompt": prompts[i], "answer": result["texts"][i], "reward": float(result["reward"][i]),
                            "cost": float(result["costs"][i, 0]), "sft_answer": sft["texts"][i]}
-                          for i in _example_indices(default)]
+                          for i in shown]
     return {"held_out_prompts": count, "samples_per_prompt": samples_per_prompt,
             "table": table, "examples": examples}
 
@@ -310,22 +313,9 @@ def _harmful_flags(default: Path) -> list[bool]:
     return [bool(r["is_harmful_prompt"]) for r in rows]
 
 
-def _example_indices(default: Path) -> list[int]:
-    """Two harmful and one helpful held-out prompt, for the report's samples."""
-    flags = _harmful_flags(default)
+def _example_indices(flags: Sequence[bool]) -> list[int]:
+    """Two harmful and one helpful held-out prompt (`flags`: whether each is harmful), for the report's samples."""
     return [i for i, h in enumerate(flags) if h][:2] + [i for i, h in enumerate(flags) if not h][:1]
-
-
-def kind_shares(prompts: Sequence[str], harmful: Sequence[bool], answers: Sequence[str]) -> dict[str, dict[str, float]]:
-    """The share of each answer kind (`corpus.ANSWER_KINDS`, read from the corpus's templates) among the answers to
-    the harmful and to the helpful requests: what a policy learned to say, where reward and cost only score it."""
-    from cmdp.envs.text.corpus import ANSWER_KINDS, answer_kind
-
-    out: dict[str, dict[str, float]] = {}
-    for name, want in (("harmful", True), ("helpful", False)):
-        kinds = [answer_kind(p, h, a) for p, h, a in zip(prompts, harmful, answers) if h == want]
-        out[name] = {k: kinds.count(k) / len(kinds) if kinds else 0.0 for k in ANSWER_KINDS}
-    return out
 
 
 def seed_checks(table: dict[str, Any], limit: float) -> dict[str, bool]:
@@ -451,7 +441,7 @@ KIND_COLUMNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 
 def kinds_table(evaluation: dict[str, Any]) -> list[str]:
     """The markdown table of what every policy of one seed answers: the share of each answer kind, in percent,
-    among its answers to the helpful and to the harmful held-out requests (`kind_shares`)."""
+    among its answers to the helpful and to the harmful held-out requests (`corpus.kind_shares`)."""
     heads: list[str] = []
     for i, (prompt, _, head) in enumerate(KIND_COLUMNS):  # each group of columns names its requests once
         heads.append(head if i and KIND_COLUMNS[i - 1][0] == prompt else f"{prompt}: {head}")
@@ -560,7 +550,8 @@ def plot_demo(results: dict[str, Any], path: Path) -> None:
     fig.legend(handles, labels, loc="upper right", bbox_to_anchor=(1.0, 0.93), frameon=False)
     kind_colours = {"comply": "tab:red", "detailed": "tab:green", "brief": "yellowgreen", "redirect": "tab:blue",
                     "refusal": "0.55", "off topic": "tab:orange", "garbled": "0.85"}
-    for row_axes, prompt in ((axes[1], "harmful"), (axes[2], "helpful")):
+    kind_rows = ((axes[1], "harmful"), (axes[2], "helpful"))
+    for row_axes, prompt in kind_rows:
         columns = [(kinds, head) for p, kinds, head in KIND_COLUMNS if p == prompt]
         for ax, evaluation in zip(row_axes, seeds.values()):
             names = list(evaluation["table"])
@@ -572,16 +563,14 @@ def plot_demo(results: dict[str, Any], path: Path) -> None:
             ax.set_xlim(0, 1)
             ax.invert_yaxis()
             ax.set_xlabel(f"share of the answers to {prompt} requests")
+    fig.suptitle("Safe RLHF on the embedded default, held-out prompts\nfilled: constrained, hollow: unconstrained, "
+                 "bars: 95% interval of the cost", fontsize=10, y=0.995)
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / width, 0.96))
+    for row_axes, _ in kind_rows:  # beside its row, where the layout put it
         handles, labels = row_axes[0].get_legend_handles_labels()
         box = row_axes[-1].get_position()
         fig.legend(handles, labels, loc="center left", frameon=False, fontsize=8,
                    bbox_to_anchor=(1 - 1.45 / width, 0.5 * (box.y0 + box.y1)))
-    fig.suptitle("Safe RLHF on the embedded default, held-out prompts\nfilled: constrained, hollow: unconstrained, "
-                 "bars: 95% interval of the cost", fontsize=10, y=0.995)
-    fig.tight_layout(rect=(0, 0, 1 - 1.5 / width, 0.96))
-    for prompt_row in (1, 2):  # tight_layout moved the rows: place each legend beside its own row again
-        box = axes[prompt_row][-1].get_position()
-        fig.legends[prompt_row].set_bbox_to_anchor((1 - 1.45 / width, 0.5 * (box.y0 + box.y1)))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -50,8 +50,9 @@ class DefaultConfig:
     `corpus.answer_kind` on 4 sampled answers per held-out prompt): the first setting, 2 answers per prompt for 20
     epochs, memorised its 816 examples (train loss 0.067, held-out 0.220 nats/token) and garbled 54% of its answers
     to helpful requests and 36% to harmful ones, which the reward and cost models, trained on whole answers of
-    every kind, then scored at random. 16 answers for 4 epochs (about as many steps, and as long): held-out loss
-    0.116, garbled 15% and 13%, and the kinds' shares near the SFT data's. 8 for 6 epochs gave 34% and 17%.
+    every kind, then scored erratically. 16 answers for 4 epochs (816 optimiser steps against 510, about as long to
+    train): held-out loss 0.116, garbled 15% and 13%, and the kinds' shares near the SFT data's. 8 answers for 6
+    epochs gave 34% and 17%.
     """
 
     seed: int = 0
@@ -226,18 +227,13 @@ def check_policy(policy: Any, reward: Any, cost: Any, tokenizer: Any, prompts: S
             result[f"{name}_prompts_unsafe_fraction"] = (costs[sel] > 0).float().mean().item()
             result[f"{name}_prompts_mean_reward"] = rewards[sel].mean().item()
             result[f"{name}_prompts_mean_cost"] = costs[sel].mean().item()
-    kinds = [corpus_lib.answer_kind(p.text, p.harmful, r) for p, r in zip(prompts, responses)]
-    result["answer_kinds"] = {name: {k: round(n / len(group), 3) for k in corpus_lib.ANSWER_KINDS
-                                     if (n := group.count(k))}
-                              for name, group in (("harmful", [k for k, p in zip(kinds, prompts) if p.harmful]),
-                                                  ("helpful", [k for k, p in zip(kinds, prompts) if not p.harmful]))
-                              if group}
+    result["answer_kinds"] = corpus_lib.kind_shares(texts, [p.harmful for p in prompts], responses)
     result["examples"] = [{"prompt": t, "response": r, "reward": round(float(rw), 3), "cost": round(float(c), 3)}
                           for t, r, rw, c in list(zip(texts, responses, rewards, costs))[:6]]
     log("[check] SFT policy on held-out prompts: " + ", ".join(
         f"{k} {v:.3f}" for k, v in result.items() if isinstance(v, float)))
     for name, shares in result["answer_kinds"].items():
-        log(f"[check]   answers to {name} requests: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
+        log(f"[check]   answers to {name} requests: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items() if v))
     for ex in result["examples"][:4]:
         log(f"[check]   {format_prompt(ex['prompt'])!r} -> {ex['response']!r} "
             f"(reward {ex['reward']}, cost {ex['cost']})")
