@@ -76,7 +76,7 @@ class CUP(PPOLag):
         metrics = self.optimize(batch, self.policy_advantage(batch))
         metrics.update(self.project(batch))
         metrics["lr"] = self.updater.actor_lr
-        self.updater.end_epoch()
+        metrics.update(self.updater.end_epoch())
         return metrics
 
     def projection_coef(self) -> float:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cmdp.optim import ClipGroup
 from cmdp.vision import ImageEncoder, ImageLayout
 
 ACTIVATIONS: dict[str, tuple[type[nn.Module], Callable[[np.ndarray], np.ndarray]]] = {
@@ -358,6 +359,10 @@ class EnsembleCritic(nn.Module):
         self.num_heads = num_heads
         self.out_dim = out_dim
 
+    def clip_groups(self) -> list[ClipGroup]:
+        """Every tensor stacks the E heads along its first dimension: each head is clipped as one critic."""
+        return [(list(self.parameters()), self.num_heads)]
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.unsqueeze(0).expand(self.num_heads, *obs.shape)
         last = len(self.weights) - 1
@@ -368,6 +373,19 @@ class EnsembleCritic(nn.Module):
         if self.out_dim == 1:
             return x.squeeze(-1).T
         return x.permute(1, 0, 2)
+
+
+class EncodedCritic(nn.Sequential):
+    """An image encoder shared by the heads of an `EnsembleCritic` in front of it (a Sequential, whose state keys
+    "0." and "1." checkpoints of image runs already use)."""
+
+    def __init__(self, encoder: nn.Module, ensemble: EnsembleCritic) -> None:
+        super().__init__(encoder, ensemble)
+
+    def clip_groups(self) -> list[ClipGroup]:
+        """Each head is clipped as one critic; the shared encoder, which no single critic owns, as one more part."""
+        encoder, ensemble = self[0], self[1]
+        return [(list(encoder.parameters()), 1), *ensemble.clip_groups()]
 
 
 class ActorCritic(nn.Module):
@@ -398,5 +416,5 @@ class ActorCritic(nn.Module):
             self.critic = EnsembleCritic(obs_dim, critic_hidden, 1 + num_costs, activation, init=init)
         else:
             critic_encoder = ImageEncoder(layout)
-            self.critic = nn.Sequential(critic_encoder, EnsembleCritic(critic_encoder.out_dim, critic_hidden,
+            self.critic = EncodedCritic(critic_encoder, EnsembleCritic(critic_encoder.out_dim, critic_hidden,
                                                                        1 + num_costs, activation, init=init))

@@ -39,11 +39,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from cmdp.config import ConfigError, TrainConfig
+from cmdp.config import ConfigError, TrainConfig, check_choice
 from cmdp.family import Critics, Schedule
 from cmdp.lagrange import LagrangeOptions, Multiplier, PIDOptions
 from cmdp.losses import value_loss
 from cmdp.networks import EnsembleCritic, flat_obs_dim
+from cmdp.optim import CRITIC_CLIPS
 from cmdp.replay import ReplaySample
 from cmdp.solver import Solver
 from cmdp.spec import CMDPSpec
@@ -69,6 +70,10 @@ class OffPolicyConfig(TrainConfig):
     critic_lr_decay: bool = False  # the critics' too (with lr_decay)
     critic_l2: float = 0.0
     max_grad_norm: float = 40.0
+    # "joint": every Q head's gradient clipped together; "per_critic": each head on its own (`cmdp.optim.CRITIC_CLIPS`).
+    # OmniSafe clips its twin reward critics together and its cost critic apart; the off-policy family keeps
+    # "joint", as it was, until that difference is measured.
+    critic_clip: str = "joint"
     batch_size: int = 256
     replay_size: int = 1_000_000
     update_after: int = 10_000  # env steps (all copies together) before the first update
@@ -96,6 +101,7 @@ class OffPolicyConfig(TrainConfig):
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.critic_l2 < 0:
             raise ConfigError(f"critic_l2 must be >= 0, got {self.critic_l2}")
+        check_choice("critic_clip", self.critic_clip, CRITIC_CLIPS)
         if any(h < 1 for h in [*self.actor_hidden, *self.critic_hidden]):
             raise ConfigError(f"hidden layer sizes must be >= 1, got actor_hidden={self.actor_hidden}, "
                               f"critic_hidden={self.critic_hidden}")
@@ -283,8 +289,8 @@ class OffPolicySolver(Solver):
     def end_epoch(self, mean_episode_costs: np.ndarray) -> dict[str, float]:
         if self.multiplier is not None:
             self.multiplier.update(mean_episode_costs)
-        self.updater.end_epoch()
-        return {"lr": self.updater.actor_lr}
+        clipped = self.updater.end_epoch()
+        return {"lr": self.updater.actor_lr, **clipped}
 
     def multipliers(self) -> dict[str, float]:
         if self.multiplier is None:

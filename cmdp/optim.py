@@ -4,9 +4,9 @@ Solvers call `updater.step(actor_loss=..., critic_loss=...)` once per minibatch 
 `updater.end_epoch()` once per epoch; they never hold an optimiser themselves. That is what lets the
 same solver code train an MLP policy with a plain torch optimiser and a language model under DeepSpeed.
 
-- `TorchUpdater`: one Adam over actor and critics (one backward per minibatch), gradient clipping per
-  part, linear learning-rate decay. Actor and critics share no parameters, so a single optimiser and
-  backward equals separate ones at half the per-step overhead.
+- `TorchUpdater`: one Adam over actor and critics (one backward per minibatch), gradient clipping of the
+  actor and of each critic on its own (`critic_clip`), linear learning-rate decay. Actor and critics share no
+  parameters, so a single optimiser and backward equals separate ones at half the per-step overhead.
 - `DeepSpeedUpdater` (envs/text/deepspeed_updater.py): one DeepSpeed engine per part, each with its own
   backward and step, as ZeRO needs.
 """
@@ -15,9 +15,50 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
-from typing import Any, ContextManager, Protocol
+from typing import Any, ContextManager, Protocol, cast
 
 import torch
+
+#: How the critics' gradients are clipped to `max_grad_norm` (docs/omnisafe-differences.md row 7):
+#: "per_critic": each critic on its own, its L2 term included in the gradient that is clipped (OmniSafe's
+#: PolicyGradient._update_reward_critic and _update_cost_critic);
+#: "joint": all critics together as one vector, the L2 term added by Adam after the clipping (the only behaviour until
+#: 2026-12-02; still the text and off-policy families' default).
+CRITIC_CLIPS = ("per_critic", "joint")
+
+#: Parameters clipped together: a list of tensors and how many critics are stacked along their first dimension
+#: (1: the tensors are one critic's, or a part several critics share; E: an `EnsembleCritic`'s E heads).
+ClipGroup = tuple[list[torch.nn.Parameter], int]
+
+
+class PerCriticClipping(Protocol):
+    """A critic module that can be clipped per critic: it names its clip groups (`critic_clip: per_critic`)."""
+
+    def clip_groups(self) -> list[ClipGroup]: ...
+
+
+def clip_per_critic(groups: list[ClipGroup], max_norm: float) -> torch.Tensor:
+    """Clip each critic's gradient to `max_norm` on its own, in place, as `torch.nn.utils.clip_grad_norm_` would
+    clip a separate module per critic (same coefficient max_norm / (norm + 1e-6), capped at 1). Returns the
+    norms before clipping, one per critic, group by group.
+
+    Raises RuntimeError on a non-finite norm, as `clip_grad_norm_(error_if_nonfinite=True)` does."""
+    seen = []
+    for params, heads in groups:
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            continue
+        # squared norm of each stacked critic: the sum over tensors of its slice's squares
+        squares = torch.stack([g.reshape(heads, -1).pow(2).sum(1) for g in grads]).sum(0)
+        norms = squares.sqrt()
+        if not bool(torch.isfinite(norms).all()):
+            raise RuntimeError(f"the gradient norm of a critic is non-finite ({norms.tolist()}), so it cannot be "
+                               "clipped")
+        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.reshape(heads, *([1] * (g.dim() - 1))))
+        seen.append(norms)
+    return torch.cat(seen) if seen else torch.zeros(0)
 
 
 def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -36,7 +77,9 @@ class Updater(Protocol):
     @property
     def critic_lr(self) -> float: ...
 
-    def end_epoch(self) -> None: ...
+    def end_epoch(self) -> dict[str, float]:
+        """Advance the learning-rate schedules; returns scalars to log for the epoch (possibly none)."""
+        ...
 
     def gathered(self, module: torch.nn.Module, write: bool = False) -> ContextManager[None]:
         """A context in which `module`'s full weights are present (ZeRO-3 partitions them; else a no-op)."""
@@ -55,19 +98,31 @@ def linear_decay(num_epochs: int, enabled: bool) -> Any:
 
 
 class TorchUpdater:
-    """Adam on the actor (`actor_lr`) and critics (`critic_lr`, coupled L2 `critic_l2`), clipped per part."""
+    """Adam on the actor (`actor_lr`) and critics (`critic_lr`, L2 penalty `critic_l2`), each clipped to
+    `max_grad_norm`: the actor as one vector, the critics as `critic_clip` says (`CRITIC_CLIPS`).
+
+    With `critic_clip` "per_critic" the critic module must name its clip groups (`PerCriticClipping`)."""
 
     def __init__(self, actor: torch.nn.Module, critic: torch.nn.Module | None, cfg: Any, num_epochs: int) -> None:
         self.actor_params = trainable_parameters(actor)
         self.critic_params = trainable_parameters(critic) if critic is not None else []  # critic-free agents
         self.max_grad_norm = cfg.max_grad_norm
-        # Coupled weight decay on the critics equals OmniSafe's loss term critic_l2 * sum(w^2) (gradient 2 * critic_l2 * w).
+        self.critic_l2 = cfg.critic_l2
+        per_critic = critic is not None and cfg.critic_clip == "per_critic"
+        self.critic_groups: list[ClipGroup] | None = None
+        if per_critic:
+            self.critic_groups = cast(PerCriticClipping, critic).clip_groups()
+        # The L2 term critic_l2 * sum(w^2) has the gradient 2 * critic_l2 * w. Per critic it is added before the
+        # clipping, as OmniSafe's loss term is; jointly it is Adam's coupled weight decay, added after.
+        critic_decay = 0.0 if per_critic else 2 * cfg.critic_l2
         self.optimizer = torch.optim.Adam([
             {"params": self.actor_params, "lr": cfg.actor_lr, "weight_decay": 0.0},
-            {"params": self.critic_params, "lr": cfg.critic_lr, "weight_decay": 2 * cfg.critic_l2},
+            {"params": self.critic_params, "lr": cfg.critic_lr, "weight_decay": critic_decay},
         ], foreach=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, [
             linear_decay(num_epochs, cfg.lr_decay), linear_decay(num_epochs, cfg.lr_decay and cfg.critic_lr_decay)])
+        # per part this epoch: [steps, steps whose gradient norm exceeded max_grad_norm] (a tensor: no sync per step)
+        self.clip_counts: dict[str, list[Any]] = {}
 
     def step(self, actor_loss: torch.Tensor | None = None, critic_loss: torch.Tensor | None = None) -> None:
         """One optimiser step on the given losses; a part whose loss is None keeps its parameters."""
@@ -78,9 +133,19 @@ class TorchUpdater:
         (losses[0] if len(losses) == 1 else losses[0] + losses[1]).backward()
         # a non-finite gradient raises here instead of silently turning every weight into NaN
         if actor_loss is not None:
-            torch.nn.utils.clip_grad_norm_(self.actor_params, self.max_grad_norm, foreach=True, error_if_nonfinite=True)
-        if critic_loss is not None:
-            torch.nn.utils.clip_grad_norm_(self.critic_params, self.max_grad_norm, foreach=True, error_if_nonfinite=True)
+            norm = torch.nn.utils.clip_grad_norm_(self.actor_params, self.max_grad_norm, foreach=True,
+                                                  error_if_nonfinite=True)
+            self._count("actor", norm)
+        if critic_loss is not None and self.critic_groups is None:
+            norm = torch.nn.utils.clip_grad_norm_(self.critic_params, self.max_grad_norm, foreach=True,
+                                                  error_if_nonfinite=True)
+            self._count("critic", norm)
+        elif critic_loss is not None:
+            if self.critic_l2 > 0:
+                for p in self.critic_params:
+                    if p.grad is not None:
+                        p.grad.add_(p.detach(), alpha=2 * self.critic_l2)
+            self._count("critic", clip_per_critic(self.critic_groups, self.max_grad_norm).max())
         self.optimizer.step()  # a part without gradients (None) is left alone by Adam, weight decay included
 
     @property
@@ -98,13 +163,23 @@ class TorchUpdater:
     def epochs_done(self) -> int:
         return int(self.scheduler.last_epoch)
 
-    def end_epoch(self) -> None:
-        """Advance the learning-rate schedule by one epoch."""
+    def _count(self, part: str, norm: torch.Tensor) -> None:
+        counts = self.clip_counts.setdefault(part, [0, 0])
+        counts[0] += 1
+        counts[1] = counts[1] + (norm > self.max_grad_norm)
+
+    def end_epoch(self) -> dict[str, float]:
+        """Advance the learning-rate schedule by one epoch. Returns, for each part stepped this epoch,
+        `grad_clip_actor` / `grad_clip_critic`: the share of its steps on which the clip bound (the gradient's
+        norm, or with `critic_clip: per_critic` any critic's, exceeded `max_grad_norm`)."""
         with warnings.catch_warnings():
             # the schedule counts epochs, including an off-policy solver's warm-up epochs without any step,
             # after which torch warns that the scheduler stepped before the optimiser
             warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
             self.scheduler.step()
+        shares = {f"grad_clip_{part}": float(clipped) / steps for part, (steps, clipped) in self.clip_counts.items()}
+        self.clip_counts = {}
+        return shares
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}

@@ -34,7 +34,7 @@ from cmdp.family import Critics, Schedule
 from cmdp.losses import (COST_ADVANTAGE_MODES, approx_kl, distribution_kl, ppo_clip_loss, standardize_streams,
                          value_loss)
 from cmdp.networks import ACTION_BOUNDS, NETWORK_INITS
-from cmdp.optim import Updater
+from cmdp.optim import CRITIC_CLIPS, Updater
 from cmdp.rollout import Minibatch, RolloutBatch
 from cmdp.spec import CMDPSpec
 
@@ -78,6 +78,9 @@ class PolicyGradientConfig(TrainConfig):
     # the text family's default). docs/omnisafe-differences.md row 8.
     early_stop_kl: str = "exact"
     max_grad_norm: float = 40.0
+    # the critics' gradients, with their L2 term, clipped to max_grad_norm "per_critic" (OmniSafe's) or "joint"ly
+    # (`cmdp.optim.CRITIC_CLIPS`, docs/omnisafe-differences.md row 7)
+    critic_clip: str = "per_critic"
     # clip each value prediction to within value_clip of its estimate at collection (safe-rlhf: 5); null: off
     value_clip: float | None = None
     critic_l2: float = 0.001  # L2 penalty on critic weights (coefficient of sum w^2)
@@ -109,6 +112,7 @@ class PolicyGradientConfig(TrainConfig):
         check_choice("cost_advantage", self.cost_advantage, COST_ADVANTAGE_MODES)
         check_choice("network_init", self.network_init, NETWORK_INITS)
         check_choice("action_bounds", self.action_bounds, ACTION_BOUNDS)
+        check_choice("critic_clip", self.critic_clip, CRITIC_CLIPS)
         if self.activation not in ("tanh", "relu"):
             raise ConfigError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
         if self.value_clip is not None and not self.value_clip > 0:
@@ -225,7 +229,7 @@ class PolicyGradientSolver(Solver):
         self.update_multipliers(mean_episode_costs)
         metrics = self.optimize(batch, self.policy_advantage(batch))
         metrics["lr"] = self.updater.actor_lr
-        self.updater.end_epoch()
+        metrics.update(self.updater.end_epoch())
         return metrics
 
     def optimize(self, batch: RolloutBatch, policy_adv: torch.Tensor | None,

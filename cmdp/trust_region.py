@@ -501,5 +501,5 @@ class TrustRegionSolver(PolicyGradientSolver):
         out = self.optimize(batch, None)
         out.update(metrics)
         out["lr"] = self.updater.critic_lr
-        self.updater.end_epoch()
+        out.update(self.updater.end_epoch())
         return out

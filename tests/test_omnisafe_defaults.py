@@ -7,6 +7,7 @@
 - CPO's line search of 20 tries (row 22);
 - the PPO family's early stop on the exact KL of the action distributions (`early_stop_kl: exact`, row 8);
 - the 50-episode cost window on Safety-Gymnasium tasks (`cost_window: 50`, a family default, row 4);
+- each critic's gradient clipped on its own, its L2 term inside the clip (`critic_clip: per_critic`, row 7);
 and the deliberate differences that a key switches to OmniSafe's behaviour:
 - the trust region's KL averaged over action dimensions (`kl_reduction: mean`, row 21);
 - CPO's constraint value as the raw episode total (`cpo_constraint_units: episode`, row 23);
@@ -23,9 +24,9 @@ from cmdp.algorithms.ppo_lag import PPOLag, PPOLagConfig
 from cmdp.algorithms.trpo_lag import TRPOLagConfig
 from cmdp.config import ConfigError, build_config
 from cmdp.losses import approx_kl, distribution_kl, standardize_streams
-from cmdp.networks import ActorCritic, GaussianActor, mlp
+from cmdp.networks import ActorCritic, EncodedCritic, GaussianActor, mlp
 from cmdp.normalize import ObsNormalizer
-from cmdp.optim import TorchUpdater
+from cmdp.optim import TorchUpdater, clip_per_critic
 from cmdp.trust_region import fisher_vector_product, mean_kl
 from cmdp.rollout import RolloutBatch
 from cmdp.spec import CMDPSpec, CostSpec
@@ -273,3 +274,88 @@ def test_action_bounds_clip_ours_or_scale_omnisafes_unclipped():
         assert trainer.run.collector.action_bounds == "scale" and trainer.run.action_bounds == "scale"
     finally:
         trainer.close()
+
+
+def test_clip_per_critic_scales_only_the_critic_above_the_norm():
+    # two heads stacked in each tensor: head 0's gradient has norm 5 (3, 4 over two tensors), head 1's 0.5
+    w, b = torch.zeros(2, 1, 1, requires_grad=True), torch.zeros(2, 1, 1, requires_grad=True)
+    w.grad = torch.tensor([[[3.0]], [[0.3]]])
+    b.grad = torch.tensor([[[4.0]], [[0.4]]])
+    clip_per_critic([([w, b], 2)], max_norm=1.0)
+    torch.testing.assert_close(w.grad[:, 0, 0], torch.tensor([3.0 / (5 + 1e-6), 0.3]))
+    torch.testing.assert_close(b.grad[:, 0, 0], torch.tensor([4.0 / (5 + 1e-6), 0.4]))
+    w.grad = torch.tensor([[[float("nan")]], [[0.3]]])
+    with pytest.raises(RuntimeError, match="non-finite"):
+        clip_per_critic([([w, b], 2)], max_norm=1.0)
+
+
+def omnisafe_critic_steps(critic: torch.nn.Module, obs: torch.Tensor, target: torch.Tensor, l2: float,
+                          max_norm: float, lr: float, steps: int) -> list[float]:
+    """OmniSafe's PolicyGradient._update_reward_critic on a separate critic, `steps` times: MSE plus
+    l2 * sum(w^2), the whole gradient clipped, an Adam step. Returns the norms before clipping."""
+    optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
+    norms = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = ((critic(obs).squeeze(-1) - target) ** 2).mean() + l2 * sum((p ** 2).sum() for p in critic.parameters())
+        loss.backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(critic.parameters(), max_norm)))
+        optimizer.step()
+    return norms
+
+
+@pytest.mark.parametrize("critic_clip, same_as_omnisafe", [("per_critic", True), ("joint", False)])
+def test_per_critic_clip_is_omnisafes_separate_critics(critic_clip, same_as_omnisafe):
+    cfg = build_config(PPOLagConfig, {"algo": "ppo_lag", "critic_clip": critic_clip, "max_grad_norm": 1.0,
+                                      "critic_l2": 0.01, "critic_lr": 0.01})
+    torch.manual_seed(0)
+    agent = ActorCritic(gymnasium.spaces.Box(-1, 1, (2,)), gymnasium.spaces.Box(-1, 1, (1,)), 1, [4], [4]).double()
+    ensemble = agent.critic
+    # each head as the separate torch.nn MLP OmniSafe builds (w[e].T is head e's nn.Linear weight)
+    separate = []
+    for e in range(2):
+        net = mlp([2, 4, 1], "tanh", 1.0).double()
+        linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+        with torch.no_grad():
+            for linear, w, b in zip(linears, ensemble.weights, ensemble.biases):
+                linear.weight.copy_(w[e].T)
+                linear.bias.copy_(b[e, 0])
+        separate.append(net)
+    obs = torch.tensor([[0.5, -1.0], [1.0, 0.2], [-0.3, 0.7]], dtype=torch.float64)
+    # the reward head's targets are far (its norm stays above max_grad_norm), the cost head's near (below it);
+    # several steps, as Adam's first step is the gradient's sign whatever its scale
+    with torch.no_grad():
+        near = ensemble(obs)[:, 1] + torch.tensor([0.01, -0.01, 0.0], dtype=torch.float64)
+    targets = torch.stack([torch.tensor([30.0, 20.0, 25.0], dtype=torch.float64), near], dim=1)
+    steps = 4
+    norms = [omnisafe_critic_steps(net, obs, targets[:, e], 0.01, 1.0, cfg.critic_lr, steps)
+             for e, net in enumerate(separate)]
+    assert min(norms[0]) > 1.0 > max(norms[1])  # the clip binds on the reward critic only
+
+    updater = TorchUpdater(agent.actor, ensemble, cfg, num_epochs=10)
+    for _ in range(steps):
+        updater.step(critic_loss=((ensemble(obs) - targets) ** 2).mean(0).sum())
+    for e, net in enumerate(separate):
+        linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+        # Adam's normalised steps carry rounding differences of the tiny cost gradient up to about 2e-10 (seeds
+        # 0-5); jointly clipped, the weights differ by 0.02-0.08 after these four steps of 0.01
+        same = all(torch.allclose(linear.weight, w[e].T, rtol=0, atol=1e-8)
+                   and torch.allclose(linear.bias, b[e, 0], rtol=0, atol=1e-8)
+                   for linear, w, b in zip(linears, ensemble.weights, ensemble.biases))
+        # jointly, the reward head's large gradient also scales down the cost head's, and the L2 term is unclipped
+        assert same == same_as_omnisafe, f"head {e}"
+    # the epoch's log says how often the clip bound: on every critic step, and no actor step was taken
+    assert updater.end_epoch() == {"grad_clip_critic": 1.0}
+    updater.step(critic_loss=((ensemble(obs) - ensemble(obs).detach()) ** 2).mean(0).sum())  # zero gradient
+    assert updater.end_epoch() == {"grad_clip_critic": 0.0}
+
+
+def test_critic_clip_is_checked_and_image_critics_keep_their_state_keys():
+    with pytest.raises(ConfigError, match="critic_clip must be one of per_critic, joint"):
+        build_config(PPOLagConfig, {"algo": "ppo_lag", "critic_clip": "each"})
+    space = gymnasium.spaces.Dict({"image": gymnasium.spaces.Box(0, 255, (36, 36, 3), np.uint8)})
+    critic = ActorCritic(space, gymnasium.spaces.Box(-1, 1, (1,)), 1, [4], [4]).critic
+    assert isinstance(critic, EncodedCritic)
+    assert {k.split(".")[0] for k in critic.state_dict()} == {"0", "1"}  # as when it was a plain Sequential
+    (encoder, shared), (stacked, heads) = critic.clip_groups()
+    assert shared == 1 and heads == 2 and len(encoder) + len(stacked) == len(list(critic.parameters()))

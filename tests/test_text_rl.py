@@ -206,7 +206,7 @@ def _no_run_folder(out: Path) -> bool:
 
 
 @pytest.mark.parametrize("case", ["unknown_key", "missing_policy", "no_cost_model", "bad_prompts", "cpo_deepspeed",
-                                  "bad_limit", "normalize", "backend"])
+                                  "per_critic_deepspeed", "bad_limit", "normalize", "backend"])
 def test_bad_text_input_fails_at_start(quick_text_default: Path, tmp_path: Path, capsys, case: str):
     env_kwargs: dict = {}
     extra: dict = {}
@@ -228,6 +228,10 @@ def test_bad_text_input_fails_at_start(quick_text_default: Path, tmp_path: Path,
         extra = {"algo": "cpo"}
         env_kwargs = {"deepspeed": {"stage": 2}}
         expect = "DeepSpeed"
+    elif case == "per_critic_deepspeed":
+        extra = {"critic_clip": "per_critic"}
+        env_kwargs = {"deepspeed": {"stage": 2}}
+        expect = "critic_clip=per_critic is not available with env_kwargs.deepspeed"
     elif case == "bad_limit":
         extra = {"cost_limits": "high"}
         expect = "cost_limits"
@@ -244,6 +248,20 @@ def test_bad_text_input_fails_at_start(quick_text_default: Path, tmp_path: Path,
     err = capsys.readouterr().err
     assert err.startswith("cmdp: error:") and expect in err, err
     assert _no_run_folder(out)
+
+
+def test_per_critic_clip_treats_each_value_model_as_one_critic(quick_text_default: Path, tmp_path: Path):
+    from cmdp.optim import trainable_parameters
+
+    cfg, _ = resolve_config(text_config(quick_text_default, total_steps=8, critic_clip="per_critic"))
+    trainer, run_dir = new_run(cfg, str(tmp_path / "per_critic"))
+    groups = trainer.solver.updater.critic_groups
+    models = trainer.agent.critic.models
+    assert groups is not None and len(groups) == len(models) == 2  # the reward and the cost value model
+    for (params, heads), model in zip(groups, models):
+        assert heads == 1 and [id(p) for p in params] == [id(p) for p in trainable_parameters(model)]
+    assert trainer.train(run_dir, progress=False)["finished"]
+    assert np.isfinite(float(progress_rows(run_dir)[0]["loss_v"]))
 
 
 # --------------------------------------------------------------------------------------- DeepSpeed, LoRA

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from cmdp.envs.text.score_model import ScoreModel
+from cmdp.optim import ClipGroup, trainable_parameters
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -160,6 +161,10 @@ class TextCritic(nn.Module):
         self.models = nn.ModuleList(models)
         self.eval_batch_size = int(eval_batch_size)
         self.autocast = autocast
+
+    def clip_groups(self) -> list[ClipGroup]:
+        """Each value model is one critic (`critic_clip: per_critic`): its trainable parameters (LoRA: adapters)."""
+        return [(trainable_parameters(m), 1) for m in self.models]
 
     def forward(self, obs: TokenObs) -> torch.Tensor:
         return evaluate_in_chunks(obs, self._values, self.eval_batch_size)
