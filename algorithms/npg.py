@@ -32,7 +32,9 @@ from cmdp.trust_region import TrustRegionSolver, flat_params, mean_kl, set_flat_
 
 @register_algorithm("npg", constrained=False)
 class NPG(TrustRegionSolver):
-    """TRPO's direction taken whole, without a line search. Overrides only `policy_step`."""
+    """Natural policy gradient (unconstrained): TRPO's direction taken whole, without a line search.
+
+    Overrides only `policy_step`."""
 
     def policy_step(self, batch: RolloutBatch, mean_episode_costs: np.ndarray) -> dict[str, float]:
         """theta <- theta + the natural-gradient step on `policy_advantage(batch)` scaled to the trust region."""

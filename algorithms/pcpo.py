@@ -69,7 +69,9 @@ class PCPOConfig(CPOConfig):
 
 @register_algorithm("pcpo")
 class PCPO(CPO):
-    """TRPO's reward step projected onto the linearised constraint set. Overrides only `policy_step`."""
+    """Projection-based CPO (one cost): TRPO's reward step, projected onto the linearised constraint set.
+
+    Overrides only `policy_step`."""
 
     Config = PCPOConfig
 

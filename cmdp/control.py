@@ -185,8 +185,8 @@ class ControlRun(FamilyRun):
                 "transform": self.transform.state_dict() if self.transform is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for part, saved in ((self.obs_normalizer, state["obs_normalizer"]), (self.reward_scaler, state["reward_scaler"]),
-                            (self.cost_scaler, state["cost_scaler"])):
+        for part, saved in ((self.obs_normalizer, state["obs_normalizer"]),
+                            (self.reward_scaler, state["reward_scaler"]), (self.cost_scaler, state["cost_scaler"])):
             if part is not None:
                 part.load_state_dict(saved)
         if self.transform is not None:
