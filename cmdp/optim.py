@@ -145,7 +145,7 @@ class TorchUpdater:
                 for p in self.critic_params:
                     if p.grad is not None:
                         p.grad.add_(p.detach(), alpha=2 * self.critic_l2)
-            self._count("critic", clip_per_critic(self.critic_groups, self.max_grad_norm).max())
+            self._count("critic", clip_per_critic(self.critic_groups, self.max_grad_norm))
         self.optimizer.step()  # a part without gradients (None) is left alone by Adam, weight decay included
 
     @property
@@ -163,10 +163,11 @@ class TorchUpdater:
     def epochs_done(self) -> int:
         return int(self.scheduler.last_epoch)
 
-    def _count(self, part: str, norm: torch.Tensor) -> None:
+    def _count(self, part: str, norms: torch.Tensor) -> None:
+        """One step of `part`, whose gradient norms (one, or one per critic) were `norms` before clipping."""
         counts = self.clip_counts.setdefault(part, [0, 0])
         counts[0] += 1
-        counts[1] = counts[1] + (norm > self.max_grad_norm)
+        counts[1] = counts[1] + (norms > self.max_grad_norm).any()
 
     def end_epoch(self) -> dict[str, float]:
         """Advance the learning-rate schedule by one epoch. Returns, for each part stepped this epoch,
