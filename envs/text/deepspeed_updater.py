@@ -69,10 +69,6 @@ class DeepSpeedUpdater:
             import deepspeed
         except ImportError as exc:
             raise ConfigError("env_kwargs.deepspeed needs DeepSpeed: pip install 'cmdp-lab[text]'") from exc
-        if agent.critic is not None and cfg.critic_clip == "per_critic":
-            # one engine holds every value model and clips their gradients together
-            raise ConfigError("critic_clip=per_critic is not available with env_kwargs.deepspeed (one engine clips "
-                              "all value models together); set critic_clip=joint")
         init_single_process()
         self.stage = int(options.get("stage", 0))
         config = deepspeed_config(options, cfg.max_grad_norm, bf16)

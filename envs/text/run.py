@@ -86,6 +86,10 @@ class TextRun(FamilyRun):
         if self.tcfg.deepspeed and needs.trust_region:
             raise ConfigError(f"{cfg.algo} steps the actor's parameters directly (a trust-region step), which "
                               "DeepSpeed's partitioned optimiser does not see; drop env_kwargs.deepspeed")
+        if self.tcfg.deepspeed and needs.critics is not Critics.NONE and cfg.critic_clip == "per_critic":
+            # one engine holds every value model and clips their gradients together
+            raise ConfigError("critic_clip=per_critic is not available with env_kwargs.deepspeed (one engine clips "
+                              "all value models together); set critic_clip=joint")
         self.prompts = load_prompts(self.tcfg.prompts)
         if not self.prompts:
             raise ConfigError(f"env_kwargs.prompts: {self.tcfg.prompts} has no prompt")
