@@ -43,22 +43,22 @@ def clip_per_critic(groups: list[ClipGroup], max_norm: float) -> torch.Tensor:
     norms before clipping, one per critic, group by group.
 
     Raises RuntimeError on a non-finite norm, as `clip_grad_norm_(error_if_nonfinite=True)` does."""
-    seen = []
+    parts = []  # (gradients, heads, norms) of each group with gradients
     for params, heads in groups:
         grads = [p.grad for p in params if p.grad is not None]
-        if not grads:
-            continue
-        # squared norm of each stacked critic: the sum over tensors of its slice's squares
-        squares = torch.stack([g.reshape(heads, -1).pow(2).sum(1) for g in grads]).sum(0)
-        norms = squares.sqrt()
-        if not bool(torch.isfinite(norms).all()):
-            raise RuntimeError(f"the gradient norm of a critic is non-finite ({norms.tolist()}), so it cannot be "
-                               "clipped")
-        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        if grads:
+            # squared norm of each stacked critic: the sum over tensors of its slice's squares
+            parts.append((grads, heads, torch.stack([g.reshape(heads, -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()))
+    if not parts:
+        return torch.zeros(0)
+    norms = torch.cat([n for _, _, n in parts])
+    if not bool(torch.isfinite(norms).all()):  # one device sync per step, whatever the number of groups
+        raise RuntimeError(f"the gradient norm of a critic is non-finite ({norms.tolist()}), so it cannot be clipped")
+    for grads, heads, group_norms in parts:
+        coef = (max_norm / (group_norms + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(coef.reshape(heads, *([1] * (g.dim() - 1))))
-        seen.append(norms)
-    return torch.cat(seen) if seen else torch.zeros(0)
+    return norms
 
 
 def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
