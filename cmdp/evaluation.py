@@ -34,7 +34,7 @@ class EvalResult:
 
 
 def policy_actions(spec: CMDPSpec, sample: Sampler, obs_normalizer: ObsNormalizer | None, obs: np.ndarray,
-                   rng: np.random.Generator, deterministic: bool, action_bounds: str = "clip") -> np.ndarray:
+                   rng: np.random.Generator, deterministic: bool, action_bounds: str = "scale") -> np.ndarray:
     """What a saved policy does in evaluation: raw observations (N, ...) encoded, normalised with frozen statistics,
     actions sampled (`sample` is the actor's `numpy_sampler()`) and mapped onto a Box's bounds as in training
     (`action_bounds`, `cmdp.networks.box_actions`)."""
@@ -50,7 +50,7 @@ def policy_actions(spec: CMDPSpec, sample: Sampler, obs_normalizer: ObsNormalize
 @torch.no_grad()
 def evaluate(env: VecCMDP, agent: ActorCritic, obs_normalizer: ObsNormalizer | None, episodes: int,
              seed: int, deterministic: bool = True, max_steps: int = 10_000_000,
-             action_bounds: str = "clip") -> EvalResult:
+             action_bounds: str = "scale") -> EvalResult:
     """Run `episodes` complete episodes (normaliser frozen) and return their statistics."""
     sample = agent.actor.numpy_sampler()
     rng = np.random.default_rng(seed)

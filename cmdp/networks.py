@@ -206,19 +206,49 @@ def _live_forward(net: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
     return forward
 
 
-#: How a Gaussian policy's sample becomes a Box action (the `action_bounds` key). "clip" (ours): clipped to [low,
-#: high]. "scale": OmniSafe's `ActionScale` wrapper, the policy acting in [-1, 1] mapped linearly onto [low, high] and
-#: not clipped (docs/omnisafe-differences.md row 15). On [-1, 1] bounds the two differ only for samples outside
-#: them: clipped, or passed on (MuJoCo clamps a limited actuator, but a velocity task's control cost reads them).
-ACTION_BOUNDS = ("clip", "scale")
+#: How a Gaussian policy's sample becomes a Box action (the `action_bounds` key). "scale" (the default since
+#: 2026-12-03, OmniSafe's `ActionScale` wrapper): the policy acts in [-1, 1], mapped linearly onto [low, high] and not
+#: clipped. "clip" (ours until then): clipped to [low, high]. On [-1, 1] bounds the map is exactly the identity, so
+#: the two differ only for samples outside them: clipped, or passed on (MuJoCo and Safety-Gymnasium clamp a limited
+#: actuator, but a velocity task's control cost reads them). docs/omnisafe-differences.md row 15.
+ACTION_BOUNDS = ("scale", "clip")
 
 
-def box_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray, bounds: str = "clip") -> np.ndarray:
-    """A Gaussian policy's samples (N, act_dim) -> actions of the Box [low, high], as `bounds` says
-    (`ACTION_BOUNDS`)."""
-    if bounds == "scale":
-        return low + (actions + 1.0) * (0.5 * (high - low))
-    return np.minimum(np.maximum(actions, low), high)  # np.clip is ~4x slower on small arrays
+class BoxActions:
+    """Maps a Gaussian policy's samples (N, act_dim) onto a Box's actions, as `bounds` says (`ACTION_BOUNDS`).
+
+    Scaling needs both bounds of a dimension: a dimension with an infinite bound is not scaled but clipped to its
+    bounds instead (a no-op where both are infinite), so an action never leaves the Box. Built once per run: the map
+    is two numpy operations per step."""
+
+    def __init__(self, low: np.ndarray, high: np.ndarray, bounds: str = "scale") -> None:
+        if bounds not in ACTION_BOUNDS:
+            raise ValueError(f"action_bounds must be one of {', '.join(ACTION_BOUNDS)}, got {bounds!r}")
+        self.low = np.asarray(low, dtype=np.float64).reshape(-1)
+        self.high = np.asarray(high, dtype=np.float64).reshape(-1)
+        self.scale = bounds == "scale"
+        finite = np.isfinite(self.low) & np.isfinite(self.high)
+        # center + half * a rather than low + (a + 1) * half: on [-1, 1] it is 0 + 1 * a, bit for bit the sample
+        low_f, high_f = np.where(finite, self.low, 0.0), np.where(finite, self.high, 0.0)  # no inf - inf
+        self.center = (high_f + low_f) / 2
+        self.half = np.where(finite, (high_f - low_f) / 2, 1.0)
+        self.clip_unscaled = not finite.all()
+        self.clip_low = np.where(finite, -np.inf, self.low)
+        self.clip_high = np.where(finite, np.inf, self.high)
+
+    def __call__(self, actions: np.ndarray) -> np.ndarray:
+        if not self.scale:
+            return np.minimum(np.maximum(actions, self.low), self.high)  # np.clip is ~4x slower on small arrays
+        out = self.center + actions * self.half
+        if self.clip_unscaled:
+            out = np.minimum(np.maximum(out, self.clip_low), self.clip_high)
+        return out
+
+
+def box_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray, bounds: str = "scale") -> np.ndarray:
+    """A Gaussian policy's samples (N, act_dim) -> actions of the Box [low, high], as `bounds` says (one-off use of
+    `BoxActions`)."""
+    return BoxActions(low, high, bounds)(actions)
 
 
 class BoxScale(nn.Module):

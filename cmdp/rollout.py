@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from cmdp.gae import gae
-from cmdp.networks import ActorCritic, box_actions, encode_obs
+from cmdp.networks import ActorCritic, BoxActions, encode_obs
 from cmdp.normalize import ObsNormalizer, ReturnScaler
 from cmdp.vec_env import EpisodeStats, VecCMDP
 
@@ -121,7 +121,7 @@ class VecCollector:
     def __init__(self, env: VecCMDP, agent: ActorCritic, gamma: np.ndarray, lam: np.ndarray,
                  obs_normalizer: ObsNormalizer | None = None, reward_scaler: ReturnScaler | None = None,
                  cost_scaler: ReturnScaler | None = None, device: torch.device | str = "cpu",
-                 old_distribution: bool = False, action_bounds: str = "clip") -> None:
+                 old_distribution: bool = False, action_bounds: str = "scale") -> None:
         self.env, self.agent = env, agent
         self.action_bounds = action_bounds  # how samples become Box actions (`cmdp.networks.box_actions`)
         self.old_distribution = old_distribution
@@ -131,7 +131,7 @@ class VecCollector:
         space = env.spec.action_space
         self.discrete = isinstance(space, gymnasium.spaces.Discrete)
         if not self.discrete:
-            self.low, self.high = space.low.astype(np.float64), space.high.astype(np.float64)
+            self.to_box = BoxActions(space.low, space.high, action_bounds)
 
     def prepare_obs(self, raw: np.ndarray, update: bool) -> np.ndarray:
         """Raw environment observations -> the policy's input (encoded, normalised)."""
@@ -141,11 +141,11 @@ class VecCollector:
         return x
 
     def env_action(self, actions: np.ndarray) -> np.ndarray:
-        """Policy output -> what the environment accepts (Gaussian samples clipped to the bounds, or scaled onto
+        """Policy output -> what the environment accepts (Gaussian samples scaled onto the bounds, or clipped to
         them: `action_bounds`)."""
         if self.discrete:
             return actions.astype(np.int64)
-        return box_actions(actions, self.low, self.high, self.action_bounds)
+        return self.to_box(actions)
 
     def collect(self, steps_per_env: int, rng: np.random.Generator, reset_seed: int,
                 progress: Callable[[int], None] | None = None) -> RolloutBatch:

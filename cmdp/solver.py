@@ -91,9 +91,10 @@ class PolicyGradientConfig(TrainConfig):
     cost_advantage: str = "center"
     obs_normalize: bool = True
     obs_clip: float = 5.0  # normalised observations are clipped to [-obs_clip, obs_clip] (OmniSafe: 5)
-    # Box actions: the Gaussian sample "clip"ped to the bounds, or "scale"d onto them from [-1, 1] and not clipped
-    # (OmniSafe's ActionScale, docs/omnisafe-differences.md row 15; `cmdp.networks.box_actions`)
-    action_bounds: str = "clip"
+    # Box actions: the Gaussian sample "scale"d onto the bounds from [-1, 1] and not clipped (OmniSafe's
+    # ActionScale, the default since 2026-12-03), or "clip"ped to them (docs/omnisafe-differences.md row 15;
+    # `cmdp.networks.BoxActions`)
+    action_bounds: str = "scale"
     reward_normalize: bool = False
     cost_normalize: bool = False
 

@@ -240,9 +240,9 @@ def test_safety_gymnasium_tasks_read_omnisafes_50_episode_cost_window():
     assert resolve_config({"algo": "ppo_lag", "env": "SafetyHopperVelocity-v1", "cost_window": 0})[0].cost_window == 0
 
 
-def test_action_bounds_clip_ours_or_scale_omnisafes_unclipped():
-    """Row 15: a Gaussian sample is clipped to the Box (ours) or, with `action_bounds: scale`, mapped linearly from
-    [-1, 1] onto [low, high] and passed on unclipped (OmniSafe's ActionScale); training and evaluation map alike."""
+def test_action_bounds_scale_omnisafes_unclipped_or_clip():
+    """Row 15: a Gaussian sample is mapped linearly from [-1, 1] onto [low, high] and passed on unclipped (OmniSafe's
+    ActionScale, the default) or, with `action_bounds: clip`, clipped to the Box; training and evaluation map alike."""
     from cmdp.envs.quadratic_bandit import QuadraticBanditVecCMDP
     from cmdp.evaluation import policy_actions
     from cmdp.networks import box_actions
@@ -251,9 +251,21 @@ def test_action_bounds_clip_ours_or_scale_omnisafes_unclipped():
 
     samples = np.array([[-1.5, 0.0, 1.0, 2.0]])
     low, high = np.full(4, -0.4), np.full(4, 0.4)  # SafetyHumanoidVelocity-v1's bounds
-    np.testing.assert_allclose(box_actions(samples, low, high), [[-0.4, 0.0, 0.4, 0.4]])
-    np.testing.assert_allclose(box_actions(samples, low, high, "scale"), [[-0.6, 0.0, 0.4, 0.8]])
-    np.testing.assert_allclose(box_actions(samples, np.zeros(4), np.full(4, 2.0), "scale"), [[-0.5, 1.0, 2.0, 3.0]])
+    np.testing.assert_allclose(box_actions(samples, low, high, "clip"), [[-0.4, 0.0, 0.4, 0.4]])
+    np.testing.assert_allclose(box_actions(samples, low, high), [[-0.6, 0.0, 0.4, 0.8]])
+    np.testing.assert_allclose(box_actions(samples, np.zeros(4), np.full(4, 2.0)), [[-0.5, 1.0, 2.0, 3.0]])
+    # on [-1, 1] the map is the identity bit for bit (float32 bounds, as the spaces give them)
+    noise = np.random.default_rng(0).normal(size=(64, 4)) * 3
+    ones = np.ones(4, dtype=np.float32)
+    assert np.array_equal(box_actions(noise, -ones, ones), noise)
+    # a dimension with an infinite bound cannot be scaled: it is clipped to its bounds (a no-op where both are
+    # infinite), so the action stays in the Box; the bounded dimensions are still scaled
+    inf = np.inf
+    mixed_low, mixed_high = np.array([-inf, 0.0, -inf, 0.0]), np.array([inf, inf, 1.0, 2.0])
+    np.testing.assert_allclose(box_actions(np.array([[-2.0, -2.0, 2.0, 0.5]]), mixed_low, mixed_high),
+                               [[-2.0, 0.0, 1.0, 1.5]])
+    with pytest.raises(ValueError, match="action_bounds must be one of"):
+        box_actions(samples, low, high, "tanh")
 
     env = QuadraticBanditVecCMDP(num_envs=1, num_costs=4)  # bounds [-1, 1]: scaling is the identity, unclipped
     agent = ActorCritic(env.spec.observation_space, env.spec.action_space, 4, [4], [4])
@@ -264,14 +276,14 @@ def test_action_bounds_clip_ours_or_scale_omnisafes_unclipped():
                              np.random.default_rng(0), True, bounds)
         np.testing.assert_allclose(act, expected)
 
-    assert build_config(PPOLagConfig, {"algo": "ppo_lag"}).action_bounds == "clip"
+    assert build_config(PPOLagConfig, {"algo": "ppo_lag"}).action_bounds == "scale"
     with pytest.raises(ConfigError, match="action_bounds must be one of"):
         build_config(PPOLagConfig, {"algo": "ppo_lag", "action_bounds": "tanh"})
-    cfg, _ = resolve_config({"algo": "ppo_lag", "env": "QuadraticBandit-v0", "action_bounds": "scale",
+    cfg, _ = resolve_config({"algo": "ppo_lag", "env": "QuadraticBandit-v0", "action_bounds": "clip",
                              "total_steps": 20, "steps_per_epoch": 10})
     trainer = Trainer(cfg)
     try:  # the run's collector and its evaluation both read the key
-        assert trainer.run.collector.action_bounds == "scale" and trainer.run.action_bounds == "scale"
+        assert trainer.run.collector.action_bounds == "clip" and trainer.run.action_bounds == "clip"
     finally:
         trainer.close()
 
