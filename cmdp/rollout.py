@@ -112,7 +112,8 @@ class VecCollector:
     """Runs a policy in a vectorised CMDP and produces `RolloutBatch`es.
 
     Observations are encoded (one-hot for Discrete) and, for Box spaces when `obs_normalizer` is
-    given, normalised with running statistics updated as the data arrives. Rewards and costs may be
+    given, normalised with running statistics updated as the data arrives (the final observations of
+    ended episodes included, as OmniSafe's ObsNormalize does). Rewards and costs may be
     rescaled for learning (`reward_scaler`, `cost_scaler`); episode statistics stay raw. Image
     observations arrive flat (`cmdp.vision`) and are stored as they are: the normaliser given for them
     (`PartialObsNormalizer`) touches only their vector part, and the networks' encoders scale the pixels.
@@ -176,9 +177,15 @@ class VecCollector:
             obs_buf[t] = x
             act_buf[t] = actions
             rew[t], cost[t], term[t], trunc[t] = res.reward, res.costs, res.terminated, res.truncated
-            if res.truncated.any():
-                idx = np.flatnonzero(res.truncated)
-                final_rows.append((t, idx, self.prepare_obs(res.final_obs[idx], update=False)))
+            ended = res.terminated | res.truncated
+            if ended.any():
+                # every ended episode's final observation joins the statistics before the next observations, as
+                # in OmniSafe's ObsNormalize (docs/omnisafe-differences.md row 17); a truncated one is bootstrapped
+                idx = np.flatnonzero(ended)
+                final_x = self.prepare_obs(res.final_obs[idx], update=True)
+                cut = res.truncated[idx]
+                if cut.any():
+                    final_rows.append((t, idx[cut], final_x[cut]))
             if len(res.episodes.returns):
                 episodes.append(res.episodes)
             x = self.prepare_obs(res.obs, update=True)

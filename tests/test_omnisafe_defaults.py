@@ -288,6 +288,55 @@ def test_action_bounds_scale_omnisafes_unclipped_or_clip():
         trainer.close()
 
 
+def test_final_observations_join_the_observation_statistics():
+    """Row 17: as OmniSafe's ObsNormalize, the statistics fold in every observation the policy sees (reset ones
+    included) and also the final observation of every episode that ended, terminated or truncated, before the
+    observations that follow it."""
+    from dataclasses import replace
+
+    from cmdp.envs.quadratic_bandit import QuadraticBanditVecCMDP
+    from cmdp.normalize import ObsNormalizer, RunningMeanStd
+    from cmdp.rollout import VecCollector
+
+    class Recorded(QuadraticBanditVecCMDP):
+        """Episodes of 3 steps; copy 1's end terminated instead of truncated; every batch the collector receives is
+        recorded in the order OmniSafe's wrapper folds them: final observations first."""
+
+        def __init__(self) -> None:
+            super().__init__(num_envs=2, num_costs=1, horizon=3)
+            self.batches: list[np.ndarray] = []
+            self.ended: list[np.ndarray] = []
+
+        def _reset(self, seed: int | None) -> np.ndarray:
+            obs = super()._reset(seed)
+            self.batches.append(obs.copy())
+            return obs
+
+        def _step(self, actions: np.ndarray):
+            res = super()._step(actions)
+            terminated = res.truncated & (np.arange(2) == 1)
+            res = replace(res, terminated=terminated, truncated=res.truncated & ~terminated)
+            ended = res.terminated | res.truncated
+            self.ended.append(ended)
+            if ended.any():
+                self.batches.append(res.final_obs[ended].copy())
+            self.batches.append(res.obs.copy())
+            return res
+
+    env = Recorded()
+    agent = ActorCritic(env.spec.observation_space, env.spec.action_space, 1, [4], [4])
+    normalizer = ObsNormalizer((1,))
+    collector = VecCollector(env, agent, np.ones(2), np.ones(2), normalizer)
+    collector.collect(7, np.random.default_rng(0), reset_seed=0)
+    assert sum(int(e[1]) for e in env.ended) == 2 and sum(int(e[0]) for e in env.ended) == 2  # both kinds ended
+    expected = RunningMeanStd((1,))
+    for batch in env.batches:
+        expected.update(batch)
+    assert normalizer.stats.count == 2 * 8 + 4  # (reset + 7 steps) x 2 copies + 4 final observations
+    np.testing.assert_array_equal(normalizer.stats.mean, expected.mean)
+    np.testing.assert_array_equal(normalizer.stats.var, expected.var)
+
+
 def test_clip_per_critic_scales_only_the_critic_above_the_norm():
     # two heads stacked in each tensor: head 0's gradient has norm 5 (3, 4 over two tensors), head 1's 0.5
     w, b = torch.zeros(2, 1, 1, requires_grad=True), torch.zeros(2, 1, 1, requires_grad=True)
