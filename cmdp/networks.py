@@ -218,8 +218,8 @@ class BoxActions:
     """Maps a Gaussian policy's samples (N, act_dim) onto a Box's actions, as `bounds` says (`ACTION_BOUNDS`).
 
     Scaling needs both bounds of a dimension: a dimension with an infinite bound is not scaled but clipped to its
-    bounds instead (a no-op where both are infinite), so an action never leaves the Box. Built once per run: the map
-    is two numpy operations per step."""
+    bounds instead (a no-op where both are infinite), so an action never leaves the Box. The collector builds one per
+    run, so a step costs two numpy operations."""
 
     def __init__(self, low: np.ndarray, high: np.ndarray, bounds: str = "scale") -> None:
         if bounds not in ACTION_BOUNDS:
