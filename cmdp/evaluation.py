@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
-import gymnasium
 import numpy as np
 import torch
 
-from cmdp.networks import ActorCritic, Sampler, box_actions, encode_obs
+from cmdp.networks import ActorCritic, Sampler, action_map, encode_obs
 from cmdp.normalize import ObsNormalizer
 from cmdp.spec import CMDPSpec
 from cmdp.vec_env import EpisodeStats, VecCMDP
@@ -34,17 +33,15 @@ class EvalResult:
 
 
 def policy_actions(spec: CMDPSpec, sample: Sampler, obs_normalizer: ObsNormalizer | None, obs: np.ndarray,
-                   rng: np.random.Generator, deterministic: bool, action_bounds: str = "scale") -> np.ndarray:
+                   rng: np.random.Generator, deterministic: bool,
+                   to_env: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """What a saved policy does in evaluation: raw observations (N, ...) encoded, normalised with frozen statistics,
-    actions sampled (`sample` is the actor's `numpy_sampler()`) and mapped onto a Box's bounds as in training
-    (`action_bounds`, `cmdp.networks.box_actions`)."""
+    actions sampled (`sample` is the actor's `numpy_sampler()`) and made the environment's as in training (`to_env`:
+    `cmdp.networks.action_map(spec.action_space, action_bounds)`, built once by the caller)."""
     x = encode_obs(spec.observation_space, obs)
     if obs_normalizer is not None:
         x = obs_normalizer(x, update=False)
-    actions = sample(x, rng, deterministic)
-    if isinstance(spec.action_space, gymnasium.spaces.Box):
-        return box_actions(actions, spec.action_space.low, spec.action_space.high, action_bounds)
-    return actions.astype(np.int64)
+    return to_env(sample(x, rng, deterministic))
 
 
 @torch.no_grad()
@@ -53,12 +50,13 @@ def evaluate(env: VecCMDP, agent: ActorCritic, obs_normalizer: ObsNormalizer | N
              action_bounds: str = "scale") -> EvalResult:
     """Run `episodes` complete episodes (normaliser frozen) and return their statistics."""
     sample = agent.actor.numpy_sampler()
+    to_env = action_map(env.spec.action_space, action_bounds)
     rng = np.random.default_rng(seed)
     obs = env.reset(seed=seed)
     done: list[EpisodeStats] = []
     finished, steps = 0, 0
     while finished < episodes and steps < max_steps:
-        actions = policy_actions(env.spec, sample, obs_normalizer, obs, rng, deterministic, action_bounds)
+        actions = policy_actions(env.spec, sample, obs_normalizer, obs, rng, deterministic, to_env)
         res = env.step(actions)
         obs = res.obs
         steps += 1

@@ -251,6 +251,18 @@ def box_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray, bounds: 
     return BoxActions(low, high, bounds)(actions)
 
 
+def _as_indices(actions: np.ndarray) -> np.ndarray:
+    return actions.astype(np.int64)
+
+
+def action_map(space: gymnasium.spaces.Space, bounds: str = "scale") -> Callable[[np.ndarray], np.ndarray]:
+    """What turns a policy's outputs (N, ...) into the actions `space` accepts: Box samples through `BoxActions`
+    (`bounds`), Discrete ones as int64 indices. Built once per run or evaluation, then called every step."""
+    if isinstance(space, gymnasium.spaces.Box):
+        return BoxActions(space.low, space.high, bounds)
+    return _as_indices
+
+
 class BoxScale(nn.Module):
     """Maps tanh outputs onto a bounded Box: a = center + half * tanh(u), with center and half as buffers (they
     follow the module's device and dtype) and the same map in numpy for acting."""

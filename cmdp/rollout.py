@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from cmdp.gae import gae
-from cmdp.networks import ActorCritic, BoxActions, encode_obs
+from cmdp.networks import ActorCritic, action_map, encode_obs
 from cmdp.normalize import ObsNormalizer, ReturnScaler
 from cmdp.vec_env import EpisodeStats, VecCMDP
 
@@ -124,15 +124,14 @@ class VecCollector:
                  cost_scaler: ReturnScaler | None = None, device: torch.device | str = "cpu",
                  old_distribution: bool = False, action_bounds: str = "scale") -> None:
         self.env, self.agent = env, agent
-        self.action_bounds = action_bounds  # how samples become Box actions (`cmdp.networks.box_actions`)
+        self.action_bounds = action_bounds  # how samples become Box actions (`cmdp.networks.BoxActions`)
         self.old_distribution = old_distribution
         self.gamma, self.lam = np.asarray(gamma, dtype=np.float64), np.asarray(lam, dtype=np.float64)
         self.obs_normalizer, self.reward_scaler, self.cost_scaler = obs_normalizer, reward_scaler, cost_scaler
         self.device = torch.device(device)
         space = env.spec.action_space
         self.discrete = isinstance(space, gymnasium.spaces.Discrete)
-        if not self.discrete:
-            self.to_box = BoxActions(space.low, space.high, action_bounds)
+        self.to_env = action_map(space, action_bounds)
 
     def prepare_obs(self, raw: np.ndarray, update: bool) -> np.ndarray:
         """Raw environment observations -> the policy's input (encoded, normalised)."""
@@ -144,9 +143,7 @@ class VecCollector:
     def env_action(self, actions: np.ndarray) -> np.ndarray:
         """Policy output -> what the environment accepts (Gaussian samples scaled onto the bounds, or clipped to
         them: `action_bounds`)."""
-        if self.discrete:
-            return actions.astype(np.int64)
-        return self.to_box(actions)
+        return self.to_env(actions)
 
     def collect(self, steps_per_env: int, rng: np.random.Generator, reset_seed: int,
                 progress: Callable[[int], None] | None = None) -> RolloutBatch:

@@ -24,6 +24,7 @@ import numpy as np
 from cmdp.control import ControlRun, VectorFamily
 from cmdp.evaluation import policy_actions
 from cmdp.loading import LoadedPolicy
+from cmdp.networks import action_map
 from cmdp.registry import get_env
 from cmdp.spec import CMDPSpec, ConfigError
 
@@ -144,8 +145,10 @@ def record_video(policy: LoadedPolicy, episodes: int = 1, seed: int = 12345, det
         while any(stem.with_suffix(s).exists() for s in (".mp4", ".gif")):
             stem = stem.with_name(stem.name + "-1")
 
+        to_env = action_map(env.spec.action_space, run.action_bounds)
+
         def act(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-            return policy_actions(env.spec, sample, run.obs_normalizer, obs, rng, deterministic, run.action_bounds)
+            return policy_actions(env.spec, sample, run.obs_normalizer, obs, rng, deterministic, to_env)
 
         writer, path = open_writer(stem, fps, mp4_available())
         with writer:

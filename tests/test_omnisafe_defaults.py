@@ -245,7 +245,7 @@ def test_action_bounds_scale_omnisafes_unclipped_or_clip():
     ActionScale, the default) or, with `action_bounds: clip`, clipped to the Box; training and evaluation map alike."""
     from cmdp.envs.quadratic_bandit import QuadraticBanditVecCMDP
     from cmdp.evaluation import policy_actions
-    from cmdp.networks import box_actions
+    from cmdp.networks import action_map, box_actions
     from cmdp.rollout import VecCollector
     from cmdp.trainer import Trainer, resolve_config
 
@@ -273,7 +273,7 @@ def test_action_bounds_scale_omnisafes_unclipped_or_clip():
         collector = VecCollector(env, agent, np.ones(5), np.ones(5), action_bounds=bounds)
         np.testing.assert_allclose(collector.env_action(samples), expected)
         act = policy_actions(env.spec, lambda x, rng, deterministic: samples, None, np.zeros((1, 4)),
-                             np.random.default_rng(0), True, bounds)
+                             np.random.default_rng(0), True, action_map(env.spec.action_space, bounds))
         np.testing.assert_allclose(act, expected)
 
     assert build_config(PPOLagConfig, {"algo": "ppo_lag"}).action_bounds == "scale"
