@@ -17,7 +17,9 @@ unfinished ones at their last logged epoch):
 
 Writes REPORT_DIR (default DIR/report): `report.md` (tables and figures together), `results.csv`,
 `results.md` and one `curves_<env>.png` per environment (return and cost against environment steps,
-mean over seeds with the seeds' min-max shaded, the cost limit as a dashed line). A run folder with a video
+mean over seeds with the seeds' min-max shaded, the cost limit as a dashed line) and one `tradeoff_<env>.png`
+(every seed's final return against its final cost, each algorithm's mean with its std, the limit, and the frontier
+of algorithms that no other beats on both; on the text family, helpfulness against harm). A run folder with a video
 (`cmdp eval RUN --video`) also gets a strip of six of its frames, `frames_<env>_<algo>_seed<seed>.png`.
 """
 from __future__ import annotations
@@ -477,6 +479,72 @@ def plot_env(env: str, by_algo: dict[str, list[RunData]], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the (cost, return) points that no other point beats, by cost ascending.
+
+    A point is beaten when another has a cost at most its own and a return at least its own, one of them strictly.
+    Points with a NaN coordinate are never on the front."""
+    finite = [i for i, (c, r) in enumerate(points) if math.isfinite(c) and math.isfinite(r)]
+    front = []
+    for i in finite:
+        ci, ri = points[i]
+        beaten = any(points[j][0] <= ci and points[j][1] >= ri and (points[j][0] < ci or points[j][1] > ri)
+                     for j in finite if j != i)
+        if not beaten:
+            front.append(i)
+    return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
+
+
+def plot_tradeoff(env: str, by_algo: dict[str, list[RunData]], path: Path) -> None:
+    """One figure for one environment: each seed's final return against its final cost, per cost name.
+
+    Each algorithm's seeds are dots and their mean a marker with std error bars; the dashed line is the limit,
+    and the grey staircase joins the algorithms' means that no other algorithm's mean beats on both (lower cost
+    and higher return). On the text family return is the reward model's score and cost the cost model's, so this
+    is the helpful-versus-harmless frontier."""
+    from matplotlib.figure import Figure
+
+    names: list[str] = []
+    for runs in by_algo.values():
+        for n in runs[0].cost_names:
+            if n not in names:
+                names.append(n)
+    if not names:
+        return
+    fig = Figure(figsize=(5.5 * len(names), 4.6), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    for ax, name in zip(axes, names):
+        means: list[tuple[float, float]] = []
+        for i, (algo, runs) in enumerate(sorted(by_algo.items())):
+            finals = [r.final() for r in runs]
+            ret = np.array([f[0] for f in finals], dtype=float)
+            cost = np.array([f[1].get(name, math.nan) for f in finals], dtype=float)
+            keep = np.isfinite(ret) & np.isfinite(cost)
+            if not keep.any():
+                continue
+            color = f"C{i % 10}"
+            ax.scatter(cost[keep], ret[keep], color=color, s=14, alpha=0.45, lw=0)
+            (c_mean, c_std), (r_mean, r_std) = _mean_std(cost[keep]), _mean_std(ret[keep])
+            ax.errorbar(c_mean, r_mean, xerr=c_std, yerr=r_std, color=color, marker="o", ms=7, capsize=3,
+                        label=f"{algo} ({int(keep.sum())} seed{'s' if keep.sum() != 1 else ''})")
+            ax.annotate(algo, (c_mean, r_mean), xytext=(5, 5), textcoords="offset points", fontsize=8, color=color)
+            means.append((c_mean, r_mean))
+        front = [means[i] for i in pareto_front(means)]
+        if len(front) > 1:
+            ax.step([c for c, _ in front], [r for _, r in front], where="post", color="0.4", lw=1, ls=":",
+                    label="frontier of the means", zorder=0)
+        limits = sorted({v for runs in by_algo.values() for r in runs
+                         for n, v in r.cost_limits().items() if n == name and math.isfinite(v)})
+        for j, limit in enumerate(limits):
+            ax.axvline(limit, color="black", ls="--", lw=1.2, label="cost limit" if j == 0 else None)
+        ax.set_title(f"{env}: final return against final cost" + (f" {name}" if len(names) > 1 else ""))
+        ax.set_xlabel("final episode cost" + (f" {name}" if len(names) > 1 else "") + " (left: safer)")
+        ax.set_ylabel("final episode return (up: better)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, title="dots: seeds; marker: mean ± std", title_fontsize=7)
+    fig.savefig(path, dpi=100)
+
+
 def write_report(root: str | Path, out: str | Path | None = None, partial: bool = False,
                  plots: bool = True) -> Path:
     """Write the report of the runs under `root` into `out` (default root/report); return report.md's path."""
@@ -502,7 +570,9 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
         for env, by_algo in sorted(by_env.items()):
             path = out / f"curves_{env}.png"
             plot_env(env, by_algo, path)
-            figures.append((env, path.name))
+            tradeoff = out / f"tradeoff_{env}.png"
+            plot_tradeoff(env, by_algo, tradeoff)
+            figures.append((env, path.name, tradeoff.name if tradeoff.is_file() else None))
 
     strips = _frame_strips(runs, root, out) if plots else []
 
@@ -542,8 +612,17 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
         lines += ["## Learning curves", "",
                   "Episode return and cost against environment steps: mean over seeds, shaded between the seeds' "
                   "minimum and maximum; dashed: the cost limit.", ""]
-        for env, name in figures:
+        for env, name, _ in figures:
             lines += [f"### {env}", "", f"![{env}]({name})", ""]
+    tradeoffs = [(env, name) for env, _, name in figures if name]
+    if tradeoffs:
+        lines += ["## Return against cost", "",
+                  "Each seed's final return against its final cost (dots), each algorithm's mean with its std "
+                  "(markers), the cost limit (dashed) and the frontier of the algorithms' means that no other beats "
+                  "on both lower cost and higher return (dotted). On the text family this is helpfulness (the reward "
+                  "model's score) against harm (the cost model's).", ""]
+        for env, name in tradeoffs:
+            lines += [f"### {env}", "", f"![{env}: return against cost]({name})", ""]
     if strips:
         lines += ["## Videos", "", "Six frames spread over each run's latest `cmdp eval --video` recording, first to "
                   "last; each frame shows the episode's cost so far in its corner.", ""]

@@ -176,7 +176,8 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="tables and learning curves of a folder of runs (e.g. a benchmark's)",
                        description="Per algorithm x environment over seeds: final return and cost (mean +- std), "
                                    "share of the last epochs within the cost limit, wall time, steps/s; markdown, "
-                                   "CSV and learning-curve PNGs, with OmniSafe's published numbers beside ours.")
+                                   "CSV, learning-curve PNGs and a return-against-cost PNG per environment, with "
+                                   "OmniSafe's published numbers beside ours.")
     r.add_argument("run_dir", help="folder holding run folders (searched recursively)")
     r.add_argument("--out", help="report folder (default RUN_DIR/report)")
     r.add_argument("--partial", action="store_true",

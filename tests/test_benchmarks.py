@@ -492,6 +492,10 @@ def test_report_numbers_from_synthetic_runs(tmp_path):
         png = tmp_path / "rep" / f"curves_{env}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
         assert f"![{env}](curves_{env}.png)" in md
+        png = tmp_path / "rep" / f"tradeoff_{env}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+        assert f"![{env}: return against cost](tradeoff_{env}.png)" in md
+    assert "## Return against cost" in md
 
     # --partial counts the unfinished seed at its last epoch (return 5.0, cost 1.0)
     assert main(["report", str(root), "--out", str(tmp_path / "partial"), "--partial", "--no-plots"]) == 0
@@ -500,6 +504,16 @@ def test_report_numbers_from_synthetic_runs(tmp_path):
     assert hop["seeds"] == "3" and hop["finished"] == "2"
     assert math.isclose(float(hop["return_mean"]), (10.0 + 14.0 + 5.0) / 3)
     assert not list((tmp_path / "partial").glob("*.png"))
+
+
+def test_pareto_front_of_cost_and_return_points():
+    """The trade-off figure's frontier: (cost, return) points no other beats on both, by cost ascending."""
+    from cmdp.benchmarks.report import pareto_front
+
+    points = [(1.0, 5.0), (2.0, 4.0), (0.0, 1.0), (3.0, 6.0), (1.0, 5.0), (0.5, 1.0), (math.nan, 9.0)]
+    # (2, 4) is beaten by (1, 5); (0.5, 1) by (0, 1); the tie (1, 5) twice beats neither copy; NaN is never on it
+    assert pareto_front(points) == [2, 0, 4, 3]
+    assert pareto_front([]) == [] and pareto_front([(math.nan, math.nan)]) == []
 
 
 def test_report_of_a_folder_without_runs(tmp_path, capsys):
