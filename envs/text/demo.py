@@ -58,11 +58,11 @@ DEMO_CONFIG: dict[str, Any] = {
 }
 DEMO_STEPS = 1280  # responses per run
 DEMO_ENV: dict[str, Any] = {"max_new_tokens": 64, "kl_coeff": 0.02}
-# The constrained solvers' multipliers start at 0 and move by SGD with lr 0.1 (the text family's rate). Safe-rlhf's
-# start of 1 sits far above this world's equilibrium multiplier: with the SFT policy above the limit, measured on seed
-# 0 (ppo_lag, start 1, lr 0.2, 2026-12-02, on the default as built before its relabelling that day) the policy fled
-# into refusals within 4 epochs (training cost -10.2 against a limit of -5.4, reward -3.1) and ended below the SFT
-# policy's reward.
+# The constrained solvers' multipliers start at 0 and move by SGD with lr 0.1 (the text family's rate; ppo_lag's is
+# 0.3, see below). Safe-rlhf's start of 1 sits far above this world's equilibrium multiplier: with the SFT policy
+# above the limit, measured on seed 0 (ppo_lag, start 1, lr 0.2, 2026-12-02, on the default as built before its
+# relabelling that day) the policy fled into refusals within 4 epochs (training cost -10.2 against a limit of -5.4,
+# reward -3.1) and ended below the SFT policy's reward.
 # The group solvers' advantages are centred per group, then treated over the batch as ppo_lag's are (group_scale:
 # false, standardize_advantages: true): the reward's standardised, the cost's centred (`cost_advantage: center`).
 # GRPO's per-group std scaling puts every group's reward and cost advantages on the same +-1 scale whatever their
@@ -76,8 +76,15 @@ DEMO_ENV: dict[str, Any] = {"max_new_tokens": 64, "kl_coeff": 0.02}
 # multiplier absorbs for the cost, so that KL term is what tells grpo_lag and rloo_lag apart here.
 _LAGRANGE = {"lagrangian_init": 0.0, "lagrangian_lr": 0.1}
 _GROUP = {"group_scale": False, "standardize_advantages": True}
+# ppo_lag's multiplier moves 3x faster. A gradient-ascent multiplier integrates the cost's error and the policy
+# answers the multiplier, so the pair circles the constrained optimum without damping (period 10-12 epochs here) and
+# the run ends wherever the circle is. A faster multiplier catches the policy sooner once it crosses the limit. At lr
+# 0.1 ppo_lag's last iterate ended above the limit on 2 of seeds 0-4 (held-out cost minus its 95% interval 0.45
+# and 0.10 above it, seeds 2 and 3); at 0.3 on none, its held-out cost 0.27 below the limit on average against 0.46
+# above, though seeds 2 and 3 still end near the limit (2026-12-03, docs/text.md, "ppo_lag's multiplier rate").
+# The group solvers keep 0.1: they ended within the limit with it on every demo seed.
 DEMO_ALGO_CONFIG: dict[str, dict[str, Any]] = {
-    "ppo_lag": _LAGRANGE,
+    "ppo_lag": {**_LAGRANGE, "lagrangian_lr": 0.3},
     "grpo_lag": {**_LAGRANGE, **_GROUP, "kl_loss_coeff": 0.04},
     "rloo_lag": {**_LAGRANGE, **_GROUP},
 }
