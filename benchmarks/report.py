@@ -495,8 +495,9 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
 
 
-def plot_tradeoff(env: str, by_algo: dict[str, list[RunData]], path: Path) -> None:
-    """One figure for one environment: each seed's final return against its final cost, per cost name.
+def plot_tradeoff(env: str, by_algo: dict[str, list[RunData]], path: Path) -> bool:
+    """One figure for one environment: each seed's final return against its final cost, per cost name; whether it
+    was written (not for an environment without costs).
 
     Each algorithm's seeds are dots and their mean a marker with std error bars; the dashed line is the limit,
     and the grey staircase joins the algorithms' means that no other algorithm's mean beats on both (lower cost
@@ -510,7 +511,7 @@ def plot_tradeoff(env: str, by_algo: dict[str, list[RunData]], path: Path) -> No
             if n not in names:
                 names.append(n)
     if not names:
-        return
+        return False
     fig = Figure(figsize=(5.5 * len(names), 4.6), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     for ax, name in zip(axes, names):
@@ -543,6 +544,7 @@ def plot_tradeoff(env: str, by_algo: dict[str, list[RunData]], path: Path) -> No
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title="dots: seeds; marker: mean ± std", title_fontsize=7)
     fig.savefig(path, dpi=100)
+    return True
 
 
 def write_report(root: str | Path, out: str | Path | None = None, partial: bool = False,
@@ -571,8 +573,7 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
             path = out / f"curves_{env}.png"
             plot_env(env, by_algo, path)
             tradeoff = out / f"tradeoff_{env}.png"
-            plot_tradeoff(env, by_algo, tradeoff)
-            figures.append((env, path.name, tradeoff.name if tradeoff.is_file() else None))
+            figures.append((env, path.name, tradeoff.name if plot_tradeoff(env, by_algo, tradeoff) else None))
 
     strips = _frame_strips(runs, root, out) if plots else []
 
