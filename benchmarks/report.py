@@ -434,6 +434,27 @@ def _band(runs: list[RunData], column: str) -> tuple[np.ndarray, np.ndarray, np.
             return grid, np.nanmean(stack, 0), np.nanmin(stack, 0), np.nanmax(stack, 0)
 
 
+def _cost_names(by_algo: dict[str, list[RunData]]) -> list[str]:
+    """Every cost name of the algorithms' runs, in first-seen order."""
+    names: list[str] = []
+    for runs in by_algo.values():
+        for n in runs[0].cost_names:
+            if n not in names:
+                names.append(n)
+    return names
+
+
+def _finite_limits(by_algo: dict[str, list[RunData]]) -> dict[str, list[float]]:
+    """Per cost name, the distinct finite limits of the runs, ascending (seeds may have different ones)."""
+    limits: dict[str, set[float]] = {}
+    for runs in by_algo.values():
+        for r in runs:
+            for n, v in r.cost_limits().items():
+                if math.isfinite(v):
+                    limits.setdefault(n, set()).add(v)
+    return {n: sorted(v) for n, v in limits.items()}
+
+
 def plot_env(env: str, by_algo: dict[str, list[RunData]], path: Path) -> None:
     """One figure for one environment: return and each cost against env steps, one line per algorithm."""
     try:
@@ -441,11 +462,7 @@ def plot_env(env: str, by_algo: dict[str, list[RunData]], path: Path) -> None:
     except ImportError:
         raise ConfigError("cmdp report needs matplotlib for its figures: pip install 'cmdp-lab[report]' "
                           "(or use --no-plots)") from None
-    names: list[str] = []
-    for runs in by_algo.values():
-        for n in runs[0].cost_names:
-            if n not in names:
-                names.append(n)
+    names = _cost_names(by_algo)
     fig = Figure(figsize=(5.5 * (1 + len(names)), 4.2), layout="constrained")
     axes = fig.subplots(1, 1 + len(names), squeeze=False)[0]
     colors = [f"C{i}" for i in range(10)]
@@ -459,16 +476,11 @@ def plot_env(env: str, by_algo: dict[str, list[RunData]], path: Path) -> None:
                 continue
             ax.plot(x, mean, color=color, label=label, lw=1.6)
             ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
-    limits: dict[str, set[float]] = {n: set() for n in names}
-    for runs in by_algo.values():
-        for r in runs:
-            for n, v in r.cost_limits().items():
-                if n in limits and math.isfinite(v):
-                    limits[n].add(v)
+    limits = _finite_limits(by_algo)
     axes[0].set_title(f"{env}: return")
     axes[0].set_ylabel("episode return")
     for ax, n in zip(axes[1:], names):
-        for j, limit in enumerate(sorted(limits[n])):
+        for j, limit in enumerate(limits.get(n, [])):
             ax.axhline(limit, color="black", ls="--", lw=1.2, label="cost limit" if j == 0 else None)
         ax.set_title(f"{env}: cost" + (f" {n}" if len(names) > 1 else ""))
         ax.set_ylabel("episode cost")
@@ -505,13 +517,10 @@ def plot_tradeoff(env: str, by_algo: dict[str, list[RunData]], path: Path) -> bo
     is the helpful-versus-harmless frontier."""
     from matplotlib.figure import Figure
 
-    names: list[str] = []
-    for runs in by_algo.values():
-        for n in runs[0].cost_names:
-            if n not in names:
-                names.append(n)
+    names = _cost_names(by_algo)
     if not names:
         return False
+    limits = _finite_limits(by_algo)
     fig = Figure(figsize=(5.5 * len(names), 4.6), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     for ax, name in zip(axes, names):
@@ -534,9 +543,7 @@ def plot_tradeoff(env: str, by_algo: dict[str, list[RunData]], path: Path) -> bo
         if len(front) > 1:
             ax.step([c for c, _ in front], [r for _, r in front], where="post", color="0.4", lw=1, ls=":",
                     label="frontier of the means", zorder=0)
-        limits = sorted({v for runs in by_algo.values() for r in runs
-                         for n, v in r.cost_limits().items() if n == name and math.isfinite(v)})
-        for j, limit in enumerate(limits):
+        for j, limit in enumerate(limits.get(name, [])):
             ax.axvline(limit, color="black", ls="--", lw=1.2, label="cost limit" if j == 0 else None)
         ax.set_title(f"{env}: final return against final cost" + (f" {name}" if len(names) > 1 else ""))
         ax.set_xlabel("final episode cost" + (f" {name}" if len(names) > 1 else "") + " (left: safer)")
