@@ -245,12 +245,6 @@ class BoxActions:
         return out
 
 
-def box_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray, bounds: str = "scale") -> np.ndarray:
-    """A Gaussian policy's samples (N, act_dim) -> actions of the Box [low, high], as `bounds` says (one-off use of
-    `BoxActions`)."""
-    return BoxActions(low, high, bounds)(actions)
-
-
 def _as_indices(actions: np.ndarray) -> np.ndarray:
     return actions.astype(np.int64)
 

@@ -245,27 +245,27 @@ def test_action_bounds_scale_omnisafes_unclipped_or_clip():
     ActionScale, the default) or, with `action_bounds: clip`, clipped to the Box; training and evaluation map alike."""
     from cmdp.envs.quadratic_bandit import QuadraticBanditVecCMDP
     from cmdp.evaluation import policy_actions
-    from cmdp.networks import action_map, box_actions
+    from cmdp.networks import BoxActions, action_map
     from cmdp.rollout import VecCollector
     from cmdp.trainer import Trainer, resolve_config
 
     samples = np.array([[-1.5, 0.0, 1.0, 2.0]])
     low, high = np.full(4, -0.4), np.full(4, 0.4)  # SafetyHumanoidVelocity-v1's bounds
-    np.testing.assert_allclose(box_actions(samples, low, high, "clip"), [[-0.4, 0.0, 0.4, 0.4]])
-    np.testing.assert_allclose(box_actions(samples, low, high), [[-0.6, 0.0, 0.4, 0.8]])
-    np.testing.assert_allclose(box_actions(samples, np.zeros(4), np.full(4, 2.0)), [[-0.5, 1.0, 2.0, 3.0]])
+    np.testing.assert_allclose(BoxActions(low, high, "clip")(samples), [[-0.4, 0.0, 0.4, 0.4]])
+    np.testing.assert_allclose(BoxActions(low, high)(samples), [[-0.6, 0.0, 0.4, 0.8]])
+    np.testing.assert_allclose(BoxActions(np.zeros(4), np.full(4, 2.0))(samples), [[-0.5, 1.0, 2.0, 3.0]])
     # on [-1, 1] the map is the identity bit for bit (float32 bounds, as the spaces give them)
     noise = np.random.default_rng(0).normal(size=(64, 4)) * 3
     ones = np.ones(4, dtype=np.float32)
-    assert np.array_equal(box_actions(noise, -ones, ones), noise)
+    assert np.array_equal(BoxActions(-ones, ones)(noise), noise)
     # a dimension with an infinite bound cannot be scaled: it is clipped to its bounds (a no-op where both are
     # infinite), so the action stays in the Box; the bounded dimensions are still scaled
     inf = np.inf
     mixed_low, mixed_high = np.array([-inf, 0.0, -inf, 0.0]), np.array([inf, inf, 1.0, 2.0])
-    np.testing.assert_allclose(box_actions(np.array([[-2.0, -2.0, 2.0, 0.5]]), mixed_low, mixed_high),
+    np.testing.assert_allclose(BoxActions(mixed_low, mixed_high)(np.array([[-2.0, -2.0, 2.0, 0.5]])),
                                [[-2.0, 0.0, 1.0, 1.5]])
     with pytest.raises(ValueError, match="action_bounds must be one of"):
-        box_actions(samples, low, high, "tanh")
+        BoxActions(low, high, "tanh")
 
     env = QuadraticBanditVecCMDP(num_envs=1, num_costs=4)  # bounds [-1, 1]: scaling is the identity, unclipped
     agent = ActorCritic(env.spec.observation_space, env.spec.action_space, 4, [4], [4])
