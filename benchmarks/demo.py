@@ -115,9 +115,10 @@ def run_demo(out: str | Path = "runs/demo", seeds: int | None = None, total_step
     results = demo_results(out)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(format_results(results))
-    figures = sorted(report.parent.glob("curves_*.png"))
-    for figure in figures:
+    for figure in sorted(report.parent.glob("curves_*.png")):
         print(f"curves: {figure}")
+    for figure in sorted(report.parent.glob("tradeoff_*.png")):
+        print(f"return against cost: {figure}")
     print(f"report: {report}")
     return status, results
 

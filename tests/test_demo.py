@@ -48,6 +48,7 @@ def test_demo_quick_trains_both_and_writes_curves_results_and_checks(tmp_path: P
     assert "check: every constrained run ends within its limit:" in printed
     assert "check: every unconstrained run breaks it:" in printed
     assert f"curves: {out / 'report' / 'curves_SafetyPointCircle1-v0.png'}" in printed
+    assert f"return against cost: {out / 'report' / 'tradeoff_SafetyPointCircle1-v0.png'}" in printed
 
     # a rerun reuses the finished runs; another budget in the same folder is refused in one line
     assert main(["demo", "--quick", "--out", str(out), "--workers", "0"]) == 0
