@@ -26,8 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--num-envs", type=int, help="environment copies; subprocesses when > 1")
     t.add_argument("--config", help="YAML file of config keys")
-    t.add_argument("--preset", help="a shipped set of keys reproducing another library (safe-rlhf); below --config "
-                                    "and --set (docs/safe-rlhf-preset.md)")
+    t.add_argument("--preset", help="a shipped set of keys reproducing another library: safe-rlhf "
+                                    "(docs/safe-rlhf-preset.md) or omnisafe, OmniSafe 0.5.0's on-policy solvers "
+                                    "(docs/omnisafe-differences.md); below --config and --set")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key (repeatable), e.g. --set cost_limits=10")
     t.add_argument("--plugin", action="append", default=[], metavar="MODULE",

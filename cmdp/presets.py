@@ -1,14 +1,17 @@
 """Shipped presets: named sets of config keys that reproduce another library's semantics.
 
     cmdp train --preset safe-rlhf --set 'env_kwargs={policy: ..., reward_model: ..., cost_models: ..., prompts: ...}'
+    cmdp train --preset omnisafe --algo cpo --env SafetyHopperVelocity-v1
 
 Precedence: the algorithm's and the environment family's defaults < the preset < `--config` < flags < `--set`.
-docs/safe-rlhf-preset.md lists each of safe-rlhf's choices beside the preset's and our defaults.
+docs/safe-rlhf-preset.md lists each of safe-rlhf's choices beside the preset's and our defaults;
+docs/omnisafe-differences.md ("The omnisafe preset") says what `omnisafe` sets and what it cannot.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from cmdp.config import TrainConfig
 from cmdp.spec import ConfigError
 
 #: safe-rlhf's PPO-Lagrangian (PKU-Alignment/safe-rlhf, scripts/ppo-lag.sh and the defaults of its trainer):
@@ -32,11 +35,40 @@ SAFE_RLHF: dict[str, Any] = {
     "multiplier_delay": 0,  # lambda_update_delay_steps
 }
 
+_OMNISAFE_PPO: dict[str, Any] = {"batch_size": 64, "network_init": "pytorch"}
+_OMNISAFE_TRUST_REGION: dict[str, Any] = {"batch_size": 128, "network_init": "pytorch", "kl_reduction": "mean"}
+
+#: OmniSafe 0.5.0's on-policy solvers, per solver: every deliberate difference of docs/omnisafe-differences.md that
+#: has a key, set to OmniSafe's behaviour. The other rows follow OmniSafe at our defaults on Safety-Gymnasium, so
+#: the preset leaves them alone; `tests/test_omnisafe_differences.py` checks these against each solver's
+#: "Closest today" line there.
+OMNISAFE: dict[str, dict[str, Any]] = {
+    "ppo": _OMNISAFE_PPO,
+    "ppo_lag": _OMNISAFE_PPO,
+    "pid_lag": _OMNISAFE_PPO,  # OmniSafe's CPPOPID
+    # CUP's authors standardise the projection's cost advantages (our default for cup); OmniSafe centres them
+    "cup": {**_OMNISAFE_PPO, "cost_advantage": "center", "projection_kl": "improved"},
+    "cpo": {**_OMNISAFE_TRUST_REGION, "cpo_constraint_units": "episode"},
+    "trpo_lag": _OMNISAFE_TRUST_REGION,
+}
+
+#: presets with one set of keys for any algorithm (safe-rlhf's names its own algorithm)
 PRESETS: dict[str, dict[str, Any]] = {"safe-rlhf": SAFE_RLHF}
+#: presets with one set of keys for each algorithm they cover
+ALGORITHM_PRESETS: dict[str, dict[str, dict[str, Any]]] = {"omnisafe": OMNISAFE}
 
 
-def preset_values(name: str) -> dict[str, Any]:
-    """The config keys of preset `name`; a one-line ConfigError for an unknown name."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset '{name}'; presets: {', '.join(sorted(PRESETS))}")
-    return dict(PRESETS[name])
+def preset_values(name: str, algo: str | None = None) -> dict[str, Any]:
+    """The config keys of preset `name` for algorithm `algo` (None: the default algorithm); a one-line
+    ConfigError for an unknown name or for an algorithm that a per-algorithm preset does not cover."""
+    if name in PRESETS:
+        return dict(PRESETS[name])
+    if name not in ALGORITHM_PRESETS:
+        raise ConfigError(f"unknown preset '{name}'; presets: {', '.join(sorted({**PRESETS, **ALGORITHM_PRESETS}))}")
+    algo = TrainConfig.algo if algo is None else algo
+    if not isinstance(algo, str):
+        raise ConfigError(f"algo must be a string, got {algo!r}")
+    covered = ALGORITHM_PRESETS[name]
+    if algo not in covered:
+        raise ConfigError(f"preset '{name}' covers {', '.join(covered)}; it has no keys for '{algo}'")
+    return dict(covered[algo])

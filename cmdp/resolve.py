@@ -19,9 +19,10 @@ def resolve_config(overrides: dict[str, Any], config_file: str | None = None,
 
     The algorithm (and its plugins) must be known before its config class can check the other keys.
     """
-    values: dict[str, Any] = preset_values(preset) if preset else {}
-    values.update(load_yaml(config_file) if config_file else {})
-    values.update(overrides)
+    values: dict[str, Any] = {**(load_yaml(config_file) if config_file else {}), **overrides}
+    if preset:
+        # below the file and the overrides; a per-algorithm preset takes the algorithm they chose
+        values = {**preset_values(preset, values.get("algo")), **values}
     plugins = values.get("plugins") or []
     if not isinstance(plugins, list):
         raise ConfigError(f"plugins must be a list of module names or .py files, got {plugins!r}")

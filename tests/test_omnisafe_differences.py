@@ -22,7 +22,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cmdp.cli import main
 from cmdp.config import build_config
+from cmdp.presets import OMNISAFE
+from cmdp.trainer import resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "omnisafe-differences.md"
@@ -109,15 +112,44 @@ def test_every_key_in_the_table_is_a_key_of_the_solvers_it_is_named_for() -> Non
                     check_key(solver, key, value, f"row {row[0]}")
 
 
-def test_every_key_in_a_solver_section_is_a_key_of_that_solver() -> None:
-    text = doc_text()
-    per_solver = re.split(r"(?m)^## ", text.split("## Per solver", 1)[1], maxsplit=1)[0]  # up to the next section
+def solver_sections() -> dict[str, str]:
+    """The body of each per-solver section, by solver name."""
+    per_solver = re.split(r"(?m)^## ", doc_text().split("## Per solver", 1)[1], maxsplit=1)[0]  # to the next section
     sections = re.split(r"(?m)^### `(\w+)`\s*$", per_solver)
-    named = dict(zip(sections[1::2], sections[2::2]))
+    return dict(zip(sections[1::2], sections[2::2]))
+
+
+def test_every_key_in_a_solver_section_is_a_key_of_that_solver() -> None:
+    named = solver_sections()
     assert set(named) == set(SOLVERS), f"per-solver sections: {sorted(named)}"
     for solver, body in named.items():
         for key, value in KEY.findall(body):
             check_key(solver, key, value, f"section {solver}")
+
+
+def test_the_omnisafe_preset_sets_each_solvers_closest_keys_and_yields_to_set(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    named = solver_sections()
+    assert set(OMNISAFE) == set(SOLVERS) - {"reward_shaping"}  # the six with an OmniSafe counterpart
+    for solver, keys in OMNISAFE.items():
+        bullets = re.split(r"\n- ", named[solver])
+        closest = [b for b in bullets if "closest today" in b.lower()]
+        assert len(closest) == 1, f"section {solver}: one 'Closest today' bullet, found {len(closest)}"
+        documented = {key: yaml.safe_load(value) for key, value in KEY.findall(closest[0])}
+        assert documented == keys, f"section {solver}: the doc says {documented}, the preset sets {keys}"
+        cfg, _ = resolve_config({"algo": solver, "env": "SafetyHopperVelocity-v1"}, preset="omnisafe")
+        plain, _ = resolve_config({"algo": solver, "env": "SafetyHopperVelocity-v1"})
+        for key, value in keys.items():
+            assert getattr(cfg, key) == value, (solver, key)
+        # only those keys move; the rest is our defaults, which already follow OmniSafe's
+        moved = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(plain, f.name)}
+        assert moved == {k for k in keys if getattr(plain, k) != keys[k]}, (solver, moved)
+    cfg, _ = resolve_config({"env": "SafetyHopperVelocity-v1", "batch_size": 500}, preset="omnisafe")
+    assert (cfg.algo, cfg.batch_size, cfg.network_init) == ("ppo_lag", 500, "pytorch")  # --set wins
+    assert main(["train", "--preset", "omnisafe", "--algo", "reward_shaping", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "preset 'omnisafe' covers ppo, ppo_lag, pid_lag, cup, cpo, trpo_lag; it has no keys for 'reward_shaping'" \
+        in err and len(err.splitlines()) == 1
 
 
 def test_every_key_anywhere_on_the_page_exists_for_some_solver() -> None:

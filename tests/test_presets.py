@@ -70,7 +70,7 @@ def test_the_preset_yields_to_set_and_refuses_unknown_names(quick_text_default: 
     assert (cfg.cost_window, cfg.value_clip, cfg.lagrangian_parameterization) == (64, None, "log_lambda")
     assert main(["train", "--preset", "safe-rlhfx", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "unknown preset 'safe-rlhfx'; presets: safe-rlhf" in err and len(err.splitlines()) == 1
+    assert "unknown preset 'safe-rlhfx'; presets: omnisafe, safe-rlhf" in err and len(err.splitlines()) == 1
 
 
 def test_a_preset_run_trains_with_value_clipping_and_log_lambda(quick_text_default: Path, tmp_path: Path) -> None:
