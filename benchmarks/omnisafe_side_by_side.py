@@ -2,13 +2,16 @@
 
     python -m benchmarks.omnisafe_side_by_side --algo ppo_lag|cup|cpo [--env SafetyHopperVelocity-v1]
         [--steps 1e6] [--seed 0] [--steps-per-epoch 20000] [--cost-limit 25]
-        [--omnisafe-python .venv-omnisafe/bin/python | --omnisafe-run RUN] [--cmdp-run RUN] [--cores 0 1] [--out DIR]
+        [--omnisafe-python .venv-omnisafe/bin/python | --omnisafe-run RUN] [--cmdp-run RUN] [--preset omnisafe]
+        [--cores 0 1] [--out DIR]
 
 Run it from the repository root with cmdp-lab's python. It installs nothing: OmniSafe runs from its own virtual
 environment, which `benchmarks/omnisafe_venv.sh` creates. The two trainings start together, each process pinned
 to its own core with one torch thread: cmdp-lab through `cmdp train`, OmniSafe through `benchmarks/omnisafe_runner.py`
 (OmniSafe's Python API). Both keep their own defaults except what the comparison must share: total steps, steps
-per epoch, one environment, seed, cost limit, CPU. A line reports each side's epoch as they go.
+per epoch, one environment, seed, cost limit, CPU. `--preset omnisafe` trains our side with `cmdp train --preset
+omnisafe` instead: our deliberate differences from OmniSafe set to its behaviour (docs/omnisafe-differences.md). A
+line reports each side's epoch as they go.
 
 When both have finished, it writes into --out (default benchmarks/results/omnisafe-side-by-side/<algo>-<env>-s<seed>):
   curves.csv       one row per epoch and framework: framework, epoch, env_steps, ep_return, ep_cost, multiplier
@@ -27,7 +30,8 @@ its log folder (the one holding progress.csv and runner.json). Its settings must
 one line otherwise), only cmdp-lab's side runs, and throughput.json names the reused run; the two sides then did
 not run at the same time, so their speeds compare only when the machine was equally idle both times. `--cmdp-run
 RUN` does the same for our side: a finished `cmdp train` run folder with this comparison's settings (the command
-`cmdp_command` builds), whose wall time is its training's (summary.json `wall_seconds`, start-up not included).
+`cmdp_command` builds, the preset's keys included), whose wall time is its training's (summary.json
+`wall_seconds`, start-up not included).
 """
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ from typing import Any, Callable
 import yaml
 
 from cmdp.benchmarks.report import OMNISAFE_ALGOS
+from cmdp.presets import ALGORITHM_PRESETS, preset_values
 from cmdp.spec import ConfigError
 
 RUNNER = Path(__file__).resolve().with_name("omnisafe_runner.py")
@@ -111,6 +116,7 @@ class Comparison:
     steps: int
     steps_per_epoch: int
     cost_limit: float
+    preset: str | None = None  # our side's `cmdp train --preset` (None: our defaults)
 
     @property
     def epochs(self) -> int:
@@ -190,7 +196,11 @@ def omnisafe_version(progress: Path) -> str:
 
 
 def curve_label(framework: str, comparison: Comparison, version: str) -> str:
-    name = f"{CMDP} {comparison.algo}" if framework == CMDP else f"{OMNISAFE} {version} {comparison.omnisafe.name}"
+    preset = f" --preset {comparison.preset}" if comparison.preset else ""
+    if framework == CMDP:
+        name = f"{CMDP} {comparison.algo}{preset}"
+    else:
+        name = f"{OMNISAFE} {version} {comparison.omnisafe.name}"
     return f"{name} ({COLUMNS[framework].curve})"
 
 
@@ -238,7 +248,8 @@ def throughput(curves: dict[str, Curve], runs: dict[str, SideRun], comparison: C
                             "train_loop_s": train_s, "train_loop_steps_per_s": comparison.steps / train_s}
     return {"algo": comparison.algo, "omnisafe_algo": comparison.omnisafe.name, "omnisafe_version": version,
             "env": comparison.env, "seed": comparison.seed, "steps": comparison.steps,
-            "steps_per_epoch": comparison.steps_per_epoch, "cost_limit": comparison.cost_limit, **sides,
+            "steps_per_epoch": comparison.steps_per_epoch, "cost_limit": comparison.cost_limit,
+            "cmdp_preset": comparison.preset, **sides,
             "ratio": sides[CMDP]["steps_per_s"] / sides[OMNISAFE]["steps_per_s"],
             "train_loop_ratio": sides[CMDP]["train_loop_steps_per_s"] / sides[OMNISAFE]["train_loop_steps_per_s"]}
 
@@ -287,7 +298,7 @@ def cmdp_command(comparison: Comparison, run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "cmdp", "train", "--algo", c.algo, "--env", c.env, "--total-steps", str(c.steps),
             "--seed", str(c.seed), "--num-envs", "1", "--set", f"steps_per_epoch={c.steps_per_epoch}",
             "--set", "torch_threads=1", "--set", f"cost_limits={c.cost_limit}", "--out", str(run_dir),
-            "--no-progress"]
+            "--no-progress", *(["--preset", c.preset] if c.preset else [])]
 
 
 def omnisafe_command(comparison: Comparison, python: Path, log_dir: Path) -> list[str]:
@@ -350,6 +361,9 @@ def reused_cmdp_run(run: Path, comparison: Comparison) -> tuple[Path, float]:
     c = comparison
     wanted = {"algorithm": c.algo, "env": c.env, "seed": c.seed, "steps": c.steps, "steps per epoch": c.steps_per_epoch,
               "environments": 1, "torch threads": 1, "cost limit": [c.cost_limit]}
+    if c.preset:  # the run must have the preset's keys (set by the preset or by hand)
+        wanted.update(preset_values(c.preset, c.algo))
+        ran.update({key: config.get(key) for key in preset_values(c.preset, c.algo)})
     check_same_settings("--cmdp-run", run, ran, wanted)
     if summary.get("finished") is not True or not isinstance(summary.get("wall_seconds"), (int, float)):
         raise ConfigError(f"--cmdp-run {run}: the run has not finished (summary.json says so)")
@@ -471,7 +485,11 @@ def check_options(args: argparse.Namespace) -> tuple[Comparison, Path, list[int]
                           f"({args.steps_per_epoch}): OmniSafe trains whole epochs only")
     if not (math.isfinite(args.cost_limit) and args.cost_limit >= 0):
         raise ConfigError(f"--cost-limit must be a finite number >= 0, got {args.cost_limit}")
-    comparison = Comparison(args.algo, args.env, args.seed, steps, args.steps_per_epoch, args.cost_limit)
+    if args.preset is not None and args.preset not in ALGORITHM_PRESETS:  # safe-rlhf's names its own env and algo
+        raise ConfigError(f"--preset must be one with keys per solver: {', '.join(sorted(ALGORITHM_PRESETS))}")
+    if args.preset is not None:
+        preset_values(args.preset, args.algo)  # refused in one line if the preset has no keys for the algorithm
+    comparison = Comparison(args.algo, args.env, args.seed, steps, args.steps_per_epoch, args.cost_limit, args.preset)
     reused: dict[str, SideRun] = {}
     if args.cmdp_run is not None:
         progress, wall_s = reused_cmdp_run(Path(args.cmdp_run), comparison)
@@ -515,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="reuse this finished omnisafe_runner.py run (its log folder) instead of running OmniSafe")
     p.add_argument("--cmdp-run", metavar="RUN",
                    help="reuse this finished `cmdp train` run folder instead of training cmdp-lab's side")
+    p.add_argument("--preset", help="train our side with `cmdp train --preset PRESET` (omnisafe: our deliberate "
+                                    "differences from OmniSafe set to its behaviour); default: our defaults")
     p.add_argument("--cores", type=int, nargs=2, metavar=("CMDP_CORE", "OMNISAFE_CORE"),
                    help="the cores to pin the two sides to (default: the first two this process may use)")
     p.add_argument("--out", help="output folder, new or empty "

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from cmdp.benchmarks import omnisafe_runner
-from cmdp.benchmarks.omnisafe_side_by_side import (CMDP, OMNISAFE, Comparison, RunFailed, SideRun, main,
-                                                   write_results)
+from cmdp.benchmarks.omnisafe_side_by_side import (CMDP, OMNISAFE, Comparison, RunFailed, SideRun, cmdp_command,
+                                                   curve_label, main, write_results)
 
 ROOT = Path(__file__).resolve().parents[1]
 OMNISAFE_PYTHON = ROOT / ".venv-omnisafe" / "bin" / "python"
@@ -153,6 +153,8 @@ def test_runner_shares_only_the_common_settings():
     (["--steps", "30000"], "--steps (30000) must be a whole number of epochs of --steps-per-epoch (20000)"),
     (["--steps-per-epoch", "0"], "--steps-per-epoch must be >= 1"),
     (["--omnisafe-python", "no/such/python"], "create it with benchmarks/omnisafe_venv.sh"),
+    (["--preset", "safe-rlhf"], "--preset must be one with keys per solver: omnisafe"),
+    (["--algo", "cup", "--preset", "omnisafex"], "--preset must be one with keys per solver: omnisafe"),
 ])
 def test_refusals_are_one_line_and_start_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "out"
@@ -307,3 +309,23 @@ def test_a_reused_omnisafe_run_trains_only_our_side(tmp_path, capsys):
     assert saved["OmniSafe"]["wall_s"] == 40.0 and saved["OmniSafe"]["core"] == 1
     assert saved["reused_runs"] == {"OmniSafe": str(run)}
     assert not (out / "omnisafe.log").exists() and (out / "cmdp.log").exists()
+
+
+def test_the_omnisafe_preset_reaches_our_command_the_label_and_the_reuse_check(tmp_path, capsys):
+    """With --preset, our side trains with `cmdp train --preset`; a reused run must have the preset's keys (refused
+    in one line naming them otherwise), and throughput.json and the curve label say which preset ran."""
+    c = Comparison("cpo", "SafetyHopperVelocity-v1", seed=0, steps=2000, steps_per_epoch=1000, cost_limit=25.0,
+                   preset="omnisafe")
+    command = cmdp_command(c, tmp_path / "run")
+    assert command[-2:] == ["--preset", "omnisafe"] and "--preset" not in cmdp_command(comparison(), tmp_path)
+    assert curve_label("cmdp-lab", c, "0.5.0").startswith("cmdp-lab cpo --preset omnisafe (")
+    out = tmp_path / "out"
+    plain = finished_cmdp_run(tmp_path / "plain", batch_size=1000, network_init="orthogonal")
+    assert main([*REUSE_ARGS, "--preset", "omnisafe", "--cmdp-run", str(plain), "--omnisafe-run",
+                 str(finished_omnisafe_run(tmp_path / "o")), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "batch_size 1000 (wanted 64), network_init 'orthogonal' (wanted 'pytorch')" in err
+    preset_run = finished_cmdp_run(tmp_path / "preset", batch_size=64, network_init="pytorch")
+    assert main([*REUSE_ARGS, "--preset", "omnisafe", "--cmdp-run", str(preset_run), "--omnisafe-run",
+                 str(tmp_path / "o"), "--out", str(out)]) == 0
+    assert json.loads((out / "throughput.json").read_text())["cmdp_preset"] == "omnisafe"
