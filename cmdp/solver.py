@@ -65,9 +65,10 @@ class PolicyGradientConfig(TrainConfig):
     # the critics' too (with lr_decay); OmniSafe keeps the critics' rate constant (docs/omnisafe-differences.md row 5)
     critic_lr_decay: bool = False
     update_iters: int = 40
-    # OmniSafe uses 64. Measured on SafetyHopperVelocity-v1 (20k-step epochs): minibatches of 1000 reach
-    # the same per-epoch KL (0.016 vs 0.020) and the same returns over the first epochs, while a pass
-    # over the epoch costs 0.064 s instead of 0.51 s. Set batch_size=64 to replicate OmniSafe exactly.
+    # OmniSafe uses 64. 1000 makes a pass over a 20k-step epoch about 8x cheaper (0.064 s against 0.51 s) and gives
+    # the same returns over the first epochs, but not the same learning: on SafetyHopperVelocity-v1 at 1e6 steps
+    # the policy moves about half as far per epoch, and ppo_lag never found the fast gait that 64 found on 2 of 3
+    # seeds (docs/omnisafe-differences.md row 9, 2026-12-03). batch_size=64 (or --preset omnisafe) is OmniSafe's.
     batch_size: int = 1000
     clip: float = 0.2
     target_kl: float = 0.02  # stop the epoch's updates once KL(old || new) exceeds it; <= 0 disables

@@ -48,7 +48,9 @@ class TrustRegionConfig(PolicyGradientConfig):
     Critic minibatches stay at the base's 1000 (OmniSafe: 128; set batch_size=128 to replicate it).
     Measured with cpo on SafetyHopperVelocity-v1, 5 epochs of 20k steps, seed 0: returns 119 vs 123,
     costs 28.2 vs 29.9, mean critic loss over the last epoch's passes 264 vs 244, update time per
-    epoch 1.3 s vs 2.3-3.7 s (collection ~4 s) for 1000 vs 128.
+    epoch 1.3 s vs 2.3-3.7 s (collection ~4 s) for 1000 vs 128. At full length (trpo_lag, 1e6 steps, seeds 0 and
+    1, 2026-12-03; docs/omnisafe-differences.md row 9) 128 brings the cost within the limit sooner (epoch 33
+    against 37; epoch 44 against not by the end) at about the same return there.
     """
 
     critic_lr: float = 1e-3
