@@ -19,7 +19,7 @@ changes nothing: the natural-gradient step is rescaled to the trust region whate
 
 Defaults: omnisafe/configs/on-policy/RCPO.yaml: target_kl 0.01, cg_iters 15, cg_damping 0.1, critic lr
 1e-3, update_iters 10 (`TrustRegionConfig`'s), multiplier init 0.001, lr 0.035, Adam (`LagrangeOptions`').
-Like `npg`, the critics' minibatch size and `lr_decay` differ from OmniSafe (see `npg`).
+Like `npg`, the critics' minibatch size differs from OmniSafe (see `npg`).
 
 Composition: `NPG` (the step) with `PPOLag`'s multiplier (`__init__`, `update_multipliers`,
 `multipliers`, `state_dict`, `load_state_dict`, so `--resume` restores the multiplier's Adam state);

@@ -14,9 +14,9 @@ This is `cmdp.trust_region.TrustRegionSolver` unchanged, registered under a name
 details. Defaults: omnisafe/configs/on-policy/TRPO.yaml (target_kl 0.01, cg_iters 15, cg_damping 0.1,
 fvp_sample_freq 1, critic lr 1e-3, update_iters 10) and the line search of
 omnisafe/algorithms/on_policy/base/trpo.py (15 tries, decay 0.8), all already `TrustRegionConfig`'s.
-Deliberate differences from OmniSafe: the critics' minibatch size (1000, not 128; see `TrustRegionConfig`)
-and `lr_decay` (on here as for every solver of the family, which decays the critics' lr; OmniSafe's
-linear_lr_decay is off for TRPO and only ever acts on the actor's lr, which TRPO does not use).
+Deliberate difference from OmniSafe: the critics' minibatch size (1000, not 128; see `TrustRegionConfig`).
+`lr_decay` is on as for every solver of the family, but it decays only the actor's rate, which TRPO does not use;
+the critics keep theirs constant (`critic_lr_decay` off), as OmniSafe's.
 
 Tests (tests/test_trust_region_zoo.py): a CLI run with a bit-exact resume and every step's KL within
 target_kl; on ExactChain-v0 (slow) it ignores the cost limit and reaches the unconstrained LP optimum.
