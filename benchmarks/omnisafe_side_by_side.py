@@ -485,9 +485,9 @@ def check_options(args: argparse.Namespace) -> tuple[Comparison, Path, list[int]
                           f"({args.steps_per_epoch}): OmniSafe trains whole epochs only")
     if not (math.isfinite(args.cost_limit) and args.cost_limit >= 0):
         raise ConfigError(f"--cost-limit must be a finite number >= 0, got {args.cost_limit}")
-    if args.preset is not None and args.preset not in ALGORITHM_PRESETS:  # safe-rlhf's names its own env and algo
-        raise ConfigError(f"--preset must be one with keys per solver: {', '.join(sorted(ALGORITHM_PRESETS))}")
     if args.preset is not None:
+        if args.preset not in ALGORITHM_PRESETS:  # safe-rlhf's names its own environment and algorithm
+            raise ConfigError(f"--preset must be one with keys per solver: {', '.join(sorted(ALGORITHM_PRESETS))}")
         preset_values(args.preset, args.algo)  # refused in one line if the preset has no keys for the algorithm
     comparison = Comparison(args.algo, args.env, args.seed, steps, args.steps_per_epoch, args.cost_limit, args.preset)
     reused: dict[str, SideRun] = {}
