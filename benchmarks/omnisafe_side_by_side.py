@@ -196,9 +196,8 @@ def omnisafe_version(progress: Path) -> str:
 
 
 def curve_label(framework: str, comparison: Comparison, version: str) -> str:
-    preset = f" --preset {comparison.preset}" if comparison.preset else ""
     if framework == CMDP:
-        name = f"{CMDP} {comparison.algo}{preset}"
+        name = f"{CMDP} {comparison.algo}" + (f" --preset {comparison.preset}" if comparison.preset else "")
     else:
         name = f"{OMNISAFE} {version} {comparison.omnisafe.name}"
     return f"{name} ({COLUMNS[framework].curve})"
@@ -362,8 +361,9 @@ def reused_cmdp_run(run: Path, comparison: Comparison) -> tuple[Path, float]:
     wanted = {"algorithm": c.algo, "env": c.env, "seed": c.seed, "steps": c.steps, "steps per epoch": c.steps_per_epoch,
               "environments": 1, "torch threads": 1, "cost limit": [c.cost_limit]}
     if c.preset:  # the run must have the preset's keys (set by the preset or by hand)
-        wanted.update(preset_values(c.preset, c.algo))
-        ran.update({key: config.get(key) for key in preset_values(c.preset, c.algo)})
+        keys = preset_values(c.preset, c.algo)
+        wanted.update(keys)
+        ran.update({key: config.get(key) for key in keys})
     check_same_settings("--cmdp-run", run, ran, wanted)
     if summary.get("finished") is not True or not isinstance(summary.get("wall_seconds"), (int, float)):
         raise ConfigError(f"--cmdp-run {run}: the run has not finished (summary.json says so)")
