@@ -4,9 +4,10 @@ Solvers call `updater.step(actor_loss=..., critic_loss=...)` once per minibatch 
 `updater.end_epoch()` once per epoch; they never hold an optimiser themselves. That is what lets the
 same solver code train an MLP policy with a plain torch optimiser and a language model under DeepSpeed.
 
-- `TorchUpdater`: one Adam over actor and critics (one backward per minibatch), gradient clipping of the
+- `TorchUpdater`: one fused Adam over actor and critics (one backward per minibatch), gradient clipping of the
   actor and of each critic on its own (`critic_clip`), linear learning-rate decay. Actor and critics share no
-  parameters, so a single optimiser and backward equals separate ones at half the per-step overhead.
+  parameters, so a single optimiser and backward equals separate ones at half the per-step overhead, and every
+  part's gradient norm is checked for finiteness in one sync (`clip_groups`).
 - `DeepSpeedUpdater` (envs/text/deepspeed_updater.py): one DeepSpeed engine per part, each with its own
   backward and step, as ZeRO needs.
 """
@@ -37,28 +38,48 @@ class PerCriticClipping(Protocol):
     def clip_groups(self) -> list[ClipGroup]: ...
 
 
-def clip_per_critic(groups: list[ClipGroup], max_norm: float) -> torch.Tensor:
-    """Clip each critic's gradient to `max_norm` on its own, in place, as `torch.nn.utils.clip_grad_norm_` would
-    clip a separate module per critic (same coefficient max_norm / (norm + 1e-6), capped at 1). Returns the
-    norms before clipping, one per critic, group by group.
-
-    Raises RuntimeError on a non-finite norm, as `clip_grad_norm_(error_if_nonfinite=True)` does."""
-    parts = []  # (gradients, heads, norms) of each group with gradients
+def group_norms(groups: list[ClipGroup]) -> list[torch.Tensor]:
+    """The gradient norm of each group, as (heads,) tensors: for one critic (heads 1) torch's clip_grad_norm_'s
+    (the norm of the per-tensor norms), for E stacked heads each head's norm over its slice of every tensor.
+    A group without gradients has none and gives an empty tensor."""
+    norms = []
     for params, heads in groups:
         grads = [p.grad for p in params if p.grad is not None]
-        if grads:
-            # squared norm of each stacked critic: the sum over tensors of its slice's squares
-            parts.append((grads, heads, torch.stack([g.reshape(heads, -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()))
-    if not parts:
-        return torch.zeros(0)
-    norms = torch.cat([n for _, _, n in parts])
-    if not bool(torch.isfinite(norms).all()):  # one device sync per step, whatever the number of groups
-        raise RuntimeError(f"the gradient norm of a critic is non-finite ({norms.tolist()}), so it cannot be clipped")
-    for grads, heads, group_norms in parts:
-        coef = (max_norm / (group_norms + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(coef.reshape(heads, *([1] * (g.dim() - 1))))
+        if not grads:
+            norms.append(torch.zeros(0))
+        elif heads == 1:
+            norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)), 2).reshape(1))
+        else:  # one (heads, n) matrix of every tensor's slices: two kernels, whatever the number of tensors
+            norms.append(torch.linalg.vector_norm(torch.cat([g.reshape(heads, -1) for g in grads], 1), 2, dim=1))
     return norms
+
+
+def clip_groups(groups: list[ClipGroup], max_norm: float) -> list[torch.Tensor]:
+    """Clip each group's gradient (each head's, for stacked critics) to `max_norm` on its own, in place, with
+    clip_grad_norm_'s coefficient max_norm / (norm + 1e-6) capped at 1. Returns the norms before clipping, one
+    (heads,) tensor per group.
+
+    One device sync for all groups together: raises RuntimeError on a non-finite norm, as
+    `clip_grad_norm_(error_if_nonfinite=True)` does, before any gradient is scaled."""
+    norms = group_norms(groups)
+    every = torch.cat(norms)
+    if not bool(torch.isfinite(every).all()):
+        raise RuntimeError(f"a gradient norm is non-finite ({every.tolist()}), so it cannot be clipped")
+    for (params, heads), group_norm in zip(groups, norms):
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            continue
+        coef = (max_norm / (group_norm + 1e-6)).clamp(max=1.0)
+        if heads == 1:
+            torch._foreach_mul_(grads, coef[0])
+        else:
+            torch._foreach_mul_(grads, [coef.reshape(heads, *([1] * (g.dim() - 1))) for g in grads])
+    return norms
+
+
+def clip_per_critic(groups: list[ClipGroup], max_norm: float) -> torch.Tensor:
+    """`clip_groups` for the critics' groups alone, their norms concatenated (one per critic, group by group)."""
+    return torch.cat(clip_groups(groups, max_norm))
 
 
 def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -101,51 +122,57 @@ class TorchUpdater:
     """Adam on the actor (`actor_lr`) and critics (`critic_lr`, L2 penalty `critic_l2`), each clipped to
     `max_grad_norm`: the actor as one vector, the critics as `critic_clip` says (`CRITIC_CLIPS`).
 
-    With `critic_clip` "per_critic" the critic module must name its clip groups (`PerCriticClipping`)."""
+    With `critic_clip` "per_critic" the critic module must name its clip groups (`PerCriticClipping`).
+
+    A step is built for small minibatches (OmniSafe's 64 samples), where the time goes to per-kernel overhead,
+    not to arithmetic: one backward, the actor's and the critics' norms checked for finiteness in one sync,
+    and torch's fused Adam (one kernel per parameter group where the for-each Adam launches about ten)."""
 
     def __init__(self, actor: torch.nn.Module, critic: torch.nn.Module | None, cfg: Any, num_epochs: int) -> None:
         self.actor_params = trainable_parameters(actor)
         self.critic_params = trainable_parameters(critic) if critic is not None else []  # critic-free agents
         self.max_grad_norm = cfg.max_grad_norm
         self.critic_l2 = cfg.critic_l2
-        per_critic = critic is not None and cfg.critic_clip == "per_critic"
-        self.critic_groups: list[ClipGroup] | None = None
-        if per_critic:
-            self.critic_groups = cast(PerCriticClipping, critic).clip_groups()
+        self.per_critic = critic is not None and cfg.critic_clip == "per_critic"
+        # the parameters clipped together, per part: the actor as one vector; the critics jointly, or per critic
+        self.actor_groups: list[ClipGroup] = [(self.actor_params, 1)]
+        self.critic_groups: list[ClipGroup] = (cast(PerCriticClipping, critic).clip_groups() if self.per_critic
+                                               else [(self.critic_params, 1)])
         # The L2 term critic_l2 * sum(w^2) has the gradient 2 * critic_l2 * w. Per critic it is added before the
         # clipping, as OmniSafe's loss term is; jointly it is Adam's coupled weight decay, added after.
-        critic_decay = 0.0 if per_critic else 2 * cfg.critic_l2
+        critic_decay = 0.0 if self.per_critic else 2 * cfg.critic_l2
         self.optimizer = torch.optim.Adam([
             {"params": self.actor_params, "lr": cfg.actor_lr, "weight_decay": 0.0},
             {"params": self.critic_params, "lr": cfg.critic_lr, "weight_decay": critic_decay},
-        ], foreach=True)
+        ], fused=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, [
             linear_decay(num_epochs, cfg.lr_decay), linear_decay(num_epochs, cfg.lr_decay and cfg.critic_lr_decay)])
         # per part this epoch: [steps, steps whose gradient norm exceeded max_grad_norm] (a tensor: no sync per step)
         self.clip_counts: dict[str, list[Any]] = {}
 
     def step(self, actor_loss: torch.Tensor | None = None, critic_loss: torch.Tensor | None = None) -> None:
-        """One optimiser step on the given losses; a part whose loss is None keeps its parameters."""
+        """One optimiser step on the given losses; a part whose loss is None keeps its parameters.
+
+        Raises RuntimeError on a non-finite gradient, before any parameter moves (instead of silently turning
+        every weight into NaN)."""
         losses = [loss for loss in (actor_loss, critic_loss) if loss is not None]
         if not losses:
             return
         self.optimizer.zero_grad(set_to_none=True)
         (losses[0] if len(losses) == 1 else losses[0] + losses[1]).backward()
-        # a non-finite gradient raises here instead of silently turning every weight into NaN
+        parts: list[tuple[str, list[ClipGroup]]] = []
         if actor_loss is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self.actor_params, self.max_grad_norm, foreach=True,
-                                                  error_if_nonfinite=True)
-            self._count("actor", norm)
-        if critic_loss is not None and self.critic_groups is None:
-            norm = torch.nn.utils.clip_grad_norm_(self.critic_params, self.max_grad_norm, foreach=True,
-                                                  error_if_nonfinite=True)
-            self._count("critic", norm)
-        elif critic_loss is not None:
-            if self.critic_l2 > 0:
-                for p in self.critic_params:
-                    if p.grad is not None:
-                        p.grad.add_(p.detach(), alpha=2 * self.critic_l2)
-            self._count("critic", clip_per_critic(self.critic_groups, self.max_grad_norm))
+            parts.append(("actor", self.actor_groups))
+        if critic_loss is not None:
+            if self.per_critic and self.critic_l2 > 0:
+                grads = [p for p in self.critic_params if p.grad is not None]
+                torch._foreach_add_([p.grad for p in grads], [p.detach() for p in grads], alpha=2 * self.critic_l2)
+            parts.append(("critic", self.critic_groups))
+        norms = clip_groups([group for _, groups in parts for group in groups], self.max_grad_norm)
+        start = 0
+        for part, groups in parts:
+            self._count(part, torch.cat(norms[start:start + len(groups)]))
+            start += len(groups)
         self.optimizer.step()  # a part without gradients (None) is left alone by Adam, weight decay included
 
     @property
