@@ -65,7 +65,8 @@ class PolicyGradientConfig(TrainConfig):
     # the critics' too (with lr_decay); OmniSafe keeps the critics' rate constant (docs/omnisafe-differences.md row 5)
     critic_lr_decay: bool = False
     update_iters: int = 40
-    # OmniSafe uses 64. 1000 makes a pass over a 20k-step epoch about 8x cheaper (0.064 s against 0.51 s) and gives
+    # OmniSafe uses 64. 1000 makes a pass over a 20k-step epoch about 6x cheaper (0.115 s against 0.710 s on one core,
+    # `python -m cmdp.benchmarks.update_speed`, 2026-12-03; 8x before the fused Adam) and gives
     # the same returns over the first epochs, but not the same learning: on SafetyHopperVelocity-v1 at 1e6 steps
     # the policy moves about half as far per epoch, and ppo_lag never found the fast gait that 64 found on 2 of 3
     # seeds (docs/omnisafe-differences.md row 9, 2026-12-03). batch_size=64 (or --preset omnisafe) is OmniSafe's.

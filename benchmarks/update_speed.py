@@ -1,0 +1,125 @@
+"""Update speed: seconds per minibatch pass of an on-policy solver's update, at several minibatch sizes, in one process.
+
+    python -m cmdp.benchmarks.update_speed [--algo ppo_lag] [--env SafetyHopperVelocity-v1] [--steps 20000]
+        [--batch-sizes 64 1000] [--repeats 5] [--against REV] [--out FILE.json]
+
+One epoch of `--steps` environment steps (one copy) is collected with the algorithm's defaults. Then the solver's
+minibatch loop (`PolicyGradientSolver.optimize`: the actor's and the critics' losses, one backward and one optimiser
+step per minibatch, KL early stopping off) makes one pass over that batch at each minibatch size, always from the
+same weights and a fresh `TorchUpdater`; the sizes take turns `--repeats` times and the median is reported. The
+ratio between two sizes is what a smaller minibatch costs per pass (OmniSafe's 64 against our 1000,
+docs/omnisafe-differences.md row 9).
+
+`--against REV` also times the `TorchUpdater` of the git revision REV (its `cmdp/optim.py`, loaded beside this
+tree's; the rest of the code is this tree's), alternating with this tree's on the same passes, and reports REV's
+time over this tree's: how much a change of the updater sped a pass up (run from the repository's root).
+
+Timings, not a test: run it on an idle machine, pinned to one core (`taskset -c 1`, `torch_threads` is 1).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any, Callable
+
+import cmdp  # noqa: F401  (first: it imports gymnasium quietly)
+import torch
+from cmdp.errors import ConfigError
+from cmdp.optim import TorchUpdater
+from cmdp.registry import get_algorithm
+from cmdp.solver import PolicyGradientSolver
+from cmdp.trainer import Trainer, epoch_reset_seed, resolve_config
+
+#: Builds an updater as `TorchUpdater(actor, critic, cfg, num_epochs)` does.
+UpdaterFactory = Callable[[torch.nn.Module, torch.nn.Module | None, Any, int], Any]
+
+
+def updater_at(revision: str) -> UpdaterFactory:
+    """`TorchUpdater` as git revision `revision`'s cmdp/optim.py defines it, loaded as a module of its own."""
+    shown = subprocess.run(["git", "show", f"{revision}:cmdp/optim.py"], capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise ConfigError(f"--against {revision}: git cannot show its cmdp/optim.py "
+                          f"({(shown.stderr.strip().splitlines() or ['not a git repository?'])[-1]})")
+    module = types.ModuleType(f"optim_at_{revision}")
+    exec(compile(shown.stdout, f"{revision}:cmdp/optim.py", "exec"), module.__dict__)
+    if not isinstance(module.__dict__.get("TorchUpdater"), type):
+        raise ConfigError(f"--against {revision}: its cmdp/optim.py defines no TorchUpdater")
+    return module.TorchUpdater
+
+
+def measure(algo: str, env: str, steps: int, batch_sizes: list[int], repeats: int,
+            updaters: dict[str, UpdaterFactory], seed: int = 0) -> dict[str, Any]:
+    """Median seconds per pass for each (updater, minibatch size), from one collected epoch."""
+    if not batch_sizes or any(size < 1 for size in batch_sizes):
+        raise ConfigError(f"--batch-sizes must be positive, got {batch_sizes}")
+    if repeats < 1:
+        raise ConfigError(f"--repeats must be at least 1, got {repeats}")
+    if not issubclass(get_algorithm(algo), PolicyGradientSolver):
+        raise ConfigError(f"algorithm '{algo}' has no on-policy minibatch update to time (on-policy solvers only)")
+    cfg, _ = resolve_config({"algo": algo, "env": env, "num_envs": 1, "steps_per_epoch": steps, "total_steps": steps,
+                             "torch_threads": 1, "seed": seed})
+    trainer = Trainer(cfg)
+    try:
+        solver = trainer.solver
+        assert isinstance(solver, PolicyGradientSolver)
+        batch = trainer.run.collect(cfg, trainer.rng, epoch_reset_seed(seed, 0), None)
+        weights = {k: v.clone() for k, v in trainer.agent.state_dict().items()}
+        advantage = solver.policy_advantage(batch)
+        solver.cfg.target_kl = 0.0  # every pass runs whole: no early stop
+        times: dict[tuple[str, int], list[float]] = {}
+        for _ in range(repeats):
+            for size in batch_sizes:
+                for name, make in updaters.items():
+                    trainer.agent.load_state_dict(weights)
+                    solver.updater = make(trainer.agent.actor, trainer.agent.critic, cfg, 1)
+                    solver.cfg.batch_size = size
+                    start = time.perf_counter()
+                    solver.optimize(batch, advantage, update_iters=1)
+                    times.setdefault((name, size), []).append(time.perf_counter() - start)
+    finally:
+        trainer.close()
+    return {"algo": algo, "env": env, "samples": batch.size, "repeats": repeats,
+            "seconds_per_pass": {name: {str(size): statistics.median(times[(name, size)]) for size in batch_sizes}
+                                 for name in updaters}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cmdp.benchmarks.update_speed", description=__doc__.splitlines()[0])
+    p.add_argument("--algo", default="ppo_lag", help="an on-policy solver (default ppo_lag)")
+    p.add_argument("--env", default="SafetyHopperVelocity-v1")
+    p.add_argument("--steps", type=int, default=20_000, help="samples in the batch (default: OmniSafe's epoch)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 1000], help="minibatch sizes (default 64 1000)")
+    p.add_argument("--repeats", type=int, default=5, help="passes per size and updater; the median is reported")
+    p.add_argument("--against", metavar="REV", help="also time git revision REV's TorchUpdater, alternating")
+    p.add_argument("--out", help="also write the results as JSON here")
+    args = p.parse_args(argv)
+    try:
+        updaters: dict[str, UpdaterFactory] = {"this tree": TorchUpdater}
+        if args.against:
+            updaters[args.against] = updater_at(args.against)
+        result = measure(args.algo, args.env, args.steps, args.batch_sizes, args.repeats, updaters)
+    except ConfigError as exc:
+        print(f"update_speed: error: {exc}", file=sys.stderr)
+        return 2
+    passes = result["seconds_per_pass"]
+    largest = str(max(args.batch_sizes))
+    for size in map(str, args.batch_sizes):
+        line = f"{args.algo} on {args.env}, {result['samples']:,} samples, minibatch {size:>5}: " + ", ".join(
+            f"{name} {passes[name][size]:.3f} s/pass" for name in updaters)
+        line += f" ({passes['this tree'][size] / passes['this tree'][largest]:.2f}x a pass at {largest})"
+        if args.against:
+            line += f"; {args.against} / this tree: {passes[args.against][size] / passes['this tree'][size]:.2f}"
+        print(line, flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

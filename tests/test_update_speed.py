@@ -1,0 +1,40 @@
+"""`python -m cmdp.benchmarks.update_speed`: its table and JSON, the comparison with another revision's updater,
+and its refusals (one line, exit status 2). Timings are printed, never checked."""
+import json
+from pathlib import Path
+
+import pytest
+
+from cmdp.benchmarks.update_speed import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_passes_at_each_size_against_another_revision(tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)  # --against reads the revision with git, from the repository
+    out = tmp_path / "speed.json"
+    assert main(["--steps", "300", "--batch-sizes", "50", "150", "--repeats", "2", "--against", "HEAD",
+                 "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "minibatch    50" in lines[0] and "a pass at 150" in lines[0]
+    assert all("HEAD / this tree:" in line for line in lines)
+    result = json.loads(out.read_text())
+    assert result["samples"] == 300 and result["repeats"] == 2
+    passes = result["seconds_per_pass"]
+    assert sorted(passes) == ["HEAD", "this tree"]
+    assert all(sorted(by_size) == ["150", "50"] and min(by_size.values()) > 0 for by_size in passes.values())
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["--algo", "sac"], "algorithm 'sac' has no on-policy minibatch update to time"),
+    (["--against", "no-such-revision"], "--against no-such-revision: git cannot show its cmdp/optim.py"),
+    (["--batch-sizes", "0"], "--batch-sizes must be positive"),
+    (["--repeats", "0"], "--repeats must be at least 1"),
+])
+def test_refusals_are_one_line(argv, expect, tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "speed.json"
+    assert main(["--steps", "100", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("update_speed: error: ") and expect in err and err.count("\n") == 1, err
+    assert not out.exists()
