@@ -86,7 +86,7 @@ def plan_cells(suite: Suite, out: str | Path, for_ray: bool = False) -> tuple[li
                           **suite.env_config.get(env, {}), **suite.algo_config.get(algo, {}),
                           "algo": algo, "env": env, "seed": seed}
                 try:
-                    cfg, cell_notes = resolve_config(values)
+                    cfg, cell_notes = resolve_config(values, preset=suite.preset)
                 except ConfigError as exc:
                     raise ConfigError(f"suite {suite.path}: cell {key}: {exc}") from None
                 if for_ray and cfg.device.startswith("cuda:"):

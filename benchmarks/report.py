@@ -592,6 +592,9 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
     lines = [f"# Benchmark report: {title}", ""]
     if suite.get("description"):
         lines += [str(suite["description"]).strip(), ""]
+    if suite.get("preset"):
+        lines += [f"Every cell trained with the preset `{suite['preset']}` (`cmdp train --preset {suite['preset']}`) "
+                  f"below the suite's own keys.", ""]
     lines += [f"Runs under `{root}`: {len(runs)} run folders, {len(finished)} finished, {len(unfinished)} unfinished"
               f"{' (included at their last logged epoch)' if partial and unfinished else ''}, {len(failed)} failed. "
               f"Generated {datetime.now().isoformat(timespec='seconds')}.", ""]

@@ -13,12 +13,14 @@ A suite file (YAML) names the grid, the step budget and config overrides::
     environments: [ExactChain-v0, SafetyHopperVelocity-v1]
     seeds: [0, 1]                             # or a count: 3 means [0, 1, 2]
     total_steps: 4000
+    preset: omnisafe                          # optional: `cmdp train --preset` for every cell
     config: {steps_per_epoch: 1000}           # every cell
     env_config: {ExactChain-v0: {...}}        # the cells of one environment
     algo_config: {ppo_lag: {...}}             # the cells of one algorithm
 
-Each cell's config is, in increasing precedence: the algorithm's defaults, `torch_threads: 1` and the
-suite's `total_steps`, `config`, `env_config[env]`, `algo_config[algo]`; `algo`, `env` and `seed` come
+Each cell's config is, in increasing precedence: the algorithm's defaults, the `preset`'s keys (for the cell's
+algorithm, `cmdp.presets`), `torch_threads: 1` and the suite's `total_steps`, `config`, `env_config[env]`,
+`algo_config[algo]`; `algo`, `env` and `seed` come
 from the grid. Every cell's config is resolved with `cmdp.resolve.resolve_config` before anything runs,
 so one bad key stops the suite with one message (exit status 2) and no folder is written.
 """
@@ -41,6 +43,7 @@ SUITE_KEYS: dict[str, str] = {
     "environments": "list of environment names (`cmdp list`)",
     "seeds": "list of seeds, or a count N meaning 0..N-1",
     "total_steps": "environment steps per cell",
+    "preset": "a preset of `cmdp train --preset` (omnisafe, safe-rlhf) applied to every cell, below the overrides",
     "config": "config keys for every cell",
     "env_config": "mapping environment -> config keys for that environment's cells",
     "algo_config": "mapping algorithm -> config keys for that algorithm's cells",
@@ -65,13 +68,14 @@ class Suite:
     env_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     algo_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
+    preset: str | None = None  # `cmdp.presets` name, below the overrides in every cell
 
     def to_dict(self) -> dict[str, Any]:
         """The suite as a plain mapping (what `DIR/suite.yaml` holds)."""
         return {"name": self.name, "description": self.description, "source": str(self.path),
                 "algorithms": list(self.algorithms), "environments": list(self.environments),
                 "seeds": list(self.seeds), "total_steps": self.total_steps, "config": self.config,
-                "env_config": self.env_config, "algo_config": self.algo_config}
+                "env_config": self.env_config, "algo_config": self.algo_config, "preset": self.preset}
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -81,6 +85,7 @@ def load_suite(path: str | Path) -> Suite:
     seeds and the budget, and that every override key exists in the config of each algorithm it applies
     to. Value types and ranges are checked per cell by `plan_cells`.
     """
+    from cmdp.presets import preset_values
     from cmdp.registry import get_algorithm, get_env, load_plugins
 
     p = Path(path)
@@ -125,6 +130,15 @@ def load_suite(path: str | Path) -> Suite:
         except ConfigError as exc:
             raise ConfigError(f"{where}: environments: {exc}") from None
     seeds = _seeds(data["seeds"], f"{where}: seeds")
+    preset = data.get("preset")
+    if preset is not None:
+        if not isinstance(preset, str):
+            raise ConfigError(f"{where}: preset must be a preset's name, got {preset!r}")
+        for a in algorithms:  # a per-algorithm preset must cover every algorithm of the grid
+            try:
+                preset_values(preset, a)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: preset: {exc}") from None
     total_steps = _positive_int(data["total_steps"], f"{where}: total_steps")
 
     env_config = _per_name(data.get("env_config"), environments, "environment", f"{where}: env_config")
@@ -146,7 +160,7 @@ def load_suite(path: str | Path) -> Suite:
                     raise ConfigError(f"{where}: {section}: unknown key '{key}'{hint} for algorithm '{a}'")
     return Suite(name=name, path=p, algorithms=algorithms, environments=environments, seeds=seeds,
                  total_steps=total_steps, config=config, env_config=env_config, algo_config=algo_config,
-                 description=description)
+                 description=description, preset=preset)
 
 
 def _algos_with(key: str, known: dict[str, set[str]]) -> str:

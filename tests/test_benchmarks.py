@@ -345,6 +345,10 @@ GOOD = {"name": "t", "algorithms": ["ppo", "ppo_lag"], "environments": [CHAIN], 
     (yaml.safe_dump({**GOOD, "seeds": [0, 0]}), "seed 0 is listed twice"),
     (yaml.safe_dump({**GOOD, "total_steps": -5}), "total_steps must be an integer >= 1"),
     (yaml.safe_dump({**GOOD, "name": "a/b"}), "name must be letters"),
+    (yaml.safe_dump({**GOOD, "preset": "omnisafe-0.5"}), "preset: unknown preset 'omnisafe-0.5'; presets: omnisafe"),
+    (yaml.safe_dump({**GOOD, "algorithms": ["ppo", "pdo"], "preset": "omnisafe"}),
+     "preset: preset 'omnisafe' covers ppo, ppo_lag, pid_lag, cup, cpo, trpo_lag; it has no keys for 'pdo'"),
+    (yaml.safe_dump({**GOOD, "preset": ["omnisafe"]}), "preset must be a preset's name"),
 ])
 def test_bad_suite_fails_cleanly_before_anything_runs(tmp_path, capsys, text, message):
     suite = tmp_path / "bad.yaml"
@@ -387,6 +391,21 @@ def test_dry_run_lists_the_cells_and_writes_nothing(tmp_path, capsys):
     assert not out.exists()
     assert main(["benchmark", str(SMOKE), "--ray", "--workers", "2", "--dry-run"]) == 2
     assert "--workers is for local runs" in capsys.readouterr().err
+
+
+def test_a_suite_preset_reaches_every_cell_below_the_suites_own_keys(tmp_path, capsys):
+    suite = write_suite(tmp_path / "s.yaml", **{**GOOD, "algorithms": ["ppo_lag", "cpo"], "preset": "omnisafe",
+                                               "algo_config": {"cpo": {"batch_size": 256}}})
+    cells, _ = plan_cells(load_suite(suite), tmp_path / "out")
+    configs = {cell.key.split("/")[1]: cell.config for cell in cells}
+    assert configs["ppo_lag"]["batch_size"] == 64 and configs["ppo_lag"]["network_init"] == "pytorch"
+    assert configs["cpo"]["kl_reduction"] == "mean" and configs["cpo"]["cpo_constraint_units"] == "episode"
+    assert configs["cpo"]["batch_size"] == 256  # algo_config wins over the preset
+    # the run records the preset in the suite's copy, and the report says so
+    assert main(["benchmark", str(suite), "--out", str(tmp_path / "out"), "--workers", "0"]) == 0
+    assert yaml.safe_load((tmp_path / "out" / "suite.yaml").read_text())["preset"] == "omnisafe"
+    assert main(["report", str(tmp_path / "out"), "--no-plots"]) == 0
+    assert "trained with the preset `omnisafe`" in (tmp_path / "out" / "report" / "report.md").read_text()
 
 
 def test_a_folder_holding_another_config_is_refused(tmp_path, capsys):
