@@ -46,7 +46,7 @@ def group_norms(groups: list[ClipGroup]) -> list[torch.Tensor]:
     for params, heads in groups:
         grads = [p.grad for p in params if p.grad is not None]
         if not grads:
-            norms.append(torch.zeros(0))
+            norms.append(torch.zeros(0, device=params[0].device if params else None))
         elif heads == 1:
             norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)), 2).reshape(1))
         else:  # one (heads, n) matrix of every tensor's slices: two kernels, whatever the number of tensors
@@ -75,11 +75,6 @@ def clip_groups(groups: list[ClipGroup], max_norm: float) -> list[torch.Tensor]:
         else:
             torch._foreach_mul_(grads, [coef.reshape(heads, *([1] * (g.dim() - 1))) for g in grads])
     return norms
-
-
-def clip_per_critic(groups: list[ClipGroup], max_norm: float) -> torch.Tensor:
-    """`clip_groups` for the critics' groups alone, their norms concatenated (one per critic, group by group)."""
-    return torch.cat(clip_groups(groups, max_norm))
 
 
 def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
