@@ -25,7 +25,7 @@ would rescale the cost advantages by a running factor the solver does not see, s
 
 Defaults follow OmniSafe's CPO (omnisafe/configs/on-policy/CPO.yaml): target KL 0.01, conjugate
 gradient 15 iterations with damping 0.1, critic lr 1e-3 with 10 passes per epoch, a line search shrinking by
-0.8 (`cmdp.trust_region.TrustRegionConfig`, which also explains the critics' minibatch size), of 20 tries (OmniSafe's
+0.8 and critic minibatches of 128 (`cmdp.trust_region.TrustRegionConfig`), of 20 tries (OmniSafe's
 CPO._update_actor passes 20 to its search; TRPO's is 15). One cost only.
 """
 from __future__ import annotations

@@ -14,7 +14,7 @@ taken (`step_frac` 0; OmniSafe stops with an assertion instead).
 
 Defaults: omnisafe/configs/on-policy/NaturalPG.yaml (target_kl 0.01, cg_iters 15, cg_damping 0.1,
 fvp_sample_freq 1, critic lr 1e-3, update_iters 10), which are `TrustRegionConfig`'s; the line search keys
-are not used. Deliberate difference from OmniSafe: as for `trpo` (the critics' minibatch size).
+are not used (the critics' minibatch of 128 included, as for `trpo`).
 
 Tests (tests/test_trust_region_zoo.py): a CLI run with a bit-exact resume; on one batch the step is
 exactly TRPO's first try (the same direction, taken without a line search, with x^T H x / 2 = target_kl);

@@ -18,8 +18,8 @@ advantage's standard deviation, a factor that changes as the policy learns. The 
 changes nothing: the natural-gradient step is rescaled to the trust region whatever the advantage's scale.
 
 Defaults: omnisafe/configs/on-policy/RCPO.yaml: target_kl 0.01, cg_iters 15, cg_damping 0.1, critic lr
-1e-3, update_iters 10 (`TrustRegionConfig`'s), multiplier init 0.001, lr 0.035, Adam (`LagrangeOptions`').
-Like `npg`, the critics' minibatch size differs from OmniSafe (see `npg`).
+1e-3, update_iters 10, critic minibatches of 128 (`TrustRegionConfig`'s), multiplier init 0.001, lr 0.035, Adam
+(`LagrangeOptions`').
 
 Composition: `NPG` (the step) with `PPOLag`'s multiplier (`__init__`, `update_multipliers`,
 `multipliers`, `state_dict`, `load_state_dict`, so `--resume` restores the multiplier's Adam state);

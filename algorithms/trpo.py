@@ -13,8 +13,8 @@ the old policy is kept; then the critics are fitted by the shared minibatch loop
 This is `cmdp.trust_region.TrustRegionSolver` unchanged, registered under a name; its docstring has the
 details. Defaults: omnisafe/configs/on-policy/TRPO.yaml (target_kl 0.01, cg_iters 15, cg_damping 0.1,
 fvp_sample_freq 1, critic lr 1e-3, update_iters 10) and the line search of
-omnisafe/algorithms/on_policy/base/trpo.py (15 tries, decay 0.8), all already `TrustRegionConfig`'s.
-Deliberate difference from OmniSafe: the critics' minibatch size (1000, not 128; see `TrustRegionConfig`).
+omnisafe/algorithms/on_policy/base/trpo.py (15 tries, decay 0.8), all already `TrustRegionConfig`'s, as is the critics' minibatch of 128 (1000 until 2026-12-03, see
+`TrustRegionConfig`).
 `lr_decay` is on as for every solver of the family, but it decays only the actor's rate, which TRPO does not use;
 the critics keep theirs constant (`critic_lr_decay` off), as OmniSafe's.
 

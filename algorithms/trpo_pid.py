@@ -11,8 +11,7 @@ Defaults: omnisafe/configs/on-policy/TRPOPID.yaml: target_kl 0.01, cg_iters 15, 
 lr 1e-3, update_iters 10 (`TrustRegionConfig`'s); kp 0.1, ki 0.01, kd 0.01, d_delay 10, both EMA alphas
 0.95, initial multiplier 0.001 (`PIDOptions`'). OmniSafe's sum_norm=True there divides the advantage by
 1 + lambda and leaves the penalty uncapped (its penalty_max applies only without sum_norm and diff_norm),
-so `lagrangian_upper_bound` defaults to none. Like `trpo`, the critics' minibatch size
-differs from OmniSafe (see `trpo`).
+so `lagrangian_upper_bound` defaults to none. The critics' minibatches are OmniSafe's 128, as for `trpo`.
 
 Composition, as `trpo_lag` (whose docstring explains the method resolution): TrustRegionSolver's update
 and step, PIDLag's multiplier (PPOLag's plumbing with the PID controller the config describes):

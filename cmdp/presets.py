@@ -36,7 +36,8 @@ SAFE_RLHF: dict[str, Any] = {
 }
 
 _OMNISAFE_PPO: dict[str, Any] = {"batch_size": 64, "network_init": "pytorch"}
-_OMNISAFE_TRUST_REGION: dict[str, Any] = {"batch_size": 128, "network_init": "pytorch", "kl_reduction": "mean"}
+# the critics' minibatch of 128 is OmniSafe's and our default since 2026-12-03 (TrustRegionConfig)
+_OMNISAFE_TRUST_REGION: dict[str, Any] = {"network_init": "pytorch", "kl_reduction": "mean"}
 
 #: OmniSafe 0.5.0's on-policy solvers, per solver: every deliberate difference of docs/omnisafe-differences.md that
 #: has a key, set to OmniSafe's behaviour. The other rows follow OmniSafe at our defaults on Safety-Gymnasium, so

@@ -45,15 +45,17 @@ class TrustRegionConfig(PolicyGradientConfig):
     (omnisafe/configs/on-policy/CPO.yaml, TRPOLag.yaml). `actor_lr`, `clip` and `max_grad_norm` (for
     the actor) are not used: the actor moves by the trust-region step alone.
 
-    Critic minibatches stay at the base's 1000 (OmniSafe: 128; set batch_size=128 to replicate it).
-    Measured with cpo on SafetyHopperVelocity-v1, 5 epochs of 20k steps, seed 0: returns 119 vs 123,
-    costs 28.2 vs 29.9, mean critic loss over the last epoch's passes 264 vs 244, update time per
-    epoch 1.3 s vs 2.3-3.7 s (collection ~4 s) for 1000 vs 128. At full length (trpo_lag, 1e6 steps, seeds 0 and
-    1, 2026-12-03; docs/omnisafe-differences.md row 9) 128 brings the cost within the limit sooner (epoch 33
-    against 37; epoch 44 against not by the end) at about the same return there.
+    Critic minibatches of 128, OmniSafe's (every one of its TRPO-family configs). Until 2026-12-03 they were the
+    base's 1000, chosen on 5 epochs of cpo (returns 119 vs 123, a third of the update time). At full length that
+    choice was not better (SafetyHopperVelocity-v1, 1e6 steps, seeds 0-2; docs/omnisafe-differences.md row 9):
+    with 128 trpo_lag came within the limit sooner on every seed (epochs 33, 44, 34 against 37, never, 36) and ended
+    within it on all three at returns of 118-140, where 1000 ended above it on one; cpo oscillates around its limit
+    with either, 128 within it on 9 of the last 30 epochs against 5, at 5% less return (1,393 against 1,470).
+    `batch_size=1000` gives the earlier default.
     """
 
     critic_lr: float = 1e-3
+    batch_size: int = 128  # critic regression minibatches (the actor takes one trust-region step per epoch)
     update_iters: int = 10  # passes of critic regression per epoch
     target_kl: float = 0.01  # the trust region: mean KL(old || new) <= target_kl
     cg_iters: int = 15
