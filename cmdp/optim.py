@@ -160,8 +160,10 @@ class TorchUpdater:
             parts.append(("actor", self.actor_groups))
         if critic_loss is not None:
             if self.per_critic and self.critic_l2 > 0:
-                grads = [p for p in self.critic_params if p.grad is not None]
-                torch._foreach_add_([p.grad for p in grads], [p.detach() for p in grads], alpha=2 * self.critic_l2)
+                stepped = [p for p in self.critic_params if p.grad is not None]
+                if stepped:
+                    torch._foreach_add_([p.grad for p in stepped], [p.detach() for p in stepped],
+                                        alpha=2 * self.critic_l2)
             parts.append(("critic", self.critic_groups))
         norms = clip_groups([group for _, groups in parts for group in groups], self.max_grad_norm)
         start = 0
