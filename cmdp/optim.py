@@ -38,42 +38,34 @@ class PerCriticClipping(Protocol):
     def clip_groups(self) -> list[ClipGroup]: ...
 
 
-def group_norms(groups: list[ClipGroup]) -> list[torch.Tensor]:
-    """The gradient norm of each group, as (heads,) tensors: for one critic (heads 1) torch's clip_grad_norm_'s
-    (the norm of the per-tensor norms), for E stacked heads each head's norm over its slice of every tensor.
-    A group without gradients has none and gives an empty tensor."""
-    norms = []
-    for params, heads in groups:
-        grads = [p.grad for p in params if p.grad is not None]
-        if not grads:
-            norms.append(torch.zeros(0, device=params[0].device if params else None))
-        elif heads == 1:
-            norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)), 2).reshape(1))
-        else:  # one (heads, n) matrix of every tensor's slices: two kernels, whatever the number of tensors
-            norms.append(torch.linalg.vector_norm(torch.cat([g.reshape(heads, -1) for g in grads], 1), 2, dim=1))
-    return norms
-
-
 def clip_groups(groups: list[ClipGroup], max_norm: float) -> list[torch.Tensor]:
     """Clip each group's gradient (each head's, for stacked critics) to `max_norm` on its own, in place, with
     clip_grad_norm_'s coefficient max_norm / (norm + 1e-6) capped at 1. Returns the norms before clipping, one
-    (heads,) tensor per group.
+    (heads,) tensor per group: for one critic (heads 1) torch's clip_grad_norm_'s (the norm of the per-tensor norms),
+    for E stacked heads each head's norm over its slice of every tensor; empty for a group without gradients.
 
     One device sync for all groups together: raises RuntimeError on a non-finite norm, as
     `clip_grad_norm_(error_if_nonfinite=True)` does, before any gradient is scaled."""
-    norms = group_norms(groups)
+    grads = [[p.grad for p in params if p.grad is not None] for params, _ in groups]
+    norms = []
+    for (params, heads), group in zip(groups, grads):
+        if not group:
+            norms.append(torch.zeros(0, device=params[0].device if params else None))
+        elif heads == 1:
+            norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(group)), 2).reshape(1))
+        else:  # one (heads, n) matrix of every tensor's slices: two kernels, whatever the number of tensors
+            norms.append(torch.linalg.vector_norm(torch.cat([g.reshape(heads, -1) for g in group], 1), 2, dim=1))
     every = torch.cat(norms)
     if not bool(torch.isfinite(every).all()):
         raise RuntimeError(f"a gradient norm is non-finite ({every.tolist()}), so it cannot be clipped")
-    for (params, heads), group_norm in zip(groups, norms):
-        grads = [p.grad for p in params if p.grad is not None]
-        if not grads:
+    for (_, heads), group, group_norm in zip(groups, grads, norms):
+        if not group:
             continue
         coef = (max_norm / (group_norm + 1e-6)).clamp(max=1.0)
         if heads == 1:
-            torch._foreach_mul_(grads, coef[0])
+            torch._foreach_mul_(group, coef[0])
         else:
-            torch._foreach_mul_(grads, [coef.reshape(heads, *([1] * (g.dim() - 1))) for g in grads])
+            torch._foreach_mul_(group, [coef.reshape(heads, *([1] * (g.dim() - 1))) for g in group])
     return norms
 
 
