@@ -14,8 +14,8 @@ stopping (pg's loss). So pdo is ppo_lag without the clip, or pg with a multiplie
 Defaults: OmniSafe's omnisafe/configs/on-policy/PDO.yaml (omnisafe/algorithms/on_policy/naive_lagrange/pdo.py):
 40 passes per epoch, target KL 0.02, reward and cost normalisation on (scaling by the running std of the
 discounted return; the multiplier still sees the raw episode costs), multiplier init 0.001, Adam with lr 0.035,
-no upper bound; everything else PolicyGradientConfig's (OmniSafe's on-policy settings, minibatches of 1000
-instead of 64, see there).
+no upper bound; everything else PolicyGradientConfig's (OmniSafe's on-policy settings, its minibatches of 64
+included, see there).
 
 Tests (tests/test_first_order_zoo.py): CLI training and a bit-exact resume; against the LP optimum of
 ExactChain-v0 (one cost) and ExactTwoCost-v0 (two costs), slow, with the fast multiplier every Lagrangian

@@ -11,9 +11,9 @@ so on a CMDP whose limit binds pg breaks it (the reference point for pdo, its La
 Defaults: OmniSafe's omnisafe/configs/on-policy/PolicyGradient.yaml (omnisafe/algorithms/on_policy/base/
 policy_gradient.py): 10 passes per epoch (`update_iters`), target KL 0.02, actor and critic lr 3e-4 decaying
 linearly, gradient-norm clip 40, critic L2 0.001, gamma 0.99, GAE lambda 0.95, standardised advantages; every
-one of them but update_iters is PolicyGradientConfig's already. Deliberate differences: minibatches of 1000 (OmniSafe
-64; see PolicyGradientConfig), and the cost critics are fitted although pg does not use them (OmniSafe's
-use_cost: False skips them) so that every solver logs the same columns. The KL early stop is the shared loop's,
+one of them but update_iters is PolicyGradientConfig's already, as are its minibatches of 64. Deliberate
+difference: the cost critics are fitted although pg does not use them (OmniSafe's use_cost: False skips them) so
+that every solver logs the same columns. The KL early stop is the shared loop's,
 on the exact KL of the distributions as OmniSafe's (`early_stop_kl`).
 
 Tests (tests/test_first_order_zoo.py): the loss by hand (cmdp.losses.policy_gradient_loss); pg trains from the

@@ -1,4 +1,4 @@
-"""`cmdp demo`: what constrained RL is for, in about five minutes on 2 cores, measured.
+"""`cmdp demo`: what constrained RL is for, in about ten minutes on 2 cores, measured.
 
 1. Train the demo suite (`benchmarks/suites/demo.yaml`: `ppo`, reward only, and `pid_lag`, PID Lagrangian, on
    SafetyPointCircle1-v0 with its cost limit of 25) through `cmdp benchmark`'s machinery: one cell per core, a

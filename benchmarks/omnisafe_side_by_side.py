@@ -51,7 +51,9 @@ from typing import Any, Callable
 import yaml
 
 from cmdp.benchmarks.report import OMNISAFE_ALGOS
+from cmdp.config import to_dict
 from cmdp.presets import ALGORITHM_PRESETS, preset_values
+from cmdp.resolve import resolve_config
 from cmdp.spec import ConfigError
 
 RUNNER = Path(__file__).resolve().with_name("omnisafe_runner.py")
@@ -292,12 +294,30 @@ def print_table(curves: list[Curve], labels: dict[str, str], result: dict[str, A
 
 # --- running both sides ------------------------------------------------------------------------------------------
 
-def cmdp_command(comparison: Comparison, run_dir: Path) -> list[str]:
+def cmdp_overrides(comparison: Comparison) -> dict[str, Any]:
+    """The config keys our side's `cmdp train` sets (`cmdp_command`), as `resolve_config` takes them."""
     c = comparison
-    return [sys.executable, "-m", "cmdp", "train", "--algo", c.algo, "--env", c.env, "--total-steps", str(c.steps),
-            "--seed", str(c.seed), "--num-envs", "1", "--set", f"steps_per_epoch={c.steps_per_epoch}",
-            "--set", "torch_threads=1", "--set", f"cost_limits={c.cost_limit}", "--out", str(run_dir),
-            "--no-progress", *(["--preset", c.preset] if c.preset else [])]
+    return {"algo": c.algo, "env": c.env, "total_steps": c.steps, "seed": c.seed, "num_envs": 1,
+            "steps_per_epoch": c.steps_per_epoch, "torch_threads": 1, "cost_limits": c.cost_limit}
+
+
+#: `cmdp train`'s flags for config keys; the other keys go through --set
+CMDP_FLAGS = {"algo": "--algo", "env": "--env", "total_steps": "--total-steps", "seed": "--seed",
+              "num_envs": "--num-envs"}
+
+
+def cmdp_command(comparison: Comparison, run_dir: Path) -> list[str]:
+    command = [sys.executable, "-m", "cmdp", "train"]
+    for key, value in cmdp_overrides(comparison).items():
+        command += [CMDP_FLAGS[key], str(value)] if key in CMDP_FLAGS else ["--set", f"{key}={value}"]
+    return [*command, "--out", str(run_dir), "--no-progress",
+            *(["--preset", comparison.preset] if comparison.preset else [])]
+
+
+#: config keys a reused `cmdp train` run is not compared on beyond `reused_cmdp_run`'s named settings: those
+#: (under their config names) and the ones that do not change what is learned
+CHECKED_CMDP_KEYS = frozenset({"algo", "env", "seed", "total_steps", "steps_per_epoch", "num_envs", "torch_threads",
+                               "cost_limits", "device", "checkpoint_every", "plugins"})
 
 
 def omnisafe_command(comparison: Comparison, python: Path, log_dir: Path) -> list[str]:
@@ -360,10 +380,11 @@ def reused_cmdp_run(run: Path, comparison: Comparison) -> tuple[Path, float]:
     c = comparison
     wanted = {"algorithm": c.algo, "env": c.env, "seed": c.seed, "steps": c.steps, "steps per epoch": c.steps_per_epoch,
               "environments": 1, "torch threads": 1, "cost limit": [c.cost_limit]}
-    if c.preset:  # the run must have the preset's keys (set by the preset or by hand)
-        keys = preset_values(c.preset, c.algo)
-        wanted.update(keys)
-        ran.update({key: config.get(key) for key in keys})
+    # every other key as this comparison's `cmdp train` would resolve it today (the preset's included), so that a
+    # run made before a default changed (the PPO family's minibatch, 2026-12-03) is not compared as if it were ours
+    trains_with = to_dict(resolve_config(cmdp_overrides(c), preset=c.preset)[0])
+    for key in sorted(trains_with.keys() - CHECKED_CMDP_KEYS):
+        wanted[key], ran[key] = trains_with[key], config.get(key)
     check_same_settings("--cmdp-run", run, ran, wanted)
     if summary.get("finished") is not True or not isinstance(summary.get("wall_seconds"), (int, float)):
         raise ConfigError(f"--cmdp-run {run}: the run has not finished (summary.json says so)")

@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="run cells as Ray tasks: a local Ray, or the cluster at ADDRESS (e.g. auto, ray://host:10001)")
     b.add_argument("--dry-run", action="store_true", help="validate the suite and list its cells; train nothing")
 
-    m = sub.add_parser("demo", help="constrained against unconstrained learning in about five minutes on 2 cores: "
+    m = sub.add_parser("demo", help="constrained against unconstrained learning in about ten minutes on 2 cores: "
                                     "ppo and pid_lag on SafetyPointCircle1-v0, curves and checks",
                        description="Trains the demo suite (benchmarks/suites/demo.yaml: ppo, reward only, and pid_lag, "
                                    "PID Lagrangian, on SafetyPointCircle1-v0, cost limit 25) into OUT/<env>/<algo>/"

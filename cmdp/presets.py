@@ -35,8 +35,9 @@ SAFE_RLHF: dict[str, Any] = {
     "multiplier_delay": 0,  # lambda_update_delay_steps
 }
 
-_OMNISAFE_PPO: dict[str, Any] = {"batch_size": 64, "network_init": "pytorch"}
-# the critics' minibatch of 128 is OmniSafe's and our default since 2026-12-03 (TrustRegionConfig)
+# the minibatches, 64 (the PPO family) and 128 (the trust-region critics), are OmniSafe's and our defaults since
+# 2026-12-03 (PolicyGradientConfig, TrustRegionConfig)
+_OMNISAFE_PPO: dict[str, Any] = {"network_init": "pytorch"}
 _OMNISAFE_TRUST_REGION: dict[str, Any] = {"network_init": "pytorch", "kl_reduction": "mean"}
 
 #: OmniSafe 0.5.0's on-policy solvers, per solver: every deliberate difference of docs/omnisafe-differences.md that

@@ -65,12 +65,11 @@ class PolicyGradientConfig(TrainConfig):
     # the critics' too (with lr_decay); OmniSafe keeps the critics' rate constant (docs/omnisafe-differences.md row 5)
     critic_lr_decay: bool = False
     update_iters: int = 40
-    # OmniSafe uses 64. 1000 makes a pass over a 20k-step epoch about 6x cheaper (0.115 s against 0.710 s on one core,
-    # `python -m cmdp.benchmarks.update_speed`, 2026-12-03; 8x before the fused Adam) and gives
-    # the same returns over the first epochs, but not the same learning: on SafetyHopperVelocity-v1 at 1e6 steps
-    # the policy moves about half as far per epoch, and ppo_lag never found the fast gait that 64 found on 2 of 3
-    # seeds (docs/omnisafe-differences.md row 9, 2026-12-03). batch_size=64 (or --preset omnisafe) is OmniSafe's.
-    batch_size: int = 1000
+    # OmniSafe's 64 (the default since 2026-12-03; 1000 before). 1000 makes a pass over a 20k-step epoch about 6x
+    # cheaper (`python -m cmdp.benchmarks.update_speed`) and gives the same returns over the first epochs, but not
+    # the same learning: on SafetyHopperVelocity-v1 at 1e6 steps the policy moves about half as far per epoch, and
+    # ppo_lag never found the fast gait that 64 found on 2 of 3 seeds (docs/omnisafe-differences.md row 9).
+    batch_size: int = 64
     clip: float = 0.2
     target_kl: float = 0.02  # stop the epoch's updates once KL(old || new) exceeds it; <= 0 disables
     # How that KL is measured after each pass: "exact" (OmniSafe's PolicyGradient._update: the closed-form KL between

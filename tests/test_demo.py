@@ -82,7 +82,7 @@ def test_demo_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys, f
 
 @pytest.mark.slow
 def test_demo_shows_constrained_learning(tmp_path: Path):
-    """The README's first command as it runs (about five minutes on 2 cores): pid_lag ends within its limit, ppo
+    """The README's first command as it runs (about ten minutes on 2 cores): pid_lag ends within its limit, ppo
     above it."""
     status, results = run_demo(tmp_path / "demo")
     assert status == 0

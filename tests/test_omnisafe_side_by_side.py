@@ -16,6 +16,8 @@ import pytest
 import yaml
 
 from cmdp.benchmarks import omnisafe_runner
+from cmdp.config import to_dict
+from cmdp.resolve import resolve_config
 from cmdp.benchmarks.omnisafe_side_by_side import (CMDP, OMNISAFE, Comparison, RunFailed, SideRun, cmdp_command,
                                                    curve_label, main, write_results)
 
@@ -258,13 +260,14 @@ def test_a_folder_without_the_runner_files_is_refused(tmp_path, capsys):
     assert "no config.yaml, summary.json and progress.csv there" in capsys.readouterr().err
 
 
-def finished_cmdp_run(folder: Path, **changes: object) -> Path:
-    """A folder as `cmdp train` leaves the side-by-side's ppo_lag run of 2 epochs of 1,000 steps (`changes` edits
-    config.yaml)."""
+def finished_cmdp_run(folder: Path, preset: str | None = None, **changes: object) -> Path:
+    """A folder as `cmdp train` (with `preset`) leaves the side-by-side's ppo_lag run of 2 epochs of 1,000 steps:
+    config.yaml holds every key, as resolved today, and `changes` edit it."""
     cmdp_progress(folder / "progress.csv")
-    config = {"algo": "ppo_lag", "env": "SafetyHopperVelocity-v1", "seed": 0, "total_steps": 2000,
-              "steps_per_epoch": 1000, "num_envs": 1, "torch_threads": 1, **changes}
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    cfg, _ = resolve_config({"algo": "ppo_lag", "env": "SafetyHopperVelocity-v1", "seed": 0, "total_steps": 2000,
+                             "steps_per_epoch": 1000, "num_envs": 1, "torch_threads": 1, "cost_limits": 25.0},
+                            preset=preset)
+    (folder / "config.yaml").write_text(yaml.safe_dump({**to_dict(cfg), **changes}))
     (folder / "summary.json").write_text(json.dumps({"finished": True, "wall_seconds": 5.0,
                                                      "cost_limits": {"cost": 25.0}}))
     return folder
@@ -273,6 +276,9 @@ def finished_cmdp_run(folder: Path, **changes: object) -> Path:
 @pytest.mark.parametrize("changes, message", [
     ({"num_envs": 4}, "ran with other settings: environments 4 (wanted 1)"),
     ({"seed": 2, "torch_threads": 2}, "seed 2 (wanted 0), torch threads 2 (wanted 1)"),
+    # a run from before the PPO family's minibatch default changed, and one from before a key existed
+    ({"batch_size": 1000, "cost_advantage": None}, "batch_size 1000 (wanted 64), cost_advantage None (wanted "
+                                                   "'center')"),
 ])
 def test_a_reused_cmdp_run_must_be_this_comparison(tmp_path, capsys, changes, message):
     out = tmp_path / "out"
@@ -309,6 +315,9 @@ def test_a_reused_omnisafe_run_trains_only_our_side(tmp_path, capsys):
     assert saved["OmniSafe"]["wall_s"] == 40.0 and saved["OmniSafe"]["core"] == 1
     assert saved["reused_runs"] == {"OmniSafe": str(run)}
     assert not (out / "omnisafe.log").exists() and (out / "cmdp.log").exists()
+    # the run our side's command made passes the check of every key that a reused run gets
+    assert main([*REUSE_ARGS, "--cmdp-run", str(out / "cmdp"), "--omnisafe-run", str(run), "--out",
+                 str(tmp_path / "again")]) == 0
 
 
 def test_the_omnisafe_preset_reaches_our_command_the_label_and_the_reuse_check(tmp_path, capsys):
@@ -320,12 +329,13 @@ def test_the_omnisafe_preset_reaches_our_command_the_label_and_the_reuse_check(t
     assert command[-2:] == ["--preset", "omnisafe"] and "--preset" not in cmdp_command(comparison(), tmp_path)
     assert curve_label("cmdp-lab", c, "0.5.0").startswith("cmdp-lab cpo --preset omnisafe (")
     out = tmp_path / "out"
-    plain = finished_cmdp_run(tmp_path / "plain", batch_size=1000, network_init="orthogonal")
+    plain = finished_cmdp_run(tmp_path / "plain")
     assert main([*REUSE_ARGS, "--preset", "omnisafe", "--cmdp-run", str(plain), "--omnisafe-run",
                  str(finished_omnisafe_run(tmp_path / "o")), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "batch_size 1000 (wanted 64), network_init 'orthogonal' (wanted 'pytorch')" in err
-    preset_run = finished_cmdp_run(tmp_path / "preset", batch_size=64, network_init="pytorch")
+    assert err.count("\n") == 1 and err.endswith("ran with other settings: network_init 'orthogonal' (wanted "
+                                                  "'pytorch')\n")
+    preset_run = finished_cmdp_run(tmp_path / "preset", preset="omnisafe")
     assert main([*REUSE_ARGS, "--preset", "omnisafe", "--cmdp-run", str(preset_run), "--omnisafe-run",
                  str(tmp_path / "o"), "--out", str(out)]) == 0
     assert json.loads((out / "throughput.json").read_text())["cmdp_preset"] == "omnisafe"
