@@ -29,9 +29,10 @@ steps on one core). `--omnisafe-run RUN` reuses a finished run of `omnisafe_runn
 its log folder (the one holding progress.csv and runner.json). Its settings must be this comparison's (refused in
 one line otherwise), only cmdp-lab's side runs, and throughput.json names the reused run; the two sides then did
 not run at the same time, so their speeds compare only when the machine was equally idle both times. `--cmdp-run
-RUN` does the same for our side: a finished `cmdp train` run folder with this comparison's settings (the command
-`cmdp_command` builds, the preset's keys included), whose wall time is its training's (summary.json
-`wall_seconds`, start-up not included).
+RUN` does the same for our side: a finished `cmdp train` run folder with this comparison's settings, every config
+key as the command `cmdp_command` builds would resolve it today (the preset's keys included; a run made before a
+default changed is refused), whose wall time is its training's (summary.json `wall_seconds`, start-up not
+included).
 """
 from __future__ import annotations
 
@@ -314,6 +315,15 @@ def cmdp_command(comparison: Comparison, run_dir: Path) -> list[str]:
             *(["--preset", comparison.preset] if comparison.preset else [])]
 
 
+class _Absent:
+    """A key a reused run's config.yaml lacks (it was made before the key existed)."""
+
+    def __repr__(self) -> str:
+        return "absent"
+
+
+ABSENT = _Absent()
+
 #: config keys a reused `cmdp train` run is not compared on beyond `reused_cmdp_run`'s named settings: those
 #: (under their config names) and the ones that do not change what is learned
 CHECKED_CMDP_KEYS = frozenset({"algo", "env", "seed", "total_steps", "steps_per_epoch", "num_envs", "torch_threads",
@@ -384,7 +394,7 @@ def reused_cmdp_run(run: Path, comparison: Comparison) -> tuple[Path, float]:
     # run made before a default changed (the PPO family's minibatch, 2026-12-03) is not compared as if it were ours
     trains_with = to_dict(resolve_config(cmdp_overrides(c), preset=c.preset)[0])
     for key in sorted(trains_with.keys() - CHECKED_CMDP_KEYS):
-        wanted[key], ran[key] = trains_with[key], config.get(key)
+        wanted[key], ran[key] = trains_with[key], config.get(key, ABSENT)
     check_same_settings("--cmdp-run", run, ran, wanted)
     if summary.get("finished") is not True or not isinstance(summary.get("wall_seconds"), (int, float)):
         raise ConfigError(f"--cmdp-run {run}: the run has not finished (summary.json says so)")

@@ -262,12 +262,14 @@ def test_a_folder_without_the_runner_files_is_refused(tmp_path, capsys):
 
 def finished_cmdp_run(folder: Path, preset: str | None = None, **changes: object) -> Path:
     """A folder as `cmdp train` (with `preset`) leaves the side-by-side's ppo_lag run of 2 epochs of 1,000 steps:
-    config.yaml holds every key, as resolved today, and `changes` edit it."""
+    config.yaml holds every key, as resolved today, and `changes` edit it (None: the key is dropped)."""
     cmdp_progress(folder / "progress.csv")
     cfg, _ = resolve_config({"algo": "ppo_lag", "env": "SafetyHopperVelocity-v1", "seed": 0, "total_steps": 2000,
                              "steps_per_epoch": 1000, "num_envs": 1, "torch_threads": 1, "cost_limits": 25.0},
                             preset=preset)
-    (folder / "config.yaml").write_text(yaml.safe_dump({**to_dict(cfg), **changes}))
+    config = {**to_dict(cfg), **changes}
+    config = {key: value for key, value in config.items() if not (key in changes and value is None)}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
     (folder / "summary.json").write_text(json.dumps({"finished": True, "wall_seconds": 5.0,
                                                      "cost_limits": {"cost": 25.0}}))
     return folder
@@ -277,7 +279,7 @@ def finished_cmdp_run(folder: Path, preset: str | None = None, **changes: object
     ({"num_envs": 4}, "ran with other settings: environments 4 (wanted 1)"),
     ({"seed": 2, "torch_threads": 2}, "seed 2 (wanted 0), torch threads 2 (wanted 1)"),
     # a run from before the PPO family's minibatch default changed, and one from before a key existed
-    ({"batch_size": 1000, "cost_advantage": None}, "batch_size 1000 (wanted 64), cost_advantage None (wanted "
+    ({"batch_size": 1000, "cost_advantage": None}, "batch_size 1000 (wanted 64), cost_advantage absent (wanted "
                                                    "'center')"),
 ])
 def test_a_reused_cmdp_run_must_be_this_comparison(tmp_path, capsys, changes, message):
