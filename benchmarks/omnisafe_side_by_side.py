@@ -324,10 +324,8 @@ class _Absent:
 
 ABSENT = _Absent()
 
-#: config keys a reused `cmdp train` run is not compared on beyond `reused_cmdp_run`'s named settings: those
-#: (under their config names) and the ones that do not change what is learned
-CHECKED_CMDP_KEYS = frozenset({"algo", "env", "seed", "total_steps", "steps_per_epoch", "num_envs", "torch_threads",
-                               "cost_limits", "device", "checkpoint_every", "plugins"})
+#: config keys that do not change what is learned: a reused `cmdp train` run is not compared on them
+UNLEARNED_CMDP_KEYS = frozenset({"device", "checkpoint_every", "plugins"})
 
 
 def omnisafe_command(comparison: Comparison, python: Path, log_dir: Path) -> list[str]:
@@ -390,10 +388,12 @@ def reused_cmdp_run(run: Path, comparison: Comparison) -> tuple[Path, float]:
     c = comparison
     wanted = {"algorithm": c.algo, "env": c.env, "seed": c.seed, "steps": c.steps, "steps per epoch": c.steps_per_epoch,
               "environments": 1, "torch threads": 1, "cost limit": [c.cost_limit]}
-    # every other key as this comparison's `cmdp train` would resolve it today (the preset's included), so that a
-    # run made before a default changed (the PPO family's minibatch, 2026-12-03) is not compared as if it were ours
-    trains_with = to_dict(resolve_config(cmdp_overrides(c), preset=c.preset)[0])
-    for key in sorted(trains_with.keys() - CHECKED_CMDP_KEYS):
+    # every other key (those above are the command's own) as this comparison's `cmdp train` would resolve it today,
+    # the preset's included, so that a run made before a default changed (the PPO family's minibatch, 2026-12-03)
+    # is not compared as if it were ours
+    overrides = cmdp_overrides(c)
+    trains_with = to_dict(resolve_config(overrides, preset=c.preset)[0])
+    for key in sorted(trains_with.keys() - overrides.keys() - UNLEARNED_CMDP_KEYS):
         wanted[key], ran[key] = trains_with[key], config.get(key, ABSENT)
     check_same_settings("--cmdp-run", run, ran, wanted)
     if summary.get("finished") is not True or not isinstance(summary.get("wall_seconds"), (int, float)):
