@@ -257,8 +257,7 @@ class PolicyGradientSolver(Solver):
             counts[key] = counts.get(key, 0) + 1
 
         for _ in range(update_iters or cfg.update_iters):
-            for idx in batch.minibatches(cfg.batch_size, self.generator):
-                mb = batch.minibatch(idx, policy_adv)
+            for mb in batch.minibatch_pass(cfg.batch_size, self.generator, policy_adv):
                 loss_v = None
                 if critic is not None:
                     loss_v = value_loss(critic(mb.obs), mb.returns, mb.values, cfg.value_clip)
