@@ -4,18 +4,19 @@ Solvers call `updater.step(actor_loss=..., critic_loss=...)` once per minibatch 
 `updater.end_epoch()` once per epoch; they never hold an optimiser themselves. That is what lets the
 same solver code train an MLP policy with a plain torch optimiser and a language model under DeepSpeed.
 
-- `TorchUpdater`: one fused Adam over actor and critics (one backward per minibatch), gradient clipping of the
-  actor and of each critic on its own (`critic_clip`), linear learning-rate decay. Actor and critics share no
-  parameters, so a single optimiser and backward equals separate ones at half the per-step overhead, and every
-  part's gradient norm is checked for finiteness in one sync (`clip_groups`).
+- `TorchUpdater`: Adam over actor and critics (one backward per minibatch), gradient clipping of the actor and
+  of each critic on its own (`critic_clip`), linear learning-rate decay. Actor and critics share no parameters, so
+  a single backward equals separate ones at half the per-step overhead. Each part's parameters live in one flat
+  buffer (`FlatPart`), so clipping and Adam take a handful of kernels per part whatever its number of tensors,
+  and every part's gradient norm is checked for finiteness in one sync.
 - `DeepSpeedUpdater` (envs/text/deepspeed_updater.py): one DeepSpeed engine per part, each with its own
   backward and step, as ZeRO needs.
 """
 from __future__ import annotations
 
 import contextlib
-import re
-import warnings
+import itertools
+import math
 from typing import Any, ContextManager, Protocol, cast
 
 import torch
@@ -36,37 +37,6 @@ class PerCriticClipping(Protocol):
     """A critic module that can be clipped per critic: it names its clip groups (`critic_clip: per_critic`)."""
 
     def clip_groups(self) -> list[ClipGroup]: ...
-
-
-def clip_groups(groups: list[ClipGroup], max_norm: float) -> list[torch.Tensor]:
-    """Clip each group's gradient (each head's, for stacked critics) to `max_norm` on its own, in place, with
-    clip_grad_norm_'s coefficient max_norm / (norm + 1e-6) capped at 1. Returns the norms before clipping, one
-    (heads,) tensor per group: for one critic (heads 1) torch's clip_grad_norm_'s (the norm of the per-tensor norms),
-    for E stacked heads each head's norm over its slice of every tensor; empty for a group without gradients.
-
-    One device sync for all groups together: raises RuntimeError on a non-finite norm, as
-    `clip_grad_norm_(error_if_nonfinite=True)` does, before any gradient is scaled."""
-    grads = [[p.grad for p in params if p.grad is not None] for params, _ in groups]
-    norms = []
-    for (params, heads), group in zip(groups, grads):
-        if not group:
-            norms.append(torch.zeros(0, device=params[0].device if params else None))
-        elif heads == 1:
-            norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(group)), 2).reshape(1))
-        else:  # one (heads, n) matrix of every tensor's slices: two kernels, whatever the number of tensors
-            norms.append(torch.linalg.vector_norm(torch.cat([g.reshape(heads, -1) for g in group], 1), 2, dim=1))
-    every = torch.cat(norms)
-    if not bool(torch.isfinite(every).all()):
-        raise RuntimeError(f"a gradient norm is non-finite ({every.tolist()}), so it cannot be clipped")
-    for (_, heads), group, group_norm in zip(groups, grads, norms):
-        if not group:
-            continue
-        coef = (max_norm / (group_norm + 1e-6)).clamp(max=1.0)
-        if heads == 1:
-            torch._foreach_mul_(group, coef[0])
-        else:
-            torch._foreach_mul_(group, [coef.reshape(heads, *([1] * (g.dim() - 1))) for g in group])
-    return norms
 
 
 def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -105,6 +75,158 @@ def linear_decay(num_epochs: int, enabled: bool) -> Any:
     return lambda epoch: max(0.0, 1.0 - epoch / num_epochs)
 
 
+def flatten_parameters(params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """Moves `params` into one new 1-D tensor, each becoming a view of its own slice (values unchanged), and returns
+    that tensor, so an optimiser can move them all with a few kernels (the flat buffers of apex's and DeepSpeed's
+    optimisers). In-place writes to a parameter (`load_state_dict`, `copy_`) keep it in the buffer; giving it new
+    storage (`module.to`, `torch.nn.utils.vector_to_parameters`) takes it out, which `FlatPart.check_in_place`
+    detects. The parameters must share one dtype and device."""
+    if not params:
+        return torch.zeros(0)
+    kinds = {(p.dtype, p.device) for p in params}
+    if len(kinds) > 1:
+        raise ValueError(f"parameters updated together must share one dtype and device, got {sorted(map(str, kinds))}")
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    offset = 0
+    for p in params:
+        p.data = flat[offset:offset + p.numel()].view_as(p)
+        offset += p.numel()
+    return flat
+
+
+def clip_runs(params: list[torch.nn.Parameter], groups: list[ClipGroup]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clip segments of `params` flattened in order (`flatten_parameters`), as runs of consecutive elements:
+    (lengths (R,), segment of each run (R,)). Head h of group g is one segment, numbered group by group; a tensor
+    of a group with H heads is H runs. Each of `params` must be in exactly one group; a group's tensors that are
+    not among `params` (frozen ones) are skipped."""
+    owner: dict[int, tuple[int, int]] = {}
+    first = 0
+    for members, heads in groups:
+        for p in members:
+            if id(p) in owner:
+                raise ValueError(f"a parameter of shape {tuple(p.shape)} is in two clip groups")
+            owner[id(p)] = (first, heads)
+        first += heads
+    lengths, segments = [], []
+    for p in params:
+        if id(p) not in owner:
+            raise ValueError(f"a parameter of shape {tuple(p.shape)} is in no clip group")
+        start, heads = owner[id(p)]
+        lengths += [p.numel() // heads] * heads
+        segments += range(start, start + heads)
+    return torch.tensor(lengths), torch.tensor(segments)
+
+
+class FlatPart:
+    """One part of a `TorchUpdater` (the actor, or the critics): its parameters in one flat buffer
+    (`flatten_parameters`), Adam's moments beside it, and its clip segments (`clip_segments`).
+
+    Adam is torch.optim.Adam's (bias-corrected, coupled `weight_decay`, no amsgrad) on the whole buffer at once.
+    Clipping is torch's `clip_grad_norm_` on each segment: the coefficient max_norm / (norm + 1e-6), capped at 1.
+    A parameter the loss did not reach counts as having a zero gradient, as in DeepSpeed's flat optimisers (torch's
+    Adam would skip it); none of our networks has a parameter its part's loss does not reach."""
+
+    def __init__(self, params: list[torch.nn.Parameter], groups: list[ClipGroup], lr: float,
+                 weight_decay: float) -> None:
+        self.params, self.lr, self.weight_decay = params, lr, weight_decay
+        self.flat = flatten_parameters(params)
+        self.storage = [p.data_ptr() for p in params]
+        # the gradients live in one flat buffer too: each .grad is a view of its slice, which backward adds into
+        self.grad = torch.zeros_like(self.flat)
+        self.grad_views = [self.grad[start:start + p.numel()].view_as(p)
+                           for p, start in zip(params, [0, *itertools.accumulate(p.numel() for p in params)])]
+        for p, view in zip(params, self.grad_views):
+            p.grad = view
+        self.exp_avg, self.exp_avg_sq = torch.zeros_like(self.flat), torch.zeros_like(self.flat)
+        self.steps = 0
+        # one segment (the whole part): the norm of the flat gradient; several: a sum per run, then per segment
+        several = len(groups) > 1 or groups[0][1] > 1
+        runs = clip_runs(params, groups) if several else None
+        self.runs = None if runs is None else (runs[0].to(self.flat.device), runs[1].to(self.flat.device))
+        self.num_segments = 1 if runs is None else int(runs[1].max()) + 1
+
+    def check_in_place(self) -> None:
+        """RuntimeError if a parameter was given new storage since the buffer was made (its steps would be lost)."""
+        if [p.data_ptr() for p in self.params] != self.storage:
+            raise RuntimeError("a parameter left its updater's flat buffer (module.to() or a new .data after the "
+                               "updater was built); build the updater once the model is on its device and dtype")
+
+    def zero_grad(self) -> None:
+        self.grad.zero_()
+
+    def gradient(self) -> torch.Tensor:
+        """The flat gradient after a backward. A parameter whose .grad is no longer its view (`zero_grad` of a
+        module sets it to None, or someone assigned one) gets it back, with that gradient copied in."""
+        for p, view in zip(self.params, self.grad_views):
+            if p.grad is None or p.grad.data_ptr() != view.data_ptr():
+                if p.grad is not None:
+                    view.copy_(p.grad)
+                p.grad = view
+        return self.grad
+
+    def norms(self, grad: torch.Tensor) -> torch.Tensor:
+        """(segments,) the L2 norm of the flat gradient `grad` over each clip segment."""
+        if self.runs is None:
+            return torch.linalg.vector_norm(grad).reshape(1)
+        lengths, segment = self.runs
+        per_run = torch.segment_reduce(grad * grad, "sum", lengths=lengths)
+        return torch.zeros(self.num_segments, dtype=grad.dtype, device=grad.device).index_add_(
+            0, segment, per_run).sqrt_()
+
+    def clip_(self, grad: torch.Tensor, norms: torch.Tensor, max_norm: float) -> None:
+        """Scales each segment of `grad` in place by its clip coefficient (`norms` from `norms`)."""
+        coef = (max_norm / (norms + 1e-6)).clamp_(max=1.0)
+        if self.runs is None:
+            grad.mul_(coef)
+        else:
+            lengths, segment = self.runs
+            grad.mul_(torch.repeat_interleave(coef[segment], lengths, output_size=grad.numel()))
+
+    def adam_(self, grad: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+              eps: float = 1e-8) -> None:
+        """One Adam step of the buffer along the flat gradient `grad` (which it may change: weight decay is added
+        to it in place)."""
+        self.steps += 1
+        beta1, beta2 = betas
+        if self.weight_decay:
+            grad.add_(self.flat, alpha=self.weight_decay)
+        self.exp_avg.lerp_(grad, 1 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = self.exp_avg_sq.sqrt().div_(math.sqrt(1 - beta2 ** self.steps)).add_(eps)
+        self.flat.addcdiv_(self.exp_avg, denom, value=-lr / (1 - beta1 ** self.steps))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "exp_avg": self.exp_avg.clone(), "exp_avg_sq": self.exp_avg_sq.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["exp_avg"].shape != self.flat.shape:
+            raise ValueError(f"optimiser state for {state['exp_avg'].numel()} parameters, "
+                             f"this part has {self.flat.numel()}")
+        self.steps = int(state["steps"])
+        self.exp_avg.copy_(state["exp_avg"])
+        self.exp_avg_sq.copy_(state["exp_avg_sq"])
+
+
+def from_torch_adam(state: dict[str, Any], parts: dict[str, FlatPart]) -> dict[str, Any]:
+    """A state of the `TorchUpdater` of version 0.1 (torch's Adam over the parts' parameters in order, one
+    param_group per part, with a LambdaLR) in today's form, so its checkpoints resume (not bit-exactly: the flat
+    Adam rounds differently)."""
+    adam = state["optimizer"]["state"]
+    index, converted = 0, {}
+    for name, part in parts.items():
+        moments: dict[str, list[torch.Tensor]] = {"exp_avg": [], "exp_avg_sq": []}
+        steps = 0
+        for p in part.params:
+            saved = adam.get(index, {})
+            index += 1
+            for key, values in moments.items():
+                values.append(saved[key].reshape(-1) if key in saved else torch.zeros_like(p).reshape(-1))
+            steps = max(steps, int(saved.get("step", 0)))
+        converted[name] = {"steps": steps, **{key: torch.cat(values) if values else torch.zeros(0)
+                                              for key, values in moments.items()}}
+    return {**converted, "epochs_done": int(state["scheduler"]["last_epoch"])}
+
+
 class TorchUpdater:
     """Adam on the actor (`actor_lr`) and critics (`critic_lr`, L2 penalty `critic_l2`), each clipped to
     `max_grad_norm`: the actor as one vector, the critics as `critic_clip` says (`CRITIC_CLIPS`).
@@ -112,96 +234,94 @@ class TorchUpdater:
     With `critic_clip` "per_critic" the critic module must name its clip groups (`PerCriticClipping`).
 
     A step is built for small minibatches (OmniSafe's 64 samples), where the time goes to per-kernel overhead,
-    not to arithmetic: one backward, the actor's and the critics' norms checked for finiteness in one sync,
-    and torch's fused Adam (one kernel per parameter group where the for-each Adam launches about ten)."""
+    not to arithmetic. Each part's parameters live in one flat buffer (`FlatPart`), so after the one backward a
+    part's gradient is gathered, clipped and stepped by Adam in a handful of kernels whatever its number of tensors,
+    and every part's norms are checked for finiteness (and counted for the clip log) in one sync. Build it once
+    the model has its final device and dtype: it re-homes the parameters (`flatten_parameters`)."""
 
     def __init__(self, actor: torch.nn.Module, critic: torch.nn.Module | None, cfg: Any, num_epochs: int) -> None:
-        self.actor_params = trainable_parameters(actor)
-        self.critic_params = trainable_parameters(critic) if critic is not None else []  # critic-free agents
+        actor_params = trainable_parameters(actor)
+        critic_params = trainable_parameters(critic) if critic is not None else []  # critic-free agents
         self.max_grad_norm = cfg.max_grad_norm
         self.critic_l2 = cfg.critic_l2
         self.per_critic = critic is not None and cfg.critic_clip == "per_critic"
         # the parameters clipped together, per part: the actor as one vector; the critics jointly, or per critic
-        self.actor_groups: list[ClipGroup] = [(self.actor_params, 1)]
         self.critic_groups: list[ClipGroup] = (cast(PerCriticClipping, critic).clip_groups() if self.per_critic
-                                               else [(self.critic_params, 1)])
+                                               else [(critic_params, 1)])
         # The L2 term critic_l2 * sum(w^2) has the gradient 2 * critic_l2 * w. Per critic it is added before the
         # clipping, as OmniSafe's loss term is; jointly it is Adam's coupled weight decay, added after.
         critic_decay = 0.0 if self.per_critic else 2 * cfg.critic_l2
-        self.optimizer = torch.optim.Adam([
-            {"params": self.actor_params, "lr": cfg.actor_lr, "weight_decay": 0.0},
-            {"params": self.critic_params, "lr": cfg.critic_lr, "weight_decay": critic_decay},
-        ], fused=True)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, [
-            linear_decay(num_epochs, cfg.lr_decay), linear_decay(num_epochs, cfg.lr_decay and cfg.critic_lr_decay)])
-        # per part this epoch: [steps, steps whose gradient norm exceeded max_grad_norm] (a tensor: no sync per step)
-        self.clip_counts: dict[str, list[Any]] = {}
+        self.parts = {"actor": FlatPart(actor_params, [(actor_params, 1)], cfg.actor_lr, 0.0),
+                      "critic": FlatPart(critic_params, self.critic_groups, cfg.critic_lr, critic_decay)}
+        self.schedules = {"actor": linear_decay(num_epochs, cfg.lr_decay),
+                          "critic": linear_decay(num_epochs, cfg.lr_decay and cfg.critic_lr_decay)}
+        self.epochs_done = 0
+        # per part this epoch: [steps, steps on which the clip bound]
+        self.clip_counts: dict[str, list[int]] = {}
+
+    def lr(self, part: str) -> float:
+        """The learning rate of `part` ("actor" or "critic") this epoch."""
+        return self.parts[part].lr * self.schedules[part](self.epochs_done)
 
     def step(self, actor_loss: torch.Tensor | None = None, critic_loss: torch.Tensor | None = None) -> None:
         """One optimiser step on the given losses; a part whose loss is None keeps its parameters.
 
         Raises RuntimeError on a non-finite gradient, before any parameter moves (instead of silently turning
         every weight into NaN)."""
-        losses = [loss for loss in (actor_loss, critic_loss) if loss is not None]
-        if not losses:
+        names = [name for name, loss in (("actor", actor_loss), ("critic", critic_loss)) if loss is not None]
+        if not names:
             return
-        self.optimizer.zero_grad(set_to_none=True)
+        parts = [self.parts[name] for name in names]
+        for part in parts:
+            part.check_in_place()
+        for part in self.parts.values():  # every gradient, as a fresh backward would find them
+            part.zero_grad()
+        losses = [loss for loss in (actor_loss, critic_loss) if loss is not None]
         (losses[0] if len(losses) == 1 else losses[0] + losses[1]).backward()
-        parts: list[tuple[str, list[ClipGroup]]] = []
-        if actor_loss is not None:
-            parts.append(("actor", self.actor_groups))
-        if critic_loss is not None:
-            if self.per_critic and self.critic_l2 > 0:
-                stepped = [p for p in self.critic_params if p.grad is not None]
-                if stepped:
-                    torch._foreach_add_([p.grad for p in stepped], [p.detach() for p in stepped],
-                                        alpha=2 * self.critic_l2)
-            parts.append(("critic", self.critic_groups))
-        norms = clip_groups([group for _, groups in parts for group in groups], self.max_grad_norm)
-        start = 0
-        for part, groups in parts:
-            self._count(part, torch.cat(norms[start:start + len(groups)]))
-            start += len(groups)
-        self.optimizer.step()  # a part without gradients (None) is left alone by Adam, weight decay included
+        grads = [part.gradient() for part in parts]
+        if names[-1] == "critic" and self.per_critic and self.critic_l2 > 0:
+            grads[-1].add_(self.parts["critic"].flat, alpha=2 * self.critic_l2)
+        norms = [part.norms(grad) for part, grad in zip(parts, grads)]
+        # one sync: whether every norm is finite, and for each part whether its clip binds
+        every = torch.cat(norms)
+        flags = torch.stack([torch.isfinite(every).all()]
+                            + [(norm > self.max_grad_norm).any() for norm in norms]).tolist()
+        if not flags[0]:
+            raise RuntimeError(f"a gradient norm is non-finite ({every.tolist()}), so it cannot be clipped")
+        for name, part, grad, norm, clipped in zip(names, parts, grads, norms, flags[1:]):
+            if clipped:  # else every coefficient is 1
+                part.clip_(grad, norm, self.max_grad_norm)
+            part.adam_(grad, self.lr(name))
+            counts = self.clip_counts.setdefault(name, [0, 0])
+            counts[0] += 1
+            counts[1] += int(clipped)
 
     @property
     def actor_lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
+        return self.lr("actor")
 
     @property
     def critic_lr(self) -> float:
-        return float(self.optimizer.param_groups[1]["lr"])
+        return self.lr("critic")
 
     def gathered(self, module: torch.nn.Module, write: bool = False) -> ContextManager[None]:
         return contextlib.nullcontext()
 
-    @property
-    def epochs_done(self) -> int:
-        return int(self.scheduler.last_epoch)
-
-    def _count(self, part: str, norms: torch.Tensor) -> None:
-        """One step of `part`, whose gradient norms (one, or one per critic) were `norms` before clipping."""
-        counts = self.clip_counts.setdefault(part, [0, 0])
-        counts[0] += 1
-        counts[1] = counts[1] + (norms > self.max_grad_norm).any()
-
     def end_epoch(self) -> dict[str, float]:
-        """Advance the learning-rate schedule by one epoch. Returns, for each part stepped this epoch,
+        """Advance the learning-rate schedules by one epoch. Returns, for each part stepped this epoch,
         `grad_clip_actor` / `grad_clip_critic`: the share of its steps on which the clip bound (the gradient's
         norm, or with `critic_clip: per_critic` any critic's, exceeded `max_grad_norm`)."""
-        with warnings.catch_warnings():
-            # the schedule counts epochs, including an off-policy solver's warm-up epochs without any step,
-            # after which torch warns that the scheduler stepped before the optimiser
-            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
-            self.scheduler.step()
-        shares = {f"grad_clip_{part}": float(clipped) / steps for part, (steps, clipped) in self.clip_counts.items()}
+        self.epochs_done += 1
+        shares = {f"grad_clip_{part}": clipped / steps for part, (steps, clipped) in self.clip_counts.items()}
         self.clip_counts = {}
         return shares
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        return {**{name: part.state_dict() for name, part in self.parts.items()}, "epochs_done": self.epochs_done}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-
+        if "optimizer" in state:  # torch's Adam, saved by version 0.1 (`from_torch_adam`)
+            state = from_torch_adam(state, self.parts)
+        for name, part in self.parts.items():
+            part.load_state_dict(state[name])
+        self.epochs_done = int(state["epochs_done"])

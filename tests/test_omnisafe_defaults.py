@@ -26,7 +26,7 @@ from cmdp.config import ConfigError, build_config
 from cmdp.losses import approx_kl, distribution_kl, standardize_streams
 from cmdp.networks import ActorCritic, EncodedCritic, GaussianActor, mlp
 from cmdp.normalize import ObsNormalizer
-from cmdp.optim import TorchUpdater, clip_groups
+from cmdp.optim import FlatPart, TorchUpdater
 from cmdp.trust_region import fisher_vector_product, mean_kl
 from cmdp.rollout import RolloutBatch
 from cmdp.spec import CMDPSpec, CostSpec
@@ -337,20 +337,27 @@ def test_final_observations_join_the_observation_statistics():
     np.testing.assert_array_equal(normalizer.stats.var, expected.var)
 
 
-def test_clip_groups_scales_only_the_critic_above_the_norm():
+def test_each_stacked_head_is_clipped_on_its_own():
     # two heads stacked in each tensor: head 0's gradient has norm 5 (3, 4 over two tensors), head 1's 0.5
-    w, b = torch.zeros(2, 1, 1, requires_grad=True), torch.zeros(2, 1, 1, requires_grad=True)
-    w.grad = torch.tensor([[[3.0]], [[0.3]]])
-    b.grad = torch.tensor([[[4.0]], [[0.4]]])
-    norms = clip_groups([([w, b], 2)], max_norm=1.0)
-    torch.testing.assert_close(norms[0], torch.tensor([5.0, 0.5]))
-    torch.testing.assert_close(w.grad[:, 0, 0], torch.tensor([3.0 / (5 + 1e-6), 0.3]))
-    torch.testing.assert_close(b.grad[:, 0, 0], torch.tensor([4.0 / (5 + 1e-6), 0.4]))
-    w.grad = torch.tensor([[[float("nan")]], [[0.3]]])
-    before = b.grad.clone()
+    w, b = torch.nn.Parameter(torch.zeros(2, 1, 1)), torch.nn.Parameter(torch.zeros(2, 1, 1))
+    part = FlatPart([w, b], [([w, b], 2)], lr=0.1, weight_decay=0.0)
+    grad = torch.tensor([3.0, 0.3, 4.0, 0.4])  # w's two heads, then b's
+    norms = part.norms(grad)
+    torch.testing.assert_close(norms, torch.tensor([5.0, 0.5]))
+    part.clip_(grad, norms, max_norm=1.0)
+    torch.testing.assert_close(grad, torch.tensor([3.0 / (5 + 1e-6), 0.3, 4.0 / (5 + 1e-6), 0.4]))
+
+
+def test_a_non_finite_gradient_moves_no_parameter():
+    cfg = build_config(PPOLagConfig, {"algo": "ppo_lag"})
+    agent = ActorCritic(gymnasium.spaces.Box(-1, 1, (2,)), gymnasium.spaces.Box(-1, 1, (1,)), 1, [4], [4])
+    updater = TorchUpdater(agent.actor, agent.critic, cfg, num_epochs=10)
+    before = {k: v.clone() for k, v in agent.state_dict().items()}
+    obs = torch.ones(3, 2)
+    bad_critic = (agent.critic(obs) * float("nan")).sum()  # the critics' norm is non-finite, the actor's is not
     with pytest.raises(RuntimeError, match="non-finite"):
-        clip_groups([([b], 1), ([w, b], 2)], max_norm=1.0)
-    assert torch.equal(b.grad, before)  # nothing was scaled: the check comes first, for every group
+        updater.step(actor_loss=agent.actor.log_prob(obs, torch.zeros(3, 1)).mean(), critic_loss=bad_critic)
+    assert all(torch.equal(v, before[k]) for k, v in agent.state_dict().items())
 
 
 def omnisafe_critic_steps(critic: torch.nn.Module, obs: torch.Tensor, target: torch.Tensor, l2: float,
