@@ -119,7 +119,7 @@ def clip_runs(params: list[torch.nn.Parameter], groups: list[ClipGroup]) -> tupl
 
 class FlatPart:
     """One part of a `TorchUpdater` (the actor, or the critics): its parameters in one flat buffer
-    (`flatten_parameters`), Adam's moments beside it, and its clip segments (`clip_segments`).
+    (`flatten_parameters`), its gradients in another, Adam's moments beside them, and its clip segments (`clip_runs`).
 
     Adam is torch.optim.Adam's (bias-corrected, coupled `weight_decay`, no amsgrad) on the whole buffer at once.
     Clipping is torch's `clip_grad_norm_` on each segment: the coefficient max_norm / (norm + 1e-6), capped at 1.
