@@ -96,7 +96,8 @@ class RolloutBatch:
         """One random pass over the batch as `Minibatch`es: the samples `minibatches` draws, with the same random
         numbers, so either way gives the same minibatches. Without `groups` the batch is permuted once and every
         minibatch is a slice (a view) of the permuted copy: one gather per field and pass instead of one per
-        minibatch, which at 64 samples was about 5% of a PPO update (benchmarks/update_speed.py)."""
+        minibatch, which at 64 samples was about 5% of a PPO update (benchmarks/update_speed.py). The copy lives
+        for the pass: twice the batch's memory meanwhile (for 20,000 steps of 64x64 images, 1 GB more)."""
         if self.groups is not None:
             for idx in self.minibatches(batch_size, generator):
                 yield self.minibatch(idx, policy_adv)

@@ -11,7 +11,8 @@ it. The spec keeps the Dict space, so whoever needs the structure (the networks,
 reads this layout from it (`ImageLayout.of`) and unflattens. The alternative, a dict-of-arrays batch type, would
 have touched every collector, buffer and solver minibatch of every family; the flat layout touches none, and the
 other families' data path is unchanged. Its price is memory: pixels are held as float32 in the rollout, 4 bytes
-per pixel instead of 1; an epoch of 20,000 steps of 64x64x3 images is about 1 GB.
+per pixel instead of 1; an epoch of 20,000 steps of 64x64x3 images is about 1 GB, and twice that during
+each minibatch pass of an on-policy update (`RolloutBatch.minibatch_pass` permutes a copy).
 
 Normalisation. The running observation normaliser applies to the vector part only
 (`cmdp.normalize.PartialObsNormalizer`); the pixels are scaled to [0, 1] by the encoder, never normalised.
