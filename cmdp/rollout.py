@@ -6,7 +6,7 @@ the reward and every cost. Solvers receive the finished `RolloutBatch` and never
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 import gymnasium
@@ -76,8 +76,9 @@ class RolloutBatch:
     # reference LM of the KL penalty), so a solver can put that KL in its loss (GRPO); None elsewhere
     ref_logp: torch.Tensor | None = None
 
-    def minibatch(self, idx: torch.Tensor, policy_adv: torch.Tensor | None) -> Minibatch:
-        """The samples `idx` (from `minibatches`) with the policy advantage `policy_adv` (B,) selected alike."""
+    def minibatch(self, idx: torch.Tensor | slice, policy_adv: torch.Tensor | None) -> Minibatch:
+        """The samples `idx` (from `minibatches`, or a slice) with the policy advantage `policy_adv` (B,) selected
+        alike."""
         return Minibatch(self.obs[idx], self.actions[idx], self.logp_old[idx],
                          None if policy_adv is None else policy_adv[idx], self.advantages[idx], self.returns[idx],
                          None if self.old_dist is None else self.old_dist[idx], self.values[idx],
@@ -103,15 +104,14 @@ class RolloutBatch:
                 yield self.minibatch(idx, policy_adv)
             return
         perm = torch.randperm(self.size, generator=generator)
-        whole = self.minibatch(perm, policy_adv)
-        old = None if self.old_dist is None else OldDistribution(self.old_dist.params[perm], self.old_dist.build)
+        shuffled = replace(self, obs=self.obs[perm], actions=self.actions[perm], logp_old=self.logp_old[perm],
+                           values=self.values[perm], advantages=self.advantages[perm], returns=self.returns[perm],
+                           old_dist=None if self.old_dist is None else OldDistribution(self.old_dist.params[perm],
+                                                                                       self.old_dist.build),
+                           ref_logp=None if self.ref_logp is None else self.ref_logp[perm])
+        adv = None if policy_adv is None else policy_adv[perm]
         for start in range(0, self.size, batch_size):
-            part = slice(start, start + batch_size)
-            yield Minibatch(whole.obs[part], whole.actions[part], whole.logp_old[part],
-                            None if whole.adv is None else whole.adv[part], whole.advantages[part],
-                            whole.returns[part], None if old is None else old[part],
-                            None if whole.values is None else whole.values[part],
-                            None if whole.ref_logp is None else whole.ref_logp[part])
+            yield shuffled.minibatch(slice(start, start + batch_size), adv)
 
     def minibatches(self, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
         """One random pass over the batch as index tensors: `batch_size` samples each, or, with `groups`,
