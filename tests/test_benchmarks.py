@@ -251,7 +251,9 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the driver's workers in /proc (Linux)")
 def test_a_killed_driver_reads_as_interrupted_and_a_rerun_finishes(tmp_path, capsys):
     suite = write_suite(tmp_path / "s.yaml", name="killed", algorithms=["ppo_lag"], environments=[CHAIN],
-                        seeds=[0, 1], total_steps=6000, config={"steps_per_epoch": 1000})
+                        # 12 epochs: long enough on a fast machine for status.json (written at most once a second
+                        # between events) to show a cell under way with an epoch behind it
+                        seeds=[0, 1], total_steps=12_000, config={"steps_per_epoch": 1000})
     out = tmp_path / "out"
     driver = subprocess.Popen([sys.executable, "-m", "cmdp", "benchmark", str(suite), "--out", str(out),
                                "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -300,7 +302,7 @@ def test_a_killed_driver_reads_as_interrupted_and_a_rerun_finishes(tmp_path, cap
     assert "resume" in [c["start"] for c in status["cells"].values()]
     for seed in (0, 1):
         summary = json.loads((cell_dir(out, CHAIN, "ppo_lag", seed) / "summary.json").read_text())
-        assert summary["finished"] and summary["env_steps"] == 6000
+        assert summary["finished"] and summary["env_steps"] == 12_000
 
 
 def test_read_status_judges_a_running_suite_by_its_driver(tmp_path):
