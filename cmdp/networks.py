@@ -60,7 +60,9 @@ def encode_obs(space: gymnasium.Space, obs: np.ndarray) -> np.ndarray:
 #: sqrt(2) in hidden layers and `out_gain` on the output (0.01 for a policy, 1 for a critic), zero biases, the PPO
 #: implementation choice that Engstrom et al. 2020 and Andrychowicz et al. 2021 (the policy's small last layer)
 #: measured to matter. "pytorch": torch.nn.Linear's own (Kaiming-uniform weights with a = sqrt(5), biases uniform
-#: in +-1/sqrt(fan_in)), which is OmniSafe's `kaiming_uniform` mode (docs/omnisafe-differences.md row 14).
+#: in +-1/sqrt(fan_in)), which is OmniSafe's `kaiming_uniform` mode (docs/omnisafe-differences.md row 14). The
+#: on-policy solvers default to "pytorch" since 2026-12-04 (`PolicyGradientConfig.network_init`, which the trainer
+#: passes in); the builders below default to "orthogonal", which the off-policy family's networks keep.
 NETWORK_INITS = ("orthogonal", "pytorch")
 
 

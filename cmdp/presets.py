@@ -36,9 +36,10 @@ SAFE_RLHF: dict[str, Any] = {
 }
 
 # the minibatches, 64 (the PPO family) and 128 (the trust-region critics), are OmniSafe's and our defaults since
-# 2026-12-03 (PolicyGradientConfig, TrustRegionConfig)
-_OMNISAFE_PPO: dict[str, Any] = {"network_init": "pytorch"}
-_OMNISAFE_TRUST_REGION: dict[str, Any] = {"network_init": "pytorch", "kl_reduction": "mean"}
+# 2026-12-03 (PolicyGradientConfig, TrustRegionConfig), and so is torch.nn.Linear's initialisation
+# (`network_init: pytorch`) since 2026-12-04: the PPO family's solvers differ from OmniSafe's in no keyed row
+_OMNISAFE_PPO: dict[str, Any] = {}
+_OMNISAFE_TRUST_REGION: dict[str, Any] = {"kl_reduction": "mean"}
 
 #: OmniSafe 0.5.0's on-policy solvers, per solver: every deliberate difference of docs/omnisafe-differences.md that
 #: has a key, set to OmniSafe's behaviour. The other rows follow OmniSafe at our defaults on Safety-Gymnasium, so

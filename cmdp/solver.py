@@ -55,9 +55,10 @@ class PolicyGradientConfig(TrainConfig):
     actor_hidden: list[int] = field(default_factory=lambda: [64, 64])
     critic_hidden: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"
-    # the actor's and critics' linear layers: "orthogonal" (ours, the PPO implementation choice) or "pytorch"
-    # (torch.nn.Linear's own, OmniSafe's); cmdp/networks.py NETWORK_INITS, docs/omnisafe-differences.md row 14
-    network_init: str = "orthogonal"
+    # the actor's and critics' linear layers: "pytorch" (torch.nn.Linear's own, OmniSafe's; the default since
+    # 2026-12-04) or "orthogonal" (the PPO implementation choice, ours before: faster early learning, but not better
+    # within the limit at 1e6 steps); cmdp/networks.py NETWORK_INITS, docs/omnisafe-differences.md row 14
+    network_init: str = "pytorch"
     init_log_std: float = 0.0  # std 1.0 at the start, as OmniSafe's GaussianLearningActor
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4

@@ -48,7 +48,10 @@ def test_ppo_lag_reaches_the_closed_form_optimum_of_the_example(tmp_path: Path) 
     bandit = example_module()
     cfg, _ = resolve_config({"algo": "ppo_lag", "env": "ConstrainedBandit-v0", "plugins": [str(EXAMPLE)],
                              "total_steps": 40_000, "steps_per_epoch": 2000, "num_envs": 8,
-                             "lagrangian_optimizer": "sgd", "lagrangian_lr": 10.0, "lagrangian_init": 0.0,
+                             # SGD at 5 (10 until the initialisation became torch.nn.Linear's on 2026-12-04,
+                             # where seeds 0 and 3 ended 5-7% above the limit); seeds 0-3 measured at 5: value 0.955-1.0
+                             # of the optimum, cost 1.36-1.52 against the limit 1.5
+                             "lagrangian_optimizer": "sgd", "lagrangian_lr": 5.0, "lagrangian_init": 0.0,
                              "update_iters": 10, "batch_size": 500, "critic_lr": 3e-3})
     trainer, run_dir = new_run(cfg, str(tmp_path / "run"))
     trainer.train(run_dir, progress=False)

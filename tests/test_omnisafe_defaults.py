@@ -8,10 +8,10 @@
 - the PPO family's early stop on the exact KL of the action distributions (`early_stop_kl: exact`, row 8);
 - the 50-episode cost window on Safety-Gymnasium tasks (`cost_window: 50`, a family default, row 4);
 - each critic's gradient clipped on its own, its L2 term inside the clip (`critic_clip: per_critic`, row 7);
+- torch.nn.Linear's own initialisation of the actor and critics (`network_init: pytorch`, row 14, since 2026-12-04);
 and the deliberate differences that a key switches to OmniSafe's behaviour:
 - the trust region's KL averaged over action dimensions (`kl_reduction: mean`, row 21);
 - CPO's constraint value as the raw episode total (`cpo_constraint_units: episode`, row 23);
-- torch.nn.Linear's own initialisation of the actor and critics (`network_init: pytorch`, row 14).
 """
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ from cmdp.algorithms.ppo_lag import PPOLag, PPOLagConfig
 from cmdp.algorithms.trpo_lag import TRPOLagConfig
 from cmdp.config import ConfigError, build_config
 from cmdp.losses import approx_kl, distribution_kl, standardize_streams
-from cmdp.networks import ActorCritic, EncodedCritic, GaussianActor, mlp
+from cmdp.networks import NETWORK_INITS, ActorCritic, EncodedCritic, GaussianActor, mlp
+from cmdp.resolve import resolve_config
+from cmdp.trainer import Trainer
 from cmdp.normalize import ObsNormalizer
 from cmdp.optim import FlatPart, TorchUpdater
 from cmdp.trust_region import fisher_vector_product, mean_kl
@@ -202,9 +204,10 @@ def test_cpo_constraint_value_in_the_units_asked(units, cost_advantage, expected
 
 
 def test_network_init_pytorch_is_torch_linears_own():
-    """`pytorch`: the actor's layers are exactly what nn.Linear draws from the same seed (OmniSafe's kaiming_uniform
-    mode), and every critic head's weights and biases lie in nn.Linear's bounds +-1/sqrt(fan_in), biases not 0.
-    `orthogonal` (the default): zero biases and the policy's output layer 100 times smaller."""
+    """`pytorch` (the default since 2026-12-04): the actor's layers are exactly what nn.Linear draws from the same
+    seed (OmniSafe's kaiming_uniform mode), and every critic head's weights and biases lie in nn.Linear's bounds
+    +-1/sqrt(fan_in), biases not 0. `orthogonal` (ours before): zero biases and the policy's output layer 100 times
+    smaller. The trainer builds its agent with the config's choice."""
     torch.manual_seed(3)
     net = mlp([3, 5, 2], "tanh", out_gain=0.01, init="pytorch")
     torch.manual_seed(3)
@@ -218,10 +221,13 @@ def test_network_init_pytorch_is_torch_linears_own():
         bound = 1.0 / w.shape[1] ** 0.5  # (heads, in, out): fan_in = in
         assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
         assert b.abs().max() <= bound and (b != 0).all()
-    default = ActorCritic(space, act, 1, [64, 64], [64, 64])
-    assert all((b == 0).all() for b in default.critic.biases)
-    assert default.actor.mean[-1].weight.abs().max() < 0.05 < agent.actor.mean[-1].weight.abs().max()
-    assert build_config(PPOLagConfig, {"algo": "ppo_lag"}).network_init == "orthogonal"
+    orthogonal = ActorCritic(space, act, 1, [64, 64], [64, 64], init="orthogonal")
+    assert all((b == 0).all() for b in orthogonal.critic.biases)
+    assert orthogonal.actor.mean[-1].weight.abs().max() < 0.05 < agent.actor.mean[-1].weight.abs().max()
+    assert build_config(PPOLagConfig, {"algo": "ppo_lag"}).network_init == "pytorch"
+    for init in NETWORK_INITS:  # the config's choice reaches the networks the trainer builds
+        built = Trainer(resolve_config({"algo": "ppo_lag", "env": "ExactChain-v0", "network_init": init})[0]).agent
+        assert (built.critic.biases[0] == 0).all() == (init == "orthogonal")
     with pytest.raises(ConfigError, match="network_init must be one of orthogonal, pytorch"):
         build_config(PPOLagConfig, {"algo": "ppo_lag", "network_init": "xavier"})
 
@@ -230,7 +236,6 @@ def test_safety_gymnasium_tasks_read_omnisafes_50_episode_cost_window():
     """Row 4: a family default on every Safety-Gymnasium task (OmniSafe 0.5.0's logger window), for on- and
     off-policy solvers; the exact CMDPs keep the epoch's mean (0); a user's value wins."""
     from cmdp.envs.safety_gym import SAFETY_GYM_DEFAULTS
-    from cmdp.resolve import resolve_config
 
     assert SAFETY_GYM_DEFAULTS == {"cost_window": 50}
     for algo, env in [("ppo_lag", "SafetyHopperVelocity-v1"), ("cpo", "SafetyPointGoal1-v0"),
@@ -247,7 +252,6 @@ def test_action_bounds_scale_omnisafes_unclipped_or_clip():
     from cmdp.evaluation import policy_actions
     from cmdp.networks import BoxActions, action_map
     from cmdp.rollout import VecCollector
-    from cmdp.trainer import Trainer, resolve_config
 
     samples = np.array([[-1.5, 0.0, 1.0, 2.0]])
     low, high = np.full(4, -0.4), np.full(4, 0.4)  # SafetyHumanoidVelocity-v1's bounds

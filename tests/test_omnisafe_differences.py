@@ -144,8 +144,8 @@ def test_the_omnisafe_preset_sets_each_solvers_closest_keys_and_yields_to_set(
         # only those keys move; the rest is our defaults, which already follow OmniSafe's
         moved = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(plain, f.name)}
         assert moved == {k for k in keys if getattr(plain, k) != keys[k]}, (solver, moved)
-    cfg, _ = resolve_config({"env": "SafetyHopperVelocity-v1", "batch_size": 500}, preset="omnisafe")
-    assert (cfg.algo, cfg.batch_size, cfg.network_init) == ("ppo_lag", 500, "pytorch")  # --set wins
+    cfg, _ = resolve_config({"algo": "cpo", "env": "SafetyHopperVelocity-v1", "kl_reduction": "sum"}, preset="omnisafe")
+    assert (cfg.kl_reduction, cfg.cpo_constraint_units) == ("sum", "episode")  # --set wins
     assert main(["train", "--preset", "omnisafe", "--algo", "reward_shaping", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "preset 'omnisafe' covers ppo, ppo_lag, pid_lag, cup, cpo, trpo_lag; it has no keys for 'reward_shaping'" \

@@ -260,11 +260,11 @@ def test_a_folder_without_the_runner_files_is_refused(tmp_path, capsys):
     assert "no config.yaml, summary.json and progress.csv there" in capsys.readouterr().err
 
 
-def finished_cmdp_run(folder: Path, preset: str | None = None, **changes: object) -> Path:
-    """A folder as `cmdp train` (with `preset`) leaves the side-by-side's ppo_lag run of 2 epochs of 1,000 steps:
+def finished_cmdp_run(folder: Path, preset: str | None = None, algo: str = "ppo_lag", **changes: object) -> Path:
+    """A folder as `cmdp train` (with `preset`) leaves the side-by-side's `algo` run of 2 epochs of 1,000 steps:
     config.yaml holds every key, as resolved today, and `changes` edit it (None: the key is dropped)."""
     cmdp_progress(folder / "progress.csv")
-    cfg, _ = resolve_config({"algo": "ppo_lag", "env": "SafetyHopperVelocity-v1", "seed": 0, "total_steps": 2000,
+    cfg, _ = resolve_config({"algo": algo, "env": "SafetyHopperVelocity-v1", "seed": 0, "total_steps": 2000,
                              "steps_per_epoch": 1000, "num_envs": 1, "torch_threads": 1, "cost_limits": 25.0},
                             preset=preset)
     config = {**to_dict(cfg), **changes}
@@ -322,6 +322,10 @@ def test_a_reused_omnisafe_run_trains_only_our_side(tmp_path, capsys):
                  str(tmp_path / "again")]) == 0
 
 
+# OmniSafe's CPO reads its limit from algo_cfgs (PPOLag from lagrange_cfgs)
+CPO_CFGS = {"seed": 0, "train_cfgs": {"total_steps": 2000}, "algo_cfgs": {"steps_per_epoch": 1000, "cost_limit": 25.0}}
+
+
 def test_the_omnisafe_preset_reaches_our_command_the_label_and_the_reuse_check(tmp_path, capsys):
     """With --preset, our side trains with `cmdp train --preset`; a reused run must have the preset's keys (refused
     in one line naming them otherwise), and throughput.json and the curve label say which preset ran."""
@@ -330,14 +334,13 @@ def test_the_omnisafe_preset_reaches_our_command_the_label_and_the_reuse_check(t
     command = cmdp_command(c, tmp_path / "run")
     assert command[-2:] == ["--preset", "omnisafe"] and "--preset" not in cmdp_command(comparison(), tmp_path)
     assert curve_label("cmdp-lab", c, "0.5.0").startswith("cmdp-lab cpo --preset omnisafe (")
-    out = tmp_path / "out"
-    plain = finished_cmdp_run(tmp_path / "plain")
-    assert main([*REUSE_ARGS, "--preset", "omnisafe", "--cmdp-run", str(plain), "--omnisafe-run",
-                 str(finished_omnisafe_run(tmp_path / "o")), "--out", str(out)]) == 2
+    out, args = tmp_path / "out", [*REUSE_ARGS, "--algo", "cpo", "--preset", "omnisafe"]
+    plain = finished_cmdp_run(tmp_path / "plain", algo="cpo")
+    assert main([*args, "--cmdp-run", str(plain), "--omnisafe-run",
+                 str(finished_omnisafe_run(tmp_path / "o", algo="CPO", custom_cfgs=CPO_CFGS)), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.endswith("ran with other settings: network_init 'orthogonal' (wanted "
-                                                  "'pytorch')\n")
-    preset_run = finished_cmdp_run(tmp_path / "preset", preset="omnisafe")
-    assert main([*REUSE_ARGS, "--preset", "omnisafe", "--cmdp-run", str(preset_run), "--omnisafe-run",
-                 str(tmp_path / "o"), "--out", str(out)]) == 0
+    assert err.count("\n") == 1 and err.endswith("ran with other settings: cpo_constraint_units 'per_step' (wanted "
+                                                  "'episode'), kl_reduction 'sum' (wanted 'mean')\n")
+    preset_run = finished_cmdp_run(tmp_path / "preset", preset="omnisafe", algo="cpo")
+    assert main([*args, "--cmdp-run", str(preset_run), "--omnisafe-run", str(tmp_path / "o"), "--out", str(out)]) == 0
     assert json.loads((out / "throughput.json").read_text())["cmdp_preset"] == "omnisafe"
