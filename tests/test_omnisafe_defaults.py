@@ -226,8 +226,11 @@ def test_network_init_pytorch_is_torch_linears_own():
     assert orthogonal.actor.mean[-1].weight.abs().max() < 0.05 < agent.actor.mean[-1].weight.abs().max()
     assert build_config(PPOLagConfig, {"algo": "ppo_lag"}).network_init == "pytorch"
     for init in NETWORK_INITS:  # the config's choice reaches the networks the trainer builds
-        built = Trainer(resolve_config({"algo": "ppo_lag", "env": "ExactChain-v0", "network_init": init})[0]).agent
-        assert (built.critic.biases[0] == 0).all() == (init == "orthogonal")
+        trainer = Trainer(resolve_config({"algo": "ppo_lag", "env": "ExactChain-v0", "network_init": init})[0])
+        try:
+            assert (trainer.agent.critic.biases[0] == 0).all() == (init == "orthogonal")
+        finally:
+            trainer.close()
     with pytest.raises(ConfigError, match="network_init must be one of orthogonal, pytorch"):
         build_config(PPOLagConfig, {"algo": "ppo_lag", "network_init": "xavier"})
 
