@@ -66,11 +66,14 @@ class P3O(PolicyGradientSolver):
 
     def __init__(self, cfg: P3OConfig, *args: Any, **kwargs: Any) -> None:
         super().__init__(cfg, *args, **kwargs)
-        self.violation = np.zeros(self.spec.num_costs)  # J_c,k - d_k of the last epoch with an estimate
+        # J_c,k - d_k of the last epoch with an estimate, as the float32 tensor the loss adds (a numpy array there
+        # would not compile: compile_update)
+        self.violation = torch.zeros(self.spec.num_costs)
 
     def update_multipliers(self, mean_episode_costs: np.ndarray) -> None:
         violation = np.asarray(mean_episode_costs, dtype=np.float64) - self.spec.cost_limits
-        self.violation = np.where(np.isnan(violation), self.violation, violation)  # no episode: keep the last
+        kept = np.where(np.isnan(violation), self.violation.numpy(), violation)  # no episode: keep the last
+        self.violation = torch.as_tensor(kept, dtype=torch.float32)
 
     def combine_advantages(self, adv: torch.Tensor) -> torch.Tensor:
         """Every (standardised) stream: the loss needs the reward's and each cost's."""
@@ -91,4 +94,4 @@ class P3O(PolicyGradientSolver):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.violation = np.array(state["violation"], dtype=np.float64)
+        self.violation = torch.tensor(state["violation"], dtype=torch.float32)

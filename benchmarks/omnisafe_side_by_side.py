@@ -3,15 +3,16 @@
     python -m benchmarks.omnisafe_side_by_side --algo ppo_lag|cup|cpo [--env SafetyHopperVelocity-v1]
         [--steps 1e6] [--seed 0] [--steps-per-epoch 20000] [--cost-limit 25]
         [--omnisafe-python .venv-omnisafe/bin/python | --omnisafe-run RUN] [--cmdp-run RUN] [--preset omnisafe]
-        [--cores 0 1] [--out DIR]
+        [--set KEY=VALUE ...] [--cores 0 1] [--out DIR]
 
 Run it from the repository root with cmdp-lab's python. It installs nothing: OmniSafe runs from its own virtual
 environment, which `benchmarks/omnisafe_venv.sh` creates. The two trainings start together, each process pinned
 to its own core with one torch thread: cmdp-lab through `cmdp train`, OmniSafe through `benchmarks/omnisafe_runner.py`
 (OmniSafe's Python API). Both keep their own defaults except what the comparison must share: total steps, steps
 per epoch, one environment, seed, cost limit, CPU. `--preset omnisafe` trains our side with `cmdp train --preset
-omnisafe` instead: our deliberate differences from OmniSafe set to its behaviour (docs/omnisafe-differences.md). A
-line reports each side's epoch as they go.
+omnisafe` instead: our deliberate differences from OmniSafe set to its behaviour (docs/omnisafe-differences.md).
+`--set KEY=VALUE` (repeatable) passes a key to our side only, as `cmdp train --set` does (e.g. compile_update=true:
+the compiled minibatch step); a key both sides share is refused. A line reports each side's epoch as they go.
 
 When both have finished, it writes into --out (default benchmarks/results/omnisafe-side-by-side/<algo>-<env>-s<seed>):
   curves.csv       one row per epoch and framework: framework, epoch, env_steps, ep_return, ep_cost, multiplier
@@ -52,7 +53,7 @@ from typing import Any, Callable
 import yaml
 
 from cmdp.benchmarks.report import OMNISAFE_ALGOS
-from cmdp.config import to_dict
+from cmdp.config import parse_set, to_dict
 from cmdp.presets import ALGORITHM_PRESETS, preset_values
 from cmdp.resolve import resolve_config
 from cmdp.spec import ConfigError
@@ -120,6 +121,7 @@ class Comparison:
     steps_per_epoch: int
     cost_limit: float
     preset: str | None = None  # our side's `cmdp train --preset` (None: our defaults)
+    sets: tuple[str, ...] = ()  # our side's `cmdp train --set KEY=VALUE` items, after the shared keys (`--set`)
 
     @property
     def epochs(self) -> int:
@@ -200,7 +202,8 @@ def omnisafe_version(progress: Path) -> str:
 
 def curve_label(framework: str, comparison: Comparison, version: str) -> str:
     if framework == CMDP:
-        name = f"{CMDP} {comparison.algo}" + (f" --preset {comparison.preset}" if comparison.preset else "")
+        name = (f"{CMDP} {comparison.algo}" + (f" --preset {comparison.preset}" if comparison.preset else "")
+                + "".join(f" --set {item}" for item in comparison.sets))
     else:
         name = f"{OMNISAFE} {version} {comparison.omnisafe.name}"
     return f"{name} ({COLUMNS[framework].curve})"
@@ -251,7 +254,7 @@ def throughput(curves: dict[str, Curve], runs: dict[str, SideRun], comparison: C
     return {"algo": comparison.algo, "omnisafe_algo": comparison.omnisafe.name, "omnisafe_version": version,
             "env": comparison.env, "seed": comparison.seed, "steps": comparison.steps,
             "steps_per_epoch": comparison.steps_per_epoch, "cost_limit": comparison.cost_limit,
-            "cmdp_preset": comparison.preset, **sides,
+            "cmdp_preset": comparison.preset, "cmdp_sets": list(comparison.sets), **sides,
             "ratio": sides[CMDP]["steps_per_s"] / sides[OMNISAFE]["steps_per_s"],
             "train_loop_ratio": sides[CMDP]["train_loop_steps_per_s"] / sides[OMNISAFE]["train_loop_steps_per_s"]}
 
@@ -295,11 +298,16 @@ def print_table(curves: list[Curve], labels: dict[str, str], result: dict[str, A
 
 # --- running both sides ------------------------------------------------------------------------------------------
 
-def cmdp_overrides(comparison: Comparison) -> dict[str, Any]:
-    """The config keys our side's `cmdp train` sets (`cmdp_command`), as `resolve_config` takes them."""
+def shared_overrides(comparison: Comparison) -> dict[str, Any]:
+    """The config keys both sides share, as our side's `cmdp train` sets them and `resolve_config` takes them."""
     c = comparison
     return {"algo": c.algo, "env": c.env, "total_steps": c.steps, "seed": c.seed, "num_envs": 1,
             "steps_per_epoch": c.steps_per_epoch, "torch_threads": 1, "cost_limits": c.cost_limit}
+
+
+def cmdp_overrides(comparison: Comparison) -> dict[str, Any]:
+    """The config keys our side's `cmdp train` sets (`cmdp_command`): the shared ones, then `--set`'s."""
+    return {**shared_overrides(comparison), **parse_set(list(comparison.sets))}
 
 
 #: `cmdp train`'s flags for config keys; the other keys go through --set
@@ -309,8 +317,10 @@ CMDP_FLAGS = {"algo": "--algo", "env": "--env", "total_steps": "--total-steps", 
 
 def cmdp_command(comparison: Comparison, run_dir: Path) -> list[str]:
     command = [sys.executable, "-m", "cmdp", "train"]
-    for key, value in cmdp_overrides(comparison).items():
+    for key, value in shared_overrides(comparison).items():
         command += [CMDP_FLAGS[key], str(value)] if key in CMDP_FLAGS else ["--set", f"{key}={value}"]
+    for item in comparison.sets:
+        command += ["--set", item]
     return [*command, "--out", str(run_dir), "--no-progress",
             *(["--preset", comparison.preset] if comparison.preset else [])]
 
@@ -391,9 +401,8 @@ def reused_cmdp_run(run: Path, comparison: Comparison) -> tuple[Path, float]:
     # every other key (those above are the command's own) as this comparison's `cmdp train` would resolve it today,
     # the preset's included, so that a run made before a default changed (the PPO family's minibatch, 2026-12-03)
     # is not compared as if it were ours
-    overrides = cmdp_overrides(c)
-    trains_with = to_dict(resolve_config(overrides, preset=c.preset)[0])
-    for key in sorted(trains_with.keys() - overrides.keys() - UNLEARNED_CMDP_KEYS):
+    trains_with = to_dict(resolve_config(cmdp_overrides(c), preset=c.preset)[0])
+    for key in sorted(trains_with.keys() - shared_overrides(c).keys() - UNLEARNED_CMDP_KEYS):
         wanted[key], ran[key] = trains_with[key], config.get(key, ABSENT)
     check_same_settings("--cmdp-run", run, ran, wanted)
     if summary.get("finished") is not True or not isinstance(summary.get("wall_seconds"), (int, float)):
@@ -520,7 +529,13 @@ def check_options(args: argparse.Namespace) -> tuple[Comparison, Path, list[int]
         if args.preset not in ALGORITHM_PRESETS:  # safe-rlhf's names its own environment and algorithm
             raise ConfigError(f"--preset must be one with keys per solver: {', '.join(sorted(ALGORITHM_PRESETS))}")
         preset_values(args.preset, args.algo)  # refused in one line if the preset has no keys for the algorithm
-    comparison = Comparison(args.algo, args.env, args.seed, steps, args.steps_per_epoch, args.cost_limit, args.preset)
+    sets = tuple(args.set or ())
+    comparison = Comparison(args.algo, args.env, args.seed, steps, args.steps_per_epoch, args.cost_limit, args.preset,
+                            sets)
+    shared = sorted(parse_set(list(sets)).keys() & shared_overrides(comparison).keys())
+    if shared:
+        raise ConfigError(f"--set {', '.join(shared)}: both sides share it; use the side-by-side's own option")
+    resolve_config(cmdp_overrides(comparison), preset=comparison.preset)  # an unknown key or a bad value: one line
     reused: dict[str, SideRun] = {}
     if args.cmdp_run is not None:
         progress, wall_s = reused_cmdp_run(Path(args.cmdp_run), comparison)
@@ -566,6 +581,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="reuse this finished `cmdp train` run folder instead of training cmdp-lab's side")
     p.add_argument("--preset", help="train our side with `cmdp train --preset PRESET` (omnisafe: our deliberate "
                                     "differences from OmniSafe set to its behaviour); default: our defaults")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a config key for our side only, as `cmdp train --set` takes it (repeatable; e.g. "
+                        "compile_update=true); the label, throughput.json and a reused run's check include it")
     p.add_argument("--cores", type=int, nargs=2, metavar=("CMDP_CORE", "OMNISAFE_CORE"),
                    help="the cores to pin the two sides to (default: the first two this process may use)")
     p.add_argument("--out", help="output folder, new or empty "

@@ -17,9 +17,13 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-from typing import Any, ContextManager, Protocol, cast
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol, cast
 
 import torch
+
+if TYPE_CHECKING:
+    from cmdp.fused import LossFn
+    from cmdp.rollout import Minibatch
 
 #: How the critics' gradients are clipped to `max_grad_norm` (docs/omnisafe-differences.md row 7):
 #: "per_critic": each critic on its own, its L2 term included in the gradient that is clipped (OmniSafe's
@@ -57,6 +61,11 @@ class Updater(Protocol):
 
     def end_epoch(self) -> dict[str, float]:
         """Advance the learning-rate schedules; returns scalars to log for the epoch (possibly none)."""
+        ...
+
+    def fused(self, losses: "LossFn") -> Callable[["Minibatch"], dict[str, float]]:
+        """`step` on `losses(mb)` as one compiled function per minibatch (`compile_update`, `cmdp.fused.FusedStep`);
+        ConfigError where the updater has none."""
         ...
 
     def gathered(self, module: torch.nn.Module, write: bool = False) -> ContextManager[None]:
@@ -240,6 +249,7 @@ class TorchUpdater:
     the model has its final device and dtype: it re-homes the parameters (`flatten_parameters`)."""
 
     def __init__(self, actor: torch.nn.Module, critic: torch.nn.Module | None, cfg: Any, num_epochs: int) -> None:
+        self.actor, self.critic = actor, critic
         actor_params = trainable_parameters(actor)
         critic_params = trainable_parameters(critic) if critic is not None else []  # critic-free agents
         self.max_grad_norm = cfg.max_grad_norm
@@ -306,6 +316,11 @@ class TorchUpdater:
 
     def gathered(self, module: torch.nn.Module, write: bool = False) -> ContextManager[None]:
         return contextlib.nullcontext()
+
+    def fused(self, losses: "LossFn") -> Callable[["Minibatch"], dict[str, float]]:
+        from cmdp.fused import FusedStep  # torch.compile's machinery loads only for runs that ask for it
+
+        return FusedStep(self, self.actor, self.critic, losses)
 
     def end_epoch(self) -> dict[str, float]:
         """Advance the learning-rate schedules by one epoch. Returns, for each part stepped this epoch,

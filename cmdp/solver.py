@@ -23,6 +23,7 @@ A solver of the PPO family differs from another in a few places only, and those 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -99,6 +100,11 @@ class PolicyGradientConfig(TrainConfig):
     action_bounds: str = "scale"
     reward_normalize: bool = False
     cost_normalize: bool = False
+    # Compile each minibatch step (losses, gradients, clipping, Adam) into one function with torch.compile
+    # (cmdp/fused.py): a pass at 64 about 2.5x faster on a 2-core CPU, for 10-20 s of compilation per process and
+    # minibatch shape and a C++ compiler at run time; not bit-identical to the eager step. Off by default: tests and
+    # short runs do not pay the compilation (benchmarks/README.md, "Compiled update").
+    compile_update: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -132,11 +138,12 @@ class PolicyGradientConfig(TrainConfig):
             raise ConfigError(f"init_log_std must be in (-80, 80), got {self.init_log_std}")
 
 
-def check_finite(loss: torch.Tensor, part: str, batch: RolloutBatch, adv: torch.Tensor | None = None) -> None:
+def check_finite(loss: torch.Tensor | float, part: str, batch: RolloutBatch, adv: torch.Tensor | None = None) -> None:
     """Stop with a message that says what went wrong, before a non-finite loss turns every weight into NaN."""
-    if bool(torch.isfinite(loss)):
+    value = loss.item() if isinstance(loss, torch.Tensor) else float(loss)
+    if math.isfinite(value):
         return
-    facts = [f"{part} loss is {loss.item()}", f"batch advantages finite: {bool(torch.isfinite(batch.advantages).all())}",
+    facts = [f"{part} loss is {value}", f"batch advantages finite: {bool(torch.isfinite(batch.advantages).all())}",
              f"returns finite: {bool(torch.isfinite(batch.returns).all())}"]
     if adv is not None:
         facts.append(f"minibatch policy advantage range [{adv.min().item():.3g}, {adv.max().item():.3g}]")
@@ -194,6 +201,12 @@ def _as_float(value: Any) -> float:
 class PolicyGradientSolver(Solver):
     """PPO-clip on a combined advantage, with reward and cost critics fitted on the same minibatches."""
 
+    def __init__(self, cfg: Any, spec: CMDPSpec, agent: torch.nn.Module, updater: Updater,
+                 generator: torch.Generator) -> None:
+        super().__init__(cfg, spec, agent, updater, generator)
+        # `minibatch_losses` and the updater's step compiled together (`compile_update`); None: the eager step
+        self.fused_step = updater.fused(self.minibatch_losses) if cfg.compile_update else None
+
     # --- the parts solvers change -------------------------------------------------------------
     def update_multipliers(self, mean_episode_costs: np.ndarray) -> None:
         """Called once per epoch before the policy update. The base (unconstrained) has none."""
@@ -214,6 +227,17 @@ class PolicyGradientSolver(Solver):
         if self.cfg.entropy_coef:
             loss = loss - self.cfg.entropy_coef * self.agent.actor.entropy(mb.obs).mean()
         return loss, {"clip_frac": info["clip_frac"]}
+
+    def minibatch_losses(self, mb: Minibatch) -> tuple[torch.Tensor | None, torch.Tensor | None, Mapping[str, Any]]:
+        """One minibatch's losses: the actor's (`actor_loss`, with its scalars to log) when the minibatch carries a
+        policy advantage, else None; the critics' squared error (`cmdp.losses.value_loss`) when the agent has
+        critics, else None. What `optimize` steps on, eagerly or compiled (`compile_update`)."""
+        critic = self.agent.critic
+        loss_v = None if critic is None else value_loss(critic(mb.obs), mb.returns, mb.values, self.cfg.value_clip)
+        if mb.adv is None:
+            return None, loss_v, {}
+        loss_pi, info = self.actor_loss(mb)
+        return loss_pi, loss_v, info
 
     def stream_advantages(self, batch: RolloutBatch) -> torch.Tensor:
         """(B, 1 + K) advantages per stream as the actor sees them: standardised per `standardize_advantages`
@@ -244,7 +268,6 @@ class PolicyGradientSolver(Solver):
         Logged: the mean of `loss_pi`, `loss_v` and of every key `actor_loss` returned, each over the minibatches
         that reported it (a key returned only sometimes is not diluted by the others)."""
         cfg = self.cfg
-        critic = self.agent.critic
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         iters_done, kl = 0, 0.0
@@ -259,14 +282,19 @@ class PolicyGradientSolver(Solver):
 
         for _ in range(update_iters or cfg.update_iters):
             for mb in batch.minibatch_pass(cfg.batch_size, self.generator, policy_adv):
-                loss_v = None
-                if critic is not None:
-                    loss_v = value_loss(critic(mb.obs), mb.returns, mb.values, cfg.value_clip)
+                if self.fused_step is not None:
+                    logged = self.fused_step(mb)  # nothing moved if a loss is non-finite: reported here
+                    for key, part in (("loss_v", "critic"), ("loss_pi", "actor")):
+                        if key in logged:
+                            check_finite(logged[key], part, batch, mb.adv if part == "actor" else None)
+                    for key, value in logged.items():
+                        add(key, value)
+                    continue
+                loss_pi, loss_v, info = self.minibatch_losses(mb)
+                if loss_v is not None:
                     check_finite(loss_v, "critic", batch)
                     add("loss_v", loss_v.item())
-                loss_pi = None
-                if policy_adv is not None:
-                    loss_pi, info = self.actor_loss(mb)
+                if loss_pi is not None:
                     check_finite(loss_pi, "actor", batch, mb.adv)
                     add("loss_pi", loss_pi.item())
                     for key, value in info.items():

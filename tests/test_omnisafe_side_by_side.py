@@ -157,6 +157,9 @@ def test_runner_shares_only_the_common_settings():
     (["--omnisafe-python", "no/such/python"], "create it with benchmarks/omnisafe_venv.sh"),
     (["--preset", "safe-rlhf"], "--preset must be one with keys per solver: omnisafe"),
     (["--algo", "cup", "--preset", "omnisafex"], "--preset must be one with keys per solver: omnisafe"),
+    (["--set", "compile_updat=true"], "unknown key 'compile_updat'"),
+    (["--set", "batch_size=0"], "batch_size must be >= 1"),
+    (["--set", "seed=1", "--set", "torch_threads=2"], "--set seed, torch_threads: both sides share it"),
 ])
 def test_refusals_are_one_line_and_start_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "out"
@@ -344,3 +347,22 @@ def test_the_omnisafe_preset_reaches_our_command_the_label_and_the_reuse_check(t
     preset_run = finished_cmdp_run(tmp_path / "preset", preset="omnisafe", algo="cpo")
     assert main([*args, "--cmdp-run", str(preset_run), "--omnisafe-run", str(tmp_path / "o"), "--out", str(out)]) == 0
     assert json.loads((out / "throughput.json").read_text())["cmdp_preset"] == "omnisafe"
+
+
+def test_our_own_keys_reach_our_command_the_label_and_the_reuse_check(tmp_path, capsys):
+    """--set passes a key to our side only: our command ends with it, the label and throughput.json name it, and a
+    reused run must have it (refused in one line naming it otherwise)."""
+    c = Comparison("ppo_lag", "SafetyHopperVelocity-v1", seed=0, steps=2000, steps_per_epoch=1000, cost_limit=25.0,
+                   sets=("compile_update=true",))
+    command = cmdp_command(c, tmp_path / "run")
+    assert command[command.index("--out") - 2:command.index("--out")] == ["--set", "compile_update=true"]
+    assert curve_label("cmdp-lab", c, "0.5.0").startswith("cmdp-lab ppo_lag --set compile_update=true (")
+    out, args = tmp_path / "out", [*REUSE_ARGS, "--set", "compile_update=true"]
+    omnisafe = str(finished_omnisafe_run(tmp_path / "o"))
+    plain = finished_cmdp_run(tmp_path / "plain")
+    assert main([*args, "--cmdp-run", str(plain), "--omnisafe-run", omnisafe, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("ran with other settings: compile_update False (wanted True)\n")
+    compiled = finished_cmdp_run(tmp_path / "compiled", compile_update=True)
+    assert main([*args, "--cmdp-run", str(compiled), "--omnisafe-run", omnisafe, "--out", str(out)]) == 0
+    assert json.loads((out / "throughput.json").read_text())["cmdp_sets"] == ["compile_update=true"]

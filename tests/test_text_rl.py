@@ -206,7 +206,7 @@ def _no_run_folder(out: Path) -> bool:
 
 
 @pytest.mark.parametrize("case", ["unknown_key", "missing_policy", "no_cost_model", "bad_prompts", "cpo_deepspeed",
-                                  "per_critic_deepspeed", "bad_limit", "normalize", "backend"])
+                                  "per_critic_deepspeed", "bad_limit", "normalize", "backend", "compile"])
 def test_bad_text_input_fails_at_start(quick_text_default: Path, tmp_path: Path, capsys, case: str):
     env_kwargs: dict = {}
     extra: dict = {}
@@ -235,6 +235,9 @@ def test_bad_text_input_fails_at_start(quick_text_default: Path, tmp_path: Path,
     elif case == "bad_limit":
         extra = {"cost_limits": "high"}
         expect = "cost_limits"
+    elif case == "compile":
+        extra = {"compile_update": True}
+        expect = "compile_update=true compiles the control family's minibatch step"
     elif case == "backend":
         env_kwargs = {"generation_backend": "vllm"}  # not built: it waits for a GPU to be run on
         expect = "generation_backend must be one of hf"

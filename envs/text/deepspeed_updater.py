@@ -104,6 +104,9 @@ class DeepSpeedUpdater:
     def epochs_done(self) -> int:
         return int(self.schedulers["actor"].last_epoch)
 
+    def fused(self, losses: Any) -> Any:
+        raise ConfigError("compile_update=true needs the torch updater; DeepSpeed steps its own engines")
+
     def end_epoch(self) -> dict[str, float]:
         for scheduler in self.schedulers.values():
             scheduler.step()

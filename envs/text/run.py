@@ -82,6 +82,9 @@ class TextRun(FamilyRun):
         if cfg.obs_normalize or cfg.reward_normalize or cfg.cost_normalize:
             raise ConfigError("obs_normalize, reward_normalize and cost_normalize do not apply to --env text; "
                               "set them to false")
+        if cfg.compile_update:
+            raise ConfigError("compile_update=true compiles the control family's minibatch step; a language model's "
+                              "step runs eager (set compile_update=false)")
         self.device = resolve_device(cfg.device)
         if self.tcfg.deepspeed and needs.trust_region:
             raise ConfigError(f"{cfg.algo} steps the actor's parameters directly (a trust-region step), which "
