@@ -1,7 +1,7 @@
 """Update speed: seconds per minibatch pass of an on-policy solver's update, at several minibatch sizes, in one process.
 
     python -m cmdp.benchmarks.update_speed [--algo ppo_lag] [--env SafetyHopperVelocity-v1] [--steps 20000]
-        [--batch-sizes 64 1000] [--repeats 5] [--against REV] [--out FILE.json]
+        [--batch-sizes 64 1000] [--repeats 5] [--against REV] [--compile] [--out FILE.json]
 
 One epoch of `--steps` environment steps (one copy) is collected with the algorithm's defaults. Then the solver's
 minibatch loop (`PolicyGradientSolver.optimize`: the actor's and the critics' losses, one backward and one optimiser
@@ -14,11 +14,18 @@ against the 1000 we used before; docs/omnisafe-differences.md row 9).
 tree's; the rest of the code is this tree's), alternating with this tree's on the same passes, and reports REV's
 time over this tree's: how much a change of the updater sped a pass up (run from the repository's root).
 
+`--compile` also times this tree's updater with `compile_update` (cmdp/fused.py: the whole minibatch step as one
+compiled function), alternating with the eager one on the same passes, and reports the eager time over the compiled:
+how much faster `--set compile_update=true` makes a pass. Before each compiled pass, untimed, its step is compiled
+(or its graphs loaded from the cache) on one minibatch of each shape; the first of these per size is reported
+apart (`compile_seconds`: what a fresh process pays, once the compiler's cache holds the graphs if it ran before).
+
 Timings, not a test: run it on an idle machine, pinned to one core (`taskset -c 1`, `torch_threads` is 1).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import subprocess
@@ -53,9 +60,14 @@ def updater_at(revision: str) -> UpdaterFactory:
     return module.TorchUpdater
 
 
+#: The name `--compile`'s variant is reported under.
+COMPILED = "this tree, compiled"
+
+
 def measure(algo: str, env: str, steps: int, batch_sizes: list[int], repeats: int,
-            updaters: dict[str, UpdaterFactory], seed: int = 0) -> dict[str, Any]:
-    """Median seconds per pass for each (updater, minibatch size), from one collected epoch."""
+            updaters: dict[str, UpdaterFactory], seed: int = 0, compiled: bool = False) -> dict[str, Any]:
+    """Median seconds per pass for each (updater, minibatch size), from one collected epoch; with `compiled`, also
+    for this tree's `TorchUpdater` stepping through its compiled step (`COMPILED`)."""
     if not batch_sizes or any(size < 1 for size in batch_sizes):
         raise ConfigError(f"--batch-sizes must be positive, got {batch_sizes}")
     if repeats < 1:
@@ -73,11 +85,26 @@ def measure(algo: str, env: str, steps: int, batch_sizes: list[int], repeats: in
         advantage = solver.policy_advantage(batch)
         solver.cfg.target_kl = 0.0  # every pass runs whole: no early stop
         times: dict[tuple[str, int], list[float]] = {}
+        compile_seconds: dict[str, float] = {}
+        variants = [*updaters, *([COMPILED] if compiled else [])]
         for _ in range(repeats):
             for size in batch_sizes:
-                for name, make in updaters.items():
+                for name in variants:
                     trainer.agent.load_state_dict(weights)
+                    make = TorchUpdater if name == COMPILED else updaters[name]
                     solver.updater = make(trainer.agent.actor, trainer.agent.critic, cfg, 1)
+                    solver.fused_step = None
+                    if name == COMPILED:
+                        # a new updater's step compiles anew (the first time) or loads its graphs from the cache:
+                        # done untimed, on one minibatch of each shape of the pass, then weights and state reset
+                        fresh = copy.deepcopy(solver.updater.state_dict())
+                        solver.fused_step = solver.updater.fused(solver.minibatch_losses)
+                        start = time.perf_counter()
+                        for shape in {size, batch.size % size} - {0}:
+                            solver.fused_step(batch.minibatch(slice(0, min(shape, batch.size)), advantage))
+                        compile_seconds.setdefault(str(size), time.perf_counter() - start)
+                        trainer.agent.load_state_dict(weights)
+                        solver.updater.load_state_dict(fresh)
                     solver.cfg.batch_size = size
                     start = time.perf_counter()
                     solver.optimize(batch, advantage, update_iters=1)
@@ -86,7 +113,8 @@ def measure(algo: str, env: str, steps: int, batch_sizes: list[int], repeats: in
         trainer.close()
     return {"algo": algo, "env": env, "samples": batch.size, "repeats": repeats,
             "seconds_per_pass": {name: {str(size): statistics.median(times[(name, size)]) for size in batch_sizes}
-                                 for name in updaters}}
+                                 for name in variants},
+            **({"compile_seconds": compile_seconds} if compiled else {})}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,13 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 1000], help="minibatch sizes (default 64 1000)")
     p.add_argument("--repeats", type=int, default=5, help="passes per size and updater; the median is reported")
     p.add_argument("--against", metavar="REV", help="also time git revision REV's TorchUpdater, alternating")
+    p.add_argument("--compile", action="store_true",
+                   help="also time this tree's updater with compile_update (the compiled minibatch step), alternating")
     p.add_argument("--out", help="also write the results as JSON here")
     args = p.parse_args(argv)
     try:
         updaters: dict[str, UpdaterFactory] = {"this tree": TorchUpdater}
         if args.against:
             updaters[args.against] = updater_at(args.against)
-        result = measure(args.algo, args.env, args.steps, args.batch_sizes, args.repeats, updaters)
+        result = measure(args.algo, args.env, args.steps, args.batch_sizes, args.repeats, updaters,
+                         compiled=args.compile)
     except ConfigError as exc:
         print(f"update_speed: error: {exc}", file=sys.stderr)
         return 2
@@ -111,10 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     largest = str(max(args.batch_sizes))
     for size in map(str, args.batch_sizes):
         line = f"{args.algo} on {args.env}, {result['samples']:,} samples, minibatch {size:>5}: " + ", ".join(
-            f"{name} {passes[name][size]:.3f} s/pass" for name in updaters)
+            f"{name} {passes[name][size]:.3f} s/pass" for name in passes)
         line += f" ({passes['this tree'][size] / passes['this tree'][largest]:.2f}x a pass at {largest})"
         if args.against:
             line += f"; {args.against} / this tree: {passes[args.against][size] / passes['this tree'][size]:.2f}"
+        if args.compile:
+            line += (f"; eager / compiled: {passes['this tree'][size] / passes[COMPILED][size]:.2f} (compiled in "
+                     f"{result['compile_seconds'][size]:.1f} s)")
         print(line, flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -25,6 +25,17 @@ def test_passes_at_each_size_against_another_revision(tmp_path: Path, capsys, mo
     assert all(sorted(by_size) == ["150", "50"] and min(by_size.values()) > 0 for by_size in passes.values())
 
 
+def test_the_compiled_step_is_timed_beside_the_eager_one(tmp_path: Path, capsys):
+    out = tmp_path / "speed.json"
+    assert main(["--steps", "256", "--batch-sizes", "64", "--repeats", "2", "--compile", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "this tree, compiled" in lines[0] and "eager / compiled:" in lines[0], lines
+    result = json.loads(out.read_text())
+    assert sorted(result["seconds_per_pass"]) == ["this tree", "this tree, compiled"]
+    assert min(result["seconds_per_pass"]["this tree, compiled"].values()) > 0
+    assert result["compile_seconds"]["64"] > 0
+
+
 @pytest.mark.parametrize("argv, expect", [
     (["--algo", "sac"], "algorithm 'sac' has no on-policy minibatch update to time"),
     (["--against", "no-such-revision"], "--against no-such-revision: git cannot show its cmdp/optim.py"),
