@@ -96,12 +96,17 @@ def measure(algo: str, env: str, steps: int, batch_sizes: list[int], repeats: in
                     solver.fused_step = None
                     if name == COMPILED:
                         # a new updater's step compiles anew (the first time) or loads its graphs from the cache:
-                        # done untimed, on one minibatch of each shape of the pass, then weights and state reset
+                        # done untimed, on one minibatch of each shape of a pass, then weights and state reset
                         fresh = copy.deepcopy(solver.updater.state_dict())
                         solver.fused_step = solver.updater.fused(solver.minibatch_losses)
                         start = time.perf_counter()
-                        for shape in {size, batch.size % size} - {0}:
-                            solver.fused_step(batch.minibatch(slice(0, min(shape, batch.size)), advantage))
+                        # a pass's minibatches, whose layout (strides too) the graphs are specialised to; drawn with
+                        # a generator of their own, so that the timed passes draw what they would without this
+                        shapes = {}
+                        for mb in batch.minibatch_pass(size, torch.Generator().manual_seed(0), advantage):
+                            shapes.setdefault(mb.logp_old.shape[0], mb)
+                        for mb in shapes.values():
+                            solver.fused_step(mb)
                         compile_seconds.setdefault(str(size), time.perf_counter() - start)
                         trainer.agent.load_state_dict(weights)
                         solver.updater.load_state_dict(fresh)

@@ -13,22 +13,26 @@ with bias correction at each part's learning rate. It is not bit-identical to th
 reorders floating-point work; tests/test_fused.py bounds the difference), but it is deterministic: a run, and a run
 resumed from its checkpoint, repeat exactly.
 
-What it costs: torch.compile needs a C++ compiler at run time and compiles once per process and minibatch shape
-(a pass at 64 over 20,000 samples has two: 64 and the last 32), about 10-20 s each on a 2-core machine the first
-time; inductor's cache on disk makes later processes faster. The solver's losses must trace as one graph (no
-`.item()`, no Python branch on a tensor's value): every on-policy solver whose update is `optimize` does.
+What it costs: torch.compile needs a C++ compiler at run time and compiles once per process and minibatch shape (a
+pass at 64 over 20,000 samples has two: 64 and the last 32), 19 s for those two on a 2-core AMD EPYC the first time
+(benchmarks/README.md, "Update speed"); inductor's cache on disk makes later processes faster. The solver's losses
+must trace as one graph (no Python branch on a tensor's value, no Python number that changes between steps): every
+on-policy control solver's do (tests/test_fused.py); the others are refused in one line.
 """
 from __future__ import annotations
 
 import math
 import types
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 from torch import nn
 
 from cmdp.config import ConfigError
 from cmdp.rollout import Minibatch
+
+if TYPE_CHECKING:
+    from cmdp.optim import TorchUpdater
 
 #: A solver's losses on one minibatch: (actor loss or None, critics' loss or None, scalars to log with the actor's).
 LossFn = Callable[[Minibatch], tuple[torch.Tensor | None, torch.Tensor | None, Mapping[str, Any]]]
@@ -84,7 +88,7 @@ class FusedStep:
     A non-finite gradient norm raises RuntimeError, as the eager step does; a non-finite loss leaves every parameter
     where it was and is returned, for the caller to report with its context (`cmdp.solver.check_finite`)."""
 
-    def __init__(self, updater: Any, actor: nn.Module, critic: nn.Module | None, losses: LossFn) -> None:
+    def __init__(self, updater: "TorchUpdater", actor: nn.Module, critic: nn.Module | None, losses: LossFn) -> None:
         self.updater = updater
         self.root = _Losses(actor, critic, losses)
         # each trainable parameter's name under the root and its place in its part's flat buffer (FlatPart's order)

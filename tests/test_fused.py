@@ -140,3 +140,34 @@ def test_losses_that_need_a_new_graph_at_every_step_are_refused_in_one_line() ->
                 fused(mb)
     finally:
         trainer.close()
+
+
+ON_POLICY_CONTROL = ["cpo", "crpo", "cup", "focops", "ipo", "npg", "p3o", "pcpo", "pdo", "pg", "pid_lag", "ppo",
+                     "ppo_early_terminated", "ppo_lag", "ppo_saute", "ppo_simmer_pid", "rcpo", "reward_shaping", "trpo",
+                     "trpo_lag", "trpo_pid", "trpo_saute"]
+
+
+def test_the_list_of_on_policy_control_solvers_is_complete() -> None:
+    from cmdp.group import GroupConfig
+    from cmdp.registry import algorithms
+    from cmdp.solver import PolicyGradientSolver
+
+    on_policy = {name for name, cls in algorithms().items()
+                 if issubclass(cls, PolicyGradientSolver) and not issubclass(cls.Config, GroupConfig)}
+    assert on_policy == set(ON_POLICY_CONTROL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ON_POLICY_CONTROL)
+def test_every_on_policy_control_solver_trains_compiled(tmp_path: Path, algo: str) -> None:
+    """Their losses compile as one graph and keep it over 12 epochs (no new graph per epoch). For the trust-region
+    solvers the compiled step is the critics' regression; their actor step stays eager."""
+    cfg, _ = resolve_config({**SETTINGS, "algo": algo, "steps_per_epoch": 256, "total_steps": 256 * 12,
+                             "update_iters": 2, "compile_update": True})
+    trainer = Trainer(cfg)
+    try:
+        assert trainer.solver.fused_step is not None
+        trainer.train(tmp_path / "run", progress=False)
+        assert trainer.updater.parts["critic"].steps > 0
+    finally:
+        trainer.close()
