@@ -23,6 +23,7 @@ like the reward's (`cost_advantage: standardize`), as in the authors' code; Omni
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -31,7 +32,8 @@ from cmdp.algorithms.ppo_lag import PPOLag, PPOLagConfig
 from cmdp.config import ConfigError
 from cmdp.losses import approx_kl, distribution_kl
 from cmdp.registry import register_algorithm
-from cmdp.rollout import OldDistribution, RolloutBatch
+from cmdp.rollout import Minibatch, OldDistribution, RolloutBatch
+from cmdp.solver import check_finite
 
 
 @dataclass
@@ -65,6 +67,11 @@ class CUP(PPOLag):
     improved policy. Multipliers, their logging and their checkpoint state are PPO-Lag's."""
 
     Config = CUPConfig
+
+    def __init__(self, cfg: CUPConfig, *args: Any, **kwargs: Any) -> None:
+        super().__init__(cfg, *args, **kwargs)
+        # the projection's minibatch step, compiled as the improvement's is (`compile_update`); None: eager
+        self.projection_step = self.updater.fused(self.projection_losses) if cfg.compile_update else None
 
     def combine_advantages(self, adv: torch.Tensor) -> torch.Tensor:
         """The improvement step sees the reward advantage only."""
@@ -101,16 +108,20 @@ class CUP(PPOLag):
         lam = torch.as_tensor(self.multiplier.value, dtype=batch.advantages.dtype, device=batch.advantages.device)
         costs = self.cost_advantages(batch)
         cost_adv = costs @ lam  # (B,) sum_k lambda_k A_c,k
-        coef = self.projection_coef()
         loss_sum, count, iters_done = 0.0, 0, 0
         for _ in range(cfg.update_iters):
             for idx in batch.minibatches(cfg.batch_size, self.generator):
-                obs = batch.obs[idx]
-                ratio = torch.exp(actor.log_prob(obs, batch.actions[idx]) - batch.logp_old[idx])
-                kl = distribution_kl(actor.distribution(obs), improved[idx])
-                loss = (coef * ratio * cost_adv[idx] + kl).mean()
-                self.updater.step(actor_loss=loss)  # the critics get no gradient: they stay as they are
-                loss_sum += loss.item()
+                mb = Minibatch(batch.obs[idx], batch.actions[idx], batch.logp_old[idx], cost_adv[idx],
+                               batch.advantages[idx], batch.returns[idx], improved[idx])
+                if self.projection_step is not None:
+                    loss = self.projection_step(mb)["loss_pi"]  # nothing moved if it is not finite
+                    check_finite(loss, "projection", batch, mb.adv)
+                else:
+                    loss_pi = self.projection_losses(mb)[0]
+                    loss = loss_pi.item()
+                    check_finite(loss, "projection", batch, mb.adv)
+                    self.updater.step(actor_loss=loss_pi)  # the critics get no gradient: they stay as they are
+                loss_sum += loss
                 count += 1
             iters_done += 1
             stop_kl = batch.global_mean(self._projection_kl(batch, improved))
@@ -123,6 +134,15 @@ class CUP(PPOLag):
         return {"proj_loss": loss_sum / max(count, 1), "proj_iters": float(iters_done),
                 "proj_kl_improved": kl_improved.item(), "proj_kl_old": approx_kl(batch.logp_old, logp).item(),
                 "cost_surrogate": surrogate.item()}
+
+    def projection_losses(self, mb: Minibatch) -> tuple[torch.Tensor, None, Mapping[str, Any]]:
+        """The projection's loss on one minibatch, for the actor alone: coef * E[rho sum_k lambda_k A_c,k] +
+        E[KL(pi || pi_improved)]. Here `mb.adv` holds sum_k lambda_k A_c,k and `mb.old_dist` the improved policy's
+        distribution (not the behaviour policy's, which `mb.logp_old` still gives for rho)."""
+        actor = self.agent.actor
+        ratio = torch.exp(actor.log_prob(mb.obs, mb.actions) - mb.logp_old)
+        kl = distribution_kl(actor.distribution(mb.obs), mb.old_dist)
+        return (self.projection_coef() * ratio * mb.adv + kl).mean(), None, {}
 
     @torch.no_grad()
     def _projection_kl(self, batch: RolloutBatch, improved: OldDistribution) -> float:
