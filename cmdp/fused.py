@@ -17,7 +17,7 @@ What it costs: torch.compile needs a C++ compiler at run time and compiles once 
 pass at 64 over 20,000 samples has two: 64 and the last 32), 19 s for those two on a 2-core AMD EPYC the first time
 (benchmarks/README.md, "Update speed"); inductor's cache on disk makes later processes faster. The solver's losses
 must trace as one graph (no Python branch on a tensor's value, no Python number that changes between steps): every
-on-policy control solver's do (tests/test_fused.py); the others are refused in one line.
+on-policy control solver's do, CUP's projection too (tests/test_fused.py); others are refused in one line.
 """
 from __future__ import annotations
 
