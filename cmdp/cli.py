@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -188,8 +189,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cmdp.trainer import Trainer, new_run, open_run, resolve_config
+    from cmdp.trainer import CHECKPOINT, Trainer, new_run, open_run, resolve_config
 
+    existed = False
     if args.resume:
         given = [f for f in ("algo", "env", "total_steps", "seed", "num_envs", "config", "out")
                  if getattr(args, f) is not None] + (["set"] if args.set else [])
@@ -212,12 +214,26 @@ def _train(args: argparse.Namespace) -> int:
         cfg, notes = resolve_config(overrides, args.config, args.preset)
         for note in notes:
             print(f"note: {note}")
+        existed = args.out is not None and Path(args.out).is_dir()  # an empty folder the user gave: kept
         trainer, run_dir = new_run(cfg, args.out)
     try:
         summary = trainer.train(run_dir, resume=bool(args.resume), progress=not args.no_progress)
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: cmdp train --resume {run_dir}", file=sys.stderr)
         return 130
+    except ConfigError:
+        # refused at the first update (a solver's losses that compile_update cannot compile): no checkpoint, so
+        # nothing to resume; the new run's folder goes, as a start refused before it was written leaves none
+        if not args.resume and trainer.is_main and not (run_dir / CHECKPOINT).exists():
+            if existed:
+                for child in run_dir.iterdir():
+                    if child.is_dir():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+            else:
+                shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     if trainer.is_main:
         print(format_summary(summary, run_dir))
     return 0

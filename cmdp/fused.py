@@ -26,6 +26,8 @@ import types
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
+import torch._dynamo.exc
+import torch._inductor.exc
 from torch import nn
 
 from cmdp.config import ConfigError
@@ -67,6 +69,18 @@ def _adam(flat: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg
     exp_avg_sq.copy_(torch.where(ok, new_avg_sq, exp_avg_sq))
 
 
+def check_compiler() -> None:
+    """ConfigError, before anything runs, when torch.compile finds no C++ compiler to build the step with."""
+    from torch._inductor import cpp_builder
+
+    try:
+        cpp_builder.get_cpp_compiler()  # inductor's own search: $CXX, else g++
+    except torch._inductor.exc.InvalidCxxCompiler as error:
+        reason = str(error).strip().splitlines()[0]
+        raise ConfigError(f"compile_update=true needs a C++ compiler at run time ({reason}); install one (g++) "
+                          "or set compile_update=false") from None
+
+
 def _own_code(method: Any) -> Any:
     """`method` bound to a copy of its function with a code object of its own. Dynamo keeps its compiled graphs per
     code object, at most 8 (`torch._dynamo.config.recompile_limit`): every `FusedStep` guards on its own solver and
@@ -89,6 +103,7 @@ class FusedStep:
     where it was and is returned, for the caller to report with its context (`cmdp.solver.check_finite`)."""
 
     def __init__(self, updater: "TorchUpdater", actor: nn.Module, critic: nn.Module | None, losses: LossFn) -> None:
+        check_compiler()
         self.updater = updater
         self.root = _Losses(actor, critic, losses)
         # each trainable parameter's name under the root and its place in its part's flat buffer (FlatPart's order)
@@ -174,6 +189,10 @@ class FusedStep:
         except torch._dynamo.exc.Unsupported as error:  # a loss that does not trace as one graph
             reason = str(error).strip().splitlines()[0]
             raise ConfigError(f"compile_update: this solver's losses do not compile as one graph ({reason}); "
+                              "set compile_update=false") from None
+        except (torch._dynamo.exc.BackendCompilerFailed, torch._inductor.exc.InductorError) as error:
+            reason = str(error).strip().splitlines()[0]
+            raise ConfigError(f"compile_update: torch.compile could not build this step ({reason}); "
                               "set compile_update=false") from None
         except torch._dynamo.exc.FailOnRecompileLimitHit:  # e.g. a Python number read by the losses changes
             raise ConfigError("compile_update: this solver's losses needed a new graph more than "

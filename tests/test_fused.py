@@ -196,3 +196,48 @@ def test_every_on_policy_control_solver_trains_compiled(tmp_path: Path, algo: st
         assert trainer.updater.parts["critic"].steps > 0
     finally:
         trainer.close()
+
+
+def test_without_a_cpp_compiler_the_run_is_refused_before_anything_is_written(tmp_path: Path, capsys) -> None:
+    import torch._inductor.config
+
+    out = tmp_path / "run"
+    with torch._inductor.config.patch({"cpp.cxx": (None, str(tmp_path / "no-such-g++"))}):  # where inductor looks
+        assert main(["train", "--env", HOPPER, "--total-steps", "640", "--no-progress", "--set", "steps_per_epoch=640",
+                     "--set", "compile_update=true", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("cmdp: error: compile_update=true needs a C++ compiler at run "
+                                                    "time (") and "or set compile_update=false" in err, err
+    assert not out.exists()
+
+
+BRANCHY = """
+from cmdp.algorithms.ppo_lag import PPOLag
+from cmdp.registry import register_algorithm
+
+
+@register_algorithm("{name}")
+class Branchy(PPOLag):
+    def actor_loss(self, mb):
+        loss, info = super().actor_loss(mb)
+        return (loss if loss > 0 else 2 * loss), info  # a Python branch on a tensor's value
+"""
+
+
+@pytest.mark.parametrize("out_exists", [False, True])
+def test_a_plugin_whose_loss_does_not_compile_fails_in_one_line_and_leaves_no_run(tmp_path: Path, capsys,
+                                                                                 out_exists: bool) -> None:
+    """The refusal comes at the first update (tracing needs a minibatch), after the run folder was made: it goes
+    again (an empty folder the user gave is kept, empty)."""
+    plugin, name = tmp_path / "branchy.py", f"ppo_branchy_{out_exists}".lower()  # one name per plugin file
+    plugin.write_text(BRANCHY.format(name=name))
+    out = tmp_path / "run"
+    if out_exists:
+        out.mkdir()
+    assert main(["train", "--plugin", str(plugin), "--algo", name, "--env", HOPPER,
+                 "--total-steps", "640", "--no-progress", "--set", "steps_per_epoch=640", "--set",
+                 "compile_update=true", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == ("cmdp: error: compile_update: this solver's losses do not compile as one graph (Data-dependent "
+                   "branching); set compile_update=false\n")
+    assert (out.is_dir() and not any(out.iterdir())) if out_exists else not out.exists()
