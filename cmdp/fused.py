@@ -18,6 +18,7 @@ pass at 64 over 20,000 samples has two: 64 and the last 32), 19 s for those two 
 (benchmarks/README.md, "Update speed"); inductor's cache on disk makes later processes faster. The solver's losses
 must trace as one graph (no Python branch on a tensor's value, no Python number that changes between steps): every
 on-policy control solver's do, CUP's projection too (tests/test_fused.py); others are refused in one line.
+Measured and tested on CPU only; on a GPU torch.compile would generate Triton kernels instead, untested here.
 """
 from __future__ import annotations
 
