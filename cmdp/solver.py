@@ -101,9 +101,10 @@ class PolicyGradientConfig(TrainConfig):
     reward_normalize: bool = False
     cost_normalize: bool = False
     # Compile each minibatch step (losses, gradients, clipping, Adam) into one function with torch.compile
-    # (cmdp/fused.py): a pass at 64 about 2.5x faster on a 2-core CPU, for 10-20 s of compilation per process and
-    # minibatch shape and a C++ compiler at run time; not bit-identical to the eager step. Off by default: tests and
-    # short runs do not pay the compilation (benchmarks/README.md, "Compiled update").
+    # (cmdp/fused.py): a pass at 64 about 2.2x faster on a 2-core CPU, for about 20 s of compilation per process the
+    # first time and a C++ compiler at run time; not bit-identical to the eager step. Off by default: tests and
+    # short runs do not pay the compilation, and published numbers stay repeatable (benchmarks/README.md, "Update
+    # speed").
     compile_update: bool = False
 
     def validate(self) -> None:
