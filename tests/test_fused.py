@@ -36,7 +36,8 @@ def parameters(trainer: Trainer) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("changes, binds", [({}, False),  # per-critic clipping, which does not bind at 40
-                                            ({"critic_clip": "joint", "max_grad_norm": 0.05}, True)])
+                                            ({"critic_clip": "joint", "max_grad_norm": 0.05}, True),
+                                            ({"env": "ExactChain-v0"}, False)])  # a softmax policy
 def test_the_compiled_step_takes_the_eager_steps(changes: dict, binds: bool) -> None:
     trainer, batch = collected(**changes)
     try:
