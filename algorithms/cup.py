@@ -22,7 +22,7 @@ like the reward's (`cost_advantage: standardize`), as in the authors' code; Omni
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -108,11 +108,12 @@ class CUP(PPOLag):
         lam = torch.as_tensor(self.multiplier.value, dtype=batch.advantages.dtype, device=batch.advantages.device)
         costs = self.cost_advantages(batch)
         cost_adv = costs @ lam  # (B,) sum_k lambda_k A_c,k
+        # the projection's minibatches carry sum_k lambda_k A_c,k as `adv` and the improved policy as `old_dist`
+        # (`projection_losses`); `minibatch_pass` gathers each field once per pass and slices it
+        anchored = replace(batch, old_dist=improved)
         loss_sum, count, iters_done = 0.0, 0, 0
         for _ in range(cfg.update_iters):
-            for idx in batch.minibatches(cfg.batch_size, self.generator):
-                mb = Minibatch(batch.obs[idx], batch.actions[idx], batch.logp_old[idx], cost_adv[idx],
-                               batch.advantages[idx], batch.returns[idx], improved[idx])
+            for mb in anchored.minibatch_pass(cfg.batch_size, self.generator, cost_adv):
                 if self.projection_step is not None:
                     loss = self.projection_step(mb)["loss_pi"]  # nothing moved if it is not finite
                     check_finite(loss, "projection", batch, mb.adv)
