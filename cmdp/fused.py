@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import types
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch._dynamo.exc
@@ -32,14 +32,14 @@ import torch._inductor.exc
 from torch import nn
 
 from cmdp.config import ConfigError
+from cmdp.optim import TorchUpdater, clip_coefficients
 from cmdp.rollout import Minibatch
-
-if TYPE_CHECKING:
-    from cmdp.optim import TorchUpdater
 
 #: A solver's losses on one minibatch: (actor loss or None, critics' loss or None, scalars to log with the actor's).
 LossFn = Callable[[Minibatch], tuple[torch.Tensor | None, torch.Tensor | None, Mapping[str, Any]]]
 
+#: Each part and the key its loss is logged under (a part is stepped when its loss is present).
+PART_LOSSES = (("actor", "loss_pi"), ("critic", "loss_v"))
 BETAS = (0.9, 0.999)  # torch.optim.Adam's, as `FlatPart.adam_`
 EPS = 1e-8
 
@@ -103,7 +103,7 @@ class FusedStep:
     A non-finite gradient norm raises RuntimeError, as the eager step does; a non-finite loss leaves every parameter
     where it was and is returned, for the caller to report with its context (`cmdp.solver.check_finite`)."""
 
-    def __init__(self, updater: "TorchUpdater", actor: nn.Module, critic: nn.Module | None, losses: LossFn) -> None:
+    def __init__(self, updater: TorchUpdater, actor: nn.Module, critic: nn.Module | None, losses: LossFn) -> None:
         check_compiler()
         self.updater = updater
         self.root = _Losses(actor, critic, losses)
@@ -155,21 +155,20 @@ class FusedStep:
             return (losses[0] if len(losses) == 1 else losses[0] + losses[1]), logged
 
         grads, (_, logged) = torch.func.grad_and_value(total, argnums=(0, 1), has_aux=True)(actor_flat, critic_flat)
-        names = [name for name, key in (("actor", "loss_pi"), ("critic", "loss_v")) if key in logged]
+        names = [name for name, key in PART_LOSSES if key in logged]
         flats = {"actor": actor_flat, "critic": critic_flat}
         grads = {name: grad for name, grad in zip(("actor", "critic"), grads) if name in names}
         if "critic" in grads and up.per_critic:  # the L2 term inside the clipped gradient (jointly: Adam's decay)
             grads["critic"] = grads["critic"] + 2 * up.critic_l2 * critic_flat
         norms = {name: self._norms(name, grad) for name, grad in grads.items()}
-        losses = torch.stack([logged[key] for key in ("loss_pi", "loss_v") if key in logged])
+        losses = torch.stack([logged[key] for _, key in PART_LOSSES if key in logged])
         ok = torch.isfinite(torch.cat([losses, *norms.values()])).all()
         flags = [ok]
         for name in names:
             part, grad = up.parts[name], grads[name]
             clipped = (norms[name] > up.max_grad_norm).any()
             flags.append(clipped)
-            # unconditionally: where the clip does not bind its coefficient is exactly 1
-            coef = (up.max_grad_norm / (norms[name] + 1e-6)).clamp(max=1.0)  # as FlatPart.clip_
+            coef = clip_coefficients(norms[name], up.max_grad_norm)  # applied always: 1 where it does not bind
             grad = grad * (coef if name not in self.segment else coef[self.segment[name]])
             if part.weight_decay:
                 grad = grad + part.weight_decay * flats[name]
@@ -200,16 +199,14 @@ class FusedStep:
                               f"{torch._dynamo.config.recompile_limit} times (a Python number they read changes "
                               "between steps? pass it as a tensor); set compile_update=false") from None
         row = out.tolist()
-        names = [name for name in ("actor", "critic") if ("loss_pi" if name == "actor" else "loss_v") in keys]
+        names = [name for name, key in PART_LOSSES if key in keys]
         flags, values = row[:1 + len(names)], row[1 + len(names):]
         logged = dict(zip(keys, values))
         if not flags[0]:
-            if all(math.isfinite(logged[key]) for key in ("loss_pi", "loss_v") if key in logged):
+            if all(math.isfinite(logged[key]) for _, key in PART_LOSSES if key in logged):
                 raise RuntimeError("a gradient norm is non-finite, so it cannot be clipped")
             return logged  # a non-finite loss: nothing moved; the caller reports it
         for name, clipped in zip(names, flags[1:]):
             up.parts[name].steps += 1
-            counts = up.clip_counts.setdefault(name, [0, 0])
-            counts[0] += 1
-            counts[1] += int(clipped)
+            up.count_step(name, bool(clipped))
         return logged

@@ -126,6 +126,12 @@ def clip_runs(params: list[torch.nn.Parameter], groups: list[ClipGroup]) -> tupl
     return torch.tensor(lengths), torch.tensor(segments)
 
 
+def clip_coefficients(norms: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """torch's `clip_grad_norm_` factor for each gradient norm: max_norm / (norm + 1e-6), capped at 1 (exactly 1
+    where the clip does not bind)."""
+    return (max_norm / (norms + 1e-6)).clamp(max=1.0)
+
+
 class FlatPart:
     """One part of a `TorchUpdater` (the actor, or the critics): its parameters in one flat buffer
     (`flatten_parameters`), its gradients in another, Adam's moments beside them, and its clip segments (`clip_runs`).
@@ -184,7 +190,7 @@ class FlatPart:
 
     def clip_(self, grad: torch.Tensor, norms: torch.Tensor, max_norm: float) -> None:
         """Scales each segment of `grad` in place by its clip coefficient (`norms` from `norms`)."""
-        coef = (max_norm / (norms + 1e-6)).clamp_(max=1.0)
+        coef = clip_coefficients(norms, max_norm)
         if self.runs is None:
             grad.mul_(coef)
         else:
@@ -302,9 +308,13 @@ class TorchUpdater:
             if clipped:  # else every coefficient is 1
                 part.clip_(grad, norm, self.max_grad_norm)
             part.adam_(grad, self.lr(name))
-            counts = self.clip_counts.setdefault(name, [0, 0])
-            counts[0] += 1
-            counts[1] += int(clipped)
+            self.count_step(name, clipped)
+
+    def count_step(self, part: str, clipped: bool) -> None:
+        """Count one step of `part` for this epoch's `grad_clip_*` share, and whether its clip bound."""
+        counts = self.clip_counts.setdefault(part, [0, 0])
+        counts[0] += 1
+        counts[1] += int(clipped)
 
     @property
     def actor_lr(self) -> float:
