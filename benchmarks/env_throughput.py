@@ -10,8 +10,8 @@
   were all identical are reported;
 - upstream, ours: N random-action steps each, episodes reset as in training (1000 steps for these tasks, so a
   measurement includes its resets), steps per second of CPU time (`--clock wall`: of wall-clock time). Ours is
-  the fast backend for navigation tasks and our adapter (`SafetyGymEnv`, upstream's gymnasium MuJoCo
-  environment) for velocity tasks;
+  what a run uses by default: the fast backend for navigation tasks and planar velocity tasks, our adapter
+  (`SafetyGymEnv`, upstream's gymnasium MuJoCo environment) for the Ant and Humanoid velocity tasks;
 - physics: `mj_step` on the task's own compiled model, as many per step as the task's frameskip, with random
   controls and no observation, reward or cost: the limit any implementation of the task approaches.
 
@@ -41,7 +41,7 @@ COLUMNS = ["task", "steps", "upstream_steps_per_s", "ours_steps_per_s", "physics
 
 
 def make_ours(name: str) -> Any:
-    """Our environment for `name`: the fast backend for navigation tasks, our adapter for velocity tasks."""
+    """Our environment for `name` as a run makes it by default (`env_maker(name, "fast")`)."""
     return env_maker(name, "fast")(name, None)
 
 

@@ -5,7 +5,8 @@ registers, except its `Debug` variants (keyboard control of the agent in a windo
 and its `...Gymnasium-v*` aliases (the same tasks behind gymnasium's API, cost in `info`):
 
 - navigation: `Safety{Point,Car,Doggo,Racecar,Ant}{Goal,Button,Push,Circle}{0,1,2}-v0` (fast backend by default);
-- velocity: `Safety{Hopper,Ant,HalfCheetah,Walker2d,Swimmer,Humanoid}Velocity-v1`, and their older `-v0`;
+- velocity: `Safety{Hopper,Ant,HalfCheetah,Walker2d,Swimmer,Humanoid}Velocity-v1`, and their older `-v0` (the fast
+  backend, `envs/velocity_fast.py`, by default for Hopper, Walker2d, HalfCheetah and Swimmer);
 - run-race-fading: `Safety{agent}Run0-v0`, `Safety{agent}{Race,FadingEasy,FadingHard}{0,1,2}-v0` (upstream only:
   the fast backend is built and tested for Goal, Button, Push and Circle). The Race tasks need the floor texture
   `village_floor.PNG`, which the safety-gymnasium 1.0.0 wheel does not contain (it ships none of the upper-case
@@ -57,6 +58,8 @@ DEFAULT_COST_LIMIT = 25.0
 NAV_AGENTS = ("Point", "Car", "Doggo", "Racecar", "Ant")
 NAV_TASKS = ("Goal", "Button", "Push", "Circle")
 VELOCITY_AGENTS = ("Hopper", "Ant", "HalfCheetah", "Walker2d", "Swimmer", "Humanoid")
+#: the velocity agents the fast backend covers (`envs/velocity_fast.py`): the planar ones, whose steps read no contacts
+PLANAR_AGENTS = ("Hopper", "Walker2d", "HalfCheetah", "Swimmer")
 #: the single-agent tasks besides navigation and velocity, each for every navigation agent
 OTHER_TASKS = ("Run0",) + tuple(f"{task}{level}" for task in ("Race", "FadingEasy", "FadingHard") for level in range(3))
 #: the side of the vision tasks' square camera image unless `env_kwargs.vision_size` says otherwise (see
@@ -174,8 +177,10 @@ class SafetyGymKwargs:
     `backend` (navigation tasks): `fast` (the default) is `cmdp.envs.sg_fast`: upstream's own task objects with
     the compiled model reused at reset and vectorised observations and costs, equal to upstream step by step
     (tests/test_safety_gym_fast.py); `upstream` is safety-gymnasium as it is. `render_mode` works with both: the
-    fast backend renders through upstream's `Builder.render` on its reused model. Velocity tasks have one backend,
-    upstream's gymnasium MuJoCo environment; `fast` is accepted there and means the same.
+    fast backend renders through upstream's `Builder.render` on its reused model. Planar velocity tasks (Hopper,
+    Walker2d, HalfCheetah, Swimmer): `fast` steps upstream's environment without its Python around MuJoCo, equal to
+    it step by step (`cmdp.envs.velocity_fast`, tests/test_velocity_fast.py); Ant and Humanoid velocity tasks run on
+    upstream's environment with either.
     """
 
     config: dict | None = None  # task configuration overrides, e.g. {agent_name: Point}
@@ -184,7 +189,7 @@ class SafetyGymKwargs:
     height: int = 256
     camera_id: int | None = None
     camera_name: str | None = None
-    backend: str = "fast"  # navigation tasks: 'fast' or 'upstream' (see above)
+    backend: str = "fast"  # navigation and planar velocity tasks: 'fast' or 'upstream' (see above)
 
     def validate(self) -> None:
         check_backend(self.backend)
@@ -248,9 +253,25 @@ def _copies(make_env: Callable[[str, dict[str, Any]], CMDPEnv], name: str, env_k
 
 
 def env_maker(name: str, backend: str) -> Callable[[str, dict[str, Any]], CMDPEnv]:
-    """What makes one copy of `name` on `backend`: the fast backend for a navigation task, else upstream's
-    environment (velocity tasks have one backend)."""
-    return fast_navigation_env if backend == "fast" and "Velocity" not in name else SafetyGymEnv
+    """What makes one copy of `name` on `backend`: on `fast`, the fast backend of a navigation task or of a planar
+    velocity task; else (and for Ant and Humanoid velocity tasks) upstream's environment."""
+    if backend != "fast":
+        return SafetyGymEnv
+    if "Velocity" not in name:
+        return fast_navigation_env
+    return fast_velocity_env if is_planar_velocity_task(name) else SafetyGymEnv
+
+
+def is_planar_velocity_task(name: str) -> bool:
+    """Whether the fast velocity backend covers `name` (Hopper, Walker2d, HalfCheetah, Swimmer)."""
+    return name.startswith(tuple(f"Safety{robot}Velocity-" for robot in PLANAR_AGENTS))
+
+
+def fast_velocity_env(name: str, env_kwargs: dict[str, Any] | None = None) -> CMDPEnv:
+    """A planar velocity task on the fast backend (`cmdp.envs.velocity_fast.FastVelocityEnv`)."""
+    from cmdp.envs.velocity_fast import FastVelocityEnv
+
+    return FastVelocityEnv(name, env_kwargs)
 
 
 def fast_navigation_env(name: str, env_kwargs: dict[str, Any] | None = None) -> CMDPEnv:

@@ -115,6 +115,30 @@ def test_running_mean_std_matches_numpy_in_batches():
     np.testing.assert_allclose(rms.var, data.var(0))
 
 
+def test_running_mean_std_one_row_updates_equal_the_batch_formula_bit_for_bit():
+    """A step of one environment folds in one row through `_update_one`; it must give the bits the general
+    (Chan et al.) formula gives for a batch of one, which `RunningMeanStd` used for every update until 2026-12-04."""
+    rng = np.random.default_rng(2)
+    fast, general = RunningMeanStd((5,)), RunningMeanStd((5,))
+    for i in range(3000):
+        row = rng.normal(size=(1, 5)) * rng.uniform(0.01, 100.0) + rng.normal(size=5) * 10.0
+        fast.update(row)
+        # the general formula on a batch of one, written out
+        n, b_mean = 1, row.sum(0) / 1
+        centered = row - b_mean
+        b_var = (centered * centered).sum(0) / n
+        if general.count == 0:
+            general.mean, general.var, general.count = b_mean, b_var, 1.0
+            continue
+        total = general.count + n
+        delta = b_mean - general.mean
+        general.mean = general.mean + delta * n / total
+        general.var = (general.var * general.count + b_var * n + delta * delta * general.count * n / total) / total
+        general.count = total
+        assert np.array_equal(fast.mean, general.mean) and np.array_equal(fast.var, general.var), i
+    assert fast.count == general.count == 3000.0
+
+
 def test_obs_normalizer_roundtrip_and_clip():
     norm = ObsNormalizer((2,), clip=3.0)
     norm(np.array([[0.0, 0.0], [2.0, 4.0]]))

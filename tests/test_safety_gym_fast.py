@@ -169,11 +169,16 @@ def test_backend_key_is_checked() -> None:
 
 
 def test_backend_selects_the_environment(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
-    """Navigation: fast by default, upstream on request; velocity: upstream's environment either way. (Making an
-    environment compiles nothing: upstream builds its world at the first reset.)"""
+    """Navigation and planar velocity tasks: fast by default, upstream on request; Ant and Humanoid velocity tasks:
+    upstream's environment either way. (Making an environment compiles nothing: upstream builds its world at the
+    first reset.)"""
+    from cmdp.envs.velocity_fast import FastVelocityEnv
+
     assert isinstance(make_safety_gym("SafetyPointGoal1-v0").envs[0], FastSafetyGymEnv)
-    assert isinstance(make_safety_gym("SafetyPointGoal1-v0", backend="upstream").envs[0], SafetyGymEnv)
-    assert isinstance(make_safety_gym("SafetyHopperVelocity-v1", backend="fast").envs[0], SafetyGymEnv)
+    assert type(make_safety_gym("SafetyPointGoal1-v0", backend="upstream").envs[0]) is SafetyGymEnv
+    assert isinstance(make_safety_gym("SafetyHopperVelocity-v1").envs[0], FastVelocityEnv)
+    assert type(make_safety_gym("SafetyHopperVelocity-v1", backend="upstream").envs[0]) is SafetyGymEnv
+    assert type(make_safety_gym("SafetyAntVelocity-v1", backend="fast").envs[0]) is SafetyGymEnv
     assert main(["train", "--env", "SafetyPointGoal1-v0", "--set", "env_kwargs={backend: quick}",
                  "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
