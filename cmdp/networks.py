@@ -16,6 +16,7 @@ are then computed by torch in one batched pass, so the numpy copy only ever draw
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import gymnasium
@@ -104,6 +105,17 @@ def _after(encoder: nn.Module | None, net: nn.Sequential) -> nn.Sequential:
     return net if encoder is None else nn.Sequential(encoder, net)
 
 
+@dataclass(frozen=True)
+class DistributionMLP:
+    """How an actor makes its distribution's parameters (`distribution_params`) when a plain MLP makes them: `net`
+    (Linear layers with Tanh or ReLU between them) on the observations, then, for a Gaussian, its state-independent
+    `log_std` broadcast over the batch and appended. What the trust region's Jacobian Fisher product needs
+    (`cmdp.fisher.mlp_fisher_product`); an actor with an encoder in front, or a language model, has none."""
+
+    net: nn.Sequential
+    log_std: nn.Parameter | None = None
+
+
 class GaussianActor(nn.Module):
     """Diagonal Gaussian policy for Box action spaces. With an `encoder` (image observations, `cmdp.vision`) the
     MLP reads the encoder's output, and `obs_dim` is the encoder's `out_dim`."""
@@ -118,6 +130,10 @@ class GaussianActor(nn.Module):
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
         return torch.distributions.Normal(self.mean(obs), self.log_std.exp())
+
+    def distribution_mlp(self) -> DistributionMLP | None:
+        """The MLP and log-std that make `distribution_params`, or None with an image encoder in front."""
+        return None if self.encoded else DistributionMLP(self.mean, self.log_std)
 
     def distribution_params(self, obs: torch.Tensor) -> torch.Tensor:
         """(B, 2 * act_dim) mean and log-std, detached: enough to rebuild `distribution(obs)` later."""
@@ -164,6 +180,10 @@ class CategoricalActor(nn.Module):
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Categorical:
         return torch.distributions.Categorical(logits=self.logits(obs))
+
+    def distribution_mlp(self) -> DistributionMLP | None:
+        """The MLP that makes the logits (`distribution_params`), or None with an image encoder in front."""
+        return None if self.encoded else DistributionMLP(self.logits)
 
     def distribution_params(self, obs: torch.Tensor) -> torch.Tensor:
         """(B, num_actions) logits, detached: enough to rebuild `distribution(obs)` later."""

@@ -1,10 +1,10 @@
 """Trust-region machinery shared by the TRPO-style solvers (TRPO, NPG, CPO, PCPO and the Lagrangian ones).
 
 - `TrustRegionSolver`: the base those solvers subclass (TRPO itself, with hooks; see its docstring);
-- flat views of a module's parameters and gradients (`flat_params`, `set_flat_params`, `flat_grad`);
+- flat views of a module's parameters (`flat_params`, `set_flat_params`; `flat_grad` is `cmdp.fisher`'s);
 - `conjugate_gradient`: solves H x = b given only products H v;
-- `mean_kl` and `fisher_vector_product`: the Fisher information of the actor as the Hessian of the
-  mean KL(old || new) at the current parameters, built by double backward, plus damping;
+- the Fisher-vector products and `mean_kl` are `cmdp.fisher`'s (the Jacobian product for plain MLP actors, the
+  double backward for the others, `fisher_product`);
 - `solve_cpo_subproblem`: CPO's trust-region step (Achiam et al. 2017, Appendix 10.2) as a pure
   function of plain tensors and floats, so it is testable on a hand-made quadratic;
 - `project_to_linear_constraint`: PCPO's projection of a step onto the half-space where the
@@ -28,15 +28,10 @@ import torch
 from torch import nn
 
 from cmdp.config import ConfigError, check_choice
-from cmdp.losses import distribution_kl
+from cmdp.fisher import FISHER_PRODUCTS, KL_REDUCTIONS, fisher_product, flat_grad, mean_kl
 from cmdp.optim import trainable_parameters
 from cmdp.rollout import RolloutBatch
 from cmdp.solver import PolicyGradientConfig, PolicyGradientSolver
-
-
-#: How the trust region's KL treats the action dimensions (`kl_reduction`): "sum", the KL of the joint action
-#: distribution; "mean", its average over the dimensions (OmniSafe's `kl_divergence(p, q).mean()`), 1 / act_dim of it.
-KL_REDUCTIONS = ("sum", "mean")
 
 
 @dataclass
@@ -68,6 +63,10 @@ class TrustRegionConfig(PolicyGradientConfig):
     # robot's number of joints (TRPO's definition); "mean" over them, OmniSafe's (NaturalPG._fvp,
     # TRPO._search_step_size), whose trust region is act_dim times larger. docs/omnisafe-differences.md row 21.
     kl_reduction: str = "sum"
+    # How H v is computed (cmdp/fisher.py): "jacobian", J^T M J from one forward pass of a plain MLP actor (1.7x
+    # faster a product than the double backward, the same matrix to rounding; other actors take the double backward);
+    # "double_backward", OmniSafe's and ours until 2026-12-04, which repeats the numbers published before then.
+    fisher_product: str = "jacobian"
 
     def validate(self) -> None:
         super().validate()
@@ -80,6 +79,7 @@ class TrustRegionConfig(PolicyGradientConfig):
         if self.cg_damping < 0:
             raise ConfigError(f"cg_damping must be >= 0, got {self.cg_damping}")
         check_choice("kl_reduction", self.kl_reduction, KL_REDUCTIONS)
+        check_choice("fisher_product", self.fisher_product, FISHER_PRODUCTS)
         if not 0.0 < self.line_search_decay < 1.0:
             raise ConfigError(f"line_search_decay must be in (0, 1), got {self.line_search_decay}")
         if self.entropy_coef:
@@ -105,16 +105,6 @@ def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
             offset += n
     if offset != flat.numel():
         raise ValueError(f"flat vector has {flat.numel()} entries, the module {offset} parameters")
-
-
-def flat_grad(output: torch.Tensor, params: list[torch.Tensor], retain_graph: bool | None = None,
-              create_graph: bool = False) -> torch.Tensor:
-    """d output / d params as one 1-D tensor (zeros for parameters `output` does not depend on).
-
-    As in `torch.autograd.grad`, the graph is kept when `create_graph` is set unless told otherwise."""
-    grads = torch.autograd.grad(output, params, retain_graph=retain_graph, create_graph=create_graph,
-                                allow_unused=True)
-    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, params)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,44 +133,6 @@ def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Ten
         p = r + (rr_new / rr) * p
         rr = rr_new
     return x
-
-
-def mean_kl(old: torch.distributions.Distribution, new: torch.distributions.Distribution,
-            reduction: str = "sum") -> torch.Tensor:
-    """Mean over the batch of the analytic KL(old || new), summed over action dimensions (`sum`) or averaged over
-    them (`mean`; the same for a distribution with one dimension, e.g. a Categorical)."""
-    if reduction not in KL_REDUCTIONS:
-        raise ValueError(f"reduction must be one of {KL_REDUCTIONS}, got {reduction!r}")
-    if reduction == "sum":
-        return distribution_kl(old, new).mean()
-    return torch.distributions.kl_divergence(old, new).mean()
-
-
-def fisher_vector_product(actor: nn.Module, obs: Any, damping: float = 0.1,
-                          old: torch.distributions.Distribution | None = None,
-                          reduction: str = "sum") -> Callable[[torch.Tensor], torch.Tensor]:
-    """`fvp(v) = (H + damping I) v`, H the Hessian of mean KL(pi_current || pi_theta) at theta = current
-    (the KL reduced over action dimensions as `mean_kl`'s `reduction` says).
-
-    H is the Fisher information matrix of the actor averaged over `obs`. `old` is pi_current on `obs`
-    if the caller already has it (a solver at the start of its update: `batch.old_dist`, which saves a
-    forward pass); else it is computed here. The gradient of the KL is built once with
-    `create_graph=True`; each call differentiates (grad . v) again (double backward), so a product
-    costs about two backward passes and no matrix is ever formed. The returned closure is valid
-    while the actor's parameters are unchanged.
-    """
-    params = trainable_parameters(actor)
-    if old is None:
-        with torch.no_grad():
-            old = actor.distribution(obs)
-    kl = mean_kl(old, actor.distribution(obs), reduction)
-    grad_kl = flat_grad(kl, params, create_graph=True)
-
-    def fvp(v: torch.Tensor) -> torch.Tensor:
-        hv = flat_grad(torch.dot(grad_kl, v.detach()), params, retain_graph=True)
-        return hv + damping * v
-
-    return fvp
 
 
 # --------------------------------------------------------------------------------------------
@@ -459,10 +411,11 @@ class TrustRegionSolver(PolicyGradientSolver):
                      for i, s in enumerate(surrogates))
 
     def fisher(self, batch: RolloutBatch) -> Callable[[torch.Tensor], torch.Tensor]:
-        """`fvp(v) = (H + cg_damping I) v` at the current parameters, on every `fvp_sample_freq`-th sample."""
+        """`fvp(v) = (H + cg_damping I) v` at the current parameters, on every `fvp_sample_freq`-th sample, by
+        `fisher_product`'s method."""
         every = slice(None, None, self.cfg.fvp_sample_freq)
-        return fisher_vector_product(self.agent.actor, batch.obs[every], self.cfg.cg_damping,
-                                     old=batch.old_dist[every], reduction=self.cfg.kl_reduction)
+        return fisher_product(self.agent.actor, batch.obs[every], self.cfg.cg_damping, batch.old_dist[every],
+                              self.cfg.kl_reduction, self.cfg.fisher_product)
 
     def natural_direction(self, fvp: Callable[[torch.Tensor], torch.Tensor], grad: torch.Tensor) -> torch.Tensor:
         """H^-1 grad by `cg_iters` iterations of conjugate gradient."""

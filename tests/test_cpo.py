@@ -15,8 +15,8 @@ from torch.func import functional_call
 
 from cmdp.cli import main
 from cmdp.networks import CategoricalActor, GaussianActor
-from cmdp.trust_region import (backtracking_line_search, conjugate_gradient, fisher_vector_product,
-                               flat_params, solve_cpo_subproblem)
+from cmdp.fisher import FISHER_PRODUCTS, fisher_product
+from cmdp.trust_region import backtracking_line_search, conjugate_gradient, flat_params, solve_cpo_subproblem
 from cmdp.envs.exact import make_exact, solve_lp
 from run_helpers import interrupted_run
 from exact_oracle import assert_near_lp_optimum, train_and_evaluate
@@ -62,11 +62,15 @@ def _kl_hessian(actor: torch.nn.Module, obs: torch.Tensor) -> torch.Tensor:
     return torch.autograd.functional.hessian(kl, theta0)
 
 
-@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
-def test_fisher_vector_product_is_the_kl_hessian_plus_damping(kind):
+@pytest.mark.parametrize("method", FISHER_PRODUCTS)
+@pytest.mark.parametrize("kind", ["gaussian", "categorical", "gaussian-relu-deep"])
+def test_fisher_vector_product_is_the_kl_hessian_plus_damping(kind, method):
+    """Both ways of multiplying by the Fisher matrix (cmdp/fisher.py) against the KL's Hessian formed explicitly."""
     torch.manual_seed(0)
     if kind == "gaussian":
         actor = GaussianActor(3, 2, [5], init_log_std=-0.3).double()
+    elif kind == "gaussian-relu-deep":
+        actor = GaussianActor(3, 2, [6, 5, 4], activation="relu", init_log_std=0.2).double()
     else:
         actor = CategoricalActor(3, 4, [5]).double()
     with torch.no_grad():  # move off the tiny output init so every block of H is non-trivial
@@ -76,7 +80,7 @@ def test_fisher_vector_product_is_the_kl_hessian_plus_damping(kind):
     hessian = _kl_hessian(actor, obs)
     n = hessian.shape[0]
     assert torch.linalg.matrix_norm(hessian) > 1e-3
-    fvp = fisher_vector_product(actor, obs, damping=0.1)
+    fvp = fisher_product(actor, obs, 0.1, None, "sum", method)
     for seed in range(3):
         v = torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
         torch.testing.assert_close(fvp(v), hessian @ v + 0.1 * v, rtol=1e-8, atol=1e-10)

@@ -29,7 +29,7 @@ from cmdp.resolve import resolve_config
 from cmdp.trainer import Trainer
 from cmdp.normalize import ObsNormalizer
 from cmdp.optim import FlatPart, TorchUpdater
-from cmdp.trust_region import fisher_vector_product, mean_kl
+from cmdp.fisher import fisher_vector_product, mean_kl
 from cmdp.rollout import RolloutBatch
 from cmdp.spec import CMDPSpec, CostSpec
 from cmdp.vec_env import EpisodeStats

@@ -132,6 +132,10 @@ class TextActor(nn.Module):
     def distribution(self, obs: TokenObs) -> torch.distributions.Categorical:
         return torch.distributions.Categorical(logits=self.selected_logits(obs))
 
+    def distribution_mlp(self) -> None:
+        """None: a language model is not a plain MLP (the trust region's Fisher products take the double backward)."""
+        return None
+
     def distribution_params(self, obs: TokenObs) -> torch.Tensor:
         """(B, V) next-token logits, detached (V floats per token: kept only for solvers that ask for them)."""
         with torch.no_grad():
