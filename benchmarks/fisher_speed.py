@@ -32,8 +32,8 @@ import torch
 from cmdp.errors import ConfigError
 from cmdp.fisher import FISHER_PRODUCTS
 from cmdp.optim import trainable_parameters
+from cmdp.benchmarks.update_speed import collected_epoch
 from cmdp.registry import get_algorithm
-from cmdp.trainer import Trainer, epoch_reset_seed, resolve_config
 from cmdp.trust_region import TrustRegionSolver
 
 
@@ -44,13 +44,10 @@ def measure(algo: str, env: str, steps: int, repeats: int, seed: int = 0) -> dic
     if not issubclass(get_algorithm(algo), TrustRegionSolver):
         raise ConfigError(f"algorithm '{algo}' takes no trust-region step (the trust-region solvers only: cpo, "
                           "trpo_lag, pcpo, ...)")
-    cfg, _ = resolve_config({"algo": algo, "env": env, "num_envs": 1, "steps_per_epoch": steps, "total_steps": steps,
-                             "torch_threads": 1, "seed": seed})
-    trainer = Trainer(cfg)
+    _, trainer, batch = collected_epoch(algo, env, steps, seed)
     try:
         solver = trainer.solver
         assert isinstance(solver, TrustRegionSolver)
-        batch = trainer.run.collect(cfg, trainer.rng, epoch_reset_seed(seed, 0), None)
         episodes = batch.episodes.costs
         mean_costs = episodes.mean(0) if len(episodes) else np.zeros(trainer.spec.num_costs)
         weights = {k: v.clone() for k, v in trainer.agent.state_dict().items()}

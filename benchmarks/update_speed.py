@@ -40,6 +40,7 @@ import torch
 from cmdp.errors import ConfigError
 from cmdp.optim import TorchUpdater
 from cmdp.registry import get_algorithm
+from cmdp.rollout import RolloutBatch
 from cmdp.solver import PolicyGradientSolver
 from cmdp.trainer import Trainer, epoch_reset_seed, resolve_config
 
@@ -64,6 +65,19 @@ def updater_at(revision: str) -> UpdaterFactory:
 COMPILED = "this tree, compiled"
 
 
+def collected_epoch(algo: str, env: str, steps: int, seed: int) -> tuple[Any, Trainer, RolloutBatch]:
+    """(config, trainer, batch): a trainer of `algo` on `env` at its defaults (one copy, one torch thread), and one
+    epoch of `steps` steps it collected. The caller closes the trainer."""
+    cfg, _ = resolve_config({"algo": algo, "env": env, "num_envs": 1, "steps_per_epoch": steps, "total_steps": steps,
+                             "torch_threads": 1, "seed": seed})
+    trainer = Trainer(cfg)
+    try:
+        return cfg, trainer, trainer.run.collect(cfg, trainer.rng, epoch_reset_seed(seed, 0), None)
+    except BaseException:
+        trainer.close()
+        raise
+
+
 def measure(algo: str, env: str, steps: int, batch_sizes: list[int], repeats: int,
             updaters: dict[str, UpdaterFactory], seed: int = 0, compiled: bool = False) -> dict[str, Any]:
     """Median seconds per pass for each (updater, minibatch size), from one collected epoch; with `compiled`, also
@@ -74,13 +88,10 @@ def measure(algo: str, env: str, steps: int, batch_sizes: list[int], repeats: in
         raise ConfigError(f"--repeats must be at least 1, got {repeats}")
     if not issubclass(get_algorithm(algo), PolicyGradientSolver):
         raise ConfigError(f"algorithm '{algo}' has no on-policy minibatch update to time (on-policy solvers only)")
-    cfg, _ = resolve_config({"algo": algo, "env": env, "num_envs": 1, "steps_per_epoch": steps, "total_steps": steps,
-                             "torch_threads": 1, "seed": seed})
-    trainer = Trainer(cfg)
+    cfg, trainer, batch = collected_epoch(algo, env, steps, seed)
     try:
         solver = trainer.solver
         assert isinstance(solver, PolicyGradientSolver)
-        batch = trainer.run.collect(cfg, trainer.rng, epoch_reset_seed(seed, 0), None)
         weights = {k: v.clone() for k, v in trainer.agent.state_dict().items()}
         advantage = solver.policy_advantage(batch)
         solver.cfg.target_kl = 0.0  # every pass runs whole: no early stop
