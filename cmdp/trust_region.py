@@ -108,7 +108,7 @@ def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Conjugate gradient, KL, Fisher-vector products
+# Conjugate gradient
 # --------------------------------------------------------------------------------------------
 
 def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int = 15,
