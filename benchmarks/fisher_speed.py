@@ -53,7 +53,8 @@ def measure(algo: str, env: str, steps: int, repeats: int, seed: int = 0) -> dic
         weights = {k: v.clone() for k, v in trainer.agent.state_dict().items()}
         n = sum(p.numel() for p in trainable_parameters(trainer.agent.actor))
         vectors = torch.randn(repeats, n, generator=torch.Generator().manual_seed(seed))
-        times: dict[str, dict[str, list[float]]] = {m: {"setup": [], "product": [], "step": []} for m in FISHER_PRODUCTS}
+        times: dict[str, dict[str, list[float]]] = {m: {"setup": [], "product": [], "step": []}
+                                                    for m in FISHER_PRODUCTS}
         for i in range(repeats):
             for method in FISHER_PRODUCTS:
                 solver.cfg.fisher_product = method

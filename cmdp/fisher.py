@@ -16,9 +16,10 @@ ways to multiply by it (`fisher_product`):
   actor on 20,000 SafetyHopperVelocity-v1 observations a product takes 14.3 ms instead of 24.3 ms, and the whole
   policy step 0.50 s instead of 0.97 s, on a 2-core AMD EPYC (`python -m cmdp.benchmarks.fisher_speed`).
 
-The two agree to rounding (tests/test_fisher.py: to a relative 1e-6), so a run with one follows another sample path
-from the same seed than with the other; `fisher_product=double_backward` repeats the numbers published before
-2026-12-04 bit for bit. Actors that are not a plain MLP use the double backward either way.
+The two agree to rounding (tests/test_fisher.py: to a relative 1e-5 in float32; tests/test_cpo.py: both equal the
+KL's Hessian formed explicitly, to 1e-8 in float64), so a run with one follows another sample path from the same
+seed than with the other; `fisher_product=double_backward` repeats the numbers published before 2026-12-04 bit for
+bit. Actors that are not a plain MLP use the double backward either way.
 """
 from __future__ import annotations
 
