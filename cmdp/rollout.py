@@ -44,7 +44,8 @@ class Minibatch:
     adv: torch.Tensor | None  # (b,) the policy advantage the solver combined (None: critics only)
     advantages: torch.Tensor  # (b, 1 + K) raw GAE per stream (column 0: reward)
     returns: torch.Tensor  # (b, 1 + K) critic targets
-    # the behaviour policy's distribution at these states (solvers with `needs_old_distribution`; else None)
+    # the behaviour policy's distribution at these states (solvers with `needs_old_distribution`, in minibatches with
+    # a policy advantage; else None)
     old_dist: torch.distributions.Distribution | None = None
     values: torch.Tensor | None = None  # (b, 1 + K) the critics' estimates at collection time
     ref_logp: torch.Tensor | None = None  # (b,) log-probability of `actions` under the frozen reference (text)
@@ -78,11 +79,12 @@ class RolloutBatch:
 
     def minibatch(self, idx: torch.Tensor | slice, policy_adv: torch.Tensor | None) -> Minibatch:
         """The samples `idx` (from `minibatches`, or a slice) with the policy advantage `policy_adv` (B,) selected
-        alike."""
+        alike. Without one the minibatch is for the critics alone, and carries no `old_dist` (nothing reads it
+        there, and rebuilding a distribution was 5% of a trust-region solver's critic regression)."""
         return Minibatch(self.obs[idx], self.actions[idx], self.logp_old[idx],
                          None if policy_adv is None else policy_adv[idx], self.advantages[idx], self.returns[idx],
-                         None if self.old_dist is None else self.old_dist[idx], self.values[idx],
-                         None if self.ref_logp is None else self.ref_logp[idx])
+                         None if self.old_dist is None or policy_adv is None else self.old_dist[idx],
+                         self.values[idx], None if self.ref_logp is None else self.ref_logp[idx])
 
     def global_mean(self, value: float) -> float:
         """`value` (a mean over this batch) averaged over every process's batch; itself in one process."""
@@ -104,10 +106,11 @@ class RolloutBatch:
                 yield self.minibatch(idx, policy_adv)
             return
         perm = torch.randperm(self.size, generator=generator)
+        old_dist = None if self.old_dist is None or policy_adv is None else OldDistribution(self.old_dist.params[perm],
+                                                                                            self.old_dist.build)
         shuffled = replace(self, obs=self.obs[perm], actions=self.actions[perm], logp_old=self.logp_old[perm],
                            values=self.values[perm], advantages=self.advantages[perm], returns=self.returns[perm],
-                           old_dist=None if self.old_dist is None else OldDistribution(self.old_dist.params[perm],
-                                                                                       self.old_dist.build),
+                           old_dist=old_dist,
                            ref_logp=None if self.ref_logp is None else self.ref_logp[perm])
         adv = None if policy_adv is None else policy_adv[perm]
         for start in range(0, self.size, batch_size):

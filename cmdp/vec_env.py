@@ -63,6 +63,9 @@ class _EpisodeTracker:
         self.ret = np.zeros(num_envs)
         self.cost = np.zeros((num_envs, num_costs))
         self.length = np.zeros(num_envs, dtype=np.int64)
+        # what a step without a finished episode reports: one shared empty record (read only, as every consumer
+        # uses it), not three new arrays at each environment step
+        self.no_episodes = EpisodeStats.empty(num_costs)
 
     def reset(self) -> None:
         self.ret[:] = 0.0
@@ -80,7 +83,7 @@ class _EpisodeTracker:
         self.cost += costs
         self.length += 1
         if not done.any():
-            return EpisodeStats.empty(self.num_costs)
+            return self.no_episodes
         idx = np.flatnonzero(done)
         stats = EpisodeStats(self.ret[idx].copy(), self.cost[idx].copy(), self.length[idx].copy())
         self.discard(idx)

@@ -140,3 +140,7 @@ def test_a_minibatch_pass_draws_the_minibatches_of_minibatches(with_groups):
         for field in ("obs", "actions", "logp_old", "adv", "advantages", "returns", "values", "ref_logp"):
             assert torch.equal(getattr(a, field), getattr(b, field)), field
         assert torch.equal(a.old_dist.loc, b.old_dist.loc) and torch.equal(a.old_dist.scale, b.old_dist.scale)
+    # a pass for the critics alone (no policy advantage): the same samples, and no old distribution to build
+    critics = list(batch.minibatch_pass(3, torch.Generator().manual_seed(5), None))
+    assert [mb.adv for mb in critics] == [None] * len(drawn) and [mb.old_dist for mb in critics] == [None] * len(drawn)
+    assert all(torch.equal(a.returns, b.returns) and torch.equal(a.obs, b.obs) for a, b in zip(critics, drawn))
