@@ -171,8 +171,30 @@ def check_backend(backend: str) -> None:
 
 
 @dataclass
-class SafetyGymKwargs:
-    """The `env_kwargs` a Safety-Gymnasium task accepts: those of `safety_gymnasium.make` (its Builder), and `backend`.
+class VelocityTaskKwargs:
+    """The `env_kwargs` a velocity task accepts: the rendering keys of gymnasium's MuJoCo environments and
+    `backend` (see `SafetyGymKwargs`). No `config`: a velocity task is a gymnasium MuJoCo robot, not a Builder task,
+    and its constructor would refuse one with a traceback."""
+
+    render_mode: str | None = None  # 'rgb_array', 'depth_array' or 'human'
+    width: int = 256  # rendered frame size
+    height: int = 256
+    camera_id: int | None = None
+    camera_name: str | None = None
+    backend: str = "fast"  # navigation and planar velocity tasks: 'fast' or 'upstream' (see SafetyGymKwargs)
+
+    def validate(self) -> None:
+        check_backend(self.backend)
+        if self.render_mode not in (None, "rgb_array", "depth_array", "human"):
+            raise ConfigError(f"env_kwargs.render_mode must be rgb_array, depth_array or human, got {self.render_mode!r}")
+        if self.width < 1 or self.height < 1:
+            raise ConfigError(f"env_kwargs.width and height must be >= 1, got {self.width} x {self.height}")
+
+
+@dataclass
+class SafetyGymKwargs(VelocityTaskKwargs):
+    """The `env_kwargs` a Safety-Gymnasium Builder task accepts: those of `safety_gymnasium.make` (`config`, the
+    rendering keys), and `backend`.
 
     `backend` (navigation tasks): `fast` (the default) is `cmdp.envs.sg_fast`: upstream's own task objects with
     the compiled model reused at reset and vectorised observations and costs, equal to upstream step by step
@@ -184,19 +206,6 @@ class SafetyGymKwargs:
     """
 
     config: dict | None = None  # task configuration overrides, e.g. {agent_name: Point}
-    render_mode: str | None = None  # 'rgb_array', 'depth_array' or 'human'
-    width: int = 256  # rendered frame size
-    height: int = 256
-    camera_id: int | None = None
-    camera_name: str | None = None
-    backend: str = "fast"  # navigation and planar velocity tasks: 'fast' or 'upstream' (see above)
-
-    def validate(self) -> None:
-        check_backend(self.backend)
-        if self.render_mode not in (None, "rgb_array", "depth_array", "human"):
-            raise ConfigError(f"env_kwargs.render_mode must be rgb_array, depth_array or human, got {self.render_mode!r}")
-        if self.width < 1 or self.height < 1:
-            raise ConfigError(f"env_kwargs.width and height must be >= 1, got {self.width} x {self.height}")
 
 
 @dataclass
@@ -365,8 +374,8 @@ def _family(name: str) -> VectorFamily:
     if runs_upstream_only(name):
         return VectorFamily(functools.partial(make_upstream_task, name), UpstreamTaskKwargs, ["cost"], video_env,
                             SAFETY_GYM_DEFAULTS)
-    return VectorFamily(functools.partial(make_safety_gym, name), SafetyGymKwargs, ["cost"], video_env,
-                        SAFETY_GYM_DEFAULTS)
+    kwargs = VelocityTaskKwargs if "Velocity" in name else SafetyGymKwargs
+    return VectorFamily(functools.partial(make_safety_gym, name), kwargs, ["cost"], video_env, SAFETY_GYM_DEFAULTS)
 
 
 for _group, _names in task_groups().items():

@@ -91,3 +91,17 @@ def test_a_rendering_copy_steps_as_upstream_does(tmp_path) -> None:
 def test_not_a_planar_task_is_refused() -> None:
     with pytest.raises(ValueError, match="not a planar velocity task"):
         FastVelocityEnv("SafetyAntVelocity-v1")
+
+
+def test_a_velocity_task_refuses_a_builder_config_in_one_line(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    """`config` belongs to the Builder (navigation) tasks; a velocity task's constructor raised a TypeError
+    traceback on it, with either backend, until the velocity tasks got their own env_kwargs."""
+    from cmdp.cli import main
+
+    for backend in ("fast", "upstream"):
+        out = tmp_path / backend
+        assert main(["train", "--env", "SafetyHopperVelocity-v1", "--set",
+                     f"env_kwargs={{config: {{a: 1}}, backend: {backend}}}", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "env_kwargs: unknown key 'config' for environment 'SafetyHopperVelocity-v1'" in err[0]
+        assert not out.exists()
