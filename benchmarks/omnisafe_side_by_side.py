@@ -1,6 +1,6 @@
 """OmniSafe 0.5.0 and cmdp-lab side by side: one algorithm, task, seed and budget, trained at once, one core each.
 
-    python -m benchmarks.omnisafe_side_by_side --algo ppo_lag|cup|cpo [--env SafetyHopperVelocity-v1]
+    python -m benchmarks.omnisafe_side_by_side --algo ppo_lag|cup|cpo|trpo_lag|pid_lag [--env SafetyHopperVelocity-v1]
         [--steps 1e6] [--seed 0] [--steps-per-epoch 20000] [--cost-limit 25]
         [--omnisafe-python .venv-omnisafe/bin/python | --omnisafe-run RUN] [--cmdp-run RUN] [--preset omnisafe]
         [--set KEY=VALUE ...] [--cores 0 1] [--out DIR]
@@ -72,12 +72,13 @@ class OmniSafeAlgo:
     has_multiplier: bool  # both sides log a Lagrange multiplier
 
 
-#: Our solver -> OmniSafe's (its name from the report's table). Another row is all a new algorithm needs, e.g.
-#: "trpo_lag": OmniSafeAlgo(OMNISAFE_ALGOS["trpo_lag"], "lagrange_cfgs", has_multiplier=True).
+#: Our solver -> OmniSafe's (its name from the report's table). Another row is all a new algorithm needs.
 ALGORITHMS: dict[str, OmniSafeAlgo] = {
     "ppo_lag": OmniSafeAlgo(OMNISAFE_ALGOS["ppo_lag"], "lagrange_cfgs", has_multiplier=True),
     "cup": OmniSafeAlgo(OMNISAFE_ALGOS["cup"], "lagrange_cfgs", has_multiplier=True),
     "cpo": OmniSafeAlgo(OMNISAFE_ALGOS["cpo"], "algo_cfgs", has_multiplier=False),
+    "trpo_lag": OmniSafeAlgo(OMNISAFE_ALGOS["trpo_lag"], "lagrange_cfgs", has_multiplier=True),
+    "pid_lag": OmniSafeAlgo(OMNISAFE_ALGOS["pid_lag"], "lagrange_cfgs", has_multiplier=True),  # CPPOPID
 }
 
 
