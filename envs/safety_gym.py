@@ -58,7 +58,7 @@ DEFAULT_COST_LIMIT = 25.0
 NAV_AGENTS = ("Point", "Car", "Doggo", "Racecar", "Ant")
 NAV_TASKS = ("Goal", "Button", "Push", "Circle")
 VELOCITY_AGENTS = ("Hopper", "Ant", "HalfCheetah", "Walker2d", "Swimmer", "Humanoid")
-#: the velocity agents the fast backend covers (`envs/velocity_fast.py`): the planar ones, whose steps read no contacts
+#: the velocity agents the fast backend covers (`envs/velocity_fast.py`): the planar ones (module docstring there)
 PLANAR_AGENTS = ("Hopper", "Walker2d", "HalfCheetah", "Swimmer")
 #: the single-agent tasks besides navigation and velocity, each for every navigation agent
 OTHER_TASKS = ("Run0",) + tuple(f"{task}{level}" for task in ("Race", "FadingEasy", "FadingHard") for level in range(3))
