@@ -28,7 +28,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from cmdp.config import ConfigError
+from cmdp.config import check_choice
 from cmdp.losses import distribution_kl
 from cmdp.networks import DistributionMLP
 from cmdp.optim import trainable_parameters
@@ -67,8 +67,7 @@ def fisher_product(actor: nn.Module, obs: Any, damping: float, old: torch.distri
                    reduction: str, method: str) -> FVP:
     """`fvp(v) = (F + damping I) v` by `method` (`FISHER_PRODUCTS`): `jacobian` when the actor's distribution
     comes from a plain MLP (`actor.distribution_mlp()` is not None), else the double backward."""
-    if method not in FISHER_PRODUCTS:
-        raise ConfigError(f"fisher_product must be one of {', '.join(FISHER_PRODUCTS)}, got {method!r}")
+    check_choice("fisher_product", method, FISHER_PRODUCTS)
     head = actor.distribution_mlp() if method == "jacobian" else None
     if head is None:
         return fisher_vector_product(actor, obs, damping, old, reduction)

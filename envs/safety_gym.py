@@ -271,9 +271,14 @@ def env_maker(name: str, backend: str) -> Callable[[str, dict[str, Any]], CMDPEn
     return fast_velocity_env if is_planar_velocity_task(name) else SafetyGymEnv
 
 
+def velocity_agent(name: str) -> str:
+    """The agent of a velocity task's name: 'Hopper' for SafetyHopperVelocity-v1."""
+    return name.removeprefix("Safety").partition("Velocity-")[0]
+
+
 def is_planar_velocity_task(name: str) -> bool:
     """Whether the fast velocity backend covers `name` (Hopper, Walker2d, HalfCheetah, Swimmer)."""
-    return name.startswith(tuple(f"Safety{robot}Velocity-" for robot in PLANAR_AGENTS))
+    return "Velocity-" in name and velocity_agent(name) in PLANAR_AGENTS
 
 
 def fast_velocity_env(name: str, env_kwargs: dict[str, Any] | None = None) -> CMDPEnv:

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import mujoco
 import numpy as np
 
-from cmdp.envs.safety_gym import SafetyGymEnv
+from cmdp.envs.safety_gym import SafetyGymEnv, velocity_agent
 
 #: A robot's health from its positions and velocities, given the upstream environment (for its ranges).
 Health = Callable[[Any, np.ndarray, np.ndarray], bool]
@@ -77,7 +77,7 @@ class FastVelocityEnv(SafetyGymEnv):
 
     def __init__(self, name: str, env_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__(name, env_kwargs)
-        robot = name.removeprefix("Safety").partition("Velocity-")[0]
+        robot = velocity_agent(name)
         if robot not in ROBOTS:
             raise ValueError(f"{name} is not a planar velocity task ({', '.join(ROBOTS)})")
         self.robot = ROBOTS[robot]
