@@ -19,6 +19,7 @@ Timings, not a test: run it on an idle machine, pinned to one core (`taskset -c 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -32,7 +33,7 @@ import torch
 from cmdp.errors import ConfigError
 from cmdp.fisher import FISHER_PRODUCTS
 from cmdp.optim import trainable_parameters
-from cmdp.benchmarks.update_speed import collected_epoch
+from cmdp.benchmarks.update_speed import collected_epoch, solver_for
 from cmdp.registry import get_algorithm
 from cmdp.trust_region import TrustRegionSolver
 
@@ -44,10 +45,9 @@ def measure(algo: str, env: str, steps: int, repeats: int, seed: int = 0) -> dic
     if not issubclass(get_algorithm(algo), TrustRegionSolver):
         raise ConfigError(f"algorithm '{algo}' takes no trust-region step (the trust-region solvers only: cpo, "
                           "trpo_lag, pcpo, ...)")
-    _, trainer, batch = collected_epoch(algo, env, steps, seed)
+    cfg, trainer, batch = collected_epoch(algo, env, steps, seed)
     try:
-        solver = trainer.solver
-        assert isinstance(solver, TrustRegionSolver)
+        assert isinstance(trainer.solver, TrustRegionSolver)
         episodes = batch.episodes.costs
         mean_costs = episodes.mean(0) if len(episodes) else np.zeros(trainer.spec.num_costs)
         weights = {k: v.clone() for k, v in trainer.agent.state_dict().items()}
@@ -57,8 +57,9 @@ def measure(algo: str, env: str, steps: int, repeats: int, seed: int = 0) -> dic
                                                     for m in FISHER_PRODUCTS}
         for i in range(repeats):
             for method in FISHER_PRODUCTS:
-                solver.cfg.fisher_product = method
                 trainer.agent.load_state_dict(weights)
+                method_cfg = dataclasses.replace(cfg, fisher_product=method)
+                solver = solver_for(trainer, method_cfg, trainer.updater)
                 start = time.perf_counter()
                 fvp = solver.fisher(batch)
                 times[method]["setup"].append(time.perf_counter() - start)

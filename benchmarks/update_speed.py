@@ -6,8 +6,8 @@
 One epoch of `--steps` environment steps (one copy) is collected with the algorithm's defaults. Then the solver's
 minibatch loop (`PolicyGradientSolver.optimize`: the actor's and the critics' losses, one backward and one optimiser
 step per minibatch, KL early stopping off) makes one pass over that batch at each minibatch size, always from the
-same weights and a fresh `TorchUpdater`; the sizes take turns `--repeats` times and the median is reported. The
-ratio between two sizes is what a smaller minibatch costs per pass (OmniSafe's 64, our default since 2026-12-03,
+same weights, with a fresh `TorchUpdater` and a solver built on it (`solver_for`); the sizes take turns `--repeats`
+times and the median is reported. The ratio between two sizes is what a smaller minibatch costs per pass (OmniSafe's 64, our default since 2026-12-03,
 against the 1000 we used before; docs/omnisafe-differences.md row 9).
 
 `--against REV` also times the `TorchUpdater` of the git revision REV (its `cmdp/optim.py`, loaded beside this
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -78,6 +79,13 @@ def collected_epoch(algo: str, env: str, steps: int, seed: int) -> tuple[Any, Tr
         raise
 
 
+def solver_for(trainer: Trainer, cfg: Any, updater: Any) -> Any:
+    """A new solver of the trainer's algorithm as a run of `cfg` builds it (its fused step too, with
+    `compile_update`), on the trainer's agent and spec, stepping through `updater`, with a generator seeded as the
+    run's: each variant's pass draws the same minibatches."""
+    return type(trainer.solver)(cfg, trainer.spec, trainer.agent, updater, torch.Generator().manual_seed(cfg.seed))
+
+
 def measure(algo: str, env: str, steps: int, batch_sizes: list[int], repeats: int,
             updaters: dict[str, UpdaterFactory], seed: int = 0, compiled: bool = False) -> dict[str, Any]:
     """Median seconds per pass for each (updater, minibatch size), from one collected epoch; with `compiled`, also
@@ -90,11 +98,9 @@ def measure(algo: str, env: str, steps: int, batch_sizes: list[int], repeats: in
         raise ConfigError(f"algorithm '{algo}' has no on-policy minibatch update to time (on-policy solvers only)")
     cfg, trainer, batch = collected_epoch(algo, env, steps, seed)
     try:
-        solver = trainer.solver
-        assert isinstance(solver, PolicyGradientSolver)
+        assert isinstance(trainer.solver, PolicyGradientSolver)
         weights = {k: v.clone() for k, v in trainer.agent.state_dict().items()}
-        advantage = solver.policy_advantage(batch)
-        solver.cfg.target_kl = 0.0  # every pass runs whole: no early stop
+        advantage = trainer.solver.policy_advantage(batch)
         times: dict[tuple[str, int], list[float]] = {}
         compile_seconds: dict[str, float] = {}
         variants = [*updaters, *([COMPILED] if compiled else [])]
@@ -103,13 +109,15 @@ def measure(algo: str, env: str, steps: int, batch_sizes: list[int], repeats: in
                 for name in variants:
                     trainer.agent.load_state_dict(weights)
                     make = TorchUpdater if name == COMPILED else updaters[name]
-                    solver.updater = make(trainer.agent.actor, trainer.agent.critic, cfg, 1)
-                    solver.fused_step = None
-                    if name == COMPILED:
+                    # every pass runs whole (no KL early stop) at this minibatch size
+                    pass_cfg = dataclasses.replace(cfg, batch_size=size, target_kl=0.0,
+                                                   compile_update=name == COMPILED)
+                    solver = solver_for(trainer, pass_cfg, make(trainer.agent.actor, trainer.agent.critic,
+                                                                pass_cfg, 1))
+                    if solver.fused_step is not None:
                         # a new updater's step compiles anew (the first time) or loads its graphs from the cache:
                         # done untimed, on one minibatch of each shape of a pass, then weights and state reset
                         fresh = copy.deepcopy(solver.updater.state_dict())
-                        solver.fused_step = solver.updater.fused(solver.minibatch_losses)
                         start = time.perf_counter()
                         # a pass's minibatches, whose layout (strides too) the graphs are specialised to; drawn with
                         # a generator of their own, so that the timed passes draw what they would without this
@@ -121,7 +129,6 @@ def measure(algo: str, env: str, steps: int, batch_sizes: list[int], repeats: in
                         compile_seconds.setdefault(str(size), time.perf_counter() - start)
                         trainer.agent.load_state_dict(weights)
                         solver.updater.load_state_dict(fresh)
-                    solver.cfg.batch_size = size
                     start = time.perf_counter()
                     solver.optimize(batch, advantage, update_iters=1)
                     times.setdefault((name, size), []).append(time.perf_counter() - start)
