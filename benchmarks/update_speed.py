@@ -7,8 +7,8 @@ One epoch of `--steps` environment steps (one copy) is collected with the algori
 minibatch loop (`PolicyGradientSolver.optimize`: the actor's and the critics' losses, one backward and one optimiser
 step per minibatch, KL early stopping off) makes one pass over that batch at each minibatch size, always from the
 same weights, with a fresh `TorchUpdater` and a solver built on it (`solver_for`); the sizes take turns `--repeats`
-times and the median is reported. The ratio between two sizes is what a smaller minibatch costs per pass (OmniSafe's 64, our default since 2026-12-03,
-against the 1000 we used before; docs/omnisafe-differences.md row 9).
+times and the median is reported. The ratio between two sizes is what a smaller minibatch costs per pass
+(OmniSafe's 64, our default since 2026-12-03, against the 1000 we used before; docs/omnisafe-differences.md row 9).
 
 `--against REV` also times the `TorchUpdater` of the git revision REV (its `cmdp/optim.py`, loaded beside this
 tree's; the rest of the code is this tree's), alternating with this tree's on the same passes, and reports REV's
