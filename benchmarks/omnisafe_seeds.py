@@ -1,0 +1,227 @@
+"""Several seeds of the OmniSafe side by side in one figure: each configuration's learning curves as a band.
+
+    python -m benchmarks.omnisafe_seeds DIR [DIR ...] [--last 10] [--out DIR]
+
+Each DIR is a finished output folder of `benchmarks.omnisafe_side_by_side` (its curves.csv and throughput.json):
+one seed of one of our solvers and its OmniSafe counterpart. The folders must share the algorithm, task, budget,
+epoch length and cost limit; they may differ in the seed and in our side's `--preset` and `--set` keys. Curves
+are grouped by configuration (OmniSafe's run; ours at each preset and set of keys), so folders that reuse one
+OmniSafe run with two of our configurations (`--omnisafe-run`) put three configurations in one figure. One seed
+of a configuration may appear in several folders only as the same curve.
+
+It writes into --out (default benchmarks/results/omnisafe-seeds/<algo>-<env>):
+  seeds.csv    per configuration and epoch: the seeds, and the mean, lowest and highest return and cost over them
+  seeds.png    return and cost against environment steps: per configuration the mean over seeds as a line, the
+               range over seeds as a band; dashed: the cost limit
+  seeds.json   per configuration and seed, over the last `--last` epochs: the mean return, the mean cost and the
+               epochs within the limit; per configuration their mean and standard deviation over seeds
+and prints that table. Whether two configurations agree "within seed noise" is then a reading of the bands and of
+the table, not a test this tool makes. Each curve is what its framework logs (side_by_side's docstring): ours the
+mean of the epoch's episodes, OmniSafe's the mean of its last 50 episodes, which is smoother.
+Missing or unreadable files, or folders that do not compare the same thing: one line, exit status 2, nothing
+written.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cmdp.benchmarks.omnisafe_side_by_side import ALGORITHMS, CMDP, OMNISAFE, Comparison, curve_label
+from cmdp.spec import ConfigError
+
+#: what every folder of one figure must share (throughput.json's keys)
+SHARED = ("algo", "env", "steps", "steps_per_epoch", "cost_limit")
+
+
+@dataclass(frozen=True)
+class SeedCurve:
+    """One seed of one configuration: (env_steps, return, cost) per epoch, and the folder it came from."""
+
+    label: str
+    seed: int
+    points: tuple[tuple[int, float, float], ...]
+    folder: Path
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a side-by-side throughput.json (a JSON object)")
+    return data
+
+
+def read_folder(folder: Path) -> tuple[dict[str, Any], list[SeedCurve]]:
+    """A side-by-side folder's settings (throughput.json) and its two curves (curves.csv); ConfigError, one line,
+    for a missing or unreadable file."""
+    record_path, curves_path = folder / "throughput.json", folder / "curves.csv"
+    if not (record_path.is_file() and curves_path.is_file()):
+        raise ConfigError(f"{folder}: no throughput.json and curves.csv there (give an output folder of "
+                          "benchmarks.omnisafe_side_by_side)")
+    record = _read_json(record_path)
+    try:
+        settings = {key: record[key] for key in (*SHARED, "seed", "cmdp_preset", "cmdp_sets", "omnisafe_version")}
+        comparison = Comparison(settings["algo"], settings["env"], int(settings["seed"]), int(settings["steps"]),
+                                int(settings["steps_per_epoch"]), float(settings["cost_limit"]),
+                                settings["cmdp_preset"], tuple(settings["cmdp_sets"]))
+        if comparison.algo not in ALGORITHMS:
+            raise ConfigError(f"{record_path}: algorithm {comparison.algo!r} is not one the side by side knows")
+        labels = {framework: curve_label(framework, comparison, str(settings["omnisafe_version"]))
+                  for framework in (CMDP, OMNISAFE)}
+        rows: dict[str, list[tuple[int, float, float]]] = {CMDP: [], OMNISAFE: []}
+        with open(curves_path, newline="") as f:
+            for row in csv.DictReader(f):
+                rows[row["framework"]].append((int(row["env_steps"]), float(row["ep_return"]),
+                                               float(row["ep_cost"])))
+    except ConfigError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{folder}: unreadable throughput.json or curves.csv ({type(exc).__name__}: {exc})") \
+            from None
+    for framework, points in rows.items():
+        if len(points) != comparison.epochs:
+            raise ConfigError(f"{curves_path}: {len(points)} epochs of {framework}, not {comparison.epochs}")
+    curves = [SeedCurve(labels[framework], comparison.seed, tuple(points), folder)
+              for framework, points in rows.items()]
+    return settings, curves
+
+
+def group_curves(folders: list[Path]) -> tuple[dict[str, Any], dict[str, dict[int, SeedCurve]]]:
+    """The settings all folders share and, per configuration label, its curve for each seed (OmniSafe's first)."""
+    if not folders:
+        raise ConfigError("give at least one side-by-side output folder")
+    shared: dict[str, Any] | None = None
+    groups: dict[str, dict[int, SeedCurve]] = {}
+    first_folder = folders[0]
+    for folder in folders:
+        settings, curves = read_folder(folder)
+        if shared is None:
+            shared = {key: settings[key] for key in SHARED}
+        differing = [key for key in SHARED if settings[key] != shared[key]]
+        if differing:
+            raise ConfigError(f"{folder} compares another run than {first_folder}: "
+                              + ", ".join(f"{key} {settings[key]!r} against {shared[key]!r}" for key in differing))
+        for curve in curves:
+            seen = groups.setdefault(curve.label, {}).get(curve.seed)
+            if seen is not None and seen.points != curve.points:
+                raise ConfigError(f"{curve.label}, seed {curve.seed}: different curves in {seen.folder} and {folder}")
+            groups[curve.label].setdefault(curve.seed, curve)
+    assert shared is not None
+    ordered = dict(sorted(groups.items(), key=lambda item: (not item[0].startswith(OMNISAFE), item[0])))
+    return shared, {label: dict(sorted(seeds.items())) for label, seeds in ordered.items()}
+
+
+def seed_summary(curve: SeedCurve, last: int, limit: float) -> dict[str, float]:
+    """Over the last `last` epochs of one seed: the mean return, the mean cost, the epochs within the limit."""
+    tail = curve.points[-last:]
+    return {"return": statistics.fmean(p[1] for p in tail), "cost": statistics.fmean(p[2] for p in tail),
+            "epochs_within_limit": sum(p[2] <= limit for p in tail)}
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def summarise(groups: dict[str, dict[int, SeedCurve]], last: int, limit: float) -> dict[str, Any]:
+    out = {}
+    for label, seeds in groups.items():
+        per_seed = {str(seed): seed_summary(curve, last, limit) for seed, curve in seeds.items()}
+        out[label] = {"seeds": list(seeds), "per_seed": per_seed,
+                      "return": _spread([s["return"] for s in per_seed.values()]),
+                      "cost": _spread([s["cost"] for s in per_seed.values()]),
+                      "epochs_within_limit": sum(s["epochs_within_limit"] for s in per_seed.values()),
+                      "epochs": last * len(seeds)}
+    return out
+
+
+def write_csv(groups: dict[str, dict[int, SeedCurve]], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["configuration", "epoch", "env_steps", "seeds", "return_mean", "return_min", "return_max",
+                         "cost_mean", "cost_min", "cost_max"])
+        for label, seeds in groups.items():
+            curves = list(seeds.values())
+            for epoch, points in enumerate(zip(*(c.points for c in curves)), start=1):
+                returns, costs = [p[1] for p in points], [p[2] for p in points]
+                writer.writerow([label, epoch, points[0][0], " ".join(map(str, seeds)),
+                                 repr(statistics.fmean(returns)), repr(min(returns)), repr(max(returns)),
+                                 repr(statistics.fmean(costs)), repr(min(costs)), repr(max(costs))])
+
+
+def plot(groups: dict[str, dict[int, SeedCurve]], shared: dict[str, Any], path: Path) -> None:
+    """Return and cost panels: per configuration the mean over seeds and the band from lowest to highest."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    ax_return, ax_cost = fig.subplots(1, 2)
+    for i, (label, seeds) in enumerate(groups.items()):
+        curves = list(seeds.values())
+        steps = [p[0] for p in curves[0].points]
+        for ax, column in ((ax_return, 1), (ax_cost, 2)):
+            values = [[p[column] for p in points] for points in zip(*(c.points for c in curves))]
+            ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], color=f"C{i}", alpha=0.18,
+                            lw=0)
+            ax.plot(steps, [statistics.fmean(v) for v in values], color=f"C{i}", lw=1.6,
+                    label=f"{label}, seeds {', '.join(map(str, seeds))}")
+    limit = shared["cost_limit"]
+    ax_cost.axhline(limit, color="black", ls="--", lw=1.2, label=f"cost limit {limit:g}")
+    for ax, what in ((ax_return, "episode return"), (ax_cost, "episode cost")):
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(f"{what}: mean over seeds, band lowest to highest")
+        ax.grid(alpha=0.3)
+    ax_cost.legend(fontsize=7)
+    algo = shared["algo"]
+    fig.suptitle(f"{algo} (OmniSafe {ALGORITHMS[algo].name}) on {shared['env']}, {shared['steps']:,} steps "
+                 f"({shared['steps'] // shared['steps_per_epoch']} epochs of {shared['steps_per_epoch']:,})")
+    fig.savefig(path, dpi=100)
+
+
+def print_table(summary: dict[str, Any], last: int) -> None:
+    width = max(len(label) for label in summary)
+    print(f"{'':<{width}}  seeds    last {last} epochs: return       cost   epochs within the limit")
+    for label, s in summary.items():
+        seeds = ",".join(map(str, s["seeds"]))
+        print(f"{label:<{width}}  {seeds:<7}  {s['return']['mean']:9.1f} +- {s['return']['std']:6.1f}  "
+              f"{s['cost']['mean']:6.1f} +- {s['cost']['std']:5.1f}   {s['epochs_within_limit']} of {s['epochs']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.omnisafe_seeds", description=__doc__.splitlines()[0])
+    p.add_argument("folders", nargs="+", type=Path, metavar="DIR", help="output folders of omnisafe_side_by_side")
+    p.add_argument("--last", type=int, default=10, help="epochs at the end the table summarises (default 10)")
+    p.add_argument("--out", type=Path, help="output folder (default benchmarks/results/omnisafe-seeds/<algo>-<env>)")
+    args = p.parse_args(argv)
+    try:
+        if args.last < 1:
+            raise ConfigError(f"--last must be at least 1, got {args.last}")
+        shared, groups = group_curves(args.folders)
+        epochs = shared["steps"] // shared["steps_per_epoch"]
+        if args.last > epochs:
+            raise ConfigError(f"--last {args.last} is more than the runs' {epochs} epochs")
+        out = args.out or Path("benchmarks/results/omnisafe-seeds") / f"{shared['algo']}-{shared['env']}"
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file")
+        summary = summarise(groups, args.last, float(shared["cost_limit"]))
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv(groups, out / "seeds.csv")
+        plot(groups, shared, out / "seeds.png")
+        (out / "seeds.json").write_text(json.dumps({**shared, "last_epochs": args.last, "configurations": summary},
+                                                   indent=2) + "\n")
+    except ConfigError as exc:
+        print(f"omnisafe_seeds: error: {exc}", file=sys.stderr)
+        return 2
+    print_table(summary, args.last)
+    print(f"wrote {out}/seeds.csv, seeds.png, seeds.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
