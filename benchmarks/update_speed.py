@@ -1,7 +1,7 @@
 """Update speed: seconds per minibatch pass of an on-policy solver's update, at several minibatch sizes, in one process.
 
     python -m cmdp.benchmarks.update_speed [--algo ppo_lag] [--env SafetyHopperVelocity-v1] [--steps 20000]
-        [--batch-sizes 64 1000] [--repeats 5] [--against REV] [--compile] [--out FILE.json]
+        [--batch-sizes 64 1000] [--repeats 5] [--against REV] [--compile] [--breakdown] [--out FILE.json]
 
 One epoch of `--steps` environment steps (one copy) is collected with the algorithm's defaults. Then the solver's
 minibatch loop (`PolicyGradientSolver.optimize`: the actor's and the critics' losses, one backward and one optimiser
@@ -19,6 +19,10 @@ compiled function), alternating with the eager one on the same passes, and repor
 how much faster `--set compile_update=true` makes a pass. Before each compiled pass, untimed, its step is compiled
 (or its graphs loaded from the cache) on one minibatch of each shape; the first of these per size is reported
 apart (`compile_seconds`: what a fresh process pays, once the compiler's cache holds the graphs if it ran before).
+
+`--breakdown` also splits an eager minibatch step at the smallest size (`step_breakdown`): the losses' forward pass,
+their backward pass and the rest of the optimiser step, in microseconds, and the ATen operators the step runs. At
+OmniSafe's 64 samples most of a step is the fixed cost of running an operator, not arithmetic.
 
 Timings, not a test: run it on an idle machine, pinned to one core (`taskset -c 1`, `torch_threads` is 1).
 """
@@ -38,6 +42,7 @@ from typing import Any, Callable
 
 import cmdp  # noqa: F401  (first: it imports gymnasium quietly)
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from cmdp.errors import ConfigError
 from cmdp.optim import TorchUpdater
 from cmdp.registry import get_algorithm
@@ -86,10 +91,64 @@ def solver_for(trainer: Trainer, cfg: Any, updater: Any) -> Any:
     return type(trainer.solver)(cfg, trainer.spec, trainer.agent, updater, torch.Generator().manual_seed(cfg.seed))
 
 
+def step_breakdown(trainer: Trainer, cfg: Any, batch: RolloutBatch, advantage: torch.Tensor, size: int,
+                   repeats: int) -> dict[str, float]:
+    """Where one eager minibatch step at `size` goes, with this tree's updater: microseconds in the losses' forward
+    pass, in their backward pass and in the rest of the optimiser step (clipping and Adam), each the median over
+    `repeats` passes; and the ATen operators a step runs (forward, backward and optimiser alike, as a
+    `TorchDispatchMode` sees them), counted over one more pass."""
+
+    pass_cfg = dataclasses.replace(cfg, batch_size=size, target_kl=0.0)
+    solver = solver_for(trainer, pass_cfg, TorchUpdater(trainer.agent.actor, trainer.agent.critic, pass_cfg, 1))
+    minibatches = list(batch.minibatch_pass(size, torch.Generator().manual_seed(cfg.seed), advantage))
+
+    def forward(mb: Any) -> None:
+        solver.minibatch_losses(mb)
+
+    def backward(mb: Any) -> None:
+        losses = [loss for loss in solver.minibatch_losses(mb)[:2] if loss is not None]
+        (losses[0] if len(losses) == 1 else losses[0] + losses[1]).backward()
+
+    def step(mb: Any) -> None:
+        loss_pi, loss_v, _ = solver.minibatch_losses(mb)
+        solver.updater.step(actor_loss=loss_pi, critic_loss=loss_v)
+
+    def per_step(fn: Callable[[Any], None]) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for mb in minibatches:
+                fn(mb)
+            times.append((time.perf_counter() - start) / len(minibatches))
+        return 1e6 * statistics.median(times)
+
+    forward_us, backward_us, step_us = per_step(forward), per_step(backward), per_step(step)
+    with _OperatorCount() as count:
+        for mb in minibatches:
+            step(mb)
+    return {"minibatch": size, "forward_us": forward_us, "backward_us": backward_us - forward_us,
+            "optimiser_us": step_us - backward_us, "step_us": step_us,
+            "operators_per_step": count.operators / len(minibatches)}
+
+
+class _OperatorCount(TorchDispatchMode):
+    """Counts the ATen operators run while it is active (views and in-place ones included)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.operators = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.operators += 1
+        return func(*args, **(kwargs or {}))
+
+
 def measure(algo: str, env: str, steps: int, batch_sizes: list[int], repeats: int,
-            updaters: dict[str, UpdaterFactory], seed: int = 0, compiled: bool = False) -> dict[str, Any]:
+            updaters: dict[str, UpdaterFactory], seed: int = 0, compiled: bool = False,
+            breakdown: bool = False) -> dict[str, Any]:
     """Median seconds per pass for each (updater, minibatch size), from one collected epoch; with `compiled`, also
-    for this tree's `TorchUpdater` stepping through its compiled step (`COMPILED`)."""
+    for this tree's `TorchUpdater` stepping through its compiled step (`COMPILED`); with `breakdown`, also
+    `step_breakdown` at the smallest size."""
     if not batch_sizes or any(size < 1 for size in batch_sizes):
         raise ConfigError(f"--batch-sizes must be positive, got {batch_sizes}")
     if repeats < 1:
@@ -132,12 +191,15 @@ def measure(algo: str, env: str, steps: int, batch_sizes: list[int], repeats: in
                     start = time.perf_counter()
                     solver.optimize(batch, advantage, update_iters=1)
                     times.setdefault((name, size), []).append(time.perf_counter() - start)
+        if breakdown:
+            trainer.agent.load_state_dict(weights)
+            parts = step_breakdown(trainer, cfg, batch, advantage, min(batch_sizes), repeats)
     finally:
         trainer.close()
     return {"algo": algo, "env": env, "samples": batch.size, "repeats": repeats,
             "seconds_per_pass": {name: {str(size): statistics.median(times[(name, size)]) for size in batch_sizes}
                                  for name in variants},
-            **({"compile_seconds": compile_seconds} if compiled else {})}
+            **({"compile_seconds": compile_seconds} if compiled else {}), **({"breakdown": parts} if breakdown else {})}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--against", metavar="REV", help="also time git revision REV's TorchUpdater, alternating")
     p.add_argument("--compile", action="store_true",
                    help="also time this tree's updater with compile_update (the compiled minibatch step), alternating")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also split an eager step at the smallest size into forward, backward and optimiser time, "
+                        "and count the operations it dispatches")
     p.add_argument("--out", help="also write the results as JSON here")
     args = p.parse_args(argv)
     try:
@@ -157,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.against:
             updaters[args.against] = updater_at(args.against)
         result = measure(args.algo, args.env, args.steps, args.batch_sizes, args.repeats, updaters,
-                         compiled=args.compile)
+                         compiled=args.compile, breakdown=args.breakdown)
     except ConfigError as exc:
         print(f"update_speed: error: {exc}", file=sys.stderr)
         return 2
@@ -173,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
             line += (f"; eager / compiled: {passes['this tree'][size] / passes[COMPILED][size]:.2f} (compiled in "
                      f"{result['compile_seconds'][size]:.1f} s)")
         print(line, flush=True)
+    if args.breakdown:
+        b = result["breakdown"]
+        print(f"an eager step at {b['minibatch']}: {b['step_us']:.0f} us, of which the losses' forward pass "
+              f"{b['forward_us']:.0f} us, their backward pass {b['backward_us']:.0f} us, the rest of the optimiser "
+              f"step {b['optimiser_us']:.0f} us; {b['operators_per_step']:.0f} ATen operators run")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return 0

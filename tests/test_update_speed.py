@@ -4,8 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from cmdp.benchmarks.update_speed import main
+from cmdp.benchmarks.update_speed import _OperatorCount, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,3 +50,25 @@ def test_refusals_are_one_line(argv, expect, tmp_path: Path, capsys, monkeypatch
     err = capsys.readouterr().err
     assert err.startswith("update_speed: error: ") and expect in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+def test_the_breakdown_splits_an_eager_step_and_counts_its_operators(tmp_path: Path, capsys):
+    out = tmp_path / "speed.json"
+    assert main(["--steps", "256", "--batch-sizes", "64", "128", "--repeats", "2", "--breakdown",
+                 "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[2].startswith("an eager step at 64: "), lines
+    parts = json.loads(out.read_text())["breakdown"]
+    assert parts["minibatch"] == 64  # the smallest size
+    assert parts["step_us"] == pytest.approx(parts["forward_us"] + parts["backward_us"] + parts["optimiser_us"])
+    assert parts["forward_us"] > 0 and parts["step_us"] > parts["forward_us"]
+    # ppo_lag's step: the actor's and both critics' forward and backward passes, then clipping and Adam
+    assert 100 < parts["operators_per_step"] < 400
+
+
+def test_the_operator_count_sees_each_aten_operator_once():
+    x = torch.ones(3)
+    with _OperatorCount() as count:
+        x.add_(1.0)
+        (x * 2).sum()
+    assert count.operators == 3
