@@ -97,7 +97,6 @@ def step_breakdown(trainer: Trainer, cfg: Any, batch: RolloutBatch, advantage: t
     pass, in their backward pass and in the rest of the optimiser step (clipping and Adam), each the median over
     `repeats` passes; and the ATen operators a step runs (forward, backward and optimiser alike, as a
     `TorchDispatchMode` sees them), counted over one more pass."""
-
     pass_cfg = dataclasses.replace(cfg, batch_size=size, target_kl=0.0)
     solver = solver_for(trainer, pass_cfg, TorchUpdater(trainer.agent.actor, trainer.agent.critic, pass_cfg, 1))
     minibatches = list(batch.minibatch_pass(size, torch.Generator().manual_seed(cfg.seed), advantage))
