@@ -160,7 +160,7 @@ def plot(groups: dict[str, dict[int, SeedCurve]], shared: dict[str, Any], path: 
     """Return and cost panels: per configuration the mean over seeds and the band from lowest to highest."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    fig = Figure(figsize=(11, 5.2), layout="constrained")
     ax_return, ax_cost = fig.subplots(1, 2)
     for i, (label, seeds) in enumerate(groups.items()):
         curves = list(seeds.values())
@@ -177,7 +177,7 @@ def plot(groups: dict[str, dict[int, SeedCurve]], shared: dict[str, Any], path: 
         ax.set_xlabel("environment steps")
         ax.set_ylabel(f"{what}: mean over seeds, band lowest to highest")
         ax.grid(alpha=0.3)
-    ax_cost.legend(fontsize=7)
+    fig.legend(*ax_cost.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8)  # off the data
     algo = shared["algo"]
     fig.suptitle(f"{algo} (OmniSafe {ALGORITHMS[algo].name}) on {shared['env']}, {shared['steps']:,} steps "
                  f"({shared['steps'] // shared['steps_per_epoch']} epochs of {shared['steps_per_epoch']:,})")
