@@ -266,9 +266,15 @@ def env_maker(name: str, backend: str) -> Callable[[str, dict[str, Any]], CMDPEn
     velocity task; else (and for Ant and Humanoid velocity tasks) upstream's environment."""
     if backend != "fast":
         return SafetyGymEnv
-    if "Velocity" not in name:
+    if not is_velocity_task(name):
         return fast_navigation_env
     return fast_velocity_env if is_planar_velocity_task(name) else SafetyGymEnv
+
+
+def is_velocity_task(name: str) -> bool:
+    """Whether `name` is a velocity task (`Safety<robot>Velocity-v<n>`), a gymnasium MuJoCo robot rather than a
+    Builder task."""
+    return "Velocity-" in name
 
 
 def velocity_agent(name: str) -> str:
@@ -278,7 +284,7 @@ def velocity_agent(name: str) -> str:
 
 def is_planar_velocity_task(name: str) -> bool:
     """Whether the fast velocity backend covers `name` (Hopper, Walker2d, HalfCheetah, Swimmer)."""
-    return "Velocity-" in name and velocity_agent(name) in PLANAR_AGENTS
+    return is_velocity_task(name) and velocity_agent(name) in PLANAR_AGENTS
 
 
 def fast_velocity_env(name: str, env_kwargs: dict[str, Any] | None = None) -> CMDPEnv:
@@ -338,7 +344,7 @@ def make_video_env(name: str, env_kwargs: dict[str, Any]) -> SafetyGymEnv | Fast
     check_offscreen_rendering()
     if is_vision_task(name):
         return SafetyGymImageEnv(name, kwargs)
-    if "Velocity" not in name and kwargs.get("camera_id") is None and kwargs.get("camera_name") is None:
+    if not is_velocity_task(name) and kwargs.get("camera_id") is None and kwargs.get("camera_name") is None:
         kwargs["camera_name"] = "track"
     kwargs["render_mode"] = "rgb_array"
     # the backend `make_safety_gym` would choose, so that the video shows the episodes `cmdp eval` measures
@@ -355,7 +361,7 @@ def task_names() -> list[str]:
 
 def task_groups() -> dict[str, list[str]]:
     """Every single-agent Safety-Gymnasium task cmdp-lab registers, by the group `cmdp list` shows it in."""
-    nav = [name for name in task_names() if "Velocity" not in name]
+    nav = [name for name in task_names() if not is_velocity_task(name)]
     other = [f"Safety{a}{t}-v0" for t in OTHER_TASKS for a in NAV_AGENTS]
     return {"safety-gymnasium navigation": nav,
             "safety-gymnasium velocity": [f"Safety{a}Velocity-v{v}" for v in (1, 0) for a in VELOCITY_AGENTS],
@@ -379,7 +385,7 @@ def _family(name: str) -> VectorFamily:
     if runs_upstream_only(name):
         return VectorFamily(functools.partial(make_upstream_task, name), UpstreamTaskKwargs, ["cost"], video_env,
                             SAFETY_GYM_DEFAULTS)
-    kwargs = VelocityTaskKwargs if "Velocity" in name else SafetyGymKwargs
+    kwargs = VelocityTaskKwargs if is_velocity_task(name) else SafetyGymKwargs
     return VectorFamily(functools.partial(make_safety_gym, name), kwargs, ["cost"], video_env, SAFETY_GYM_DEFAULTS)
 
 
