@@ -72,20 +72,18 @@ def read_folder(folder: Path) -> tuple[dict[str, Any], list[SeedCurve]]:
         comparison = Comparison(settings["algo"], settings["env"], int(settings["seed"]), int(settings["steps"]),
                                 int(settings["steps_per_epoch"]), float(settings["cost_limit"]),
                                 settings["cmdp_preset"], tuple(settings["cmdp_sets"]))
-        if comparison.algo not in ALGORITHMS:
-            raise ConfigError(f"{record_path}: algorithm {comparison.algo!r} is not one the side by side knows")
-        labels = {framework: curve_label(framework, comparison, str(settings["omnisafe_version"]))
-                  for framework in (CMDP, OMNISAFE)}
         rows: dict[str, list[tuple[int, float, float]]] = {CMDP: [], OMNISAFE: []}
         with open(curves_path, newline="") as f:
             for row in csv.DictReader(f):
                 rows[row["framework"]].append((int(row["env_steps"]), float(row["ep_return"]),
                                                float(row["ep_cost"])))
-    except ConfigError:
-        raise
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{folder}: unreadable throughput.json or curves.csv ({type(exc).__name__}: {exc})") \
             from None
+    if comparison.algo not in ALGORITHMS:
+        raise ConfigError(f"{record_path}: algorithm {comparison.algo!r} is not one the side by side knows")
+    labels = {framework: curve_label(framework, comparison, str(settings["omnisafe_version"]))
+              for framework in (CMDP, OMNISAFE)}
     for framework, points in rows.items():
         if len(points) != comparison.epochs:
             raise ConfigError(f"{curves_path}: {len(points)} epochs of {framework}, not {comparison.epochs}")
@@ -142,18 +140,28 @@ def summarise(groups: dict[str, dict[int, SeedCurve]], last: int, limit: float) 
     return out
 
 
+#: per epoch of one configuration, over its seeds (`bands`)
+BAND_COLUMNS = ("env_steps", "return_mean", "return_min", "return_max", "cost_mean", "cost_min", "cost_max")
+
+
+def bands(seeds: dict[int, SeedCurve]) -> list[tuple[float, ...]]:
+    """Per epoch (`BAND_COLUMNS`): its environment steps, and the mean, lowest and highest return and cost over
+    the seeds."""
+    rows = []
+    for points in zip(*(curve.points for curve in seeds.values())):
+        returns, costs = [p[1] for p in points], [p[2] for p in points]
+        rows.append((points[0][0], statistics.fmean(returns), min(returns), max(returns),
+                     statistics.fmean(costs), min(costs), max(costs)))
+    return rows
+
+
 def write_csv(groups: dict[str, dict[int, SeedCurve]], path: Path) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["configuration", "epoch", "env_steps", "seeds", "return_mean", "return_min", "return_max",
-                         "cost_mean", "cost_min", "cost_max"])
+        writer.writerow(["configuration", "epoch", "env_steps", "seeds", *BAND_COLUMNS[1:]])
         for label, seeds in groups.items():
-            curves = list(seeds.values())
-            for epoch, points in enumerate(zip(*(c.points for c in curves)), start=1):
-                returns, costs = [p[1] for p in points], [p[2] for p in points]
-                writer.writerow([label, epoch, points[0][0], " ".join(map(str, seeds)),
-                                 repr(statistics.fmean(returns)), repr(min(returns)), repr(max(returns)),
-                                 repr(statistics.fmean(costs)), repr(min(costs)), repr(max(costs))])
+            for epoch, (steps, *values) in enumerate(bands(seeds), start=1):
+                writer.writerow([label, epoch, steps, " ".join(map(str, seeds)), *map(repr, values)])
 
 
 def plot(groups: dict[str, dict[int, SeedCurve]], shared: dict[str, Any], path: Path) -> None:
@@ -163,14 +171,10 @@ def plot(groups: dict[str, dict[int, SeedCurve]], shared: dict[str, Any], path: 
     fig = Figure(figsize=(11, 5.2), layout="constrained")
     ax_return, ax_cost = fig.subplots(1, 2)
     for i, (label, seeds) in enumerate(groups.items()):
-        curves = list(seeds.values())
-        steps = [p[0] for p in curves[0].points]
-        for ax, column in ((ax_return, 1), (ax_cost, 2)):
-            values = [[p[column] for p in points] for points in zip(*(c.points for c in curves))]
-            ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], color=f"C{i}", alpha=0.18,
-                            lw=0)
-            ax.plot(steps, [statistics.fmean(v) for v in values], color=f"C{i}", lw=1.6,
-                    label=f"{label}, seeds {', '.join(map(str, seeds))}")
+        steps, *columns = zip(*bands(seeds))
+        for ax, (mean, lowest, highest) in ((ax_return, columns[:3]), (ax_cost, columns[3:])):
+            ax.fill_between(steps, lowest, highest, color=f"C{i}", alpha=0.18, lw=0)
+            ax.plot(steps, mean, color=f"C{i}", lw=1.6, label=f"{label}, seeds {', '.join(map(str, seeds))}")
     limit = shared["cost_limit"]
     ax_cost.axhline(limit, color="black", ls="--", lw=1.2, label=f"cost limit {limit:g}")
     for ax, what in ((ax_return, "episode return"), (ax_cost, "episode cost")):
