@@ -1,6 +1,6 @@
 """Several seeds of the OmniSafe side by side in one figure: each configuration's learning curves as a band.
 
-    python -m benchmarks.omnisafe_seeds DIR [DIR ...] [--last 10] [--out DIR]
+    python -m benchmarks.omnisafe_seeds DIR [DIR ...] [--last 10] [--per-seed] [--out DIR]
 
 Each DIR is a finished output folder of `benchmarks.omnisafe_side_by_side` (its curves.csv and throughput.json):
 one seed of one of our solvers and its OmniSafe counterpart. The folders must share the algorithm, task, budget,
@@ -10,14 +10,19 @@ OmniSafe run with two of our configurations (`--omnisafe-run`) put three configu
 of a configuration may appear in several folders only as the same curve.
 
 It writes into --out (default benchmarks/results/omnisafe-seeds/<algo>-<env>):
-  seeds.csv    per configuration and epoch: the seeds, and the mean, lowest and highest return and cost over them
-  seeds.png    return and cost against environment steps: per configuration the mean over seeds as a line, the
-               range over seeds as a band; dashed: the cost limit
-  seeds.json   per configuration and seed, over the last `--last` epochs: the mean return, the mean cost and the
-               epochs within the limit; per configuration their mean and standard deviation over seeds
-and prints that table. Whether two configurations agree "within seed noise" is then a reading of the bands and of
-the table, not a test this tool makes. Each curve is what its framework logs (side_by_side's docstring): ours the
-mean of the epoch's episodes, OmniSafe's the mean of its last 50 episodes, which is smoother.
+  seeds.csv    per configuration and epoch: the seeds, and the mean, lowest and highest return, cost and episode
+               length over them
+  seeds.png    return, cost and episode length against environment steps: per configuration the mean over seeds
+               as a line, the range over seeds as a band; dashed: the cost limit
+  seeds.json   per configuration and seed, over the last `--last` epochs: the mean return, cost and episode length
+               and the epochs within the limit; and the seed's first recovery (the first epoch within the limit
+               after its first epoch above it) with the multiplier logged there; per configuration the mean and
+               standard deviation over seeds
+and prints that table (`--per-seed`: one row per seed too). Whether two configurations agree "within seed noise"
+is then a reading of the bands and of the table, not a test this tool makes. The recovery says when, and at which
+multiplier, a seed's cost first came down; the episode length, whether a policy of low cost falls early or stays
+up. Each curve is what its framework logs (side_by_side's docstring): ours the mean of the epoch's episodes,
+OmniSafe's the mean of its last 50 episodes, which is smoother.
 Missing or unreadable files, or folders that do not compare the same thing: one line, exit status 2, nothing
 written.
 """
@@ -30,7 +35,7 @@ import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cmdp.benchmarks.omnisafe_side_by_side import ALGORITHMS, CMDP, OMNISAFE, Comparison, curve_label
 from cmdp.spec import ConfigError
@@ -39,13 +44,23 @@ from cmdp.spec import ConfigError
 SHARED = ("algo", "env", "steps", "steps_per_epoch", "cost_limit")
 
 
+class SeedPoint(NamedTuple):
+    """One epoch of one seed's curve, as curves.csv holds it."""
+
+    env_steps: int
+    ep_return: float
+    ep_cost: float
+    ep_len: float
+    multiplier: float | None  # None: the solver has none (cpo)
+
+
 @dataclass(frozen=True)
 class SeedCurve:
-    """One seed of one configuration: (env_steps, return, cost) per epoch, and the folder it came from."""
+    """One seed of one configuration: its points per epoch, and the folder it came from."""
 
     label: str
     seed: int
-    points: tuple[tuple[int, float, float], ...]
+    points: tuple[SeedPoint, ...]
     folder: Path
 
 
@@ -72,11 +87,16 @@ def read_folder(folder: Path) -> tuple[dict[str, Any], list[SeedCurve]]:
         comparison = Comparison(settings["algo"], settings["env"], int(settings["seed"]), int(settings["steps"]),
                                 int(settings["steps_per_epoch"]), float(settings["cost_limit"]),
                                 settings["cmdp_preset"], tuple(settings["cmdp_sets"]))
-        rows: dict[str, list[tuple[int, float, float]]] = {CMDP: [], OMNISAFE: []}
+        rows: dict[str, list[SeedPoint]] = {CMDP: [], OMNISAFE: []}
         with open(curves_path, newline="") as f:
-            for row in csv.DictReader(f):
-                rows[row["framework"]].append((int(row["env_steps"]), float(row["ep_return"]),
-                                               float(row["ep_cost"])))
+            reader = csv.DictReader(f)
+            if "ep_len" not in (reader.fieldnames or ()):
+                raise ConfigError(f"{curves_path}: no ep_len column (written before 2026-12-04; rewrite it with "
+                                  "benchmarks.omnisafe_side_by_side --cmdp-run RUN --omnisafe-run RUN)")
+            for row in reader:
+                rows[row["framework"]].append(SeedPoint(
+                    int(row["env_steps"]), float(row["ep_return"]), float(row["ep_cost"]), float(row["ep_len"]),
+                    float(row["multiplier"]) if row["multiplier"] else None))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{folder}: unreadable throughput.json or curves.csv ({type(exc).__name__}: {exc})") \
             from None
@@ -117,11 +137,28 @@ def group_curves(folders: list[Path]) -> tuple[dict[str, Any], dict[str, dict[in
     return shared, {label: dict(sorted(seeds.items())) for label, seeds in ordered.items()}
 
 
-def seed_summary(curve: SeedCurve, last: int, limit: float) -> dict[str, float]:
-    """Over the last `last` epochs of one seed: the mean return, the mean cost, the epochs within the limit."""
+def recovery(points: tuple[SeedPoint, ...], limit: float) -> tuple[int, SeedPoint] | None:
+    """The first epoch (counted from 1) within the limit after the first epoch above it, and its point; None if
+    the cost never exceeded the limit or never came back within it."""
+    above = False
+    for epoch, point in enumerate(points, start=1):
+        if point.ep_cost > limit:
+            above = True
+        elif above:
+            return epoch, point
+    return None
+
+
+def seed_summary(curve: SeedCurve, last: int, limit: float) -> dict[str, Any]:
+    """Over the last `last` epochs of one seed: the mean return, cost and episode length, the epochs within the
+    limit; and its first recovery (`recovery`) with the multiplier there (None where there is none)."""
     tail = curve.points[-last:]
-    return {"return": statistics.fmean(p[1] for p in tail), "cost": statistics.fmean(p[2] for p in tail),
-            "epochs_within_limit": sum(p[2] <= limit for p in tail)}
+    recovered = recovery(curve.points, limit)
+    return {"return": statistics.fmean(p.ep_return for p in tail), "cost": statistics.fmean(p.ep_cost for p in tail),
+            "ep_len": statistics.fmean(p.ep_len for p in tail),
+            "epochs_within_limit": sum(p.ep_cost <= limit for p in tail),
+            "recovered_epoch": None if recovered is None else recovered[0],
+            "multiplier_at_recovery": None if recovered is None else recovered[1].multiplier}
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -135,23 +172,26 @@ def summarise(groups: dict[str, dict[int, SeedCurve]], last: int, limit: float) 
         out[label] = {"seeds": list(seeds), "per_seed": per_seed,
                       "return": _spread([s["return"] for s in per_seed.values()]),
                       "cost": _spread([s["cost"] for s in per_seed.values()]),
+                      "ep_len": _spread([s["ep_len"] for s in per_seed.values()]),
                       "epochs_within_limit": sum(s["epochs_within_limit"] for s in per_seed.values()),
                       "epochs": last * len(seeds)}
     return out
 
 
 #: per epoch of one configuration, over its seeds (`bands`)
-BAND_COLUMNS = ("env_steps", "return_mean", "return_min", "return_max", "cost_mean", "cost_min", "cost_max")
+BAND_COLUMNS = ("env_steps", "return_mean", "return_min", "return_max", "cost_mean", "cost_min", "cost_max",
+                "ep_len_mean", "ep_len_min", "ep_len_max")
 
 
 def bands(seeds: dict[int, SeedCurve]) -> list[tuple[float, ...]]:
-    """Per epoch (`BAND_COLUMNS`): its environment steps, and the mean, lowest and highest return and cost over
-    the seeds."""
+    """Per epoch (`BAND_COLUMNS`): its environment steps, and the mean, lowest and highest return, cost and
+    episode length over the seeds."""
     rows = []
     for points in zip(*(curve.points for curve in seeds.values())):
-        returns, costs = [p[1] for p in points], [p[2] for p in points]
-        rows.append((points[0][0], statistics.fmean(returns), min(returns), max(returns),
-                     statistics.fmean(costs), min(costs), max(costs)))
+        row: list[float] = [points[0].env_steps]
+        for values in ([p.ep_return for p in points], [p.ep_cost for p in points], [p.ep_len for p in points]):
+            row += [statistics.fmean(values), min(values), max(values)]
+        rows.append(tuple(row))
     return rows
 
 
@@ -165,19 +205,20 @@ def write_csv(groups: dict[str, dict[int, SeedCurve]], path: Path) -> None:
 
 
 def plot(groups: dict[str, dict[int, SeedCurve]], shared: dict[str, Any], path: Path) -> None:
-    """Return and cost panels: per configuration the mean over seeds and the band from lowest to highest."""
+    """Return, cost and episode-length panels: per configuration the mean over seeds and the band from lowest to
+    highest."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 5.2), layout="constrained")
-    ax_return, ax_cost = fig.subplots(1, 2)
+    fig = Figure(figsize=(15, 5.4), layout="constrained")
+    ax_return, ax_cost, ax_len = fig.subplots(1, 3)
     for i, (label, seeds) in enumerate(groups.items()):
         steps, *columns = zip(*bands(seeds))
-        for ax, (mean, lowest, highest) in ((ax_return, columns[:3]), (ax_cost, columns[3:])):
+        for ax, (mean, lowest, highest) in ((ax_return, columns[:3]), (ax_cost, columns[3:6]), (ax_len, columns[6:])):
             ax.fill_between(steps, lowest, highest, color=f"C{i}", alpha=0.18, lw=0)
             ax.plot(steps, mean, color=f"C{i}", lw=1.6, label=f"{label}, seeds {', '.join(map(str, seeds))}")
     limit = shared["cost_limit"]
     ax_cost.axhline(limit, color="black", ls="--", lw=1.2, label=f"cost limit {limit:g}")
-    for ax, what in ((ax_return, "episode return"), (ax_cost, "episode cost")):
+    for ax, what in ((ax_return, "episode return"), (ax_cost, "episode cost"), (ax_len, "episode length")):
         ax.set_xlabel("environment steps")
         ax.set_ylabel(f"{what}: mean over seeds, band lowest to highest")
         ax.grid(alpha=0.3)
@@ -188,19 +229,34 @@ def plot(groups: dict[str, dict[int, SeedCurve]], shared: dict[str, Any], path: 
     fig.savefig(path, dpi=100)
 
 
-def print_table(summary: dict[str, Any], last: int) -> None:
+def _recovered(s: dict[str, Any]) -> str:
+    if s["recovered_epoch"] is None:
+        return "-"
+    multiplier = s["multiplier_at_recovery"]
+    return f"{s['recovered_epoch']}" + ("" if multiplier is None else f" at {multiplier:.2f}")
+
+
+def print_table(summary: dict[str, Any], last: int, per_seed: bool = False) -> None:
+    """Per configuration the last epochs' means over seeds; with `per_seed`, each seed's row under it too."""
     width = max(len(label) for label in summary)
-    print(f"{'':<{width}}  seeds    last {last} epochs: return       cost   epochs within the limit")
+    print(f"{'':<{width}}  seeds    last {last} epochs: return       cost   episode length   epochs within the limit")
     for label, s in summary.items():
         seeds = ",".join(map(str, s["seeds"]))
         print(f"{label:<{width}}  {seeds:<7}  {s['return']['mean']:9.1f} +- {s['return']['std']:6.1f}  "
-              f"{s['cost']['mean']:6.1f} +- {s['cost']['std']:5.1f}   {s['epochs_within_limit']} of {s['epochs']}")
+              f"{s['cost']['mean']:6.1f} +- {s['cost']['std']:5.1f}  {s['ep_len']['mean']:6.0f} +- "
+              f"{s['ep_len']['std']:4.0f}   {s['epochs_within_limit']} of {s['epochs']}")
+        if per_seed:
+            print("    seed   return    cost  episode length  within  first recovery: epoch at multiplier")
+            for seed, row in s["per_seed"].items():
+                print(f"    {seed:>4}  {row['return']:7.1f}  {row['cost']:6.1f}  {row['ep_len']:14.0f}  "
+                      f"{row['epochs_within_limit']:6d}  {_recovered(row)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.omnisafe_seeds", description=__doc__.splitlines()[0])
     p.add_argument("folders", nargs="+", type=Path, metavar="DIR", help="output folders of omnisafe_side_by_side")
     p.add_argument("--last", type=int, default=10, help="epochs at the end the table summarises (default 10)")
+    p.add_argument("--per-seed", action="store_true", help="print each seed's row under its configuration's")
     p.add_argument("--out", type=Path, help="output folder (default benchmarks/results/omnisafe-seeds/<algo>-<env>)")
     args = p.parse_args(argv)
     try:
@@ -222,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"omnisafe_seeds: error: {exc}", file=sys.stderr)
         return 2
-    print_table(summary, args.last)
+    print_table(summary, args.last, args.per_seed)
     print(f"wrote {out}/seeds.csv, seeds.png, seeds.json")
     return 0
 

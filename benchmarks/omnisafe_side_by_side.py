@@ -15,18 +15,22 @@ omnisafe` instead: our deliberate differences from OmniSafe set to its behaviour
 the compiled minibatch step); a key both sides share is refused. A line reports each side's epoch as they go.
 
 When both have finished, it writes into --out (default benchmarks/results/omnisafe-side-by-side/<algo>-<env>-s<seed>):
-  curves.csv       one row per epoch and framework: framework, epoch, env_steps, ep_return, ep_cost, multiplier
-  curves.png       return and cost against environment steps, both frameworks; dashed: the cost limit
+  curves.csv       one row per epoch and framework: framework, epoch, env_steps, ep_return, ep_cost, multiplier,
+                   ep_len
+  curves.png       return, cost and episode length against environment steps, both frameworks; dashed: the cost
+                   limit
   throughput.json  each side's process wall time and steps/s, its training loop's own time, and the ratios
 beside each side's own output: cmdp/ (our run folder), omnisafe/ (OmniSafe's log folder), cmdp.log, omnisafe.log.
 
 The curves are what each framework logs: ours, the mean over the epoch's finished episodes; OmniSafe's
-`Metrics/EpRet` and `Metrics/EpCost`, the mean over its last 50 finished episodes, whichever epochs they ended in
-(the same window its multiplier reads). Bad options, a missing OmniSafe python or a used --out: one line, exit
+`Metrics/EpRet`, `Metrics/EpCost` and `Metrics/EpLen`, the mean over its last 50 finished episodes, whichever
+epochs they ended in (the same window its multiplier reads). The episode length tells apart two policies of equal
+cost on a velocity task: one that runs fast and falls within a few dozen steps, one that stays up for the whole
+episode below the speed limit. Bad options, a missing OmniSafe python or a used --out: one line, exit
 status 2, nothing started. A side that fails stops the other: one line naming it, exit status 2, no results written.
 
-OmniSafe's side does not change when cmdp-lab's code does, and it is the slow one (2.4 hours for PPOLag at 1e6
-steps on one core). `--omnisafe-run RUN` reuses a finished run of `omnisafe_runner.py` instead of starting one: RUN is
+OmniSafe's side does not change when cmdp-lab's code does, and it is the slow one (PPOLag took 34 minutes at 1e6
+steps on one core of a 2-core AMD EPYC, TRPOLag 11-13). `--omnisafe-run RUN` reuses a finished run of `omnisafe_runner.py` instead of starting one: RUN is
 its log folder (the one holding progress.csv and runner.json). Its settings must be this comparison's (refused in
 one line otherwise), only cmdp-lab's side runs, and throughput.json names the reused run; the two sides then did
 not run at the same time, so their speeds compare only when the machine was equally idle both times. `--cmdp-run
@@ -92,18 +96,20 @@ class ProgressColumns:
     ep_return: str
     ep_cost: str
     multiplier: str
+    ep_len: str
     train_s: str  # seconds since its training loop started, at the end of the epoch
     curve: str  # what its return and cost are the mean of (the legend says it)
 
 
 COLUMNS: dict[str, ProgressColumns] = {
     # `lambda/<cost name>`: Safety-Gymnasium's one cost is named `cost` (OmniSafe runs no other family)
-    CMDP: ProgressColumns("epoch", 1, "env_steps", "ep_return", "ep_cost", "lambda/cost", "wall_s",
+    CMDP: ProgressColumns("epoch", 1, "env_steps", "ep_return", "ep_cost", "lambda/cost", "ep_len", "wall_s",
                           "mean of the epoch's episodes"),
     # omnisafe/common/logger.py: Logger.dump_tabular; the keys registered in PolicyGradient._init_log and the
     # algorithms' _init_log (the multiplier's, for PPOLag, also gets /Min /Max /Std columns).
     OMNISAFE: ProgressColumns("Train/Epoch", 0, "TotalEnvSteps", "Metrics/EpRet", "Metrics/EpCost",
-                              "Metrics/LagrangeMultiplier", "Time/Total", "mean of its last 50 episodes"),
+                              "Metrics/LagrangeMultiplier", "Metrics/EpLen", "Time/Total",
+                              "mean of its last 50 episodes"),
 }
 
 
@@ -143,6 +149,7 @@ class CurvePoint:
     ep_return: float
     ep_cost: float
     multiplier: float | None  # None: the solver has none (cpo)
+    ep_len: float
 
 
 @dataclass(frozen=True)
@@ -191,7 +198,7 @@ def read_curve(framework: str, path: Path, comparison: Comparison) -> Curve:
         multiplier = _number(row, cols.multiplier, path) if comparison.omnisafe.has_multiplier else None
         points.append(CurvePoint(framework, int(_number(row, cols.epoch, path)) - cols.first_epoch + 1,
                                  int(_number(row, cols.env_steps, path)), _number(row, cols.ep_return, path),
-                                 _number(row, cols.ep_cost, path), multiplier))
+                                 _number(row, cols.ep_cost, path), multiplier, _number(row, cols.ep_len, path)))
     return Curve(framework, points, _number(rows[-1], cols.train_s, path))
 
 
@@ -213,31 +220,33 @@ def curve_label(framework: str, comparison: Comparison, version: str) -> str:
 def write_curves_csv(curves: list[Curve], path: Path) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["framework", "epoch", "env_steps", "ep_return", "ep_cost", "multiplier"])
+        writer.writerow(["framework", "epoch", "env_steps", "ep_return", "ep_cost", "multiplier", "ep_len"])
         for curve in curves:
             for p in curve.points:
                 writer.writerow([p.framework, p.epoch, p.env_steps, repr(p.ep_return), repr(p.ep_cost),
-                                 "" if p.multiplier is None else repr(p.multiplier)])
+                                 "" if p.multiplier is None else repr(p.multiplier), repr(p.ep_len)])
 
 
 def plot_curves(curves: list[Curve], labels: dict[str, str], comparison: Comparison, path: Path) -> None:
-    """Two panels, return and cost against environment steps; the limit dashed on the cost panel."""
+    """Three panels, return, cost and episode length against environment steps; the limit dashed on the cost
+    panel."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4.4), layout="constrained")
-    ax_return, ax_cost = fig.subplots(1, 2)
+    fig = Figure(figsize=(15, 4.8), layout="constrained")
+    ax_return, ax_cost, ax_len = fig.subplots(1, 3)
     for i, curve in enumerate(curves):
         steps = [p.env_steps for p in curve.points]
         style = {"color": f"C{i}", "marker": "o", "ms": 3, "lw": 1.6, "label": labels[curve.framework]}
         ax_return.plot(steps, [p.ep_return for p in curve.points], **style)
         ax_cost.plot(steps, [p.ep_cost for p in curve.points], **style)
+        ax_len.plot(steps, [p.ep_len for p in curve.points], **style)
     ax_cost.axhline(comparison.cost_limit, color="black", ls="--", lw=1.2,
                     label=f"cost limit {comparison.cost_limit:g}")
-    for ax, what in ((ax_return, "episode return"), (ax_cost, "episode cost")):
+    for ax, what in ((ax_return, "episode return"), (ax_cost, "episode cost"), (ax_len, "episode length")):
         ax.set_xlabel("environment steps")
         ax.set_ylabel(what)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    fig.legend(*ax_cost.get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=8)  # off the data
     fig.suptitle(f"{comparison.algo} (OmniSafe {comparison.omnisafe.name}) on {comparison.env}, seed "
                  f"{comparison.seed}, {comparison.steps:,} steps ({comparison.epochs} epochs of "
                  f"{comparison.steps_per_epoch:,})")

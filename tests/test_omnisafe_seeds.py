@@ -16,7 +16,8 @@ EPOCHS = 4
 
 def side_by_side(folder: Path, seed: int, ours: list[tuple[float, float]], omnisafe: list[tuple[float, float]],
                  preset: str | None = None, sets: tuple[str, ...] = (), **changes) -> Path:
-    """A finished side-by-side output folder (the two files this tool reads), (return, cost) per epoch per side."""
+    """A finished side-by-side output folder (the two files this tool reads), (return, cost) per epoch per side;
+    the episode length is a tenth of the return, the multiplier 0.1 times the epoch."""
     folder.mkdir(parents=True)
     record = {"algo": "trpo_lag", "omnisafe_algo": "TRPOLag", "omnisafe_version": "0.5.0",
               "env": "SafetyHopperVelocity-v1", "seed": seed, "steps": 1000 * EPOCHS, "steps_per_epoch": 1000,
@@ -24,10 +25,11 @@ def side_by_side(folder: Path, seed: int, ours: list[tuple[float, float]], omnis
     (folder / "throughput.json").write_text(json.dumps(record))
     with open(folder / "curves.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["framework", "epoch", "env_steps", "ep_return", "ep_cost", "multiplier"])
+        writer.writerow(["framework", "epoch", "env_steps", "ep_return", "ep_cost", "multiplier", "ep_len"])
         for framework, points in (("cmdp-lab", ours), ("OmniSafe", omnisafe)):
             for epoch, (ret, cost) in enumerate(points, start=1):
-                writer.writerow([framework, epoch, 1000 * epoch, repr(ret), repr(cost), "0.5"])
+                writer.writerow([framework, epoch, 1000 * epoch, repr(ret), repr(cost), repr(0.1 * epoch),
+                                 repr(ret / 10)])
     return folder
 
 
@@ -43,7 +45,7 @@ def test_seeds_and_configurations_become_bands_and_a_table(tmp_path, capsys):
                side_by_side(tmp_path / "p0", 0, flat(300.0, 24.0), omnisafe[0], preset="omnisafe"),
                side_by_side(tmp_path / "p1", 1, flat(500.0, 26.0), omnisafe[1], preset="omnisafe")]
     out = tmp_path / "out"
-    assert main([*map(str, folders), "--last", "2", "--out", str(out)]) == 0
+    assert main([*map(str, folders), "--last", "2", "--per-seed", "--out", str(out)]) == 0
 
     summary = json.loads((out / "seeds.json").read_text())
     configurations = summary["configurations"]
@@ -53,7 +55,14 @@ def test_seeds_and_configurations_become_bands_and_a_table(tmp_path, capsys):
     assert list(configurations) == [omni, ours, preset]  # OmniSafe first; each OmniSafe seed counted once
     assert configurations[omni]["seeds"] == [0, 1]
     # the last 2 epochs: seed 0 returns 30, 40 and costs 20, 10; seed 1 60 and 30
-    assert configurations[omni]["per_seed"]["0"] == {"return": 35.0, "cost": 15.0, "epochs_within_limit": 2}
+    # seed 0's cost is above the limit at epochs 1-2 and within it from epoch 3 (multiplier 0.3 there)
+    assert configurations[omni]["per_seed"]["0"] == {"return": 35.0, "cost": 15.0, "ep_len": 3.5,
+                                                     "epochs_within_limit": 2, "recovered_epoch": 3,
+                                                     "multiplier_at_recovery": pytest.approx(0.3)}
+    # seed 1 is above the limit throughout: no recovery; ours at 20 never went above it: none either
+    assert configurations[omni]["per_seed"]["1"]["recovered_epoch"] is None
+    assert configurations[ours]["per_seed"]["0"]["recovered_epoch"] is None
+    assert configurations[omni]["ep_len"] == pytest.approx({"mean": 4.75, "std": 1.767766952966369})
     assert configurations[omni]["return"] == pytest.approx({"mean": 47.5, "std": 17.67766952966369})
     assert configurations[omni]["epochs_within_limit"] == 2 and configurations[omni]["epochs"] == 4
     assert configurations[ours]["cost"] == pytest.approx({"mean": 25.0, "std": 7.0710678118654755})
@@ -63,12 +72,14 @@ def test_seeds_and_configurations_become_bands_and_a_table(tmp_path, capsys):
 
     with open(out / "seeds.csv", newline="") as f:
         rows = [row for row in csv.DictReader(f) if row["configuration"] == omni]
-    assert [(row["seeds"], float(row["return_min"]), float(row["return_max"]), float(row["cost_mean"]))
-            for row in rows][:2] == [("0 1", 10.0, 60.0, 40.0), ("0 1", 20.0, 60.0, 35.0)]
+    assert [(row["seeds"], float(row["return_min"]), float(row["return_max"]), float(row["cost_mean"]),
+             float(row["ep_len_max"])) for row in rows][:2] == [("0 1", 10.0, 60.0, 40.0, 6.0),
+                                                                ("0 1", 20.0, 60.0, 35.0, 6.0)]
     png = (out / "seeds.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     table = capsys.readouterr().out
     assert "47.5 +-   17.7" in table and "2 of 4" in table and "--preset omnisafe" in table
+    assert "3 at 0.30" in table  # seed 0's recovery, on its own row
 
 
 @pytest.mark.parametrize("problem, message", [
@@ -78,6 +89,7 @@ def test_seeds_and_configurations_become_bands_and_a_table(tmp_path, capsys):
     ("short curve", "3 epochs of cmdp-lab, not 4"),
     ("unreadable record", "unreadable"),
     ("--last too long", "--last 5 is more than the runs' 4 epochs"),
+    ("curves from before the episode length", "no ep_len column .* --cmdp-run RUN --omnisafe-run RUN"),
 ])
 def test_refusals_are_one_line_and_write_nothing(tmp_path, capsys, problem, message):
     first = side_by_side(tmp_path / "a", 0, flat(1.0, 1.0), flat(2.0, 2.0))
@@ -92,6 +104,9 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path, capsys, problem, mess
         args.append(str(tmp_path / "b"))
     elif problem == "short curve":
         args.append(str(side_by_side(tmp_path / "b", 1, flat(1.0, 1.0)[:3], flat(2.0, 2.0))))
+    elif problem == "curves from before the episode length":
+        curves = first / "curves.csv"
+        curves.write_text("\n".join(line.rsplit(",", 1)[0] for line in curves.read_text().splitlines()) + "\n")
     elif problem == "unreadable record":
         (first / "throughput.json").write_text("{not json")
     else:

@@ -49,16 +49,18 @@ def write_csv(path: Path, header: list[str], rows: list[dict[str, float]]) -> Pa
 
 
 def cmdp_progress(path: Path, header: list[str] = CMDP_HEADER) -> Path:
-    rows = [{"epoch": 1, "env_steps": 1000, "ep_return": 10.5, "ep_cost": 30.0, "lambda/cost": 0.1, "wall_s": 2.0},
-            {"epoch": 2, "env_steps": 2000, "ep_return": 20.25, "ep_cost": 12.0, "lambda/cost": 0.3, "wall_s": 4.0}]
+    rows = [{"epoch": 1, "env_steps": 1000, "ep_return": 10.5, "ep_cost": 30.0, "lambda/cost": 0.1, "ep_len": 50.0,
+             "wall_s": 2.0},
+            {"epoch": 2, "env_steps": 2000, "ep_return": 20.25, "ep_cost": 12.0, "lambda/cost": 0.3, "ep_len": 1000.0,
+             "wall_s": 4.0}]
     return write_csv(path, header, rows)
 
 
 def omnisafe_progress(path: Path, header: list[str] = OMNISAFE_HEADER, epochs: int = 2) -> Path:
     rows = [{"Train/Epoch": 0.0, "TotalEnvSteps": 1000.0, "Metrics/EpRet": 8.0, "Metrics/EpCost": 40.0,
-             "Metrics/LagrangeMultiplier": 0.2, "Time/Total": 9.0},
+             "Metrics/LagrangeMultiplier": 0.2, "Metrics/EpLen": 30.0, "Time/Total": 9.0},
             {"Train/Epoch": 1.0, "TotalEnvSteps": 2000.0, "Metrics/EpRet": 16.0, "Metrics/EpCost": 5.5,
-             "Metrics/LagrangeMultiplier": 0.6, "Time/Total": 20.0}][:epochs]
+             "Metrics/LagrangeMultiplier": 0.6, "Metrics/EpLen": 64.5, "Time/Total": 20.0}][:epochs]
     write_csv(path, header, rows)
     path.with_name("runner.json").write_text(json.dumps({"omnisafe": "0.5.0"}))
     return path
@@ -78,11 +80,11 @@ def test_results_merge_both_formats(tmp_path, capsys):
 
     with open(out / "curves.csv", newline="") as f:
         rows = list(csv.reader(f))
-    assert rows == [["framework", "epoch", "env_steps", "ep_return", "ep_cost", "multiplier"],
-                    ["cmdp-lab", "1", "1000", "10.5", "30.0", "0.1"],
-                    ["cmdp-lab", "2", "2000", "20.25", "12.0", "0.3"],
-                    ["OmniSafe", "1", "1000", "8.0", "40.0", "0.2"],  # OmniSafe counts epochs from 0
-                    ["OmniSafe", "2", "2000", "16.0", "5.5", "0.6"]]
+    assert rows == [["framework", "epoch", "env_steps", "ep_return", "ep_cost", "multiplier", "ep_len"],
+                    ["cmdp-lab", "1", "1000", "10.5", "30.0", "0.1", "50.0"],
+                    ["cmdp-lab", "2", "2000", "20.25", "12.0", "0.3", "1000.0"],
+                    ["OmniSafe", "1", "1000", "8.0", "40.0", "0.2", "30.0"],  # OmniSafe counts epochs from 0
+                    ["OmniSafe", "2", "2000", "16.0", "5.5", "0.6", "64.5"]]
     png = (out / "curves.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     saved = json.loads((out / "throughput.json").read_text())
@@ -109,12 +111,14 @@ def test_cpo_has_no_multiplier_column(tmp_path):
         assert [row["multiplier"] for row in csv.DictReader(f)] == ["", "", "", ""]
 
 
-@pytest.mark.parametrize("problem", ["missing multiplier", "missing steps", "short", "not a number", "no file"])
+@pytest.mark.parametrize("problem", ["missing multiplier", "missing steps", "missing length", "short", "not a number",
+                                     "no file"])
 def test_unreadable_side_fails_before_anything_is_written(tmp_path, problem):
     out = tmp_path / "out"
     out.mkdir()
     header = {"missing multiplier": [c for c in OMNISAFE_HEADER if c != "Metrics/LagrangeMultiplier"],
-              "missing steps": [c for c in OMNISAFE_HEADER if c != "TotalEnvSteps"]}.get(problem, OMNISAFE_HEADER)
+              "missing steps": [c for c in OMNISAFE_HEADER if c != "TotalEnvSteps"],
+              "missing length": [c for c in OMNISAFE_HEADER if c != "Metrics/EpLen"]}.get(problem, OMNISAFE_HEADER)
     omnisafe_csv = omnisafe_progress(tmp_path / "o" / "progress.csv", header, epochs=1 if problem == "short" else 2)
     cmdp_csv = cmdp_progress(tmp_path / "c.csv")
     if problem == "not a number":
@@ -123,7 +127,8 @@ def test_unreadable_side_fails_before_anything_is_written(tmp_path, problem):
         cmdp_csv.unlink()
     runs = [SideRun(CMDP, cmdp_csv, 5.0, 0), SideRun(OMNISAFE, omnisafe_csv, 40.0, 1)]
     expected = {"missing multiplier": "no column 'Metrics/LagrangeMultiplier'",
-                "missing steps": "no column 'TotalEnvSteps'", "short": "OmniSafe logged 1 of 2 epochs",
+                "missing steps": "no column 'TotalEnvSteps'", "missing length": "no column 'Metrics/EpLen'",
+                "short": "OmniSafe logged 1 of 2 epochs",
                 "not a number": "column 'ep_return' holds 'inf\\?', not a number",
                 "no file": "cmdp-lab ended without writing"}[problem]
     with pytest.raises(RunFailed, match=expected):
