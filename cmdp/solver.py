@@ -70,7 +70,7 @@ class PolicyGradientConfig(TrainConfig):
     # OmniSafe's 64 (the default since 2026-12-03; 1000 before). 1000 makes a pass over a 20k-step epoch about 3x
     # cheaper (`python -m cmdp.benchmarks.update_speed`) and gives the same returns over the first epochs, but not
     # the same learning: on SafetyHopperVelocity-v1 at 1e6 steps the policy moves about half as far per epoch, and
-    # ppo_lag never found the fast gait that 64 found on 2 of 3 seeds (docs/omnisafe-differences.md row 9).
+    # ppo_lag never found the full-length episodes that 64 found on 2 of 3 seeds (docs/omnisafe-differences.md row 9).
     batch_size: int = 64
     clip: float = 0.2
     target_kl: float = 0.02  # stop the epoch's updates once KL(old || new) exceeds it; <= 0 disables
