@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import statistics
 import sys
 from dataclasses import dataclass
@@ -139,9 +140,12 @@ def group_curves(folders: list[Path]) -> tuple[dict[str, Any], dict[str, dict[in
 
 def recovery(points: tuple[SeedPoint, ...], limit: float) -> tuple[int, SeedPoint] | None:
     """The first epoch (counted from 1) within the limit after the first epoch above it, and its point; None if
-    the cost never exceeded the limit or never came back within it."""
+    the cost never exceeded the limit or never came back within it. An epoch without a cost (NaN: no episode
+    finished in it) is neither."""
     above = False
     for epoch, point in enumerate(points, start=1):
+        if math.isnan(point.ep_cost):
+            continue
         if point.ep_cost > limit:
             above = True
         elif above:

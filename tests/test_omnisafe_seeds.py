@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from pathlib import Path
 
 import pytest
 
-from cmdp.benchmarks.omnisafe_seeds import main
+from cmdp.benchmarks.omnisafe_seeds import SeedPoint, main, recovery
 
 EPOCHS = 4
 
@@ -81,6 +82,14 @@ def test_seeds_and_configurations_become_bands_and_a_table(tmp_path, capsys):
     assert "47.5 +-   17.7" in table and "2 of 4" in table and "--preset omnisafe" in table
     assert "3 at 0.30" in table  # seed 0's recovery, on its own row
 
+
+
+def test_recovery_skips_epochs_without_a_cost():
+    points = tuple(SeedPoint(1000 * epoch, 1.0, cost, 10.0, 0.1 * epoch)
+                   for epoch, cost in enumerate([30.0, math.nan, 20.0], start=1))
+    epoch, point = recovery(points, 25.0)
+    assert (epoch, point.multiplier) == (3, pytest.approx(0.3))  # not epoch 2, whose cost is NaN
+    assert recovery(points[:2], 25.0) is None
 
 @pytest.mark.parametrize("problem, message", [
     ("other budget", "compares another run than .*: steps 8000 against 4000"),
