@@ -30,14 +30,14 @@ episode below the speed limit. Bad options, a missing OmniSafe python or a used 
 status 2, nothing started. A side that fails stops the other: one line naming it, exit status 2, no results written.
 
 OmniSafe's side does not change when cmdp-lab's code does, and it is the slow one (PPOLag took 34 minutes at 1e6
-steps on one core of a 2-core AMD EPYC, TRPOLag 11-13). `--omnisafe-run RUN` reuses a finished run of `omnisafe_runner.py` instead of starting one: RUN is
-its log folder (the one holding progress.csv and runner.json). Its settings must be this comparison's (refused in
-one line otherwise), only cmdp-lab's side runs, and throughput.json names the reused run; the two sides then did
-not run at the same time, so their speeds compare only when the machine was equally idle both times. `--cmdp-run
-RUN` does the same for our side: a finished `cmdp train` run folder with this comparison's settings, every config
-key as the command `cmdp_command` builds would resolve it today (the preset's keys included; a run made before a
-default changed is refused), whose wall time is its training's (summary.json `wall_seconds`, start-up not
-included).
+steps on one core of a 2-core AMD EPYC, TRPOLag 11-13). `--omnisafe-run RUN` reuses a finished run of
+`omnisafe_runner.py` instead of starting one: RUN is its log folder (the one holding progress.csv and runner.json).
+Its settings must be this comparison's (refused in one line otherwise), only cmdp-lab's side runs, and
+throughput.json names the reused run; the two sides then did not run at the same time, so their speeds compare only
+when the machine was equally idle both times. `--cmdp-run RUN` does the same for our side: a finished `cmdp train`
+run folder with this comparison's settings, every config key as the command `cmdp_command` builds would resolve it
+today (the preset's keys included; a run made before a default changed is refused), whose wall time is its
+training's (summary.json `wall_seconds`, start-up not included).
 """
 from __future__ import annotations
 
@@ -296,11 +296,11 @@ def print_table(curves: list[Curve], labels: dict[str, str], result: dict[str, A
         return "-" if x is None else format(x, spec)
 
     width = max(len(label) for label in labels.values())
-    print(f"{'':<{width}}  epochs  env steps  return    cost  multiplier   wall s  steps/s  loop steps/s")
+    print(f"{'':<{width}}  epochs  env steps  return    cost  ep len  multiplier   wall s  steps/s  loop steps/s")
     for curve in curves:
         last, side = curve.points[-1], result[curve.framework]
         print(f"{labels[curve.framework]:<{width}}  {len(curve.points):6d}  {last.env_steps:9,d}  "
-              f"{last.ep_return:6.1f}  {last.ep_cost:6.1f}  {fmt(last.multiplier, '10.3f'):>10}  "
+              f"{last.ep_return:6.1f}  {last.ep_cost:6.1f}  {last.ep_len:6.0f}  {fmt(last.multiplier, '10.3f'):>10}  "
               f"{side['wall_s']:7.1f}  {side['steps_per_s']:7,.0f}  {side['train_loop_steps_per_s']:12,.0f}")
     print(f"{CMDP} / {OMNISAFE}: {result['ratio']:.2f}x the steps per second over each process's wall time, "
           f"{result['train_loop_ratio']:.2f}x over each training loop's own time")

@@ -97,6 +97,7 @@ def test_results_merge_both_formats(tmp_path, capsys):
     assert (saved["omnisafe_algo"], saved["omnisafe_version"], saved["steps"]) == ("PPOLag", "0.5.0", 2000)
     table = capsys.readouterr().out
     assert "OmniSafe 0.5.0 PPOLag" in table and "cmdp-lab ppo_lag" in table and "8.00x" in table
+    assert "ep len" in table and " 1000 " in table and "   64 " in table  # the last epoch's episode lengths
 
 
 def test_cpo_has_no_multiplier_column(tmp_path):
