@@ -75,6 +75,10 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _unreadable(folder: Path, exc: Exception) -> ConfigError:
+    return ConfigError(f"{folder}: unreadable throughput.json or curves.csv ({type(exc).__name__}: {exc})")
+
+
 def read_folder(folder: Path) -> tuple[dict[str, Any], list[SeedCurve]]:
     """A side-by-side folder's settings (throughput.json) and its two curves (curves.csv); ConfigError, one line,
     for a missing or unreadable file."""
@@ -88,19 +92,23 @@ def read_folder(folder: Path) -> tuple[dict[str, Any], list[SeedCurve]]:
         comparison = Comparison(settings["algo"], settings["env"], int(settings["seed"]), int(settings["steps"]),
                                 int(settings["steps_per_epoch"]), float(settings["cost_limit"]),
                                 settings["cmdp_preset"], tuple(settings["cmdp_sets"]))
-        rows: dict[str, list[SeedPoint]] = {CMDP: [], OMNISAFE: []}
         with open(curves_path, newline="") as f:
             reader = csv.DictReader(f)
-            if "ep_len" not in (reader.fieldnames or ()):
-                raise ConfigError(f"{curves_path}: no ep_len column (written before 2026-12-04; rewrite it with "
-                                  "benchmarks.omnisafe_side_by_side --cmdp-run RUN --omnisafe-run RUN)")
-            for row in reader:
-                rows[row["framework"]].append(SeedPoint(
-                    int(row["env_steps"]), float(row["ep_return"]), float(row["ep_cost"]), float(row["ep_len"]),
-                    float(row["multiplier"]) if row["multiplier"] else None))
+            header, table = reader.fieldnames or [], list(reader)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{folder}: unreadable throughput.json or curves.csv ({type(exc).__name__}: {exc})") \
-            from None
+        raise _unreadable(folder, exc) from None
+    # outside the try: ConfigError is a ValueError, and this one needs no wrapping
+    if "ep_len" not in header:
+        raise ConfigError(f"{curves_path}: no ep_len column (written before 2026-12-04; rewrite it with "
+                          "benchmarks.omnisafe_side_by_side --cmdp-run RUN --omnisafe-run RUN)")
+    rows: dict[str, list[SeedPoint]] = {CMDP: [], OMNISAFE: []}
+    try:
+        for row in table:
+            rows[row["framework"]].append(SeedPoint(
+                int(row["env_steps"]), float(row["ep_return"]), float(row["ep_cost"]), float(row["ep_len"]),
+                float(row["multiplier"]) if row["multiplier"] else None))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _unreadable(folder, exc) from None
     if comparison.algo not in ALGORITHMS:
         raise ConfigError(f"{record_path}: algorithm {comparison.algo!r} is not one the side by side knows")
     labels = {framework: curve_label(framework, comparison, str(settings["omnisafe_version"]))

@@ -83,13 +83,13 @@ def test_seeds_and_configurations_become_bands_and_a_table(tmp_path, capsys):
     assert "3 at 0.30" in table  # seed 0's recovery, on its own row
 
 
-
 def test_recovery_skips_epochs_without_a_cost():
     points = tuple(SeedPoint(1000 * epoch, 1.0, cost, 10.0, 0.1 * epoch)
                    for epoch, cost in enumerate([30.0, math.nan, 20.0], start=1))
     epoch, point = recovery(points, 25.0)
     assert (epoch, point.multiplier) == (3, pytest.approx(0.3))  # not epoch 2, whose cost is NaN
     assert recovery(points[:2], 25.0) is None
+
 
 @pytest.mark.parametrize("problem, message", [
     ("other budget", "compares another run than .*: steps 8000 against 4000"),
@@ -98,7 +98,8 @@ def test_recovery_skips_epochs_without_a_cost():
     ("short curve", "3 epochs of cmdp-lab, not 4"),
     ("unreadable record", "unreadable"),
     ("--last too long", "--last 5 is more than the runs' 4 epochs"),
-    ("curves from before the episode length", "no ep_len column .* --cmdp-run RUN --omnisafe-run RUN"),
+    ("curves from before the episode length",
+     r"^omnisafe_seeds: error: \S+/curves.csv: no ep_len column .* --cmdp-run RUN --omnisafe-run RUN\)$"),
 ])
 def test_refusals_are_one_line_and_write_nothing(tmp_path, capsys, problem, message):
     first = side_by_side(tmp_path / "a", 0, flat(1.0, 1.0), flat(2.0, 2.0))
