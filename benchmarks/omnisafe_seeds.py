@@ -15,9 +15,9 @@ It writes into --out (default benchmarks/results/omnisafe-seeds/<algo>-<env>):
   seeds.png    return, cost and episode length against environment steps: per configuration the mean over seeds
                as a line, the range over seeds as a band; dashed: the cost limit
   seeds.json   per configuration and seed, over the last `--last` epochs: the mean return, cost and episode length
-               and the epochs within the limit; and the seed's first recovery (the first epoch within the limit
-               after its first epoch above it) with the multiplier logged there; per configuration the mean and
-               standard deviation over seeds
+               and the epochs within the limit (of those with a cost); and the seed's first recovery (the first
+               epoch within the limit after its first epoch above it) with the multiplier logged there; per
+               configuration the mean and standard deviation over seeds
 and prints that table (`--per-seed`: one row per seed too). Whether two configurations agree "within seed noise"
 is then a reading of the bands and of the table, not a test this tool makes. The recovery says when, and at which
 multiplier, a seed's cost first came down; the episode length, whether a policy of low cost falls early or stays
@@ -163,12 +163,16 @@ def recovery(points: tuple[SeedPoint, ...], limit: float) -> tuple[int, SeedPoin
 
 def seed_summary(curve: SeedCurve, last: int, limit: float) -> dict[str, Any]:
     """Over the last `last` epochs of one seed: the mean return, cost and episode length, the epochs within the
-    limit; and its first recovery (`recovery`) with the multiplier there (None where there is none)."""
+    limit among those with a cost; and its first recovery (`recovery`) with the multiplier there (None where there
+    is none). An epoch without a cost (NaN: no episode finished in it) is left out of the mean cost and of the
+    count, as `benchmarks.report`'s `last_epochs_within` leaves it out."""
     tail = curve.points[-last:]
+    measured = [p.ep_cost for p in tail if not math.isnan(p.ep_cost)]
     recovered = recovery(curve.points, limit)
-    return {"return": statistics.fmean(p.ep_return for p in tail), "cost": statistics.fmean(p.ep_cost for p in tail),
+    return {"return": statistics.fmean(p.ep_return for p in tail),
+            "cost": statistics.fmean(measured) if measured else math.nan,
             "ep_len": statistics.fmean(p.ep_len for p in tail),
-            "epochs_within_limit": sum(p.ep_cost <= limit for p in tail),
+            "epochs_within_limit": sum(cost <= limit for cost in measured), "epochs_measured": len(measured),
             "recovered_epoch": None if recovered is None else recovered[0],
             "multiplier_at_recovery": None if recovered is None else recovered[1].multiplier}
 
@@ -186,7 +190,7 @@ def summarise(groups: dict[str, dict[int, SeedCurve]], last: int, limit: float) 
                       "cost": _spread([s["cost"] for s in per_seed.values()]),
                       "ep_len": _spread([s["ep_len"] for s in per_seed.values()]),
                       "epochs_within_limit": sum(s["epochs_within_limit"] for s in per_seed.values()),
-                      "epochs": last * len(seeds)}
+                      "epochs": sum(s["epochs_measured"] for s in per_seed.values())}
     return out
 
 

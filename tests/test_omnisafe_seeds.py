@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cmdp.benchmarks.omnisafe_seeds import SeedPoint, main, recovery
+from cmdp.benchmarks.omnisafe_seeds import SeedCurve, SeedPoint, main, recovery, seed_summary
 
 EPOCHS = 4
 
@@ -58,7 +58,8 @@ def test_seeds_and_configurations_become_bands_and_a_table(tmp_path, capsys):
     # the last 2 epochs: seed 0 returns 30, 40 and costs 20, 10; seed 1 60 and 30
     # seed 0's cost is above the limit at epochs 1-2 and within it from epoch 3 (multiplier 0.3 there)
     assert configurations[omni]["per_seed"]["0"] == {"return": 35.0, "cost": 15.0, "ep_len": 3.5,
-                                                     "epochs_within_limit": 2, "recovered_epoch": 3,
+                                                     "epochs_within_limit": 2, "epochs_measured": 2,
+                                                     "recovered_epoch": 3,
                                                      "multiplier_at_recovery": pytest.approx(0.3)}
     # seed 1 is above the limit throughout: no recovery; ours at 20 never went above it: none either
     assert configurations[omni]["per_seed"]["1"]["recovered_epoch"] is None
@@ -89,6 +90,14 @@ def test_recovery_skips_epochs_without_a_cost():
     epoch, point = recovery(points, 25.0)
     assert (epoch, point.multiplier) == (3, pytest.approx(0.3))  # not epoch 2, whose cost is NaN
     assert recovery(points[:2], 25.0) is None
+
+
+def test_epochs_without_a_cost_are_left_out_of_the_last_epochs():
+    # as benchmarks.report's last_epochs_within: neither within nor above the limit, nor in the mean cost
+    points = tuple(SeedPoint(1000 * epoch, 1.0, cost, 10.0, 0.1)
+                   for epoch, cost in enumerate([30.0, math.nan, 20.0, 40.0], start=1))
+    row = seed_summary(SeedCurve("ours", 0, points, Path("x")), last=3, limit=25.0)
+    assert (row["epochs_within_limit"], row["epochs_measured"], row["cost"]) == (1, 2, 30.0)
 
 
 @pytest.mark.parametrize("problem, message", [
