@@ -49,8 +49,9 @@ OMNISAFE: dict[str, dict[str, Any]] = {
     "ppo": _OMNISAFE_PPO,
     "ppo_lag": _OMNISAFE_PPO,
     "pid_lag": _OMNISAFE_PPO,  # OmniSafe's CPPOPID
-    # CUP's authors standardise the projection's cost advantages (our default for cup); OmniSafe centres them
-    "cup": {**_OMNISAFE_PPO, "cost_advantage": "center", "projection_kl": "improved"},
+    # CUP's projection centres its cost advantages and stops on KL(improved || current), OmniSafe's, at our defaults
+    # too (`cost_advantage: center` since 2026-12-04; the authors' code standardises them)
+    "cup": _OMNISAFE_PPO,
     "cpo": {**_OMNISAFE_TRUST_REGION, "cpo_constraint_units": "episode"},
     "trpo_lag": _OMNISAFE_TRUST_REGION,
 }

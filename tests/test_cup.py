@@ -65,7 +65,7 @@ def hand_batch(solver: CUP, size: int = 1000) -> RolloutBatch:
 
 
 def cost_surrogate(solver: CUP, batch: RolloutBatch) -> float:
-    """E[rho A_c] under the batch, rho against the behaviour policy, A_c standardised as CUP uses it."""
+    """E[rho A_c] under the batch, rho against the behaviour policy, A_c as CUP uses it (centred at the default)."""
     with torch.no_grad():
         ratio = torch.exp(solver.agent.actor.log_prob(batch.obs, batch.actions) - batch.logp_old)
         return (ratio * solver.cost_advantages(batch)[:, 0]).mean().item()

@@ -1,6 +1,7 @@
 """The defaults that now follow OmniSafe 0.5.0 (docs/omnisafe-differences.md), each on a hand case.
 
-- `cost_advantage: center`: the reward advantage standardised, each cost advantage only centred (row 1);
+- `cost_advantage: center`: the reward advantage standardised, each cost advantage only centred (row 1), also in
+  CUP's projection (since 2026-12-04);
 - the critics' learning rate constant while the actor's decays (`critic_lr_decay: false`, row 5);
 - observations clipped at 5 with the std floored at 1e-2 (`obs_clip`, row 2);
 - the policy's initial std 1.0 (`init_log_std: 0`, row 10);
@@ -20,6 +21,7 @@ import pytest
 import torch
 
 from cmdp.algorithms.cpo import CPO, CPOConfig
+from cmdp.algorithms.cup import CUP, CUPConfig
 from cmdp.algorithms.ppo_lag import PPOLag, PPOLagConfig
 from cmdp.algorithms.trpo_lag import TRPOLagConfig
 from cmdp.config import ConfigError, build_config
@@ -55,12 +57,17 @@ def test_unknown_cost_advantage_is_refused():
         build_config(PPOLagConfig, {"algo": "ppo_lag", "cost_advantage": "whiten"})
 
 
-def ppo_lag(**overrides) -> PPOLag:
+def solver(solver_cls: type, config_cls: type, algo: str, **overrides):
+    """A first-order solver of one cost on a 2-d observation and 1-d action, in float64."""
     spec = CMDPSpec(gymnasium.spaces.Box(-1, 1, (2,)), gymnasium.spaces.Box(-1, 1, (1,)), (CostSpec("cost", 1.0),), 10)
-    cfg = build_config(PPOLagConfig, {"algo": "ppo_lag", "lagrangian_init": 0.5, **overrides})
+    cfg = build_config(config_cls, {"algo": algo, **overrides})
     agent = ActorCritic(spec.observation_space, spec.action_space, 1, [4], [4]).double()
-    return PPOLag(cfg, spec, agent, TorchUpdater(agent.actor, agent.critic, cfg, num_epochs=10),
-                  torch.Generator().manual_seed(0))
+    return solver_cls(cfg, spec, agent, TorchUpdater(agent.actor, agent.critic, cfg, num_epochs=10),
+                      torch.Generator().manual_seed(0))
+
+
+def ppo_lag(**overrides) -> PPOLag:
+    return solver(PPOLag, PPOLagConfig, "ppo_lag", lagrangian_init=0.5, **overrides)
 
 
 def batch(adv: torch.Tensor) -> RolloutBatch:
@@ -76,6 +83,13 @@ def test_ppo_lag_policy_advantage_weighs_cost_per_mode(mode, expected):
     solver = ppo_lag(cost_advantage=mode)
     out = solver.policy_advantage(batch(ADV))
     torch.testing.assert_close(out, torch.tensor(expected, dtype=torch.float64) / 1.5)
+
+
+def test_cups_projection_centres_its_cost_advantages_by_default():
+    cup = solver(CUP, CUPConfig, "cup")
+    # cost advantages 10, 30, 20: centred to -10, 10, 0 in cost units, not standardised to -1, 1, 0
+    torch.testing.assert_close(cup.cost_advantages(batch(ADV))[:, 0],
+                               torch.tensor([-10.0, 10.0, 0.0], dtype=torch.float64))
 
 
 def test_raw_advantages_when_standardisation_is_off():
