@@ -140,9 +140,11 @@ class CUP(PPOLag):
         """The projection's loss on one minibatch, for the actor alone: coef * E[rho sum_k lambda_k A_c,k] +
         E[KL(pi || pi_improved)]. Here `mb.adv` holds sum_k lambda_k A_c,k and `mb.old_dist` the improved policy's
         distribution (not the behaviour policy's, which `mb.logp_old` still gives for rho)."""
-        actor = self.agent.actor
-        ratio = torch.exp(actor.log_prob(mb.obs, mb.actions) - mb.logp_old)
-        kl = distribution_kl(actor.distribution(mb.obs), mb.old_dist)
+        # one forward pass of the actor for both terms: it was two until 2026-12-04, and the actor's forward and
+        # backward are most of a projection step (a language model's, on text)
+        logp, dist = self.agent.actor.log_prob_and_distribution(mb.obs, mb.actions)
+        ratio = torch.exp(logp - mb.logp_old)
+        kl = distribution_kl(dist, mb.old_dist)
         return (self.projection_coef() * ratio * mb.adv + kl).mean(), None, {}
 
     @torch.no_grad()

@@ -116,6 +116,11 @@ class DistributionMLP:
     log_std: nn.Parameter | None = None
 
 
+def categorical_log_prob(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """log pi(a|s) of the softmax policy with `logits` (B, num_actions) at `actions` (B,), shape (B,)."""
+    return torch.log_softmax(logits, dim=-1).gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)
+
+
 class GaussianActor(nn.Module):
     """Diagonal Gaussian policy for Box action spaces. With an `encoder` (image observations, `cmdp.vision`) the
     MLP reads the encoder's output, and `obs_dim` is the encoder's `out_dim`."""
@@ -147,7 +152,15 @@ class GaussianActor(nn.Module):
 
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """log pi(a|s) summed over action dimensions, shape (B,)."""
+        return self._log_prob_at(self.mean(obs), actions)
+
+    def log_prob_and_distribution(self, obs: torch.Tensor,
+                                  actions: torch.Tensor) -> tuple[torch.Tensor, torch.distributions.Normal]:
+        """`log_prob(obs, actions)` and `distribution(obs)` from one forward pass, for a loss that needs both."""
         mean = self.mean(obs)
+        return self._log_prob_at(mean, actions), torch.distributions.Normal(mean, self.log_std.exp())
+
+    def _log_prob_at(self, mean: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         log_std = self.log_std
         z = (actions - mean) * torch.exp(-log_std)
         return (-0.5 * z * z - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -194,8 +207,13 @@ class CategoricalActor(nn.Module):
         return torch.distributions.Categorical(logits=params)
 
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        log_p = torch.log_softmax(self.logits(obs), dim=-1)
-        return log_p.gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)
+        return categorical_log_prob(self.logits(obs), actions)
+
+    def log_prob_and_distribution(self, obs: torch.Tensor,
+                                  actions: torch.Tensor) -> tuple[torch.Tensor, torch.distributions.Categorical]:
+        """`log_prob(obs, actions)` and `distribution(obs)` from one forward pass, for a loss that needs both."""
+        logits = self.logits(obs)
+        return categorical_log_prob(logits, actions), torch.distributions.Categorical(logits=logits)
 
     def entropy(self, obs: torch.Tensor) -> torch.Tensor:
         return self.distribution(obs).entropy()

@@ -16,6 +16,7 @@ ends at cost 5.0 (ratio 1.76); with OmniSafe's multiplier (Adam, lr 0.035) it en
 optimum (cost 0.0001), a phase of the Lagrangian oscillation.
 """
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -24,9 +25,9 @@ import torch
 from cmdp.algorithms.cup import CUP, CUPConfig
 from cmdp.config import ConfigError, build_config
 from cmdp.losses import distribution_kl
-from cmdp.networks import ActorCritic
+from cmdp.networks import ActorCritic, CategoricalActor, GaussianActor
 from cmdp.optim import TorchUpdater
-from cmdp.rollout import RolloutBatch
+from cmdp.rollout import OldDistribution, RolloutBatch
 from cmdp.vec_env import EpisodeStats
 from cmdp.envs.exact import make_exact
 from exact_oracle import assert_near_lp_optimum, train_and_evaluate
@@ -101,6 +102,35 @@ def test_projection_lowers_the_cost_surrogate_and_stays_near_the_improved_policy
     # stops once KL(improved || current) passes target_kl = 0.01 (measured 0.0110 after 6 passes)
     assert 0.005 < kl_from(improved, solver, batch) < 0.03
     assert 1 < info["proj_iters"] < solver.cfg.update_iters
+
+
+def test_projection_runs_the_actor_once_per_minibatch():
+    # the ratio and the KL come from one forward pass (`log_prob_and_distribution`), and the loss is the one that
+    # separate `log_prob` and `distribution` calls give
+    solver = make_solver()
+    batch = hand_batch(solver)
+    actor = solver.agent.actor
+    improved = OldDistribution(actor.distribution_params(batch.obs), actor.distribution_from_params)
+    mb = replace(batch, old_dist=improved).minibatch(slice(0, 64), batch.advantages[:, 1])
+    calls = []
+    handle = actor.logits.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        loss = solver.projection_losses(mb)[0]
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+    ratio = torch.exp(actor.log_prob(mb.obs, mb.actions) - mb.logp_old)
+    kl = distribution_kl(actor.distribution(mb.obs), mb.old_dist)
+    torch.testing.assert_close(loss, (solver.projection_coef() * ratio * mb.adv + kl).mean())
+
+
+@pytest.mark.parametrize("actor", [GaussianActor(3, 2, [8]), CategoricalActor(3, 4, [8])], ids=["box", "discrete"])
+def test_log_prob_and_distribution_equal_the_two_calls(actor):
+    obs = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    actions = actor.distribution(obs).sample()
+    logp, dist = actor.log_prob_and_distribution(obs, actions)
+    assert torch.equal(logp, actor.log_prob(obs, actions))
+    assert torch.equal(dist.log_prob(actions), actor.distribution(obs).log_prob(actions))
 
 
 def test_projection_with_zero_multiplier_keeps_the_improved_policy():

@@ -86,6 +86,10 @@ def test_token_log_probs_match_an_unpadded_forward(quick_text_default: Path):
                 -1, actions[rows].unsqueeze(1)).squeeze(1)
             assert torch.allclose(chunked[rows], expected, atol=1e-4), offset
     assert torch.allclose(chunked, one_by_one, atol=1e-5)
+    with torch.no_grad():  # CUP's projection reads both from one pass of the model
+        logp, dist = run.agent.actor.log_prob_and_distribution(obs, actions)
+        assert torch.equal(logp, one_by_one)
+        assert torch.equal(dist.logits, run.agent.actor.distribution(obs).logits)
     trainer.close()
 
 

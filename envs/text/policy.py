@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from cmdp.envs.text.score_model import ScoreModel
+from cmdp.networks import categorical_log_prob
 from cmdp.optim import ClipGroup, trainable_parameters
 
 
@@ -146,8 +147,13 @@ class TextActor(nn.Module):
 
     def log_prob(self, obs: TokenObs, actions: torch.Tensor) -> torch.Tensor:
         """log pi(token | state) per sample, shape (B,)."""
-        log_p = torch.log_softmax(self.selected_logits(obs), dim=-1)
-        return log_p.gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)
+        return categorical_log_prob(self.selected_logits(obs), actions)
+
+    def log_prob_and_distribution(self, obs: TokenObs,
+                                  actions: torch.Tensor) -> tuple[torch.Tensor, torch.distributions.Categorical]:
+        """`log_prob(obs, actions)` and `distribution(obs)` from one pass of the model, for a loss that needs both."""
+        logits = self.selected_logits(obs)
+        return categorical_log_prob(logits, actions), torch.distributions.Categorical(logits=logits)
 
     def entropy(self, obs: TokenObs) -> torch.Tensor:
         return self.distribution(obs).entropy()
