@@ -10,11 +10,15 @@
 - the 50-episode cost window on Safety-Gymnasium tasks (`cost_window: 50`, a family default, row 4);
 - each critic's gradient clipped on its own, its L2 term inside the clip (`critic_clip: per_critic`, row 7);
 - torch.nn.Linear's own initialisation of the actor and critics (`network_init: pytorch`, row 14, since 2026-12-04);
+- the multipliers (rows 4 and 18), replayed against OmniSafe's own log of its costs and multipliers;
 and the deliberate differences that a key switches to OmniSafe's behaviour:
 - the trust region's KL averaged over action dimensions (`kl_reduction: mean`, row 21);
 - CPO's constraint value as the raw episode total (`cpo_constraint_units: episode`, row 23);
 """
 from __future__ import annotations
+
+import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +35,7 @@ from cmdp.resolve import resolve_config
 from cmdp.trainer import Trainer
 from cmdp.normalize import ObsNormalizer
 from cmdp.optim import FlatPart, TorchUpdater
+from cmdp.registry import get_algorithm
 from cmdp.fisher import fisher_vector_product, mean_kl
 from cmdp.rollout import RolloutBatch
 from cmdp.spec import CMDPSpec, CostSpec
@@ -90,6 +95,25 @@ def test_cups_projection_centres_its_cost_advantages_by_default():
     # cost advantages 10, 30, 20: centred to -10, 10, 0 in cost units, not standardised to -1, 1, 0
     torch.testing.assert_close(cup.cost_advantages(batch(ADV))[:, 0],
                                torch.tensor([-10.0, 10.0, 0.0], dtype=torch.float64))
+
+
+OMNISAFE_MULTIPLIERS = Path(__file__).with_name("omnisafe_multipliers.csv")
+
+
+@pytest.mark.parametrize("algo, omnisafe_algo", [("ppo_lag", "PPOLag"), ("cup", "CUP"), ("pid_lag", "CPPOPID")])
+def test_the_default_multiplier_replays_omnisafes_from_its_costs(algo, omnisafe_algo):
+    # OmniSafe 0.5.0's own log of 50 epochs on SafetyHopperVelocity-v1 at cost limit 25: the cost its multiplier
+    # read (its 50-episode window) and the multiplier after that epoch's update, from the side by side's runs of
+    # 2026-12-04 (PPOLag and CUP seed 1, CPPOPID seed 0). Our multiplier at the solver's defaults, fed the same
+    # costs, takes the same values to float32's rounding: Adam's step and its clamp at 0 (rows 4 and 18), and the
+    # PID controller with its gains, delay and averages (CUP's bound 2.0 is never reached here)
+    with open(OMNISAFE_MULTIPLIERS, newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row["omnisafe_algo"] == omnisafe_algo]
+    multiplier = build_config(get_algorithm(algo).Config, {"algo": algo}).multiplier(np.array([25.0]))
+    ours = [float(multiplier.update(np.array([float(row["ep_cost"])]))[0]) for row in rows]
+    theirs = [float(row["multiplier"]) for row in rows]
+    assert len(rows) == 50 and max(theirs) > 0.05  # a whole run, whose multiplier moved
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
 
 
 def test_raw_advantages_when_standardisation_is_off():
