@@ -19,8 +19,8 @@ Defaults follow OmniSafe's CUP (omnisafe/configs/on-policy/CUP.yaml): target KL 
 multiplier init 0.001, Adam lr 0.035, upper bound 2.0. Cost advantages are only centred, OmniSafe's
 (`cost_advantage: center`, the default of every solver; cup's since 2026-12-04). The authors' code standardises
 them like the reward's (`cost_advantage: standardize`): on SafetyHopperVelocity-v1 at 1e6 steps over seeds 0-2
-that overshot the limit further and for longer than OmniSafe's CUP, and ended with less return within it
-(docs/omnisafe-differences.md, row 1).
+that overshot the limit further and came back later than OmniSafe's CUP, and ended with less return where both
+settings were within the limit (docs/omnisafe-differences.md, row 1).
 """
 from __future__ import annotations
 
