@@ -213,7 +213,7 @@ class CategoricalActor(nn.Module):
                                   actions: torch.Tensor) -> tuple[torch.Tensor, torch.distributions.Categorical]:
         """`log_prob(obs, actions)` and `distribution(obs)` from one forward pass, for a loss that needs both."""
         logits = self.logits(obs)
-        return categorical_log_prob(logits, actions), torch.distributions.Categorical(logits=logits)
+        return categorical_log_prob(logits, actions), self.distribution_from_params(logits)
 
     def entropy(self, obs: torch.Tensor) -> torch.Tensor:
         return self.distribution(obs).entropy()

@@ -62,7 +62,7 @@ def test_unknown_cost_advantage_is_refused():
         build_config(PPOLagConfig, {"algo": "ppo_lag", "cost_advantage": "whiten"})
 
 
-def solver(solver_cls: type, config_cls: type, algo: str, **overrides):
+def build_solver(solver_cls: type, config_cls: type, algo: str, **overrides):
     """A first-order solver of one cost on a 2-d observation and 1-d action, in float64."""
     spec = CMDPSpec(gymnasium.spaces.Box(-1, 1, (2,)), gymnasium.spaces.Box(-1, 1, (1,)), (CostSpec("cost", 1.0),), 10)
     cfg = build_config(config_cls, {"algo": algo, **overrides})
@@ -72,7 +72,7 @@ def solver(solver_cls: type, config_cls: type, algo: str, **overrides):
 
 
 def ppo_lag(**overrides) -> PPOLag:
-    return solver(PPOLag, PPOLagConfig, "ppo_lag", lagrangian_init=0.5, **overrides)
+    return build_solver(PPOLag, PPOLagConfig, "ppo_lag", lagrangian_init=0.5, **overrides)
 
 
 def batch(adv: torch.Tensor) -> RolloutBatch:
@@ -91,7 +91,7 @@ def test_ppo_lag_policy_advantage_weighs_cost_per_mode(mode, expected):
 
 
 def test_cups_projection_centres_its_cost_advantages_by_default():
-    cup = solver(CUP, CUPConfig, "cup")
+    cup = build_solver(CUP, CUPConfig, "cup")
     # cost advantages 10, 30, 20: centred to -10, 10, 0 in cost units, not standardised to -1, 1, 0
     torch.testing.assert_close(cup.cost_advantages(batch(ADV))[:, 0],
                                torch.tensor([-10.0, 10.0, 0.0], dtype=torch.float64))

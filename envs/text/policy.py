@@ -153,7 +153,7 @@ class TextActor(nn.Module):
                                   actions: torch.Tensor) -> tuple[torch.Tensor, torch.distributions.Categorical]:
         """`log_prob(obs, actions)` and `distribution(obs)` from one pass of the model, for a loss that needs both."""
         logits = self.selected_logits(obs)
-        return categorical_log_prob(logits, actions), torch.distributions.Categorical(logits=logits)
+        return categorical_log_prob(logits, actions), self.distribution_from_params(logits)
 
     def entropy(self, obs: TokenObs) -> torch.Tensor:
         return self.distribution(obs).entropy()
