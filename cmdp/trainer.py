@@ -243,7 +243,14 @@ def _create_run_folder(run_dir: Path, config_text: str) -> None:
     config = run_dir / "config.yaml"
     try:
         for folder in reversed(missing):
-            folder.mkdir()
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                # Another process (a sibling cell of a benchmark grid) made this parent between our look and
+                # our mkdir: it is not ours to remove on failure. The run folder itself stays exclusive.
+                if folder == run_dir or not folder.is_dir():
+                    raise
+                continue
             created.append(folder)
         config.write_text(config_text, encoding="utf-8")
     except OSError as exc:

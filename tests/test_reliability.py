@@ -250,6 +250,40 @@ def test_out_in_a_folder_without_write_permission(tmp_path: Path, capsys: pytest
     assert line == f"cmdp: error: cannot create the run folder {locked / 'run'}: {os.strerror(errno.EACCES)}"
 
 
+def _another_process_makes(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replay a race: just before our mkdir of `folder`, another process (a sibling grid cell) makes it."""
+    real_mkdir = os.mkdir
+
+    def mkdir(path: object, *args: object, **kwargs: object) -> None:
+        if Path(str(path)) == folder and not folder.exists():
+            real_mkdir(path)
+        real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+
+
+def test_a_parent_made_by_another_process_meanwhile_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # two local workers of a benchmark grid start seed0 and seed1 of one cell at once: both see <algo>/ missing
+    # and both create it; the one that loses the race must still start (CI failed on this once)
+    parent = tmp_path / "ExactChain-v0" / "ppo"
+    _another_process_makes(parent, monkeypatch)
+    assert main(["train", *FAST, "--out", str(parent / "seed1")]) == 0
+    assert RUN_FILES <= {p.name for p in (parent / "seed1").iterdir()}
+
+
+def test_a_run_folder_made_by_another_process_meanwhile_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        close_calls: list) -> None:
+    # the run folder itself stays exclusive: two starts of one run must not write into one folder; what the
+    # other start made stays, untouched
+    out = tmp_path / "new" / "run"
+    _another_process_makes(out, monkeypatch)
+    line = fails(["train", *FAST, "--out", str(out)], capsys)
+    assert line == f"cmdp: error: cannot create the run folder {out}: {os.strerror(errno.EEXIST)}"
+    assert out.is_dir() and list(out.iterdir()) == [] and len(close_calls) == 1
+
+
 def test_failed_config_write_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str], close_calls: list) -> None:
     # the disk fills up while config.yaml is written: the half-written file and the folders made go again
