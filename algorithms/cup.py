@@ -129,8 +129,8 @@ class CUP(PPOLag):
             if cfg.target_kl > 0 and stop_kl > cfg.target_kl:
                 break
         with torch.no_grad():
-            logp = actor.log_prob(batch.obs, batch.actions)
-            kl_improved = distribution_kl(improved[:], actor.distribution(batch.obs)).mean()
+            logp, dist = actor.log_prob_and_distribution(batch.obs, batch.actions)
+            kl_improved = distribution_kl(improved[:], dist).mean()
             surrogate = (torch.exp(logp - batch.logp_old)[:, None] * costs).mean(0).sum()
         return {"proj_loss": loss_sum / max(count, 1), "proj_iters": float(iters_done),
                 "proj_kl_improved": kl_improved.item(), "proj_kl_old": approx_kl(batch.logp_old, logp).item(),

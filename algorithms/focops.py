@@ -67,8 +67,9 @@ class FOCOPS(PPOLag):
 
     def actor_loss(self, mb: Minibatch) -> tuple[torch.Tensor, Mapping[str, Any]]:
         actor, cfg = self.agent.actor, self.cfg
-        kl = distribution_kl(actor.distribution(mb.obs), mb.old_dist)  # (b,) KL(pi || pi_old) at each state
-        ratio = torch.exp(actor.log_prob(mb.obs, mb.actions) - mb.logp_old)
+        logp, dist = actor.log_prob_and_distribution(mb.obs, mb.actions)  # one forward pass for both terms
+        kl = distribution_kl(dist, mb.old_dist)  # (b,) KL(pi || pi_old) at each state
+        ratio = torch.exp(logp - mb.logp_old)
         inside = (kl.detach() <= cfg.focops_eta).float()
         loss = ((kl - ratio * mb.adv / cfg.focops_lam) * inside).mean()
         if cfg.entropy_coef:  # as OmniSafe's FOCOPS (0 by default, like the authors')

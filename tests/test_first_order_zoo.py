@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from cmdp.algorithms.focops import FOCOPSConfig
+from cmdp.algorithms.focops import FOCOPS, FOCOPSConfig
+from cmdp.config import build_config
 from cmdp.algorithms.ipo import IPOConfig
 from cmdp.algorithms.p3o import P3OConfig
 from cmdp.algorithms.pdo import PDO, PDOConfig
@@ -20,7 +21,11 @@ from cmdp.algorithms.pg import PG, PGConfig
 from cmdp.algorithms.ppo_lag import PPOLag
 from cmdp.cli import main
 from cmdp.envs.exact import evaluate_policy, solve_lp
-from cmdp.losses import ipo_barrier_weight, p3o_penalty, policy_gradient_loss
+from cmdp.envs.exact import make_exact
+from cmdp.losses import distribution_kl, ipo_barrier_weight, p3o_penalty, policy_gradient_loss
+from cmdp.networks import ActorCritic, categorical_log_prob
+from cmdp.optim import TorchUpdater
+from cmdp.rollout import Minibatch, OldDistribution
 from cmdp.trainer import Trainer, resolve_config
 from exact_oracle import EXACT_BASE, assert_near_lp_optimum, train_and_evaluate
 from run_helpers import interrupted_run
@@ -76,6 +81,40 @@ def test_p3o_penalty_by_hand():
     assert ratio.grad.item() == 0.0
     # every linearised constraint holds: no penalty, no gradient
     assert p3o_penalty(torch.ones(2), cost_adv, np.array([-5.0, -5.0]), 20.0, 0.2).item() == 0.0
+
+
+def test_focops_loss_by_hand_from_one_forward_pass():
+    # the per-state KL and the ratio come from one forward pass of the actor (`log_prob_and_distribution`); the
+    # loss is the paper's [KL - rho A / lam] 1{KL <= eta}, as separate `distribution` and `log_prob` calls give it
+    cfg = build_config(FOCOPSConfig, {"algo": "focops", "env": "ExactChain-v0", "focops_eta": 0.05})
+    env = make_exact("ExactChain-v0")
+    spec = env.spec
+    env.close()
+    torch.manual_seed(0)
+    agent = ActorCritic(spec.observation_space, spec.action_space, spec.num_costs, [16], [16])
+    solver = FOCOPS(cfg, spec, agent, TorchUpdater(agent.actor, agent.critic, cfg, num_epochs=1),
+                    torch.Generator().manual_seed(0))
+    actor, g = agent.actor, torch.Generator().manual_seed(1)
+    obs = torch.eye(6)[torch.randint(0, 6, (64,), generator=g)]
+    actions = torch.randint(0, 2, (64,), generator=g)
+    old_logits = actor.logits(obs).detach() + 0.3 * torch.randn(64, 2, generator=g)  # pi_old differs from pi
+    old = OldDistribution(old_logits, actor.distribution_from_params)
+    mb = Minibatch(obs=obs, actions=actions, logp_old=categorical_log_prob(old_logits, actions),
+                   adv=torch.randn(64, generator=g), advantages=torch.zeros(64, 2), returns=torch.zeros(64, 2),
+                   old_dist=old[:])
+    calls = []
+    handle = actor.logits.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        loss, info = solver.actor_loss(mb)
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+    kl = distribution_kl(actor.distribution(obs), mb.old_dist)
+    inside = (kl <= 0.05).float()
+    assert 0 < inside.mean() < 1  # the indicator cuts some states and keeps others
+    ratio = torch.exp(actor.log_prob(obs, actions) - mb.logp_old)
+    torch.testing.assert_close(loss, ((kl - ratio * mb.adv / 1.5) * inside).mean())
+    assert info["focops_inside"] == inside.mean()
 
 
 # --- every solver from the CLI ------------------------------------------------------------------------------
