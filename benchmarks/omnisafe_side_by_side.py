@@ -57,7 +57,7 @@ from typing import Any, Callable
 import yaml
 
 from cmdp.benchmarks.report import OMNISAFE_ALGOS
-from cmdp.config import parse_set, to_dict
+from cmdp.config import parse_set, to_dict, yaml_error_line
 from cmdp.presets import ALGORITHM_PRESETS, preset_values
 from cmdp.resolve import resolve_config
 from cmdp.spec import ConfigError
@@ -402,7 +402,9 @@ def reused_cmdp_run(run: Path, comparison: Comparison) -> tuple[Path, float]:
                "steps": config["total_steps"], "steps per epoch": config["steps_per_epoch"],
                "environments": config["num_envs"], "torch threads": config["torch_threads"],
                "cost limit": list(summary["cost_limits"].values())}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--cmdp-run {run}: config.yaml is not valid YAML: {yaml_error_line(exc)}") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"--cmdp-run {run}: unreadable config.yaml or summary.json "
                           f"({type(exc).__name__}: {exc})") from None
     c = comparison

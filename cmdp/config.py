@@ -179,12 +179,28 @@ def load_yaml(path: str | Path, what: str = "config file", keys: str = "keys to 
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} {p} is not valid YAML: {exc}") from None
+        raise ConfigError(f"{what} {p} is not valid YAML: {yaml_error_line(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {p} must hold a mapping of {keys}, got {type(data).__name__}")
     return data
+
+
+def yaml_error_line(exc: yaml.YAMLError) -> str:
+    """A YAML parser's error as one line: where (line and column, from 1) and what, with the construct it was
+    reading when the file says where that began. PyYAML's own text spans several lines, quotes the source with a
+    caret and names the input "<unicode string>"."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+        if exc.context and exc.context_mark is not None:
+            start = exc.context_mark
+            return f"{where} ({exc.context} that began at line {start.line + 1}, column {start.column + 1})"
+        return f"{where} ({exc.context})" if exc.context else where
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+        return f"character {exc.position + 1} is #x{exc.character:04x}: {exc.reason}"
+    return " ".join(str(exc).split())
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

@@ -284,6 +284,19 @@ def finished_cmdp_run(folder: Path, preset: str | None = None, algo: str = "ppo_
     return folder
 
 
+def test_a_reused_cmdp_run_with_a_damaged_config_is_one_line(tmp_path, capsys):
+    run = finished_cmdp_run(tmp_path / "c")
+    (run / "config.yaml").write_text("algo: ppo_lag\nenv: [Safety\n")
+    out = tmp_path / "out"
+    assert main([*REUSE_ARGS, "--cmdp-run", str(run), "--omnisafe-run", str(finished_omnisafe_run(tmp_path / "o")),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and not out.exists()
+    assert err.rstrip().endswith(f"--cmdp-run {run}: config.yaml is not valid YAML: line 3, column 1: expected ',' "
+                                 "or ']', but got '<stream end>' (while parsing a flow sequence that began at line 2, "
+                                 "column 6)"), err
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"num_envs": 4}, "ran with other settings: environments 4 (wanted 1)"),
     ({"seed": 2, "torch_threads": 2}, "seed 2 (wanted 0), torch threads 2 (wanted 1)"),

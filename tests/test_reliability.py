@@ -169,6 +169,27 @@ def test_benchmark_suite_file_that_is_not_utf8(tmp_path: Path, capsys: pytest.Ca
     assert str(bad) in line and "UTF-8" in line
 
 
+@pytest.mark.parametrize("text, where", [
+    ("algo: [ppo\nenv: x\n", "line 2, column 4: expected ',' or ']', but got ':' "
+                               "(while parsing a flow sequence that began at line 1, column 7)"),
+    ("env: \"ExactChain-v0\n", "line 2, column 1: found unexpected end of stream "
+                             "(while scanning a quoted scalar that began at line 1, column 6)"),
+    ("seed: 1\n total_steps: 2\n", "line 2, column 13: mapping values are not allowed here"),
+    ("seed: \x07\n", "character 7 is #x0007: special characters are not allowed"),
+])
+@pytest.mark.parametrize("command", ["train", "benchmark"])
+def test_yaml_that_does_not_parse_is_one_line_with_its_place(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            text: str, where: str, command: str) -> None:
+    # PyYAML's own message spans five lines, quotes the source under a caret and calls the file "<unicode string>"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    argv = ["train", "--config", str(bad)] if command == "train" else ["benchmark", str(bad)]
+    line = fails([*argv, "--out", str(tmp_path / "out")], capsys)
+    what = "config file" if command == "train" else "suite file"
+    assert line == f"cmdp: error: {what} {bad} is not valid YAML: {where}"
+    assert not (tmp_path / "out").exists()
+
+
 def test_text_data_files_that_are_not_utf8_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from cmdp.envs.text.data import load_preferences, load_prompts, load_sft
 
