@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from cmdp.benchmarks.omnisafe_side_by_side import ALGORITHMS, CMDP, OMNISAFE, Comparison, curve_label
+from cmdp.config import make_output_folder
 from cmdp.spec import ConfigError
 
 #: what every folder of one figure must share (throughput.json's keys)
@@ -283,10 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.last > epochs:
             raise ConfigError(f"--last {args.last} is more than the runs' {epochs} epochs")
         out = args.out or Path("benchmarks/results/omnisafe-seeds") / f"{shared['algo']}-{shared['env']}"
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"--out {out} is a file")
         summary = summarise(groups, args.last, float(shared["cost_limit"]))
-        out.mkdir(parents=True, exist_ok=True)
+        make_output_folder(out)
         write_csv(groups, out / "seeds.csv")
         plot(groups, shared, out / "seeds.png")
         (out / "seeds.json").write_text(json.dumps({**shared, "last_epochs": args.last, "configurations": summary},

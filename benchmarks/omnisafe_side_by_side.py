@@ -57,7 +57,7 @@ from typing import Any, Callable
 import yaml
 
 from cmdp.benchmarks.report import OMNISAFE_ALGOS
-from cmdp.config import parse_set, to_dict, yaml_error_line
+from cmdp.config import make_output_folder, parse_set, to_dict, yaml_error_line
 from cmdp.presets import ALGORITHM_PRESETS, preset_values
 from cmdp.resolve import resolve_config
 from cmdp.spec import ConfigError
@@ -603,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         comparison, out, cores, reused = check_options(args)
-        out.mkdir(parents=True, exist_ok=True)
+        make_output_folder(out)
         cmdp_csv = out / "cmdp" / "progress.csv"
         sides = []
         if CMDP not in reused:

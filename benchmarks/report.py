@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from cmdp.config import make_output_folder
 from cmdp.spec import ConfigError
 
 #: the folder of OmniSafe's published tables; `load_reference()` reads every CSV in it
@@ -565,7 +566,7 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
         raise ConfigError(f"report: no run folders (config.yaml) under {root}")
     reference = load_reference()
     table = summarize(runs, partial=partial, reference=reference)
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out)
     write_csv(table, out / "results.csv")
     md_table = markdown_table(table) if table else "_No finished runs yet (use --partial to include unfinished ones)._"
     (out / "results.md").write_text(md_table + "\n")

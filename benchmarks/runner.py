@@ -27,6 +27,7 @@ from cmdp.benchmarks.board import STATUS_FILE, Board, format_outcome, read_statu
 from cmdp.benchmarks.cells import SUITE_COPY, Cell, cell_dir, plan_cells, train_cell
 from cmdp.benchmarks.executors import run_inline, run_local, run_ray
 from cmdp.benchmarks.suite import SUITE_KEYS, Suite, load_suite
+from cmdp.config import check_output_folder, make_output_folder
 from cmdp.spec import ConfigError
 
 
@@ -57,6 +58,7 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
         raise ConfigError(f"--workers must be >= 0, got {workers}")
     if use_ray and workers is not None:
         raise ConfigError("--workers is for local runs; with --ray, Ray schedules cells by their declared CPUs")
+    check_output_folder(out)
     cells, notes = plan_cells(suite, out, for_ray=use_ray)
     for note in notes:
         print(f"note: {note}", file=stream)
@@ -75,7 +77,7 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
         for c in cells:
             print(f"{c.start:<6} {c.key}  ({c.total_steps:,} steps, {c.num_cpus} cpu{', 1 gpu' if c.num_gpus else ''})")
         return 0
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out)
     (out / SUITE_COPY).write_text(yaml.safe_dump(suite.to_dict(), sort_keys=False))
     board = Board(suite, out, cells, mode, stream)
     try:

@@ -171,6 +171,36 @@ def read_text_file(path: str | Path, what: str = "file") -> str:
         raise ConfigError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing ancestor of `path` (or `path` itself) when it is not a folder: the file that stops
+    `path` from being created as a folder. None when the nearest existing one is a folder."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def check_output_folder(path: Path, what: str = "output folder") -> None:
+    """ConfigError in one line when a file stops `path` from being a folder (it, or one of its parents, is a
+    file), so that a command can refuse before it prints or writes anything."""
+    blocker = file_in_the_way(path)
+    if blocker == path:
+        raise ConfigError(f"{what} {path} exists and is not a folder; choose another --out")
+    if blocker is not None:
+        raise ConfigError(f"cannot create the {what} {path}: {blocker} is a file, not a folder")
+
+
+def make_output_folder(path: Path, what: str = "output folder") -> None:
+    """Create the folder `path` that the user named (with its missing parents; an existing folder is fine).
+    ConfigError in one line, naming the path and the reason, when a file is in the way or the OS refuses."""
+    check_output_folder(path, what)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != path else ""
+        raise ConfigError(f"cannot create the {what} {path}: {exc.strerror or exc}{where}") from None
+
+
 def load_yaml(path: str | Path, what: str = "config file", keys: str = "keys to values") -> dict[str, Any]:
     """Read a YAML file the user named (safe YAML, a mapping at the top level; empty: {}). `what` and `keys` name
     the file's kind and its expected keys in the one-line errors."""

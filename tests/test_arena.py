@@ -314,6 +314,10 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(quick_text_default: P
     # the output folder is a file
     assert main(["arena", sft, str(lag_run), "--prompts", prompts, "--out", str(a_file), "--no-progress"]) == 2
     assert "not a folder" in _error_line(capsys) and a_file.read_text() == "x"
+    # ... or under a file: refused before any answer is generated, not when the files are written
+    assert main(["arena", sft, str(lag_run), "--prompts", prompts, "--out", str(a_file / "arena"),
+                 "--no-progress"]) == 2
+    assert _error_line(capsys).endswith(f"{a_file} is a file, not a folder") and a_file.read_text() == "x"
     # the default output folder is not created either
     assert main(["arena", sft, sft, "--prompts", prompts, "--no-progress"]) == 2
     assert "--reward-model is required" in _error_line(capsys) and not list(work.iterdir())

@@ -238,6 +238,32 @@ def test_out_under_proc(capsys: pytest.CaptureFixture[str], close_calls: list) -
     assert not Path("/proc/x").exists() and len(close_calls) == 1
 
 
+def _out_commands(tmp_path: Path) -> dict[str, list[str]]:
+    """Every `cmdp` command that writes into a folder `--out` names, as far as its output folder (a run for report)."""
+    run = tmp_path / "run"
+    assert main(["train", *FAST, "--out", str(run)]) == 0
+    smoke = Path(__file__).resolve().parents[1] / "benchmarks" / "suites" / "smoke.yaml"
+    return {"benchmark": ["benchmark", str(smoke)], "benchmark --dry-run": ["benchmark", str(smoke), "--dry-run"],
+            "demo": ["demo", "--quick"], "text-demo": ["text-demo", "--quick"], "report": ["report", str(run)]}
+
+
+@pytest.mark.parametrize("under", [False, True], ids=["is-a-file", "under-a-file"])
+def test_every_out_that_a_file_blocks_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  under: bool) -> None:
+    # these ended in a FileExistsError or NotADirectoryError traceback from mkdir until 2026-12-04
+    somefile = tmp_path / "somefile.txt"
+    somefile.write_text("not a folder\n")
+    out = somefile / "deeper" / "out" if under else somefile
+    expected = (f"cmdp: error: cannot create the output folder {out}: {somefile} is a file, not a folder" if under
+                else f"cmdp: error: output folder {out} exists and is not a folder; choose another --out")
+    for name, argv in _out_commands(tmp_path).items():
+        capsys.readouterr()
+        assert main([*argv, "--out", str(out)]) == 2, name
+        printed = capsys.readouterr()
+        assert (printed.out, printed.err) == ("", expected + "\n"), name  # nothing before it: no plan, no progress
+        assert somefile.read_text() == "not a folder\n", name
+
+
 def test_out_on_a_read_only_file_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str], close_calls: list) -> None:
     # simulated (a read-only mount needs privileges; chmod does not stop root): mkdir fails with EROFS below `ro`

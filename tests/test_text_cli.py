@@ -164,6 +164,10 @@ def test_non_empty_out_folder_is_refused_and_kept(backbone_dir: Path, prefs: tup
     file_out.write_text("x")
     assert main(_args("reward", prefs[0], backbone_dir, file_out)) == 2
     assert "not a folder" in _error_line(capsys)
+    # under a file: refused before the data are read, not at the save after training
+    assert main(_args("reward", prefs[0], backbone_dir, file_out / "model")) == 2
+    assert _error_line(capsys).endswith(f"{file_out / 'model'}: cannot be created, {file_out} is a file, not a folder")
+    assert file_out.read_text() == "x"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")

@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from cmdp.evaluation import wilson_interval
+from cmdp.config import check_output_folder, make_output_folder
 from cmdp.spec import ConfigError
 from cmdp.envs.text.evaluation import is_safe, win_rate
 
@@ -227,8 +228,7 @@ def parse_cost_models(items: Sequence[str]) -> dict[str, str]:
 
 def _output_folder(out: str | Path | None, a: Side, b: Side) -> Path:
     path = Path(out) if out else Path("runs") / f"arena-{a.name}-vs-{b.name}"
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--out {path}: exists and is not a folder")
+    check_output_folder(path)  # before any answer is generated
     return path
 
 
@@ -436,7 +436,7 @@ def run_arena(a_path: str | Path, b_path: str | Path, prompts: str | Path, rewar
 def write_arena(out_dir: Path, result: dict[str, Any], plot: bool = True) -> None:
     """Write the arena's files into a hidden folder beside `out_dir`, then move them in (a new folder is renamed
     whole): an interrupted or failed write leaves `out_dir` as it was."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out_dir.parent, "folder")
     staging = out_dir.parent / f".{out_dir.name}.arena-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:

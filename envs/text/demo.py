@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cmdp.registry import is_constrained
+from cmdp.config import make_output_folder
 from cmdp.spec import ConfigError
 
 #: The demo's algorithms; those registered with `constrained=False` (ppo, grpo, rloo) are its unconstrained baselines.
@@ -362,6 +363,7 @@ def run_demo(out: str | Path = "runs/text-demo", algos: Sequence[str] = DEMO_ALG
     if not algos:
         raise ConfigError("--algos: give at least one algorithm")
     out = Path(out)
+    make_output_folder(out)
     flags = (f" --seeds {seeds}" if seeds != 1 else "") + (" --quick" if quick else "") + \
         (f" --algos {','.join(algos)}" if tuple(algos) != DEMO_ALGOS else "")
     started = time.perf_counter()
