@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--episodes", type=int, default=10, help="episodes (text runs: prompts to answer)")
     e.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
-    e.add_argument("--num-envs", type=int, default=1)
+    e.add_argument("--num-envs", type=int, default=1, help="environment copies, at most --episodes; subprocesses "
+                                                             "when > 1")
     e.add_argument("--deterministic", action="store_true",
                    help="the policy's mean (Box) or most likely (Discrete, text: greedy) action instead of sampling")
     e.add_argument("--plugin", action="append", default=[], metavar="MODULE",
@@ -267,6 +268,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.episodes < 1 or args.num_envs < 1:
         raise ConfigError("--episodes and --num-envs must be >= 1")
+    if args.num_envs > args.episodes:  # the extra copies would only run episodes that are thrown away
+        raise ConfigError(f"--num-envs ({args.num_envs}) must be at most --episodes ({args.episodes})")
     if args.video_episodes is not None and (not args.video or args.video_episodes < 1):
         raise ConfigError("--video-episodes needs --video and must be >= 1")
     with load_policy(args.run_dir, num_envs=args.num_envs, trust_plugins=args.trust_plugins,
