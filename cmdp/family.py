@@ -4,7 +4,7 @@ talk to, whatever the environments are (vectorised control tasks, text generatio
 A family turns a resolved config into a `FamilyRun`, which holds the spec, the agent (policy and critics) and
 whatever the family needs to collect experience with it. The trainer asks the run for batches in the shape the
 solver's schedule needs, and never asks which family it holds. Families today: `cmdp.control.VectorFamily`
-(Safety-Gymnasium, the exact CMDPs) and `cmdp.envs.text.run.TextFamily` (Safe RLHF). Writing a new one:
+(Safety-Gymnasium, the exact CMDPs) and `cmdp.envs.text_registration.TextFamily` (Safe RLHF). Writing a new one:
 docs/adding-an-environment.md.
 
 A family is registered with each of its environments: `register_env(name, family, group, description)`.
