@@ -167,18 +167,27 @@ def _import_ray() -> Any:
     return ray
 
 
-def run_ray(cells: list[Cell], out: Path, board: Board, address: str | None) -> None:
-    """Train the cells as Ray tasks: a local Ray by default, or the cluster at `address`.
+def start_ray(address: str | None) -> bool:
+    """Start a local Ray, or join the cluster at `address`, unless a Ray session is already initialised (by a script
+    or a test: it is used as it is). True when this call started one, which `run_ray` then shuts down at its end.
+    ConfigError in one line when the address is malformed or no cluster answers there (Ray waits up to a couple of
+    minutes for an address that does not answer)."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(address=address or None, log_to_driver=True)
+    except (ValueError, ConnectionError, RuntimeError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise ConfigError(f"--ray: cannot start or join {where}: {' '.join(str(exc).split())}") from None
+    return True
 
-    A Ray session that is already initialised (e.g. by a script or a test) is used as it is and left
-    running; one started here is shut down at the end.
-    """
+
+def run_ray(cells: list[Cell], out: Path, board: Board, own: bool) -> None:
+    """Train the cells as Ray tasks in the session `start_ray` made (shut down at the end when `own`)."""
     ray = _import_ray()
     from ray.util.queue import Queue
 
-    own = not ray.is_initialized()
-    if own:
-        ray.init(address=address or None, log_to_driver=True)
     refs: dict[Any, str] = {}
     try:
         events = Queue(actor_options={"num_cpus": 0})

@@ -25,7 +25,7 @@ import yaml
 
 from cmdp.benchmarks.board import STATUS_FILE, Board, format_outcome, read_status
 from cmdp.benchmarks.cells import SUITE_COPY, Cell, cell_dir, plan_cells, train_cell
-from cmdp.benchmarks.executors import run_inline, run_local, run_ray
+from cmdp.benchmarks.executors import run_inline, run_local, run_ray, start_ray
 from cmdp.benchmarks.suite import SUITE_KEYS, Suite, load_suite
 from cmdp.config import check_output_folder, make_output_folder
 from cmdp.spec import ConfigError
@@ -77,14 +77,19 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
         for c in cells:
             print(f"{c.start:<6} {c.key}  ({c.total_steps:,} steps, {c.num_cpus} cpu{', 1 gpu' if c.num_gpus else ''})")
         return 0
-    make_output_folder(out)
+    own_ray = False
+    if use_ray and todo:  # before anything is written: an address that does not answer leaves no folder behind
+        if ray_address:
+            print(f"joining the Ray cluster at {ray_address}", file=stream)
+        own_ray = start_ray(ray_address)
+    make_output_folder(out)  # should the OS refuse now, a Ray started here stops at exit (Ray's own atexit hook)
     (out / SUITE_COPY).write_text(yaml.safe_dump(suite.to_dict(), sort_keys=False))
     board = Board(suite, out, cells, mode, stream)
     try:
         if not todo:
             pass
         elif use_ray:
-            run_ray(todo, out, board, ray_address)
+            run_ray(todo, out, board, own_ray)
         elif n_workers == 0:
             run_inline(todo, out, board)
         else:

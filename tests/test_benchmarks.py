@@ -124,6 +124,21 @@ def test_smoke_suite_on_a_local_ray(smoke_local, tmp_path):
         assert rows_without_timing(tmp_path / "ray" / key) == rows_without_timing(out_local / key), key
 
 
+def test_a_ray_address_ray_refuses_is_one_line_and_writes_nothing(tmp_path, capsys):
+    # ray.init's ValueError (a malformed address) or ConnectionError (no cluster answers, after up to two minutes)
+    # ended in a traceback, with the output folder and its status.json already written
+    pytest.importorskip("ray")
+    suite = write_suite(tmp_path / "s.yaml", name="r", algorithms=["ppo"], environments=[CHAIN], seeds=[0],
+                        total_steps=400, config={"steps_per_epoch": 200})
+    out = tmp_path / "out"
+    assert main(["benchmark", str(suite), "--out", str(out), "--ray", "nonsense"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2:] == ["joining the Ray cluster at nonsense",
+                        "cmdp: error: --ray: cannot start or join the Ray cluster at nonsense: Invalid address format: "
+                        "nonsense"]
+    assert not out.exists()
+
+
 # --- resume, failures --------------------------------------------------------------------------------
 def test_rerun_skips_finished_resumes_interrupted_and_starts_new_cells(tmp_path, capsys):
     suite = write_suite(tmp_path / "s.yaml", name="resume", algorithms=["ppo_lag"], environments=[CHAIN],
