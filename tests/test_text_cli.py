@@ -133,7 +133,7 @@ def _bad_cases(tmp: Path, backbone: Path, train: Path) -> list[tuple[str, list[s
         ("unknown kind", _args("value", train, backbone, out), ["kind must be one of", "'value'"]),
         ("missing model", _args("reward", train, tmp / "no_model", out), [str(tmp / "no_model"), "no such model"]),
         ("folder that is not a model", _args("reward", train, not_a_model, out),
-         [str(not_a_model), "cannot load a tokenizer and a model"]),
+         [f"tokenizer {not_a_model}: cannot load it: "]),
         ("eval file and fraction", _args("reward", train, backbone, out, "--eval-data", str(train),
                                          "--eval-fraction", "0.2"), ["--eval-data", "--eval-fraction"]),
         ("eval fraction out of range", _args("reward", train, backbone, out, "--eval-fraction", "1.5"),

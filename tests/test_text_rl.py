@@ -210,7 +210,8 @@ def _no_run_folder(out: Path) -> bool:
 
 
 @pytest.mark.parametrize("case", ["unknown_key", "missing_policy", "no_cost_model", "bad_prompts", "cpo_deepspeed",
-                                  "per_critic_deepspeed", "bad_limit", "normalize", "backend", "compile"])
+                                  "per_critic_deepspeed", "bad_limit", "normalize", "backend", "compile",
+                                  "policy_not_a_model", "reward_not_a_model"])
 def test_bad_text_input_fails_at_start(quick_text_default: Path, tmp_path: Path, capsys, case: str):
     env_kwargs: dict = {}
     extra: dict = {}
@@ -220,6 +221,19 @@ def test_bad_text_input_fails_at_start(quick_text_default: Path, tmp_path: Path,
     elif case == "missing_policy":
         env_kwargs = {"policy": str(tmp_path / "nowhere")}
         expect = "env_kwargs.policy"
+    elif case in ("policy_not_a_model", "reward_not_a_model"):
+        # folders transformers cannot load (its errors span several lines) ended in a traceback until 2026-12-04:
+        # a folder with an empty config.json for the policy, a score model whose config.json was emptied
+        not_a_model = tmp_path / "not_a_model"
+        if case == "policy_not_a_model":
+            not_a_model.mkdir()
+            env_kwargs = {"policy": str(not_a_model)}
+            expect = f"cmdp: error: env_kwargs.policy {not_a_model} (its tokenizer): cannot load it: "
+        else:
+            shutil.copytree(quick_text_default / "reward", not_a_model)
+            env_kwargs = {"reward_model": str(not_a_model)}
+            expect = f"cmdp: error: reward model {not_a_model}: cannot load it: "
+        (not_a_model / "config.json").write_text("{}")
     elif case == "no_cost_model":
         env_kwargs = {"cost_models": None}
         expect = "cost_models"
@@ -253,7 +267,7 @@ def test_bad_text_input_fails_at_start(quick_text_default: Path, tmp_path: Path,
     out = tmp_path / "run"
     assert main(["train", "--config", str(config), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("cmdp: error:") and expect in err, err
+    assert err.startswith("cmdp: error:") and expect in err and err.count("\n") == 1, err
     assert _no_run_folder(out)
 
 

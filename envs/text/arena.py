@@ -286,13 +286,11 @@ def _decoding(tcfg: Any, greedy: bool) -> str:
 
 def _load_tokenizer(side: Side) -> Any:
     from cmdp.envs.text.env import load_tokenizer
+    from cmdp.envs.text.score_model import loading
 
     path = side.tcfg.policy if side.kind == "run" else str(side.path)
-    try:
+    with loading(f"{side.side} {side.path}: its tokenizer {path}"):
         return load_tokenizer(path, side.remote)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{side.side} {side.path}: cannot load its tokenizer ({path}): {' '.join(str(exc).split())}"
-                          ) from None
 
 
 def _load_policy(side: Side, settings: Any, dtype: Any, device: Any) -> tuple[Any, int | None]:
@@ -300,14 +298,12 @@ def _load_policy(side: Side, settings: Any, dtype: Any, device: Any) -> tuple[An
     from cmdp.checkpoint import load_checkpoint
     from cmdp.loading import CHECKPOINT, CHECKPOINT_MISMATCH, checkpoint_mismatch
     from cmdp.envs.text.env import load_policy_model
+    from cmdp.envs.text.score_model import loading
 
     tcfg = side.tcfg if side.kind == "run" else replace(settings, policy=str(side.path), lora={},
                                                         trust_remote_code=side.remote)
-    try:
+    with loading(f"{side.side} {side.path}: its causal language model {tcfg.policy}"):
         model = load_policy_model(tcfg, dtype)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{side.side} {side.path}: cannot load a causal language model from {tcfg.policy}: "
-                          f"{' '.join(str(exc).split())}") from None
     epoch = None
     if side.kind == "run":
         state = load_checkpoint(side.path / CHECKPOINT)
@@ -371,10 +367,7 @@ def run_arena(a_path: str | Path, b_path: str | Path, prompts: str | Path, rewar
         raise ConfigError("A and B use different tokenizers; the arena scores both sides' token ids with the same "
                           "reward and cost models, so both policies must share one tokenizer")
     dtype = frozen_dtype(settings, torch_device)  # nothing is trained: every model as a run's frozen ones
-    try:
-        reward, costs = load_scorers(settings, dtype)
-    except (OSError, ValueError) as exc:  # what transformers raises for a folder it cannot load
-        raise ConfigError(f"cannot load the reward and cost models: {' '.join(str(exc).split())}") from None
+    reward, costs = load_scorers(settings, dtype)
     vocab = len(tokenizers["A"])
     check_shared_vocabulary(vocab, [(f"reward model {settings.reward_model}", reward.backbone),
                                     *((f"cost model {path}", costs[n].backbone)

@@ -37,7 +37,7 @@ from cmdp.envs.text.chat import encode_prompt, pad_id_of
 from cmdp.envs.text.generation import GENERATION_BACKENDS, GenerationBackend
 from cmdp.envs.text.policy import (TextActor, TextAgent, TextCritic, TokenObs, autocast_context,
                               position_ids_from_mask)
-from cmdp.envs.text.score_model import ScoreModel, import_transformers
+from cmdp.envs.text.score_model import ScoreModel, import_transformers, loading
 from cmdp.envs.text_registration import TextFamily
 
 DEFAULT_COST_LIMIT = 0.0  # safe-rlhf's threshold: a cost score <= 0 is judged safe
@@ -260,9 +260,12 @@ def load_policy_model(tcfg: TextEnvConfig, dtype: torch.dtype, attn_implementati
 def load_scorers(tcfg: TextEnvConfig, dtype: torch.dtype) -> tuple[ScoreModel, dict[str, ScoreModel]]:
     """The reward model and the cost models {name: model} of `tcfg`, frozen (no gradient, eval mode)."""
     remote = tcfg.trust_remote_code
-    reward_model = ScoreModel.from_pretrained(tcfg.reward_model, trust_remote_code=remote, dtype=dtype)
-    cost_models = {name: ScoreModel.from_pretrained(path, trust_remote_code=remote, dtype=dtype)
-                   for name, path in tcfg.cost_paths().items()}
+    with loading(f"reward model {tcfg.reward_model}"):
+        reward_model = ScoreModel.from_pretrained(tcfg.reward_model, trust_remote_code=remote, dtype=dtype)
+    cost_models = {}
+    for name, path in tcfg.cost_paths().items():
+        with loading(f"cost model '{name}' {path}"):
+            cost_models[name] = ScoreModel.from_pretrained(path, trust_remote_code=remote, dtype=dtype)
     for model in (reward_model, *cost_models.values()):
         model.requires_grad_(False).eval()
     return reward_model, cost_models
@@ -295,16 +298,21 @@ def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bo
     train_dtype = torch.float32
     autocast = torch.bfloat16 if tcfg.bf16 and device.type == "cuda" and not tcfg.deepspeed else None
     remote = tcfg.trust_remote_code
-    tokenizer = load_tokenizer(tcfg.policy, remote)
-    policy = load_policy_model(tcfg, train_dtype, "eager" if second_order else None)
-    reference = load_causal_lm(tcfg.reference or tcfg.policy, dtype, remote).requires_grad_(False).eval()
+    with loading(f"env_kwargs.policy {tcfg.policy} (its tokenizer)"):
+        tokenizer = load_tokenizer(tcfg.policy, remote)
+    with loading(f"env_kwargs.policy {tcfg.policy}"):
+        policy = load_policy_model(tcfg, train_dtype, "eager" if second_order else None)
+    with loading(f"env_kwargs.reference {tcfg.reference or tcfg.policy}"):
+        reference = load_causal_lm(tcfg.reference or tcfg.policy, dtype, remote).requires_grad_(False).eval()
     reward_model, cost_models = load_scorers(tcfg, dtype)
     critics = []
     if with_critics:
-        critics = [ScoreModel.from_pretrained(tcfg.reward_critic or tcfg.reward_model, trust_remote_code=remote,
-                                              dtype=train_dtype)]
-        critics += [ScoreModel.from_pretrained(path, trust_remote_code=remote, dtype=train_dtype)
-                    for path in tcfg.cost_critic_paths().values()]
+        reward_critic = tcfg.reward_critic or tcfg.reward_model
+        with loading(f"env_kwargs.reward_critic {reward_critic}"):
+            critics = [ScoreModel.from_pretrained(reward_critic, trust_remote_code=remote, dtype=train_dtype)]
+        for name, path in tcfg.cost_critic_paths().items():
+            with loading(f"the cost critic of '{name}' {path}"):
+                critics.append(ScoreModel.from_pretrained(path, trust_remote_code=remote, dtype=train_dtype))
     check_shared_vocabulary(len(tokenizer), [("env_kwargs.policy", policy),
                                              ("env_kwargs.reward_model", reward_model.backbone),
                                              *((f"env_kwargs.cost_models.{n}", m.backbone)

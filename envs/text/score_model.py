@@ -14,6 +14,7 @@ A saved score model directory holds the backbone (`save_pretrained`, safetensors
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -21,7 +22,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, Literal, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,19 @@ def import_transformers() -> Any:
         raise ConfigError("the text side needs transformers, tokenizers and safetensors: "
                           "pip install 'cmdp-lab[text]'") from exc
     return transformers
+
+
+@contextlib.contextmanager
+def loading(what: str) -> Iterator[None]:
+    """Turns what transformers raises for a folder or hub name it cannot load (OSError, ValueError; its messages
+    span several lines) into one ConfigError line, "`what`: cannot load it: detail". Our own ConfigErrors (a
+    tokenizer without EOS, ...) pass as they are."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{what}: cannot load it: {' '.join(str(exc).split())}") from None
 
 
 # --------------------------------------------------------------------------------------------- losses
@@ -405,17 +419,15 @@ def train_score_model(kind: Literal["reward", "cost"], data_path: str | Path, mo
                           f"and dropping {skipped} pair(s) with two identical responses")
 
     torch.manual_seed(seed)
-    try:
+    with loading(f"tokenizer {tokenizer_path or model_path}"):
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_path or model_path),
                                                                trust_remote_code=trust_remote_code)
+    with loading(f"model {model_path}"):
         if (Path(model_path) / HEAD_CONFIG).is_file():
             model = ScoreModel.from_pretrained(model_path, trust_remote_code=trust_remote_code)
             model.kind = kind
         else:
             model = ScoreModel.from_backbone(model_path, kind=kind, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:  # what transformers raises for a folder or hub name it cannot load
-        detail = " ".join(str(exc).split())  # transformers' messages span several lines; the CLI prints one
-        raise ConfigError(f"model {model_path}: cannot load a tokenizer and a model: {detail}") from exc
     model.to(torch_device)
     max_length = min(max_length, model.max_positions or max_length)
     pad_id = pad_id_of(tokenizer)
