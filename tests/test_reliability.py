@@ -26,7 +26,8 @@ def fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert "Traceback" not in err
-    assert [line for line in lines if line.startswith("cmdp: error: ")] == lines[-1:], err
+    assert lines[-1:] == [line for line in lines if line.startswith("cmdp: error: ")], err
+    assert len(lines) == 1, f"printed before the error: {err}"  # no plan, progress or warning lines first
     return lines[-1]
 
 
