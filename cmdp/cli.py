@@ -258,6 +258,13 @@ def format_summary(summary: dict[str, Any], run_dir: Path) -> str:
         lam = summary["multipliers"].get(name)
         lam_text = f", lambda {lam:.4f}" if lam is not None else ""
         lines.append(f"final cost     {_num(cost)} / limit {limit:g} ({verdict}){lam_text}   [{name}]")
+    above = [n for n, c in summary["final_costs"].items() if c > summary["cost_limits"][n]]  # NaN compares False
+    if above and summary["multipliers"]:
+        # a short run (the default's 2 epochs) ends above the limit by design: say so, rather than let it read as
+        # a solver that failed
+        epochs = summary["epochs"]
+        lines.append(f"note           above the limit after {epochs} epoch{'s' if epochs != 1 else ''}: a multiplier "
+                     f"moves once per epoch, and OmniSafe's benchmarks train 500 (1e7 steps: --total-steps)")
     lines += [f"run folder     {run_dir}",
               f"next           cmdp eval {run_dir}   |   tensorboard --logdir {run_dir / 'tb'}"]
     return "\n".join(lines)

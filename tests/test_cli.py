@@ -231,3 +231,19 @@ def test_the_unconstrained_baselines_are_declared_at_registration():
     assert is_constrained("ppo_saute") and is_constrained("ppo_lag")
     with pytest.raises(ConfigError, match="unknown algorithm"):
         is_constrained("no_such_solver")
+
+
+def test_the_summary_explains_a_short_constrained_run_above_its_limit():
+    # `cmdp train` with no arguments runs 2 epochs and ends above the limit: the summary says why, in one line, and
+    # only for a solver with a multiplier that ended above a limit
+    from cmdp.cli import format_summary
+
+    summary = {"algo": "ppo_lag", "env": "SafetyPointGoal1-v0", "seed": 0, "env_steps": 40000, "epochs": 2,
+               "wall_seconds": 40.0, "steps_per_s": 1000.0, "final_return": 0.5, "final_epoch_with_episodes": 2,
+               "final_costs": {"cost": 36.9}, "cost_limits": {"cost": 25.0}, "multipliers": {"cost": 0.07}}
+    note = ("note           above the limit after 2 epochs: a multiplier moves once per epoch, and OmniSafe's "
+            "benchmarks train 500 (1e7 steps: --total-steps)")
+    text = format_summary(summary, Path("run"))
+    assert "(ABOVE limit), lambda 0.0700" in text and note in text.splitlines()
+    for changes in ({"final_costs": {"cost": 12.0}}, {"final_costs": {"cost": float("nan")}}, {"multipliers": {}}):
+        assert "note" not in format_summary({**summary, **changes}, Path("run")), changes
