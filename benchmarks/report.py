@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from cmdp.config import make_output_folder
+from cmdp.config import make_output_folder, read_text_file
 from cmdp.spec import ConfigError
 
 #: the folder of OmniSafe's published tables; `load_reference()` reads every CSV in it
@@ -83,6 +83,7 @@ class RunData:
     summary: dict[str, Any] | None = None
     rows: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
+    damaged: list[str] = field(default_factory=list)  # one line per file of the run that could not be read
 
     @property
     def finished(self) -> bool:
@@ -184,14 +185,21 @@ def find_runs(root: str | Path, exclude: Path | None = None) -> list[RunData]:
         seed_text = parts[-1][4:] if parts and parts[-1].startswith("seed") else ""
         run = RunData(path=folder, algo=str(config.get("algo", guess_algo)), env=str(config.get("env", guess_env)),
                       seed=config.get("seed", int(seed_text) if seed_text.isdigit() else None), config=config)
+        # a damaged file costs its run what it held (a summary: the run counts as unfinished; a progress log: its
+        # curves and its within-limit share), is listed in the report, and does not stop the report of the rest
         summary_path = folder / "summary.json"
         if summary_path.is_file():
             try:
-                run.summary = json.loads(summary_path.read_text())
-            except ValueError:
-                run.summary = None
+                run.summary = json.loads(read_text_file(summary_path, "run summary"))
+            except ConfigError as exc:
+                run.damaged.append(str(exc))
+            except ValueError as exc:
+                run.damaged.append(f"run summary {summary_path} is not valid JSON ({exc})")
         if (folder / "progress.csv").is_file():
-            run.rows = read_progress(folder / "progress.csv")
+            try:
+                run.rows = read_progress(folder / "progress.csv")
+            except ConfigError as exc:
+                run.damaged.append(str(exc))
         if (folder / "error.txt").is_file():
             lines = [ln for ln in (folder / "error.txt").read_text().splitlines() if ln.strip()]
             run.error = lines[-1] if lines else "failed"
@@ -589,6 +597,7 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
     finished = [r for r in runs if r.finished]
     failed = [r for r in runs if r.error and not r.finished]
     unfinished = [r for r in runs if not r.finished and not r.error]
+    damaged = [line for r in runs for line in r.damaged]
     title = suite.get("name") or root.name
     lines = [f"# Benchmark report: {title}", ""]
     if suite.get("description"):
@@ -597,7 +606,8 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
         lines += [f"Every cell trained with the preset `{suite['preset']}` (`cmdp train --preset {suite['preset']}`) "
                   f"below the suite's own keys.", ""]
     lines += [f"Runs under `{root}`: {len(runs)} run folders, {len(finished)} finished, {len(unfinished)} unfinished"
-              f"{' (included at their last logged epoch)' if partial and unfinished else ''}, {len(failed)} failed. "
+              f"{' (included at their last logged epoch)' if partial and unfinished else ''}, {len(failed)} failed"
+              f"{f', {len(damaged)} files that could not be read (listed below)' if damaged else ''}. "
               f"Generated {datetime.now().isoformat(timespec='seconds')}.", ""]
     with_ref = [r for r in table if "ref_algo" in r]
     lines += _budget_note([r for r in with_ref if not r["ref_same_budget"]])
@@ -640,6 +650,11 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
                   "last; each frame shows the episode's cost so far in its corner.", ""]
         for title, image, video in strips:
             lines += [f"### {title}", "", f"![{title}]({image})", "", f"[the video]({video})", ""]
+    if damaged:
+        lines += ["## Files that could not be read", "",
+                  "Each run below is reported without what the file held (a run without its summary counts as "
+                  "unfinished; one without its progress log has no curve and no within-limit share).", ""]
+        lines += [f"- {line}" for line in damaged] + [""]
     if unfinished or failed:
         lines += ["## Not finished", ""]
         for r in unfinished:

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 from typing import Any
+
+from cmdp.spec import ConfigError
 
 #: Columns that measure time; everything else in progress.csv is reproducible bit for bit.
 TIMING_COLUMNS = ("wall_s", "steps_per_s", "time_collect_s", "time_update_s")
@@ -29,8 +32,7 @@ class RunLogger:
         self.csv_path = run_dir / "progress.csv"
         self.columns: list[str] | None = None
         if resume_epoch is not None and self.csv_path.exists():
-            with self.csv_path.open(newline="") as f:
-                rows = list(csv.reader(f))
+            rows = read_progress_rows(self.csv_path)  # a damaged log stops the resume before anything is rewritten
             if rows:
                 self.columns = rows[0]
                 kept = [r for r in rows[1:] if int(r[0]) <= resume_epoch]
@@ -63,6 +65,32 @@ class RunLogger:
             self.writer.close()
 
 
+def read_progress_rows(path: Path) -> list[list[str]]:
+    """progress.csv's rows, the header first. ConfigError in one line naming the file when it cannot be read or is
+    damaged: not UTF-8 text, or a row whose epoch is not a number (a file cut or overwritten by something else)."""
+    hint = "restore it from a copy, or train the run again"
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"progress log {path} is damaged: byte {exc.start} is not UTF-8 text; {hint}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read progress log {path}: {exc.strerror or exc}") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[list[str]] = []
+    try:
+        for row in reader:
+            if rows and not (row and row[0].isdigit()):
+                epoch = row[0] if row else ""
+                raise ConfigError(f"progress log {path} is damaged at line {reader.line_num}: epoch {epoch!r} is not "
+                                  f"a number; {hint}")
+            rows.append(row)
+    except csv.Error as exc:
+        raise ConfigError(f"progress log {path} is damaged at line {reader.line_num}: {exc}; {hint}") from None
+    return rows
+
+
 def read_progress(path: Path) -> list[dict[str, str]]:
-    with Path(path).open(newline="") as f:
-        return list(csv.DictReader(f))
+    """progress.csv as one dict per epoch row (column -> text; None where a cut row ends early, as csv.DictReader
+    gives); ConfigError as `read_progress_rows` says."""
+    rows = read_progress_rows(path)
+    return [{**dict.fromkeys(rows[0]), **dict(zip(rows[0], row))} for row in rows[1:]] if rows else []

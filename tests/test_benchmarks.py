@@ -553,6 +553,28 @@ def test_pareto_front_of_cost_and_return_points():
     assert pareto_front([]) == [] and pareto_front([(math.nan, math.nan)]) == []
 
 
+def test_report_lists_files_it_could_not_read_and_reports_the_rest(tmp_path, capsys):
+    # a damaged progress.csv ended the whole report in a UnicodeDecodeError traceback; a damaged summary.json was
+    # dropped without a word (the run then counted as unfinished)
+    root = tmp_path / "runs"
+    lim = {"cost": 25.0}
+    for seed in range(3):
+        make_run(root / HOPPER / "ppo_lag" / f"seed{seed}", "ppo_lag", HOPPER, seed, [20.0] * 10, lim, 10.0 + seed,
+                 {"cost": 20.0}, wall=10.0)
+    log = root / HOPPER / "ppo_lag" / "seed1" / "progress.csv"
+    log.write_bytes(log.read_bytes()[:60] + b"\xff\xfe")  # cut, with bytes that are not UTF-8
+    summary = root / HOPPER / "ppo_lag" / "seed2" / "summary.json"
+    summary.write_text('{"finished": tru')
+    assert main(["report", str(root), "--out", str(tmp_path / "rep"), "--no-plots"]) == 0
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "3 run folders, 2 finished, 1 unfinished, 0 failed, 2 files that could not be read (listed below)" in text
+    assert f"- progress log {log} is damaged: byte 60 is not UTF-8 text; restore it from a copy, or train the run " \
+           "again" in text
+    assert f"- run summary {summary} is not valid JSON (Expecting value: line 1 column 14 (char 13))" in text
+    results = list(csv.DictReader((tmp_path / "rep" / "results.csv").open()))
+    assert [(r["seeds"], r["return_mean"]) for r in results] == [("2", "10.5")]  # seeds 0 and 1, from summary.json
+
+
 def test_report_of_a_folder_without_runs(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no run folders" in capsys.readouterr().err

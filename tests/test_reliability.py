@@ -409,6 +409,27 @@ def test_checkpoint_whose_parts_have_the_wrong_type(finished_run: Path, tmp_path
         assert line.startswith(f"cmdp: error: {checkpoint} does not match the run's config ({error}: ")
 
 
+@pytest.mark.parametrize("damage", ["not UTF-8", "epoch not a number"])
+def test_resume_of_a_damaged_progress_log_is_one_line_and_rewrites_nothing(finished_run: Path, tmp_path: Path,
+                                                                           damage: str,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # the resume rewrites progress.csv without the rows after its checkpoint: a damaged log ended in a
+    # UnicodeDecodeError or ValueError traceback
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    log = run / "progress.csv"
+    rows = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(rows[0] + (b"1,2\x00\xff\n" if damage == "not UTF-8" else b"x1,200\n") + b"".join(rows[2:]))
+    before = snapshot(run)
+    line = fails(["train", "--resume", str(run), "--no-progress"], capsys)
+    # the \xff after the header and "1,2\x00"
+    where = f"byte {len(rows[0]) + 4} is not UTF-8 text" if damage == "not UTF-8" else \
+        "at line 2: epoch 'x1' is not a number"
+    assert line == f"cmdp: error: progress log {log} is damaged{':' if damage == 'not UTF-8' else ''} {where}; " \
+                   "restore it from a copy, or train the run again"
+    assert snapshot(run) == before
+
+
 # --- 5. unknown env_kwargs -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("env", ["ExactChain-v0", "SafetyPointGoal1-v0"])
