@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from cmdp.config import make_output_folder, read_text_file
+from cmdp.config import make_output_folder, read_text_file, yaml_error_line
 from cmdp.spec import ConfigError
 
 #: the folder of OmniSafe's published tables; `load_reference()` reads every CSV in it
@@ -143,6 +143,10 @@ class RunData:
         return within, measured
 
 
+def _s(items: list[Any]) -> str:
+    return "" if len(items) == 1 else "s"
+
+
 def _float(value: Any) -> float:
     try:
         return float(value) if value not in (None, "") else math.nan
@@ -173,18 +177,24 @@ def find_runs(root: str | Path, exclude: Path | None = None) -> list[RunData]:
         if exclude is not None and (folder == exclude or exclude in folder.parents):
             continue
         config: dict[str, Any] = {}
+        damaged: list[str] = []
         if (folder / "config.yaml").is_file():
             try:
-                config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
-            except yaml.YAMLError:
-                config = {}
-        if not isinstance(config, dict) or ("algo" not in config and not (folder / "error.txt").is_file()):
+                config = yaml.safe_load(read_text_file(folder / "config.yaml", "run config")) or {}
+            except ConfigError as exc:  # unreadable, or not UTF-8 text
+                damaged.append(str(exc))
+            except yaml.YAMLError as exc:
+                damaged.append(f"run config {folder / 'config.yaml'} is not valid YAML: {yaml_error_line(exc)}")
+        run_files = any((folder / name).is_file() for name in ("error.txt", "summary.json", "progress.csv"))
+        if not isinstance(config, dict) or ("algo" not in config and not (damaged and run_files)
+                                            and not (folder / "error.txt").is_file()):
             continue  # some other YAML file called config.yaml
         parts = folder.relative_to(root).parts if folder != root else ()
         guess_env, guess_algo = (parts[-3], parts[-2]) if len(parts) >= 3 else ("?", "?")
         seed_text = parts[-1][4:] if parts and parts[-1].startswith("seed") else ""
         run = RunData(path=folder, algo=str(config.get("algo", guess_algo)), env=str(config.get("env", guess_env)),
-                      seed=config.get("seed", int(seed_text) if seed_text.isdigit() else None), config=config)
+                      seed=config.get("seed", int(seed_text) if seed_text.isdigit() else None), config=config,
+                      damaged=damaged)
         # a damaged file costs its run what it held (a summary: the run counts as unfinished; a progress log: its
         # curves and its within-limit share), is listed in the report, and does not stop the report of the rest
         summary_path = folder / "summary.json"
@@ -201,7 +211,8 @@ def find_runs(root: str | Path, exclude: Path | None = None) -> list[RunData]:
             except ConfigError as exc:
                 run.damaged.append(str(exc))
         if (folder / "error.txt").is_file():
-            lines = [ln for ln in (folder / "error.txt").read_text().splitlines() if ln.strip()]
+            # our own traceback text; a damaged byte must not stop the report
+            lines = [ln for ln in (folder / "error.txt").read_text(errors="replace").splitlines() if ln.strip()]
             run.error = lines[-1] if lines else "failed"
         runs.append(run)
     return runs
@@ -607,7 +618,7 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
                   f"below the suite's own keys.", ""]
     lines += [f"Runs under `{root}`: {len(runs)} run folders, {len(finished)} finished, {len(unfinished)} unfinished"
               f"{' (included at their last logged epoch)' if partial and unfinished else ''}, {len(failed)} failed"
-              f"{f', {len(damaged)} files that could not be read (listed below)' if damaged else ''}. "
+              f"{f', {len(damaged)} file{_s(damaged)} that could not be read (listed below)' if damaged else ''}. "
               f"Generated {datetime.now().isoformat(timespec='seconds')}.", ""]
     with_ref = [r for r in table if "ref_algo" in r]
     lines += _budget_note([r for r in with_ref if not r["ref_same_budget"]])
@@ -713,7 +724,7 @@ def _read_suite(root: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load((root / "suite.yaml").read_text())
         return data if isinstance(data, dict) else {}
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # the copy only titles the report; ValueError: not UTF-8
         return {}
 
 

@@ -558,21 +558,27 @@ def test_report_lists_files_it_could_not_read_and_reports_the_rest(tmp_path, cap
     # dropped without a word (the run then counted as unfinished)
     root = tmp_path / "runs"
     lim = {"cost": 25.0}
-    for seed in range(3):
+    for seed in range(4):
         make_run(root / HOPPER / "ppo_lag" / f"seed{seed}", "ppo_lag", HOPPER, seed, [20.0] * 10, lim, 10.0 + seed,
                  {"cost": 20.0}, wall=10.0)
+    config = root / HOPPER / "ppo_lag" / "seed3" / "config.yaml"
+    config.write_text("algo: [ppo_lag\n")  # the run is still reported, under the algorithm its folder names
+    (root / HOPPER / "ppo_lag" / "seed0" / "error.txt").write_bytes(b"RuntimeError: \xff\xfe")  # not UTF-8
+    (root / "suite.yaml").write_bytes(b"name: \xff")  # only titles the report
     log = root / HOPPER / "ppo_lag" / "seed1" / "progress.csv"
     log.write_bytes(log.read_bytes()[:60] + b"\xff\xfe")  # cut, with bytes that are not UTF-8
     summary = root / HOPPER / "ppo_lag" / "seed2" / "summary.json"
     summary.write_text('{"finished": tru')
     assert main(["report", str(root), "--out", str(tmp_path / "rep"), "--no-plots"]) == 0
     text = (tmp_path / "rep" / "report.md").read_text()
-    assert "3 run folders, 2 finished, 1 unfinished, 0 failed, 2 files that could not be read (listed below)" in text
+    assert "4 run folders, 3 finished, 1 unfinished, 0 failed, 3 files that could not be read (listed below)" in text
     assert f"- progress log {log} is damaged: byte 60 is not UTF-8 text; restore it from a copy, or train the run " \
            "again" in text
     assert f"- run summary {summary} is not valid JSON (Expecting value: line 1 column 14 (char 13))" in text
+    assert f"- run config {config} is not valid YAML: line 2, column 1: expected ',' or ']', but got '<stream end>' " \
+           "(while parsing a flow sequence that began at line 1, column 7)" in text
     results = list(csv.DictReader((tmp_path / "rep" / "results.csv").open()))
-    assert [(r["seeds"], r["return_mean"]) for r in results] == [("2", "10.5")]  # seeds 0 and 1, from summary.json
+    assert [(r["seeds"], r["return_mean"]) for r in results] == [("3", "11.333333333333334")]  # seeds 0, 1 and 3
 
 
 def test_report_of_a_folder_without_runs(tmp_path, capsys):
