@@ -349,14 +349,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _text_demo(args: argparse.Namespace) -> int:
-    from cmdp.registry import get_algorithm
     from cmdp.envs.text.demo import run_demo
 
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
-    if not algos:
-        raise ConfigError("--algos: give at least one algorithm")
-    for algo in algos:
-        get_algorithm(algo)
     run_demo(args.out, algos, seeds=args.seeds, quick=args.quick, device=args.device, workers=args.workers,
              plots=not args.no_plots)
     return 0

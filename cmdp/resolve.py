@@ -50,6 +50,17 @@ def resolve_config(overrides: dict[str, Any], config_file: str | None = None,
     return plan_epochs(cfg)
 
 
+def check_algorithm_fits(algo: str, env: str) -> None:
+    """ConfigError in one line, before anything is built or read, when solver `algo` at its defaults cannot train on
+    environment `env` at all: a transformation, schedule or critics that env's family lacks (`resolve_config`'s
+    checks of those, for a command that builds much before it resolves a run's config, such as `cmdp text-demo`)."""
+    solver_cls = get_algorithm(algo)
+    family = get_env(env).family
+    cfg = replace(solver_cls.Config(), algo=algo, env=env)
+    resolve_transform(cfg.transform, env, family.transforms, cfg.transform.get("kind"))
+    family.check_solver(cfg, SolverNeeds.of(solver_cls))
+
+
 def plan_epochs(cfg: Any) -> tuple[Any, list[str]]:
     """Fit the step budget to whole epochs; say so when the numbers had to change."""
     notes = []

@@ -485,6 +485,18 @@ def test_make_default_refuses_a_non_empty_folder(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 
+def test_make_default_refuses_an_out_under_a_file_in_one_line(tmp_path: Path) -> None:
+    # mkdir's NotADirectoryError traceback, after the corpus was made, until 2026-12-04
+
+    keep = tmp_path / "keep.txt"
+    keep.write_text("mine")
+    result = subprocess.run([sys.executable, "-m", "cmdp.envs.text.make_default", "--out", str(keep / "default"),
+                             "--quick"], cwd=REPO, capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and result.stderr == (f"make_default: error: cannot create the output folder "
+                                                        f"{keep / 'default'}: {keep} is a file, not a folder\n")
+    assert keep.read_text() == "mine"
+
+
 def _check_build(out: Path, manifest: dict) -> None:
     for rel in ("data/preferences_train.jsonl", "data/preferences_test.jsonl", "data/prompts.jsonl", "data/sft.jsonl",
                 "tokenizer/tokenizer.json", "sft/model.safetensors", "reward/score_head.safetensors",

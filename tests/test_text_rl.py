@@ -417,6 +417,9 @@ def test_text_demo_answer_kinds_on_a_hand_case():
     (["--workers", "-1"], "--workers must be >= 0, got -1"),
     (["--algos", ","], "--algos: give at least one algorithm"),
     (["--algos", "ppo,nope"], "nope"),
+    # refused before the build (minutes), not when the suite is planned after it
+    (["--algos", "ppo,sac_lag"], "algorithm 'sac_lag' trains off-policy, which environment 'text' does not support"),
+    (["--algos", "ppo_saute"], "transform: environment 'text' does not support the 'saute' transformation"),
 ])
 def test_text_demo_bad_input_is_one_line(tmp_path: Path, capsys, argv: list, message: str):
     out = tmp_path / "demo"

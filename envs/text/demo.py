@@ -40,6 +40,7 @@ import numpy as np
 
 from cmdp.registry import is_constrained
 from cmdp.config import make_output_folder
+from cmdp.resolve import check_algorithm_fits
 from cmdp.spec import ConfigError
 
 #: The demo's algorithms; those registered with `constrained=False` (ppo, grpo, rloo) are its unconstrained baselines.
@@ -362,6 +363,8 @@ def run_demo(out: str | Path = "runs/text-demo", algos: Sequence[str] = DEMO_ALG
         raise ConfigError(f"--workers must be >= 0, got {workers}")
     if not algos:
         raise ConfigError("--algos: give at least one algorithm")
+    for algo in algos:  # before minutes of building: an off-policy or transformation solver cannot train on text
+        check_algorithm_fits(algo, "text")
     out = Path(out)
     make_output_folder(out)
     flags = (f" --seeds {seeds}" if seeds != 1 else "") + (" --quick" if quick else "") + \

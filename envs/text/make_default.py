@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from cmdp.config import check_output_folder
 from cmdp.spec import ConfigError
 from cmdp.envs.text import corpus as corpus_lib
 from cmdp.envs.text.chat import CHAT_TEMPLATE, encode_example, encode_prompt, format_prompt, pad_batch
@@ -256,6 +257,7 @@ def build_default(out: str | Path, cfg: DefaultConfig = DefaultConfig(), *, devi
     """
     say = log or (lambda _: None)
     out = Path(out)
+    check_output_folder(out)  # a file in the way: one line now, not mkdir's traceback once the data are made
     if out.exists() and any(out.iterdir()) and not force:
         raise ConfigError(f"{out}: not empty; choose a new folder or pass --force")
     import_transformers()
