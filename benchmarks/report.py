@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from cmdp.config import make_output_folder, read_text_file, yaml_error_line
+from cmdp.config import RESTORE_RUN_FILE, make_output_folder, read_text_file, yaml_error_line
 from cmdp.spec import ConfigError
 
 #: the folder of OmniSafe's published tables; `load_reference()` reads every CSV in it
@@ -143,10 +143,6 @@ class RunData:
         return within, measured
 
 
-def _s(items: list[Any]) -> str:
-    return "" if len(items) == 1 else "s"
-
-
 def _float(value: Any) -> float:
     try:
         return float(value) if value not in (None, "") else math.nan
@@ -180,15 +176,17 @@ def find_runs(root: str | Path, exclude: Path | None = None) -> list[RunData]:
         damaged: list[str] = []
         if (folder / "config.yaml").is_file():
             try:
-                config = yaml.safe_load(read_text_file(folder / "config.yaml", "run config")) or {}
+                config = yaml.safe_load(read_text_file(folder / "config.yaml", "run config", RESTORE_RUN_FILE)) or {}
             except ConfigError as exc:  # unreadable, or not UTF-8 text
                 damaged.append(str(exc))
             except yaml.YAMLError as exc:
                 damaged.append(f"run config {folder / 'config.yaml'} is not valid YAML: {yaml_error_line(exc)}")
-        run_files = any((folder / name).is_file() for name in ("error.txt", "summary.json", "progress.csv"))
-        if not isinstance(config, dict) or ("algo" not in config and not (damaged and run_files)
-                                            and not (folder / "error.txt").is_file()):
-            continue  # some other YAML file called config.yaml
+        # a run: its config names an algorithm, or it failed before writing one (error.txt alone), or its config is
+        # damaged beside a run's own files; else some other YAML file called config.yaml
+        is_run = isinstance(config, dict) and ("algo" in config or (folder / "error.txt").is_file() or bool(
+            damaged and any((folder / name).is_file() for name in ("summary.json", "progress.csv"))))
+        if not is_run:
+            continue
         parts = folder.relative_to(root).parts if folder != root else ()
         guess_env, guess_algo = (parts[-3], parts[-2]) if len(parts) >= 3 else ("?", "?")
         seed_text = parts[-1][4:] if parts and parts[-1].startswith("seed") else ""
@@ -200,7 +198,7 @@ def find_runs(root: str | Path, exclude: Path | None = None) -> list[RunData]:
         summary_path = folder / "summary.json"
         if summary_path.is_file():
             try:
-                run.summary = json.loads(read_text_file(summary_path, "run summary"))
+                run.summary = json.loads(read_text_file(summary_path, "run summary", RESTORE_RUN_FILE))
             except ConfigError as exc:
                 run.damaged.append(str(exc))
             except ValueError as exc:
@@ -616,9 +614,11 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
     if suite.get("preset"):
         lines += [f"Every cell trained with the preset `{suite['preset']}` (`cmdp train --preset {suite['preset']}`) "
                   f"below the suite's own keys.", ""]
+    unreadable = (f", {len(damaged)} file{'' if len(damaged) == 1 else 's'} that could not be read (listed below)"
+                  if damaged else "")
     lines += [f"Runs under `{root}`: {len(runs)} run folders, {len(finished)} finished, {len(unfinished)} unfinished"
               f"{' (included at their last logged epoch)' if partial and unfinished else ''}, {len(failed)} failed"
-              f"{f', {len(damaged)} file{_s(damaged)} that could not be read (listed below)' if damaged else ''}. "
+              f"{unreadable}. "
               f"Generated {datetime.now().isoformat(timespec='seconds')}.", ""]
     with_ref = [r for r in table if "ref_algo" in r]
     lines += _budget_note([r for r in with_ref if not r["ref_same_budget"]])

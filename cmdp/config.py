@@ -153,9 +153,13 @@ def build_config(cls: type, values: Mapping[str, Any], source: str = "config", o
     return cfg
 
 
-def read_text_file(path: str | Path, what: str = "file") -> str:
+#: what to do about a file of a run folder (written by cmdp, not by the user) that is damaged
+RESTORE_RUN_FILE = "restore it from a copy, or train the run again"
+
+
+def read_text_file(path: str | Path, what: str = "file", fix: str = "save it with UTF-8 encoding") -> str:
     """The UTF-8 text of a file the user named; ConfigError (naming `what` and the path) if it is missing, not a
-    regular file, unreadable or not UTF-8."""
+    regular file, unreadable or not UTF-8 (then the message ends with `fix`)."""
     p = Path(path)
     try:
         if not p.exists():
@@ -165,8 +169,7 @@ def read_text_file(path: str | Path, what: str = "file") -> str:
             raise ConfigError(f"{what} {p} is {kind}; give a file")
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{what} {p} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
-                          "save it with UTF-8 encoding") from None
+        raise ConfigError(f"{what} {p} is not UTF-8 text (byte {exc.start}: {exc.reason}); {fix}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
 

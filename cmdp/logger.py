@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from cmdp.config import RESTORE_RUN_FILE, read_text_file
 from cmdp.spec import ConfigError
 
 #: Columns that measure time; everything else in progress.csv is reproducible bit for bit.
@@ -68,13 +69,7 @@ class RunLogger:
 def read_progress_rows(path: Path) -> list[list[str]]:
     """progress.csv's rows, the header first. ConfigError in one line naming the file when it cannot be read or is
     damaged: not UTF-8 text, or a row whose epoch is not a number (a file cut or overwritten by something else)."""
-    hint = "restore it from a copy, or train the run again"
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"progress log {path} is damaged: byte {exc.start} is not UTF-8 text; {hint}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read progress log {path}: {exc.strerror or exc}") from None
+    text = read_text_file(path, "progress log", RESTORE_RUN_FILE)
     reader = csv.reader(io.StringIO(text, newline=""))
     rows: list[list[str]] = []
     try:
@@ -82,10 +77,11 @@ def read_progress_rows(path: Path) -> list[list[str]]:
             if rows and not (row and row[0].isdigit()):
                 epoch = row[0] if row else ""
                 raise ConfigError(f"progress log {path} is damaged at line {reader.line_num}: epoch {epoch!r} is not "
-                                  f"a number; {hint}")
+                                  f"a number; {RESTORE_RUN_FILE}")
             rows.append(row)
     except csv.Error as exc:
-        raise ConfigError(f"progress log {path} is damaged at line {reader.line_num}: {exc}; {hint}") from None
+        raise ConfigError(f"progress log {path} is damaged at line {reader.line_num}: {exc}; {RESTORE_RUN_FILE}"
+                          ) from None
     return rows
 
 

@@ -572,8 +572,8 @@ def test_report_lists_files_it_could_not_read_and_reports_the_rest(tmp_path, cap
     assert main(["report", str(root), "--out", str(tmp_path / "rep"), "--no-plots"]) == 0
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "4 run folders, 3 finished, 1 unfinished, 0 failed, 3 files that could not be read (listed below)" in text
-    assert f"- progress log {log} is damaged: byte 60 is not UTF-8 text; restore it from a copy, or train the run " \
-           "again" in text
+    assert f"- progress log {log} is not UTF-8 text (byte 60: invalid start byte); restore it from a copy, or train " \
+           "the run again" in text
     assert f"- run summary {summary} is not valid JSON (Expecting value: line 1 column 14 (char 13))" in text
     assert f"- run config {config} is not valid YAML: line 2, column 1: expected ',' or ']', but got '<stream end>' " \
            "(while parsing a flow sequence that began at line 1, column 7)" in text

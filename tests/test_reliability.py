@@ -423,10 +423,9 @@ def test_resume_of_a_damaged_progress_log_is_one_line_and_rewrites_nothing(finis
     before = snapshot(run)
     line = fails(["train", "--resume", str(run), "--no-progress"], capsys)
     # the \xff after the header and "1,2\x00"
-    where = f"byte {len(rows[0]) + 4} is not UTF-8 text" if damage == "not UTF-8" else \
-        "at line 2: epoch 'x1' is not a number"
-    assert line == f"cmdp: error: progress log {log} is damaged{':' if damage == 'not UTF-8' else ''} {where}; " \
-                   "restore it from a copy, or train the run again"
+    problem = f"is not UTF-8 text (byte {len(rows[0]) + 4}: invalid start byte)" if damage == "not UTF-8" else \
+        "is damaged at line 2: epoch 'x1' is not a number"
+    assert line == f"cmdp: error: progress log {log} {problem}; restore it from a copy, or train the run again"
     assert snapshot(run) == before
 
 

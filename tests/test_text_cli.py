@@ -166,7 +166,8 @@ def test_non_empty_out_folder_is_refused_and_kept(backbone_dir: Path, prefs: tup
     assert "not a folder" in _error_line(capsys)
     # under a file: refused before the data are read, not at the save after training
     assert main(_args("reward", prefs[0], backbone_dir, file_out / "model")) == 2
-    assert _error_line(capsys).endswith(f"{file_out / 'model'}: cannot be created, {file_out} is a file, not a folder")
+    assert _error_line(capsys) == (f"cmdp: error: cannot create the output folder {file_out / 'model'}: {file_out} "
+                                   "is a file, not a folder")
     assert file_out.read_text() == "x"
 
 

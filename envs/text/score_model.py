@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cmdp.config import file_in_the_way
+from cmdp.config import check_output_folder
 from cmdp.spec import ConfigError
 from cmdp.envs.text.chat import encode_example, pad_batch, pad_id_of
 from cmdp.envs.text.data import PreferencePair, load_preferences
@@ -358,11 +358,7 @@ def _check_model_path(model_path: str | Path) -> None:
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
     """`out_dir` must be a folder that is absent or empty, unless `overwrite` (then its files are replaced in place)."""
-    blocker = file_in_the_way(out_dir)
-    if blocker == out_dir:
-        raise ConfigError(f"{out_dir}: exists and is not a folder")
-    if blocker is not None:
-        raise ConfigError(f"{out_dir}: cannot be created, {blocker} is a file, not a folder")
+    check_output_folder(out_dir)
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise ConfigError(f"{out_dir}: output folder exists and is not empty; choose a new folder")
 
