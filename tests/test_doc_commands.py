@@ -1,0 +1,133 @@
+"""Every `cmdp` command the docs show still parses, and the runs they describe still resolve.
+
+The README, docs/*.md, benchmarks/README.md and the suite files quote `cmdp` commands in code blocks and inline
+code. A renamed flag, a removed `--set` key or a misspelt solver there sends a reader to an error. Each quoted
+command must parse with the CLI's own parser; a `cmdp train` command must resolve to a config (`resolve_config`:
+the algorithm, the environment and every `--set` key and value, with the `--config` file when the repository has
+it); a suite or plugin file it names must exist.
+Placeholders the text defines in prose (A, S, MODE, RUN_DIR, ...) stand for a value: a number where the flag takes
+one, anything elsewhere, and a `--set` key whose value is a placeholder is checked for its name only.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from cmdp.cli import _parser
+from cmdp.config import ConfigError, parse_set
+from cmdp.registry import get_algorithm
+from cmdp.resolve import resolve_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+           *sorted((ROOT / "benchmarks" / "suites").glob("*.yaml"))]
+SUBCOMMANDS = ("train", "eval", "list", "benchmark", "report", "demo", "text-demo", "train-score-model", "arena")
+COMMAND = re.compile(r"(?:\.venv/bin/)?cmdp (?:" + "|".join(SUBCOMMANDS) + r")\b")
+#: a word that stands for a value the prose names (A, S, MODE, RUN_DIR)
+PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$")
+#: flags whose value is a number: a placeholder there becomes 1
+NUMBER_FLAGS = {"--total-steps", "--seed", "--num-envs", "--episodes", "--seeds", "--workers", "--video-episodes",
+                "--epochs", "--batch-size", "--max-length", "--max-new-tokens", "--num-prompts", "--lr",
+                "--eval-fraction"}
+#: what `--env text` refuses once every key has resolved: the model folders the reader builds or brings
+MODELS_TO_GIVE = re.compile(r"^env_kwargs\.\w+( is required for --env text|: \S+ does not exist$)")
+#: flags that take no value
+FLAGS_ALONE = {"--dry-run", "--quick", "--no-plots", "--no-plot", "--deterministic", "--json", "--video", "--partial",
+               "--trust-plugins", "--trust-remote-code", "--no-progress", "--greedy", "--help"}
+
+
+def quoted_commands(text: str) -> list[tuple[str, bool]]:
+    """The `cmdp` commands of a Markdown or YAML text, each with whether it is meant to run as written: the lines of
+    bash blocks (and of YAML comments) that start one, with backslash continuations joined and `&&` chains split
+    (True); and the inline code spans that start with one (False: prose may name a command without the arguments
+    it requires)."""
+    lines = [line for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+             for line in block.replace("\\\n", " ").splitlines()]
+    lines += [line.strip() for line in re.findall(r"^#(.*)$", text, re.M) if COMMAND.match(line.strip())]
+    commands = []
+    for line in lines:
+        found = COMMAND.search(line)
+        if found:
+            commands += [(part.strip(), True) for part in line[found.start():].split("&&")]
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    commands += [(span, False) for span in re.findall(r"`([^`]+)`", prose) if COMMAND.match(span)]
+    return [(" ".join(command.split()), runnable) for command, runnable in commands]
+
+
+def checkable(command: str) -> bool:
+    """False for a synopsis (`[--out DIR]`, `A | B`) or an elided command (`...`): they are not meant to run."""
+    return not any(mark in command for mark in ("[", "|", "...", "<"))
+
+
+CASES = [(path, command, runnable) for path in SOURCES for command, runnable in quoted_commands(path.read_text())]
+
+
+def test_the_docs_quote_commands_of_every_kind() -> None:
+    """The extraction finds what it should: a reader's commands of each kind (else this test checks nothing)."""
+    kinds = {command.split()[1] for _, command, _ in CASES}
+    assert {"train", "eval", "benchmark", "report", "demo", "text-demo", "arena", "list"} <= kinds
+    assert sum(checkable(command) for _, command, _ in CASES) > 60
+
+
+def _tokens(command: str) -> list[str]:
+    """The command's arguments after `cmdp`, comments dropped, placeholders made values of the right kind."""
+    words = shlex.split(command, comments=True)[1:]
+    out = []
+    for i, word in enumerate(words):
+        if PLACEHOLDER.match(word) and i > 0 and words[i - 1] in NUMBER_FLAGS:
+            word = "1"
+        out.append(word)
+    return out
+
+
+@pytest.mark.parametrize("path, command, runnable", CASES,
+                         ids=[f"{p.relative_to(ROOT)}:{c[:60]}" for p, c, _ in CASES])
+def test_a_quoted_command_parses_and_resolves(path: Path, command: str, runnable: bool,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    if not checkable(command):
+        return
+    monkeypatch.chdir(ROOT)  # the docs' paths are relative to the repository
+    argv = _tokens(command)
+    if argv[-1].startswith("--") and argv[-1] not in FLAGS_ALONE:
+        argv.append("1" if argv[-1] in NUMBER_FLAGS else "x")  # prose naming a flag (`cmdp train --config`)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit:
+        if not runnable and "the following arguments are required" in capsys.readouterr().err:
+            return  # prose naming a command (`cmdp eval`), not one to run
+        pytest.fail(f"{path.relative_to(ROOT)}: `{command}` does not parse (python -m cmdp.cli {' '.join(argv)})")
+    if args.command == "benchmark" and args.suite and not PLACEHOLDER.match(args.suite):
+        assert (ROOT / args.suite).is_file(), f"{path.relative_to(ROOT)}: `{command}`: no suite {args.suite}"
+    for plugin in getattr(args, "plugin", []):
+        if plugin.startswith(("docs/", "benchmarks/")):
+            assert (ROOT / plugin).is_file(), f"{path.relative_to(ROOT)}: `{command}`: no plugin {plugin}"
+    if args.command == "train" and not args.resume:
+        _resolves(path, command, args)
+
+
+def _resolves(path: Path, command: str, args: argparse.Namespace) -> None:
+    where = f"{path.relative_to(ROOT)}: `{command}`"
+    overrides = {flag: getattr(args, flag) for flag in ("algo", "env", "total_steps", "seed", "num_envs")
+                 if getattr(args, flag) is not None}
+    if any(isinstance(value, str) and PLACEHOLDER.match(value) for value in overrides.values()):
+        return  # --algo A: any solver; what A may be is the prose's
+    if args.plugin:
+        overrides["plugins"] = list(args.plugin)
+    settings = parse_set(args.set)
+    held = {key for key, value in settings.items() if isinstance(value, str) and PLACEHOLDER.match(value)}
+    if held:  # --set key=MODE: the key must exist; its values are the prose's
+        names = {f.name for f in fields(get_algorithm(overrides.get("algo", "ppo_lag")).Config)}
+        assert held <= names, f"{where}: no config key {sorted(held - names)}"
+    overrides.update({key: value for key, value in settings.items() if key not in held})
+    try:
+        # a config file the prose only names (my.yaml) is left out: the flags and --set keys are still checked
+        resolve_config(overrides, args.config if args.config and Path(args.config).is_file() else None, args.preset)
+    except ConfigError as error:
+        if not MODELS_TO_GIVE.match(str(error)):
+            pytest.fail(f"{where} does not resolve: {error}")
