@@ -1,4 +1,4 @@
-"""Shared helper of the resume tests (not a test module)."""
+"""Shared helpers of the command and resume tests (not a test module)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,3 +20,12 @@ def interrupted_run(cfg: Any, out: Path, after_epoch: int) -> Path:
     with pytest.raises(KeyboardInterrupt):
         trainer.train(run_dir, progress=False, on_epoch=interrupt)
     return run_dir
+
+
+def one_error_line(err: str) -> str:
+    """The single `cmdp: error:` line of a failed command's stderr. Anything else there fails the test: a
+    traceback, or a plan, progress or warning line printed before the error."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith("cmdp: error: "), f"not one error line: {err}"
+    return lines[0]

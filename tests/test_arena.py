@@ -17,6 +17,7 @@ pytest.importorskip("transformers")
 
 from cmdp.cli import main
 from cmdp.evaluation import wilson_interval
+from run_helpers import one_error_line
 
 NUM_PROMPTS = 6
 FAST = ["--num-prompts", str(NUM_PROMPTS), "--max-new-tokens", "8", "--device", "cpu"]
@@ -245,13 +246,6 @@ def test_a_failed_write_leaves_nothing(quick_text_default: Path, tmp_path: Path,
 
 # ------------------------------------------------------------------------------------------- bad input
 
-def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("cmdp: error: "), err
-    return lines[0]
-
-
 def test_bad_input_gives_one_error_line_and_writes_nothing(quick_text_default: Path, lag_run: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]):
@@ -308,16 +302,17 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(quick_text_default: P
     ]
     for name, argv, words in cases:
         assert main(["arena", *argv, "--out", str(out), "--no-progress", "--device", "cpu"]) == 2, name
-        line = _error_line(capsys)
+        line = one_error_line(capsys.readouterr().err)
         assert all(w in line for w in words), (name, words, line)
         assert not out.exists() and not list(work.iterdir()), name
     # the output folder is a file
     assert main(["arena", sft, str(lag_run), "--prompts", prompts, "--out", str(a_file), "--no-progress"]) == 2
-    assert "not a folder" in _error_line(capsys) and a_file.read_text() == "x"
+    assert "not a folder" in one_error_line(capsys.readouterr().err) and a_file.read_text() == "x"
     # ... or under a file: refused before any answer is generated, not when the files are written
     assert main(["arena", sft, str(lag_run), "--prompts", prompts, "--out", str(a_file / "arena"),
                  "--no-progress"]) == 2
-    assert _error_line(capsys).endswith(f"{a_file} is a file, not a folder") and a_file.read_text() == "x"
+    assert one_error_line(capsys.readouterr().err).endswith(f"{a_file} is a file, not a folder")
+    assert a_file.read_text() == "x"
     # the default output folder is not created either
     assert main(["arena", sft, sft, "--prompts", prompts, "--no-progress"]) == 2
-    assert "--reward-model is required" in _error_line(capsys) and not list(work.iterdir())
+    assert "--reward-model is required" in one_error_line(capsys.readouterr().err) and not list(work.iterdir())

@@ -18,7 +18,7 @@ from cmdp.cli import main
 from cmdp.config import load_yaml
 from cmdp.registry import algorithms, get_algorithm
 from cmdp.trainer import resolve_config
-from run_helpers import interrupted_run
+from run_helpers import interrupted_run, one_error_line
 
 FAST = ["--env", "ExactChain-v0", "--total-steps", "400", "--set", "steps_per_epoch=200", "--no-progress"]
 BUILTIN_ENV_MODULES = {"safety-gymnasium": "cmdp.envs.safety_gym", "exact": "cmdp.envs.exact",
@@ -41,14 +41,6 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
-
-
-def one_error_line(capsys: pytest.CaptureFixture) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("cmdp: error: "), err
-    return lines[0]
 
 
 def listed_algorithms(stdout: str) -> list[str]:
@@ -77,29 +69,29 @@ def test_plugin_with_a_syntax_error_names_its_file_and_line(tmp_path, capsys):
     bad = write(tmp_path / "bad.py", "x = 1\n\ndef broken(:\n    pass\n")
     out = tmp_path / "run"
     assert main(["train", "--plugin", str(bad), *FAST, "--out", str(out)]) == 2
-    line = one_error_line(capsys)
+    line = one_error_line(capsys.readouterr().err)
     assert str(bad) in line and "line 3" in line and "SyntaxError" in line, line
     assert not out.exists()  # nothing written for a run that never started
 
     assert main(["list", "--plugin", str(bad)]) == 2
-    line = one_error_line(capsys)
+    line = one_error_line(capsys.readouterr().err)
     assert str(bad) in line and "line 3" in line, line
 
 
 def test_plugin_importing_a_missing_module_names_its_file_and_line(tmp_path, capsys):
     bad = write(tmp_path / "needs_dep.py", "import os\n\nimport cmdp_no_such_dependency_xyz\n")
     assert main(["train", "--plugin", str(bad), *FAST, "--out", str(tmp_path / "run")]) == 2
-    line = one_error_line(capsys)
+    line = one_error_line(capsys.readouterr().err)
     assert str(bad) in line and "line 3" in line and "cmdp_no_such_dependency_xyz" in line, line
     assert main(["list", "--plugin", str(bad)]) == 2
-    line = one_error_line(capsys)
+    line = one_error_line(capsys.readouterr().err)
     assert str(bad) in line and "line 3" in line, line
 
 
 def test_missing_module_plugin(capsys):
     name = f"cmdp_missing_plugin_{uuid.uuid4().hex[:8]}"
     assert main(["list", "--plugin", name]) == 2
-    line = one_error_line(capsys)
+    line = one_error_line(capsys.readouterr().err)
     assert f"cannot import module '{name}'" in line, line
 
 
@@ -110,7 +102,7 @@ def test_module_plugin_whose_import_fails_names_its_file_and_line(tmp_path, monk
     plugin = write(tmp_path / f"{base}_v2.py", f"import math\nimport {base}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert main(["list", "--plugin", f"{base}_v2"]) == 2
-    line = one_error_line(capsys)
+    line = one_error_line(capsys.readouterr().err)
     assert str(plugin) in line and "line 2" in line and f"No module named '{base}'" in line, line
     assert "cannot import module" not in line, line
 
@@ -142,13 +134,13 @@ def test_plugin_reusing_a_builtin_name_is_blamed_and_leaves_the_registry_unchang
 
     builtin = get_algorithm("ppo_lag")
     assert main(["list", "--plugin", str(dup)]) == 2
-    line = one_error_line(capsys)
+    line = one_error_line(capsys.readouterr().err)
     assert line.startswith(f"cmdp: error: plugin {dup} line 9: "), line
     # all or nothing: the built-in stays, the plugin's earlier registration is gone
     assert get_algorithm("ppo_lag") is builtin and builtin.__module__ == "cmdp.algorithms.ppo_lag"
     assert "plugin_before_the_clash" not in algorithms()
     assert main(["list", "--plugin", str(dup)]) == 2  # not cached as loaded: it fails again the same way
-    assert "line 9" in one_error_line(capsys)
+    assert "line 9" in one_error_line(capsys.readouterr().err)
 
 
 def test_failed_module_plugin_leaves_the_registry_unchanged(tmp_path, monkeypatch, capsys):
@@ -156,7 +148,7 @@ def test_failed_module_plugin_leaves_the_registry_unchanged(tmp_path, monkeypatc
     write(tmp_path / f"{name}.py", solver_plugin("module_plugin_halfway") + "\nraise RuntimeError('boom')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert main(["list", "--plugin", name]) == 2
-    line = one_error_line(capsys)
+    line = one_error_line(capsys.readouterr().err)
     assert "RuntimeError: boom" in line and "line 9" in line, line
     assert "module_plugin_halfway" not in algorithms()
 
@@ -306,7 +298,7 @@ def test_run_folder_plugins_need_trust(tmp_path, monkeypatch, capsys):
         return len((run / "progress.csv").read_text().splitlines()) - 1
 
     assert main(["train", "--resume", str(run), "--no-progress"]) == 2
-    line = one_error_line(capsys)
+    line = one_error_line(capsys.readouterr().err)
     assert "names plugin code" in line and str(plugin) in line and "--trust-plugins" in line, line
     assert epochs_logged() == 1  # refused before anything ran
     assert main(["train", "--resume", str(run), "--trust-plugins", "--no-progress"]) == 0
@@ -314,7 +306,7 @@ def test_run_folder_plugins_need_trust(tmp_path, monkeypatch, capsys):
     assert epochs_logged() == 3
 
     assert main(["eval", str(run), "--episodes", "2"]) == 2
-    line = one_error_line(capsys)
+    line = one_error_line(capsys.readouterr().err)
     assert "names plugin code" in line and str(plugin) in line and "--trust-plugins" in line, line
     assert main(["eval", str(run), "--episodes", "2", "--trust-plugins"]) == 0
     assert "trust_test_solver on ExactChain-v0" in capsys.readouterr().out
@@ -322,4 +314,4 @@ def test_run_folder_plugins_need_trust(tmp_path, monkeypatch, capsys):
     assert "trust_test_solver on ExactChain-v0" in capsys.readouterr().out
     other = write(tmp_path / "other.py", "")
     assert main(["eval", str(run), "--episodes", "2", "--plugin", str(other)]) == 2  # another file is no consent
-    assert "--trust-plugins" in one_error_line(capsys)
+    assert "--trust-plugins" in one_error_line(capsys.readouterr().err)

@@ -14,6 +14,7 @@ import torch
 
 from cmdp.cli import main
 from cmdp.spec import ConfigError
+from run_helpers import one_error_line
 
 FAST = ["--env", "ExactChain-v0", "--total-steps", "400", "--set", "steps_per_epoch=200", "--no-progress"]
 RUN_FILES = {"config.yaml", "checkpoints", "progress.csv", "summary.json", "tb"}
@@ -23,12 +24,7 @@ def fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     """Run the CLI, expect exit status 2 and exactly one `cmdp: error:` line on stderr (no traceback); return it."""
     capsys.readouterr()
     assert main(argv) == 2
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err
-    assert lines[-1:] == [line for line in lines if line.startswith("cmdp: error: ")], err
-    assert len(lines) == 1, f"printed before the error: {err}"  # no plan, progress or warning lines first
-    return lines[-1]
+    return one_error_line(capsys.readouterr().err)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

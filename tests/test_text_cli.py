@@ -24,6 +24,7 @@ from cmdp.envs.text import score_model as score_lib
 from cmdp.envs.text.make_default import train_tokenizer
 from cmdp.envs.text.score_model import METRICS_FILE, ScoreModel, train_score_model
 from text_helpers import GOOD, save_tiny_backbone, write_jsonl, write_preference_files
+from run_helpers import one_error_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,14 +57,6 @@ def prefs(corpus: corpus_lib.Corpus, workdir: Path) -> tuple[Path, Path]:
 def _args(kind: str, data: Path, model: Path, out: Path, *extra: str) -> list[str]:
     return ["train-score-model", "--kind", kind, "--data", str(data), "--model", str(model), "--out", str(out),
             "--epochs", "1", "--max-length", "128", "--device", "cpu", *extra]
-
-
-def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    """The single `cmdp: error:` line on stderr (anything else there fails the test)."""
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("cmdp: error: "), err
-    return lines[0]
 
 
 # ------------------------------------------------------------------------------------------- training
@@ -146,7 +139,7 @@ def test_bad_input_gives_one_error_line_and_no_output(backbone_dir: Path, prefs:
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     for name, argv, words in _bad_cases(tmp_path, backbone_dir, prefs[0]):
         assert main(argv) == 2, name
-        line = _error_line(capsys)
+        line = one_error_line(capsys.readouterr().err)
         assert all(w in line for w in words), (name, words, line)
         assert not (tmp_path / "out").exists(), name
 
@@ -157,17 +150,17 @@ def test_non_empty_out_folder_is_refused_and_kept(backbone_dir: Path, prefs: tup
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     assert main(_args("reward", prefs[0], backbone_dir, out)) == 2
-    line = _error_line(capsys)
+    line = one_error_line(capsys.readouterr().err)
     assert str(out) in line and "not empty" in line
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
     file_out = tmp_path / "a_file"
     file_out.write_text("x")
     assert main(_args("reward", prefs[0], backbone_dir, file_out)) == 2
-    assert "not a folder" in _error_line(capsys)
+    assert "not a folder" in one_error_line(capsys.readouterr().err)
     # under a file: refused before the data are read, not at the save after training
     assert main(_args("reward", prefs[0], backbone_dir, file_out / "model")) == 2
-    assert _error_line(capsys) == (f"cmdp: error: cannot create the output folder {file_out / 'model'}: {file_out} "
-                                   "is a file, not a folder")
+    assert one_error_line(capsys.readouterr().err) == (
+        f"cmdp: error: cannot create the output folder {file_out / 'model'}: {file_out} is a file, not a folder")
     assert file_out.read_text() == "x"
 
 
@@ -177,7 +170,7 @@ def test_cuda_without_cuda_is_an_input_error(backbone_dir: Path, prefs: tuple[Pa
     argv = _args("reward", prefs[0], backbone_dir, tmp_path / "out")
     argv[argv.index("--device") + 1] = "cuda"
     assert main(argv) == 2
-    assert "CUDA is not available" in _error_line(capsys)
+    assert "CUDA is not available" in one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "out").exists()
 
 
