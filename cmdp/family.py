@@ -86,6 +86,8 @@ class FamilyRun(ABC):
     agent: torch.nn.Module
     #: whether this process writes the run folder (one of several data-parallel processes does)
     is_main: bool = True
+    #: what `evaluate`'s `episodes` counts, as `cmdp eval` names it (a text run answers prompts)
+    evaluation_unit: str = "episodes"
 
     def make_updater(self, cfg: Any, num_epochs: int) -> Updater:
         """The object that turns the solver's losses into parameter updates (default: Adam, see cmdp.optim)."""

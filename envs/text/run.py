@@ -57,6 +57,8 @@ class TextRun(FamilyRun):
     `training=False` (evaluating a saved policy) loads plain modules, whatever DeepSpeed setup the run trained with.
     """
 
+    evaluation_unit = "prompts"
+
     def __init__(self, cfg: Any, needs: SolverNeeds, training: bool = True) -> None:
         from cmdp.envs.text.data import load_prompts
         from cmdp.envs.text.env import TextCollector, load_text_models, text_env_config, text_spec
