@@ -1,18 +1,21 @@
-"""Every `cmdp` command the docs show still parses, and the runs they describe still resolve.
+"""Every command the docs show still parses, and the runs they describe still resolve.
 
-The README, docs/*.md, benchmarks/README.md and the suite files quote `cmdp` commands in code blocks and inline
-code. A renamed flag, a removed `--set` key or a misspelt solver there sends a reader to an error. Each quoted
-command must parse with the CLI's own parser; a `cmdp train` command must resolve to a config (`resolve_config`:
-the algorithm, the environment and every `--set` key and value, with the `--config` file when the repository has
-it); a suite or plugin file it names must exist.
+The README, docs/*.md, benchmarks/README.md and the suite files quote `cmdp` commands and `python -m` benchmark
+commands in code blocks and inline code. A renamed flag, a removed `--set` key or a misspelt solver there sends a
+reader to an error. Each quoted `cmdp` command must parse with the CLI's own parser; a `cmdp train` command must
+resolve to a config (`resolve_config`: the algorithm, the environment and every `--set` key and value, with the
+`--config` file when the repository has it); a suite or plugin file it names must exist. Each quoted `python -m`
+command must parse with its module's parser (its `main` stopped right after parsing).
 Placeholders the text defines in prose (A, S, MODE, RUN_DIR, ...) stand for a value: a number where the flag takes
 one, anything elsewhere, and a `--set` key whose value is a placeholder is checked for its name only.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import shlex
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -28,34 +31,36 @@ SOURCES = [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT 
            *sorted((ROOT / "benchmarks" / "suites").glob("*.yaml"))]
 SUBCOMMANDS = ("train", "eval", "list", "benchmark", "report", "demo", "text-demo", "train-score-model", "arena")
 COMMAND = re.compile(r"(?:\.venv/bin/)?cmdp (?:" + "|".join(SUBCOMMANDS) + r")\b")
+#: `python -m` of a benchmark module or of the text default's builder
+MODULE_COMMAND = re.compile(r"(?:\.venv/bin/)?python -m ((?:cmdp\.)?benchmarks\.\w+|cmdp\.envs\.text\.make_default)\b")
 #: a word that stands for a value the prose names (A, S, MODE, RUN_DIR)
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$")
 #: flags whose value is a number: a placeholder there becomes 1
 NUMBER_FLAGS = {"--total-steps", "--seed", "--num-envs", "--episodes", "--seeds", "--workers", "--video-episodes",
                 "--epochs", "--batch-size", "--max-length", "--max-new-tokens", "--num-prompts", "--lr",
-                "--eval-fraction"}
+                "--eval-fraction", "--steps", "--cores", "--last", "--repeats"}
 #: what `--env text` refuses once every key has resolved: the model folders the reader builds or brings
 MODELS_TO_GIVE = re.compile(r"^env_kwargs\.\w+( is required for --env text|: \S+ does not exist$)")
-#: flags that take no value
-FLAGS_ALONE = {"--dry-run", "--quick", "--no-plots", "--no-plot", "--deterministic", "--json", "--video", "--partial",
-               "--trust-plugins", "--trust-remote-code", "--no-progress", "--greedy", "--help"}
+#: what argparse says of prose that names a command or a flag without what it takes (`cmdp eval`, `--config`)
+ONLY_NAMED = ("the following arguments are required", "expected one argument")
 
 
-def quoted_commands(text: str) -> list[tuple[str, bool]]:
-    """The `cmdp` commands of a Markdown or YAML text, each with whether it is meant to run as written: the lines of
-    bash blocks (and of YAML comments) that start one, with backslash continuations joined and `&&` chains split
-    (True); and the inline code spans that start with one (False: prose may name a command without the arguments
-    it requires)."""
+def quoted_commands(text: str, pattern: re.Pattern[str] = COMMAND) -> list[tuple[str, bool]]:
+    """The commands `pattern` starts (`cmdp` ones by default) in a Markdown or YAML text, each with whether it is
+    meant to run as written: the lines of bash blocks (and of YAML comments) that run one, with backslash
+    continuations joined and `&&` chains split (True); and the inline code spans that start with one (False: prose
+    may name a command without the arguments it requires)."""
     lines = [line for block in re.findall(r"```bash\n(.*?)```", text, re.S)
              for line in block.replace("\\\n", " ").splitlines()]
-    lines += [line.strip() for line in re.findall(r"^#(.*)$", text, re.M) if COMMAND.match(line.strip())]
+    lines += [line.strip() for line in re.findall(r"^#(.*)$", text, re.M) if pattern.match(line.strip())]
     commands = []
     for line in lines:
-        found = COMMAND.search(line)
+        found = pattern.search(line)
         if found:
-            commands += [(part.strip(), True) for part in line[found.start():].split("&&")]
+            parts = [part.strip() for part in line[found.start():].split("&&")]
+            commands += [(part, True) for part in parts if pattern.match(part)]
     prose = re.sub(r"```.*?```", "", text, flags=re.S)
-    commands += [(span, False) for span in re.findall(r"`([^`]+)`", prose) if COMMAND.match(span)]
+    commands += [(span, False) for span in re.findall(r"`([^`]+)`", prose) if pattern.match(span)]
     return [(" ".join(command.split()), runnable) for command, runnable in commands]
 
 
@@ -65,6 +70,8 @@ def checkable(command: str) -> bool:
 
 
 CASES = [(path, command, runnable) for path in SOURCES for command, runnable in quoted_commands(path.read_text())]
+MODULE_CASES = [(path, command, runnable) for path in SOURCES
+                for command, runnable in quoted_commands(path.read_text(), MODULE_COMMAND)]
 
 
 def test_the_docs_quote_commands_of_every_kind() -> None:
@@ -72,16 +79,17 @@ def test_the_docs_quote_commands_of_every_kind() -> None:
     kinds = {command.split()[1] for _, command, _ in CASES}
     assert {"train", "eval", "benchmark", "report", "demo", "text-demo", "arena", "list"} <= kinds
     assert sum(checkable(command) for _, command, _ in CASES) > 60
+    modules = {MODULE_COMMAND.match(command).group(1) for _, command, _ in MODULE_CASES}
+    assert {"benchmarks.omnisafe_side_by_side", "cmdp.benchmarks.update_speed", "cmdp.envs.text.make_default"} <= modules
 
 
-def _tokens(command: str) -> list[str]:
-    """The command's arguments after `cmdp`, comments dropped, placeholders made values of the right kind."""
-    words = shlex.split(command, comments=True)[1:]
-    out = []
-    for i, word in enumerate(words):
-        if PLACEHOLDER.match(word) and i > 0 and words[i - 1] in NUMBER_FLAGS:
-            word = "1"
-        out.append(word)
+def _tokens(command: str, skip: int = 1) -> list[str]:
+    """The command's arguments after its first `skip` words (`cmdp`; `python -m module`), comments dropped, and
+    each placeholder made a number where the flag before it takes numbers (`--cores C C`)."""
+    out, flag = [], None
+    for word in shlex.split(command, comments=True)[skip:]:
+        flag = word if word.startswith("--") else flag
+        out.append("1" if PLACEHOLDER.match(word) and flag in NUMBER_FLAGS else word)
     return out
 
 
@@ -94,13 +102,12 @@ def test_a_quoted_command_parses_and_resolves(path: Path, command: str, runnable
         return
     monkeypatch.chdir(ROOT)  # the docs' paths are relative to the repository
     argv = _tokens(command)
-    if argv[-1].startswith("--") and argv[-1] not in FLAGS_ALONE:
-        argv.append("1" if argv[-1] in NUMBER_FLAGS else "x")  # prose naming a flag (`cmdp train --config`)
     try:
         args = _parser().parse_args(argv)
     except SystemExit:
-        if not runnable and "the following arguments are required" in capsys.readouterr().err:
-            return  # prose naming a command (`cmdp eval`), not one to run
+        err = capsys.readouterr().err
+        if not runnable and any(what in err for what in ONLY_NAMED):
+            return  # prose naming a command or a flag (`cmdp eval`, `cmdp train --config`), not one to run
         pytest.fail(f"{path.relative_to(ROOT)}: `{command}` does not parse (python -m cmdp.cli {' '.join(argv)})")
     if args.command == "benchmark" and args.suite and not PLACEHOLDER.match(args.suite):
         assert (ROOT / args.suite).is_file(), f"{path.relative_to(ROOT)}: `{command}`: no suite {args.suite}"
@@ -131,3 +138,34 @@ def _resolves(path: Path, command: str, args: argparse.Namespace) -> None:
     except ConfigError as error:
         if not MODELS_TO_GIVE.match(str(error)):
             pytest.fail(f"{where} does not resolve: {error}")
+
+
+class _Parsed(Exception):
+    """Raised by the patched `parse_args` once a module's command line has parsed: its `main` stops there."""
+
+
+@pytest.mark.parametrize("path, command, runnable", MODULE_CASES,
+                         ids=[f"{p.relative_to(ROOT)}:{c[:70]}" for p, c, _ in MODULE_CASES])
+def test_a_quoted_module_command_parses(path: Path, command: str, runnable: bool, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    if not checkable(command):
+        return
+    module = MODULE_COMMAND.match(command).group(1)
+    argv = _tokens(command[command.index(module):], skip=1)
+    parse = argparse.ArgumentParser.parse_args
+
+    def parse_only(self: argparse.ArgumentParser, args: list[str] | None = None, namespace: object = None) -> None:
+        raise _Parsed(parse(self, args, namespace))
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_only)
+    monkeypatch.setattr(sys, "argv", [module, *argv])  # text_throughput's main reads sys.argv
+    try:
+        importlib.import_module(module).main()
+    except _Parsed:
+        return
+    except SystemExit:
+        err = capsys.readouterr().err
+        if not runnable and any(what in err for what in ONLY_NAMED):
+            return  # prose naming the command or a flag without what it takes
+        pytest.fail(f"{path.relative_to(ROOT)}: `{command}` does not parse (python -m {module} {' '.join(argv)})")
+    pytest.fail(f"{module}.main() returned without parsing its command line")
