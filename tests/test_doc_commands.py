@@ -80,7 +80,8 @@ def test_the_docs_quote_commands_of_every_kind() -> None:
     assert {"train", "eval", "benchmark", "report", "demo", "text-demo", "arena", "list"} <= kinds
     assert sum(checkable(command) for _, command, _ in CASES) > 60
     modules = {MODULE_COMMAND.match(command).group(1) for _, command, _ in MODULE_CASES}
-    assert {"benchmarks.omnisafe_side_by_side", "cmdp.benchmarks.update_speed", "cmdp.envs.text.make_default"} <= modules
+    assert {"benchmarks.omnisafe_side_by_side", "cmdp.benchmarks.update_speed",
+            "cmdp.envs.text.make_default"} <= modules
 
 
 def _tokens(command: str, skip: int = 1) -> list[str]:
