@@ -13,7 +13,17 @@ def ppo_clip_loss(logp: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor,
     Also returns the fraction of clipped ratios and the mean ratio, detached, for logging.
     """
     ratio = torch.exp(logp - logp_old)
-    surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * adv)
+    unclipped = ratio * adv
+    # The clipped term only ever passes a zero gradient back: where it is the smaller term, its ratio lies outside
+    # [1 - e, 1 + e]. So it is computed without autograd, and `where` picks the minimum. The values are
+    # torch.minimum's, and so are the gradients, bit for bit: at a tie minimum sends half the gradient down each
+    # term, and inside the range the halves add up to the whole. (The one exception, a tie outside the range,
+    # needs rho A and clip(rho) A to round to the same float with rho != clip(rho) and A != 0: vanishingly rare,
+    # and either gradient is a valid subgradient there.) Autograd then records two nodes instead of minimum's,
+    # clamp's and a product's: about 6% of a PPO pass at 64 samples (benchmarks/README.md, "14 operators fewer").
+    with torch.no_grad():
+        bounded = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * adv
+    surrogate = torch.where(unclipped <= bounded, unclipped, bounded)
     clipped = ((ratio - 1.0).abs() > clip).float()
     if mask is None:
         return -surrogate.mean(), {"clip_frac": clipped.mean().detach(), "ratio": ratio.mean().detach()}

@@ -81,6 +81,41 @@ def test_ppo_clip_loss_hand_case():
     assert masked.item() == pytest.approx(-(1.2 + 2.2) / 2, rel=1e-6)
 
 
+def _minimum_form(logp: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor, clip: float,
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
+    """PPO's clipped surrogate as the paper writes it, torch.minimum of the two terms (ppo_clip_loss before it
+    picked the minimum with `where`)."""
+    ratio = torch.exp(logp - logp_old)
+    surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * adv)
+    return -surrogate.mean() if mask is None else -(surrogate * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_ppo_clip_loss_value_and_gradient_are_the_minimum_forms_bit_for_bit(masked: bool):
+    """Every case a sample can be in: ratio inside the range (a tie of the two terms), outside it with the clip
+    binding or not (either sign of A), exactly on a bound, A = 0, and a NaN; values and gradients equal bitwise."""
+    torch.manual_seed(0)
+    ratios = torch.tensor([1.0, 1.1, 0.9, 1.5, 1.5, 0.5, 0.5, 1.2, 0.8, 1.7, 1.0]).repeat(50)
+    logp_old = torch.randn(ratios.numel())
+    base = logp_old + torch.log(ratios)
+    adv = torch.tensor([1.0, -2.0, 0.5, 1.0, -1.0, 1.0, -1.0, 3.0, -3.0, 0.0, float("nan")]).repeat(50)
+    adv = adv * torch.rand(adv.numel()) + torch.where(adv == 0, 0.0, 1e-3)  # each sign kept, A = 0 and NaN too
+    base = base + 1e-3 * torch.randn(base.numel()) * (torch.arange(base.numel()) % 11 < 7)  # off the exact ratios
+    mask = (torch.rand(base.numel()) < 0.7).float() if masked else None
+    grads = []
+    for form in (lambda lp: ppo_clip_loss(lp, logp_old, adv, 0.2, mask)[0],
+                 lambda lp: _minimum_form(lp, logp_old, adv, 0.2, mask)):
+        logp = base.clone().requires_grad_()
+        loss = form(logp)
+        loss.backward()
+        grads.append((loss.detach(), logp.grad))
+    (loss, grad), (loss_min, grad_min) = grads
+    assert torch.equal(loss, loss_min) or (loss.isnan() and loss_min.isnan())
+    finite = ~adv.isnan()
+    assert torch.equal(grad[finite], grad_min[finite])
+    assert grad[finite].ne(0).any() and grad[finite].eq(0).any()  # both kinds of sample were there
+
+
 def test_ppo_clip_loss_gradient_vanishes_when_clipped():
     logp = torch.log(torch.tensor([1.5])).requires_grad_()
     loss, _ = ppo_clip_loss(logp, torch.zeros(1), torch.tensor([1.0]), 0.2)
