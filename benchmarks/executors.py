@@ -13,6 +13,7 @@ node needs cmdp-lab installed and DIR on storage that every node mounts.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections import deque
@@ -167,14 +168,36 @@ def _import_ray() -> Any:
     return ray
 
 
+#: how long `check_ray_address` waits for a cluster's address to accept a connection
+RAY_CONNECT_TIMEOUT_S = 5.0
+
+
+def check_ray_address(address: str | None) -> None:
+    """ConfigError in one line when nothing accepts a connection at a `host:port` (or `ray://host:port`) address.
+    Ray itself, given such an address, retries for minutes, printing a warning line every few seconds. "auto",
+    a local start and an address without a port are left to Ray, which answers those at once."""
+    if not address or ":" not in address:
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ConfigError(f"--ray: nothing answers at {address} ({reason}); start the cluster there (ray start "
+                          f"--head --port {port}) or give its address") from None
+
+
 def start_ray(address: str | None) -> bool:
     """Start a local Ray, or join the cluster at `address`, unless a Ray session is already initialised (by a script
     or a test: it is used as it is). True when this call started one, which `run_ray` then shuts down at its end.
-    ConfigError in one line when the address is malformed or no cluster answers there (Ray waits up to a couple of
-    minutes for an address that does not answer)."""
+    ConfigError in one line when the address is malformed or no cluster answers there (`check_ray_address` asks
+    first, since Ray waits minutes for an address that does not answer)."""
     ray = _import_ray()
     if ray.is_initialized():
         return False
+    check_ray_address(address)
     try:
         ray.init(address=address or None, log_to_driver=True)
     except (ValueError, ConnectionError, RuntimeError) as exc:

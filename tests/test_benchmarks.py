@@ -139,6 +139,24 @@ def test_a_ray_address_ray_refuses_is_one_line_and_writes_nothing(tmp_path, caps
     assert not out.exists()
 
 
+def test_a_ray_address_where_nothing_answers_is_one_line_at_once(tmp_path, capsys):
+    # Ray retried such an address for minutes, with a warning line every few seconds, before any error
+    ray = pytest.importorskip("ray")
+    suite = write_suite(tmp_path / "s.yaml", name="r", algorithms=["ppo"], environments=[CHAIN], seeds=[0],
+                        total_steps=400, config={"steps_per_epoch": 200})
+    with socket.socket() as probe:  # a port nothing listens on: bound, then let go
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "out"
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        assert main(["benchmark", str(suite), "--out", str(out), "--ray", address]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err[-2:] == [f"joining the Ray cluster at {address}",
+                            f"cmdp: error: --ray: nothing answers at {address} (Connection refused); start the "
+                            f"cluster there (ray start --head --port {port}) or give its address"]
+        assert not out.exists() and not ray.is_initialized()
+
+
 # --- resume, failures --------------------------------------------------------------------------------
 def test_rerun_skips_finished_resumes_interrupted_and_starts_new_cells(tmp_path, capsys):
     suite = write_suite(tmp_path / "s.yaml", name="resume", algorithms=["ppo_lag"], environments=[CHAIN],
