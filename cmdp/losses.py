@@ -111,13 +111,6 @@ def distribution_kl(p: torch.distributions.Distribution, q: torch.distributions.
     return kl.reshape(kl.shape[0], -1).sum(-1)
 
 
-def distribution_entropy(dist: torch.distributions.Distribution) -> torch.Tensor:
-    """Per-sample entropy of an action distribution, shape (B,), per-dimension terms summed (as `distribution_kl`):
-    the entropy of the joint action distribution at each state."""
-    entropy = dist.entropy()
-    return entropy.reshape(entropy.shape[0], -1).sum(-1)
-
-
 def policy_gradient_loss(logp: torch.Tensor, logp_old: torch.Tensor,
                          adv: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The unclipped importance-sampled surrogate as a loss to minimise: -E[rho A], rho = exp(logp - logp_old).

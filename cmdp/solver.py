@@ -32,13 +32,17 @@ import torch
 
 from cmdp.config import ConfigError, TrainConfig, check_choice
 from cmdp.family import Critics, Schedule
-from cmdp.losses import (COST_ADVANTAGE_MODES, approx_kl, distribution_entropy, distribution_kl, ppo_clip_loss,
-                         standardize_streams, value_loss)
+from cmdp.losses import (COST_ADVANTAGE_MODES, approx_kl, distribution_kl, ppo_clip_loss, standardize_streams,
+                         value_loss)
 from cmdp.networks import ACTION_BOUNDS, NETWORK_INITS
 from cmdp.optim import CRITIC_CLIPS, Updater
 from cmdp.rollout import Minibatch, RolloutBatch
 from cmdp.spec import CMDPSpec
 
+
+#: The states whose mean policy entropy `optimize` logs: the batch's first ones, at most this many (every state of
+#: a small batch; a contiguous stretch of a large one, which keeps a language model's extra forward pass short).
+ENTROPY_STATES = 1024
 
 #: How the PPO family's early stop measures KL(old || new) (`early_stop_kl`).
 EARLY_STOP_KL = ("exact", "sample")
@@ -268,14 +272,13 @@ class PolicyGradientSolver(Solver):
         `early_stop_kl` says, exceeds `target_kl`.
         Logged: the mean of `loss_pi`, `loss_v` and of every key `actor_loss` returned, each over the minibatches
         that reported it (a key returned only sometimes is not diluted by the others); `kl` after the last pass; and
-        `entropy`, the policy's mean over the batch's states (summed over action dimensions), from the last KL
-        check's forward pass."""
+        `entropy`, the updated policy's (summed over action dimensions) averaged over the batch's first
+        `ENTROPY_STATES` states."""
         cfg = self.cfg
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         iters_done, kl = 0, 0.0
         old = None  # the behaviour policy's distributions at the batch's states, for the exact KL
-        dist = None  # the current policy's, from the last KL check: its entropy is logged
         if policy_adv is not None and cfg.early_stop_kl == "exact":
             with torch.no_grad():
                 old = self.agent.actor.distribution(batch.obs)
@@ -309,19 +312,13 @@ class PolicyGradientSolver(Solver):
                 continue
             with torch.no_grad():
                 actor = self.agent.actor
-                if old is not None:
-                    dist = actor.distribution(batch.obs)
-                    new_kl = distribution_kl(old, dist).mean()
-                else:
-                    logp, dist = actor.log_prob_and_distribution(batch.obs, batch.actions)
-                    new_kl = approx_kl(batch.logp_old, logp)
+                new_kl = (distribution_kl(old, actor.distribution(batch.obs)).mean() if old is not None
+                          else approx_kl(batch.logp_old, actor.log_prob(batch.obs, batch.actions)))
                 kl = batch.global_mean(new_kl.item())
             if cfg.target_kl > 0 and kl > cfg.target_kl:
                 break
-        if dist is None:  # the critics alone moved (a trust-region step's regression): the policy as it stands
-            with torch.no_grad():
-                dist = self.agent.actor.distribution(batch.obs)
+        with torch.no_grad():  # a bounded forward pass: a text policy's distributions are vocabulary-sized
+            entropy = self.agent.actor.entropy(batch.obs[:ENTROPY_STATES]).mean()
         metrics = {k: v / counts[k] for k, v in sums.items()}
-        metrics.update({"kl": kl, "update_iters": float(iters_done),
-                        "entropy": batch.global_mean(distribution_entropy(dist).mean().item())})
+        metrics.update({"kl": kl, "update_iters": float(iters_done), "entropy": batch.global_mean(entropy.item())})
         return metrics
