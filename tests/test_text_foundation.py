@@ -487,7 +487,6 @@ def test_make_default_refuses_a_non_empty_folder(tmp_path: Path) -> None:
 
 def test_make_default_refuses_an_out_under_a_file_in_one_line(tmp_path: Path) -> None:
     # mkdir's NotADirectoryError traceback, after the corpus was made, until 2026-12-04
-
     keep = tmp_path / "keep.txt"
     keep.write_text("mine")
     result = subprocess.run([sys.executable, "-m", "cmdp.envs.text.make_default", "--out", str(keep / "default"),
