@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from cmdp.cli import _parser
-from cmdp.config import ConfigError, parse_set
+from cmdp.config import ConfigError, TrainConfig, parse_set
 from cmdp.registry import get_algorithm
 from cmdp.resolve import resolve_config
 
@@ -130,7 +130,7 @@ def _resolves(path: Path, command: str, args: argparse.Namespace) -> None:
     settings = parse_set(args.set)
     held = {key for key, value in settings.items() if isinstance(value, str) and PLACEHOLDER.match(value)}
     if held:  # --set key=MODE: the key must exist; its values are the prose's
-        names = {f.name for f in fields(get_algorithm(overrides.get("algo", "ppo_lag")).Config)}
+        names = {f.name for f in fields(get_algorithm(overrides.get("algo", TrainConfig.algo)).Config)}
         assert held <= names, f"{where}: no config key {sorted(held - names)}"
     overrides.update({key: value for key, value in settings.items() if key not in held})
     try:
