@@ -190,6 +190,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from cmdp.loading import defaults_since
     from cmdp.trainer import CHECKPOINT, Trainer, new_run, open_run, resolve_config
 
     existed = False
@@ -200,6 +201,12 @@ def _train(args: argparse.Namespace) -> int:
             raise ConfigError(f"--resume continues a run with its saved config; drop --{given[0].replace('_', '-')}")
         cfg, run_dir = open_run(args.resume, need_checkpoint=False, trust_plugins=args.trust_plugins,
                                 given_plugins=args.plugin)
+        added = defaults_since(run_dir, cfg)
+        if added:
+            print(f"note: {run_dir / 'config.yaml'} was written by an earlier cmdp-lab and does not name "
+                  f"{', '.join(f'{k} (now {v!r})' for k, v in added.items())}: the resumed run takes these defaults "
+                  f"of this version; to continue as it began, add them to that file with the values its version used",
+                  file=sys.stderr)
         trainer = Trainer(cfg)
         print(f"resuming {run_dir}")
     else:

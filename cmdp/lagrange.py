@@ -25,15 +25,22 @@ from cmdp.spec import ConfigError
 
 
 class Multiplier(Protocol):
-    """What a solver holds: K multipliers, moved once per `update` from the mean episode costs."""
+    """What a solver holds: K multipliers, moved once per epoch by `update` from the mean episode costs, by
+    `steps` applications of their rule on that estimate (1 for every solver but the off-policy family's
+    `lagrangian_steps: update`, which takes one per gradient update of the epoch, as OmniSafe's do)."""
 
     value: np.ndarray
 
-    def update(self, mean_episode_costs: np.ndarray) -> np.ndarray: ...
+    def update(self, mean_episode_costs: np.ndarray, steps: int = 1) -> np.ndarray: ...
 
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def _check_steps(steps: int) -> None:
+    if steps < 0:
+        raise ValueError(f"a multiplier update takes steps >= 0, got {steps}")
 
 
 def _check_upper_bound(upper_bound: float | None) -> None:
@@ -76,13 +83,20 @@ class LagrangeMultiplier:
         self._v = np.zeros(k)
         self._t = np.zeros(k, dtype=np.int64)
 
-    def update(self, mean_episode_costs: np.ndarray) -> np.ndarray:
-        """One projected ascent step; returns the new multipliers (K,)."""
+    def update(self, mean_episode_costs: np.ndarray, steps: int = 1) -> np.ndarray:
+        """`steps` projected ascent steps on the same costs, each projected as it is taken (OmniSafe clamps after
+        every step); returns the new multipliers (K,). 0 steps leave them unchanged."""
         costs = np.asarray(mean_episode_costs, dtype=np.float64).reshape(-1)
         if costs.shape != self.limits.shape:
             raise ValueError(f"expected {len(self.limits)} costs, got {costs.shape}")
+        _check_steps(steps)
         seen = ~np.isnan(costs)
-        grad = np.where(seen, -(costs - self.limits), 0.0)  # gradient of the loss -lambda*(Jc - d)
+        for _ in range(steps):
+            self._ascend(np.where(seen, -(costs - self.limits), 0.0), seen)  # gradient of the loss -lambda*(Jc - d)
+        return self.value.copy()
+
+    def _ascend(self, grad: np.ndarray, seen: np.ndarray) -> None:
+        """One projected step on the loss's gradient `grad` for the multipliers whose cost was `seen`."""
         if self.log_space:
             grad = grad * self.value  # in theta = log lambda: d/dtheta [-e^theta (Jc - d)] = -lambda (Jc - d)
         if self.optimizer == "sgd":
@@ -100,10 +114,9 @@ class LagrangeMultiplier:
             ceiling = math.inf if self.upper_bound is None else math.log(self.upper_bound)
             self.log_value = np.minimum(np.where(seen, self.log_value - step, self.log_value), ceiling)
             self.value = np.exp(self.log_value)
-            return self.value.copy()
+            return
         new = np.where(seen, self.value - step, self.value)
         self.value = np.clip(new, 0.0, math.inf if self.upper_bound is None else self.upper_bound)
-        return self.value.copy()
 
     def state_dict(self) -> dict[str, Any]:
         state = {"value": self.value.tolist(), "m": self._m.tolist(), "v": self._v.tolist(), "t": self._t.tolist()}
@@ -175,22 +188,25 @@ class PIDMultiplier:
     def _clip(self, x: np.ndarray) -> np.ndarray:
         return np.clip(x, 0.0, math.inf if self.upper_bound is None else self.upper_bound)
 
-    def update(self, mean_episode_costs: np.ndarray) -> np.ndarray:
-        """One controller step per cost with a finite estimate; returns the new multipliers (K,)."""
+    def update(self, mean_episode_costs: np.ndarray, steps: int = 1) -> np.ndarray:
+        """`steps` controller steps per cost with a finite estimate, on the same cost; returns the new
+        multipliers (K,)."""
         costs = np.asarray(mean_episode_costs, dtype=np.float64).reshape(-1)
         if costs.shape != self.limits.shape:
             raise ValueError(f"expected {len(self.limits)} costs, got {costs.shape}")
-        for k in np.flatnonzero(~np.isnan(costs)):
-            cost = float(costs[k])
-            error = cost - float(self.limits[k])
-            self.integral[k] = max(0.0, self.integral[k] + self.ki * error)
-            self.error_ema[k] = self.p_ema_alpha * self.error_ema[k] + (1 - self.p_ema_alpha) * error
-            self.cost_ema[k] = self.d_ema_alpha * self.cost_ema[k] + (1 - self.d_ema_alpha) * cost
-            history = self.cost_history[k]
-            rise = max(0.0, self.cost_ema[k] - history[0])
-            history.append(float(self.cost_ema[k]))
-            del history[:-self.d_delay]
-            self.value[k] = self.kp * self.error_ema[k] + self.integral[k] + self.kd * rise
+        _check_steps(steps)
+        for _ in range(steps):
+            for k in np.flatnonzero(~np.isnan(costs)):
+                cost = float(costs[k])
+                error = cost - float(self.limits[k])
+                self.integral[k] = max(0.0, self.integral[k] + self.ki * error)
+                self.error_ema[k] = self.p_ema_alpha * self.error_ema[k] + (1 - self.p_ema_alpha) * error
+                self.cost_ema[k] = self.d_ema_alpha * self.cost_ema[k] + (1 - self.d_ema_alpha) * cost
+                history = self.cost_history[k]
+                rise = max(0.0, self.cost_ema[k] - history[0])
+                history.append(float(self.cost_ema[k]))
+                del history[:-self.d_delay]
+                self.value[k] = self.kp * self.error_ema[k] + self.integral[k] + self.kd * rise
         self.value = self._clip(self.value)
         return self.value.copy()
 
@@ -225,11 +241,11 @@ class DelayedMultiplier:
     def value(self) -> np.ndarray:
         return self.inner.value
 
-    def update(self, mean_episode_costs: np.ndarray) -> np.ndarray:
-        self.updates_seen += 1
+    def update(self, mean_episode_costs: np.ndarray, steps: int = 1) -> np.ndarray:
+        self.updates_seen += 1  # epochs, whatever `steps` is
         if self.updates_seen <= self.delay:
             return self.inner.value.copy()
-        return self.inner.update(mean_episode_costs)
+        return self.inner.update(mean_episode_costs, steps)
 
     def state_dict(self) -> dict[str, Any]:
         return {"inner": self.inner.state_dict(), "updates_seen": self.updates_seen}

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cmdp.checkpoint import load_checkpoint
-from cmdp.config import MAX_SEED, load_yaml
+from cmdp.config import MAX_SEED, load_yaml, to_dict
 from cmdp.family import FamilyRun, SolverNeeds
 from cmdp.registry import get_algorithm, get_env
 from cmdp.resolve import resolve_config
@@ -59,6 +59,15 @@ def open_run(run_dir: str | Path, need_checkpoint: bool = True, trust_plugins: b
     check_plugins_trusted(path, values, trust_plugins, given_plugins)
     cfg, _ = resolve_config(values)
     return cfg, path
+
+
+def defaults_since(run_dir: Path, cfg: Any) -> dict[str, Any]:
+    """The keys of `cfg`, the run's config as this version resolves it, that the run folder's config.yaml does not
+    name, with the values they took: keys added to cmdp-lab after the run began, at today's defaults. A run's
+    config.yaml names every key its version had, so a resumed run continues as it began only where these are
+    what that version did."""
+    saved = load_yaml(Path(run_dir) / "config.yaml")
+    return {key: value for key, value in to_dict(cfg).items() if key not in saved}
 
 
 @dataclass

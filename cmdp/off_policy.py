@@ -6,7 +6,8 @@ own agent (`make_agent(spec, cfg)`: actor, critics and their targets) and implem
 replay loop calls:
 
 - `update_step(sample)`: one gradient step from a `ReplaySample`; returns scalars to log (averaged per epoch);
-- `end_epoch(mean_episode_costs)`: once per epoch (the multipliers move here); returns scalars to log.
+- `end_epoch(mean_episode_costs, updates)`: once per epoch, after its `updates` gradient updates (the
+  multipliers move here); returns scalars to log.
 
 The loop (`cmdp.schedules.OffPolicyLoop`): each epoch resets the environments, then repeatedly collects
 `update_every` steps per copy into the replay buffer and, once `update_after` steps were collected, takes
@@ -119,21 +120,46 @@ class OffPolicyConfig(TrainConfig):
         `PIDOptions` first, whose `multiplier` builds them."""
         return None
 
+    def multiplier_steps(self, updates: int) -> int:
+        """How many times the multipliers' rule runs at the end of an epoch that took `updates` gradient updates:
+        once (the PID variants; `OffPolicyLagrangeOptions` redeclares it)."""
+        return 1
+
+
+#: When the off-policy Lagrange multipliers move (`lagrangian_steps`): "update", one Adam step of
+#: `lagrangian_lr` after every gradient update of the epoch, on the epoch's cost estimate (OmniSafe's); "epoch",
+#: one step per epoch, as every other solver of ours.
+LAGRANGIAN_STEPS = ("update", "epoch")
+
 
 @dataclass
 class OffPolicyLagrangeOptions(LagrangeOptions):
-    """The multiplier keys of ddpg_lag, td3_lag and sac_lag: OmniSafe's DDPGLag/TD3Lag/SACLag.yaml, moved once per
-    epoch instead of once per update.
+    """The multiplier keys of ddpg_lag, td3_lag and sac_lag: OmniSafe's DDPGLag/TD3Lag/SACLag.yaml.
 
-    OmniSafe steps lambda by Adam (lr 1e-5) after every update, on the mean cost of the last 10 episodes, once
-    100 epochs have passed (warmup_epochs). Adam's step is about its learning rate whatever the gradient's
-    size, so 2,000 updates per epoch move lambda by up to 2,000 x 1e-5 = 0.02 per epoch: our default
-    `lagrangian_lr` 0.02 per epoch on the epoch's mean episode cost is the same rate of change, with one
-    cost estimate per epoch as every other solver of ours uses. init 0.001 and the 100-epoch delay are theirs.
+    OmniSafe steps lambda by Adam (lr 1e-5) after every gradient update, on the mean cost of its last 50
+    episodes (0.5.0's logger window; our `cost_window` 50 on Safety-Gymnasium), once 100 epochs have passed
+    (warmup_epochs). `lagrangian_steps: update` does the same within each epoch: as many steps as the epoch took
+    gradient updates (2,000 at the defaults), each of `lagrangian_lr`, on the epoch's estimate, which ours
+    refreshes once per epoch and OmniSafe's as each episode ends (docs/off-policy.md, "Deliberate differences").
+    `lagrangian_steps: epoch` takes one step per epoch instead (lr 0.02 for the same full step): not the same rule at
+    another scale, since Adam's moments average over about 10 (m) and 1,000 (v) of its steps, 10 and 1,000
+    epochs there. After 20 epochs at cost 980 (limit 25), 10 epochs at cost 0 raise lambda by a further 6 full
+    steps (of 0.02) with one step per epoch, on the momentum of the violations, and lower it by 7 with a step per
+    update (tests/test_off_policy_continuous.py; docs/off-policy.md, "Deliberate differences"). init 0.001 and
+    the 100-epoch delay are theirs.
     """
 
-    lagrangian_lr: float = 0.02
+    lagrangian_lr: float = 1e-5
+    lagrangian_steps: str = "update"
     multiplier_delay: int = 100
+
+    def validate(self) -> None:
+        super().validate()
+        check_choice("lagrangian_steps", self.lagrangian_steps, LAGRANGIAN_STEPS)
+
+    def multiplier_steps(self, updates: int) -> int:
+        """Ascent steps for an epoch that took `updates` gradient updates (`lagrangian_steps`)."""
+        return updates if self.lagrangian_steps == "update" else 1
 
 
 @dataclass
@@ -286,9 +312,9 @@ class OffPolicySolver(Solver):
         self.updater.step(actor_loss=loss_pi)
         return {**info, "loss_pi": loss_pi.item()}
 
-    def end_epoch(self, mean_episode_costs: np.ndarray) -> dict[str, float]:
+    def end_epoch(self, mean_episode_costs: np.ndarray, updates: int) -> dict[str, float]:
         if self.multiplier is not None:
-            self.multiplier.update(mean_episode_costs)
+            self.multiplier.update(mean_episode_costs, self.cfg.multiplier_steps(updates))
         clipped = self.updater.end_epoch()
         return {"lr": self.updater.actor_lr, **clipped}
 

@@ -142,7 +142,7 @@ class OffPolicyLoop:
         seen = self.costs.see(stats)
         t2 = time.perf_counter()
         metrics = {k: v / counts[k] for k, v in sums.items()}
-        metrics.update(self.solver.end_epoch(seen))
+        metrics.update(self.solver.end_epoch(seen, updates))
         metrics.update(self.costs.metrics(seen, self.run.spec.cost_names))
         metrics.update({"updates": float(updates), "replay_size": float(len(self.replay))})
         return EpochResult(stats, mean_episode_costs(stats, self.run.spec.num_costs), metrics, t_collect,

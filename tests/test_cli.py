@@ -140,6 +140,24 @@ def test_bad_config_file_contents(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_resume_names_the_keys_an_older_config_yaml_lacks(tmp_path, capsys):
+    """A run's config.yaml names every key of the version that began it; keys added since take today's defaults
+    on resume, and the user is told which (a changed default would change the run's course unannounced)."""
+    cfg, _ = resolve_config({"env": "ExactChain-v0", "total_steps": 2000, "steps_per_epoch": 1000, "seed": 0})
+    intact = interrupted_run(cfg, tmp_path / "intact", after_epoch=1)
+    older = interrupted_run(cfg, tmp_path / "older", after_epoch=1)
+    config = older / "config.yaml"
+    lines = config.read_text().splitlines()
+    config.write_text("".join(f"{line}\n" for line in lines if not line.startswith(("cost_window:", "entropy_coef:"))))
+    assert main(["train", "--resume", str(intact), "--no-progress"]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert main(["train", "--resume", str(older), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {config} was written by an earlier cmdp-lab and does not name cost_window (now 0), " \
+           f"entropy_coef (now 0.0): the resumed run takes these defaults" in err
+    assert rows_without_timing(older) == rows_without_timing(intact)  # here the defaults are what it began with
+
+
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     (tmp_path / "stuff").mkdir()
     assert main(["train", "--resume", str(tmp_path / "stuff")]) == 2

@@ -32,7 +32,8 @@ BANDIT: dict[str, Any] = dict(
     env="QuadraticBandit-v0", num_envs=8, gamma=0.9, cost_gamma=0.9, total_steps=6400, steps_per_epoch=400,
     update_after=800, random_steps=800, updates_per_step=0.25, batch_size=64, actor_hidden=[32, 32],
     critic_hidden=[32, 32], actor_lr=1e-3, critic_lr=1e-3, policy_delay=1)
-MULTIPLIER: dict[str, Any] = dict(lagrangian_optimizer="sgd", lagrangian_lr=0.2, multiplier_delay=0)
+MULTIPLIER: dict[str, Any] = dict(lagrangian_optimizer="sgd", lagrangian_lr=0.2, lagrangian_steps="epoch",
+                                  multiplier_delay=0)
 SAC_TEMPERATURE: dict[str, Any] = dict(auto_alpha=False, alpha=0.005)
 
 
@@ -104,6 +105,28 @@ def test_delayed_multiplier_holds_still_then_moves_and_round_trips() -> None:
     assert copy.update(np.array([0.0])).tolist() == delayed.update(np.array([0.0])).tolist() == pytest.approx([0.6])
 
 
+def test_adam_per_update_follows_the_cost_where_one_step_per_epoch_keeps_its_momentum() -> None:
+    """`lagrangian_steps`: OmniSafe's 2,000 Adam steps of 1e-5 per epoch and one step of 0.02 per epoch rise alike
+    under a steady violation, but once the cost falls below the limit the first turns lambda down within a few epochs
+    and the second keeps raising it for some 30, on the momentum of the epochs before (cmdp/off_policy.py, OffPolicyLagrangeOptions)."""
+    per_update = LagrangeMultiplier(np.array([25.0]), init=0.001, lr=1e-5)
+    per_epoch = LagrangeMultiplier(np.array([25.0]), init=0.001, lr=0.02)
+    for _ in range(20):
+        per_update.update(np.array([980.0]), steps=2000)
+        per_epoch.update(np.array([980.0]), steps=1)
+    assert per_update.value == pytest.approx(per_epoch.value, rel=1e-3)
+    assert per_epoch.value == pytest.approx([0.001 + 20 * 0.02], rel=1e-3)  # a full step per epoch
+    before_update, before_epoch = per_update.value.copy(), per_epoch.value.copy()
+    for _ in range(10):  # the policy now keeps within the limit
+        per_update.update(np.array([0.0]), steps=2000)
+        per_epoch.update(np.array([0.0]), steps=1)
+    assert (per_update.value - before_update) / 0.02 == pytest.approx([-7.0], abs=0.1)  # 10 epochs, 3 to turn
+    assert (per_epoch.value - before_epoch) / 0.02 == pytest.approx([6.1], abs=0.1)  # still rising
+    state = per_update.state_dict()
+    assert per_update.update(np.array([500.0]), steps=0).tolist() == state["value"]  # an epoch without updates
+    assert per_update.state_dict() == state
+
+
 def test_multiplier_kinds_and_omnisafe_defaults_per_solver() -> None:
     kinds = {"ddpg": None, "td3": None, "sac": None, "ddpg_lag": LagrangeMultiplier, "td3_lag": LagrangeMultiplier,
              "sac_lag": LagrangeMultiplier, "ddpg_pid": PIDMultiplier, "td3_pid": PIDMultiplier,
@@ -122,7 +145,12 @@ def test_multiplier_kinds_and_omnisafe_defaults_per_solver() -> None:
     ddpg, _ = resolve_config({"algo": "ddpg_pid", "env": "SafetyHopperVelocity-v1"})
     assert (ddpg.update_after, ddpg.policy_delay, ddpg.actor_lr, ddpg.lagrangian_init) == (25_000, 1, 1e-4, 0.0)
     td3, _ = resolve_config({"algo": "td3_lag", "env": "SafetyHopperVelocity-v1"})
-    assert (td3.policy_delay, td3.policy_noise, td3.policy_noise_clip, td3.lagrangian_lr) == (2, 0.2, 0.5, 0.02)
+    assert (td3.policy_delay, td3.policy_noise, td3.policy_noise_clip) == (2, 0.2, 0.5)
+    # OmniSafe's multiplier: Adam with lambda_lr 1e-5, one step per gradient update; the PID variants once per epoch
+    assert (td3.lagrangian_lr, td3.lagrangian_optimizer, td3.lagrangian_steps) == (1e-5, "adam", "update")
+    assert (td3.multiplier_steps(2000), ddpg.multiplier_steps(2000)) == (2000, 1)
+    per_epoch, _ = resolve_config({"algo": "sac_lag", "env": "SafetyHopperVelocity-v1", "lagrangian_steps": "epoch"})
+    assert per_epoch.multiplier_steps(2000) == 1
 
 
 def _rows(run_dir: Path) -> list[list[str]]:
