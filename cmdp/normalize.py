@@ -105,6 +105,49 @@ class PartialObsNormalizer(ObsNormalizer):
         return out
 
 
+class StepStandardizer:
+    """OmniSafe's per-step normaliser (omnisafe/common/normalizer.py, as its CostNormalize wrapper uses it): each
+    batch (N, *shape), one environment step of N copies, first joins the running mean and sample variance
+    (n - 1) of everything seen, then comes out as (x - mean) / max(std, min_std), clipped to [-clip, clip].
+    While a single value has been seen it passes through unchanged.
+
+    Centred as well as scaled: a binary cost that the policy incurs on a share p of its steps is stored as
+    (1 - p) / s on those steps and -p / s on the others, s = sqrt(p (1 - p)), so the gap between a costly step
+    and a free one is 1 / s, several times 1 when p is near 0 or 1 (clipped at `clip` either side)."""
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 5.0, min_std: float = 1e-2) -> None:
+        self.mean = np.zeros(shape, dtype=np.float64)
+        self.sumsq = np.zeros(shape, dtype=np.float64)  # sum of squared deviations from the mean
+        self.count = 0
+        self.clip, self.min_std = clip, min_std
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, dtype=np.float64)
+        n = batch.shape[0]
+        b_mean = batch.sum(0) / n
+        b_sumsq = ((batch - b_mean) ** 2).sum(0)
+        if self.count == 0:
+            self.mean, self.sumsq = b_mean, b_sumsq
+        else:  # Chan et al.'s parallel update, as OmniSafe's _push
+            total = self.count + n
+            delta = b_mean - self.mean
+            self.mean = self.mean + delta * n / total
+            self.sumsq = self.sumsq + b_sumsq + delta * delta * self.count * n / total
+        self.count += n
+        if self.count <= 1:
+            return batch
+        std = np.maximum(np.sqrt(self.sumsq / (self.count - 1)), self.min_std)
+        return np.minimum(np.maximum((batch - self.mean) / std, -self.clip), self.clip)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean.tolist(), "sumsq": self.sumsq.tolist(), "count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean = np.array(state["mean"], dtype=np.float64)
+        self.sumsq = np.array(state["sumsq"], dtype=np.float64)
+        self.count = int(state["count"])
+
+
 class ReturnScaler:
     """Scales per-step signals (reward or one cost each, shape (N, E)) by the std of their discounted return.
 

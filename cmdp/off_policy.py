@@ -85,6 +85,10 @@ class OffPolicyConfig(TrainConfig):
     policy_delay: int = 1  # critic steps per actor step (and target update)
     save_replay: bool = True  # checkpoint the replay buffer (exact resume); false: resume refills it
     obs_normalize: bool = False  # stored observations would go stale as running statistics move; refused
+    # the costs stored for the critics standardised step by step, centred and scaled by the running statistics of
+    # every cost seen, clipped to +-5 (`cmdp.normalize.StepStandardizer`): OmniSafe's cost_normalize, on in its
+    # velocity configs; off here (docs/off-policy.md, "Deliberate differences"). The multipliers see raw costs.
+    cost_standardize: bool = False
 
     def validate(self) -> None:
         super().validate()

@@ -12,7 +12,7 @@ collecting and updating. Loops hold their own state (the replay buffer) for chec
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import gymnasium
@@ -21,6 +21,7 @@ import torch
 
 from cmdp.family import FamilyRun
 from cmdp.networks import flat_obs_dim
+from cmdp.normalize import StepStandardizer
 from cmdp.replay import ReplayBuffer
 from cmdp.vec_env import EpisodeStats
 
@@ -105,6 +106,8 @@ class OffPolicyLoop:
                                    cfg.device)
         self.update_debt = 0.0  # fractional gradient steps owed (updates_per_step need not be a whole number)
         self.costs = CostWindow(cfg.cost_window, spec.num_costs)
+        # `cost_standardize`: the costs the critics learn from, standardised step by step as OmniSafe stores them
+        self.cost_standardizer = StepStandardizer((spec.num_costs,)) if cfg.cost_standardize else None
 
     def epoch(self, rng: np.random.Generator, reset_seed: int, env_steps: int,
               progress: Callable[[int], None] | None) -> EpochResult:
@@ -120,6 +123,8 @@ class OffPolicyLoop:
             t0 = time.perf_counter()
             chunk = self.run.steps(cfg, cfg.update_every, rng, random_actions=env_steps < cfg.random_steps,
                                    last=start + cfg.update_every >= steps_per_env)
+            if self.cost_standardizer is not None:
+                chunk = replace(chunk, costs=self.standardized(chunk.costs, n))
             self.replay.add(chunk)
             episodes.append(chunk.episodes)
             collected = cfg.update_every * n
@@ -148,8 +153,15 @@ class OffPolicyLoop:
         return EpochResult(stats, mean_episode_costs(stats, self.run.spec.num_costs), metrics, t_collect,
                            t_update + time.perf_counter() - t2)
 
+    def standardized(self, costs: torch.Tensor, n: int) -> torch.Tensor:
+        """(T * N, K) costs, T steps of `n` copies in time order, through the standardiser one step at a time."""
+        steps = costs.double().numpy().reshape(-1, n, costs.shape[1])
+        return torch.as_tensor(np.concatenate([self.cost_standardizer(step) for step in steps]), dtype=torch.float32)
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"update_debt": self.update_debt, "costs": self.costs.state_dict()}
+        if self.cost_standardizer is not None:
+            state["cost_standardizer"] = self.cost_standardizer.state_dict()
         if self.cfg.save_replay:
             state["replay"] = self.replay.state_dict()
         return state
@@ -157,6 +169,8 @@ class OffPolicyLoop:
     def load_state_dict(self, state: dict[str, Any], log: Callable[[str], None]) -> None:
         self.update_debt = float(state["update_debt"])
         self.costs.load_state_dict(state["costs"])
+        if self.cost_standardizer is not None:
+            self.cost_standardizer.load_state_dict(state["cost_standardizer"])
         if "replay" in state:
             self.replay.load_state_dict(state["replay"])
         else:

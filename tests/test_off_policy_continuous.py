@@ -17,6 +17,7 @@ from cmdp.envs.quadratic_bandit import bandit_optimum, evaluate_bandit_policy
 from cmdp.lagrange import DelayedMultiplier, LagrangeMultiplier, PIDMultiplier
 from cmdp.logger import TIMING_COLUMNS, read_progress
 from cmdp.networks import DeterministicActor, SquashedGaussianActor
+from cmdp.normalize import StepStandardizer
 from cmdp.trainer import Trainer, resolve_config
 from run_helpers import interrupted_run
 
@@ -125,6 +126,56 @@ def test_adam_per_update_follows_the_cost_where_one_step_per_epoch_keeps_its_mom
     state = per_update.state_dict()
     assert per_update.update(np.array([500.0]), steps=0).tolist() == state["value"]  # an epoch without updates
     assert per_update.state_dict() == state
+
+
+def test_step_standardizer_is_omnisafes_running_standardisation_by_hand() -> None:
+    """Each step's value against the mean and sample std (n - 1) of every value up to it, floored at 1e-2 and
+    clipped at 5, computed from the whole prefix; the first value passes unchanged."""
+    rng = np.random.default_rng(0)
+    costs = np.concatenate([np.zeros((60, 1, 2)), (rng.random((40, 1, 2)) < 0.3).astype(float)])
+    costs[:, :, 1] *= 2.5  # a second cost on another scale
+    standardizer = StepStandardizer((2,))
+    out = np.stack([standardizer(step) for step in costs])
+    assert out[0].tolist() == costs[0].tolist()
+    seen = costs[:, 0]
+    for t in range(1, len(costs)):
+        std = np.maximum(seen[:t + 1].std(0, ddof=1), 1e-2)
+        assert out[t, 0] == pytest.approx(np.clip((seen[t] - seen[:t + 1].mean(0)) / std, -5, 5), abs=1e-12), t
+    assert out[60].max() == 5.0  # the first cost after 60 free steps: 7.7 standard deviations, clipped
+    batched = StepStandardizer((2,))  # two copies per step: the statistics take both rows at once
+    pairs = costs.reshape(50, 2, 2)
+    last = [batched(pair) for pair in pairs][-1]
+    std = np.maximum(costs[:, 0].std(0, ddof=1), 1e-2)
+    assert last == pytest.approx(np.clip((pairs[-1] - costs[:, 0].mean(0)) / std, -5, 5), abs=1e-12)
+    copy = StepStandardizer((2,))
+    copy.load_state_dict(batched.state_dict())
+    assert copy(pairs[0]).tolist() == batched(pairs[0]).tolist()
+
+
+def test_cost_standardize_trains_on_standardised_costs_logs_raw_ones_and_resumes_exactly(tmp_path: Path) -> None:
+    values = dict(algo="sac_lag", env="QuadraticBandit-v0", total_steps=1200, steps_per_epoch=400, num_envs=4,
+                  update_after=400, random_steps=400, batch_size=32, actor_hidden=[16], critic_hidden=[16],
+                  updates_per_step=0.25, multiplier_delay=0, seed=1)
+    plain = Trainer(resolve_config(values)[0])
+    plain.train(tmp_path / "plain", progress=False)
+    standardized_cfg, _ = resolve_config({**values, "cost_standardize": True})
+    standardized = Trainer(standardized_cfg)
+    standardized.train(tmp_path / "standardized", progress=False)
+    stored = standardized.loop.replay.state_dict()["data"]["costs"]
+    raw = plain.loop.replay.state_dict()["data"]["costs"]
+    assert stored.shape == raw.shape and stored[:400].abs().max() > 0  # the random first epoch: the same steps
+    assert not torch.equal(stored[:400], raw[:400])
+    assert stored[:400].mean().abs() < 0.1 and raw[:400].mean() > 0.1  # centred, and the costs are not
+    plain_log = read_progress(tmp_path / "plain" / "progress.csv")
+    standardized_log = read_progress(tmp_path / "standardized" / "progress.csv")
+    episode_columns = [k for k in plain_log[0] if k.startswith(("ep_", "episodes"))]
+    # epoch 1 acts at random: the same episodes, logged with their raw costs
+    assert [plain_log[0][k] for k in episode_columns] == [standardized_log[0][k] for k in episode_columns]
+    assert plain_log[-1]["loss_q"] != standardized_log[-1]["loss_q"]
+    standardized_rows = _rows(tmp_path / "standardized")
+    cut = interrupted_run(standardized_cfg, tmp_path / "cut", after_epoch=1)
+    assert main(["train", "--resume", str(cut), "--no-progress"]) == 0
+    assert _rows(cut) == standardized_rows
 
 
 def test_multiplier_kinds_and_omnisafe_defaults_per_solver() -> None:
