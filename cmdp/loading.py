@@ -17,13 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from cmdp.checkpoint import load_checkpoint
-from cmdp.config import MAX_SEED, load_yaml, to_dict
+from cmdp.config import MAX_SEED, field_names, load_yaml, to_dict
 from cmdp.family import FamilyRun, SolverNeeds
 from cmdp.registry import get_algorithm, get_env
 from cmdp.resolve import resolve_config
 from cmdp.spec import CMDPSpec, ConfigError
 
 CHECKPOINT = "checkpoints/last.pt"
+
+#: Keys added to cmdp-lab after runs were made with it, each with the value that gives what runs made before it did.
+#: A run folder whose config.yaml does not name such a key is opened with that value, not today's default, so that
+#: `--resume` continues it as it began. (Other keys a config.yaml lacks take today's defaults: `defaults_since`.)
+EARLIER_BEHAVIOUR: dict[str, Any] = {
+    "lagrangian_steps": "epoch",  # 2026-12-05: the off-policy *_lag multipliers had moved once per epoch
+}
 
 
 def _plugin_key(plugin: str) -> str:
@@ -58,16 +65,21 @@ def open_run(run_dir: str | Path, need_checkpoint: bool = True, trust_plugins: b
     values = load_yaml(path / "config.yaml")
     check_plugins_trusted(path, values, trust_plugins, given_plugins)
     cfg, _ = resolve_config(values)
+    earlier = {key: value for key, value in EARLIER_BEHAVIOUR.items()
+               if key not in values and key in field_names(type(cfg))}
+    if earlier:  # a run begun before these keys existed continues as it began
+        cfg, _ = resolve_config({**values, **earlier})
     return cfg, path
 
 
 def defaults_since(run_dir: Path, cfg: Any) -> dict[str, Any]:
-    """The keys of `cfg`, the run's config as this version resolves it, that the run folder's config.yaml does not
-    name, with the values they took: keys added to cmdp-lab after the run began, at today's defaults. A run's
+    """The keys of `cfg`, the run's config as `open_run` resolves it, that the run folder's config.yaml does not
+    name, with the values they took: keys added to cmdp-lab after the run began, at today's defaults (those of
+    `EARLIER_BEHAVIOUR` take what runs before them did, and are not listed). A run's
     config.yaml names every key its version had, so a resumed run continues as it began only where these are
     what that version did."""
     saved = load_yaml(Path(run_dir) / "config.yaml")
-    return {key: value for key, value in to_dict(cfg).items() if key not in saved}
+    return {key: value for key, value in to_dict(cfg).items() if key not in saved and key not in EARLIER_BEHAVIOUR}
 
 
 @dataclass

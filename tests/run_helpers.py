@@ -22,10 +22,10 @@ def interrupted_run(cfg: Any, out: Path, after_epoch: int) -> Path:
     return run_dir
 
 
-def one_error_line(err: str) -> str:
-    """The single `cmdp: error:` line of a failed command's stderr. Anything else there fails the test: a
+def one_error_line(err: str, program: str = "cmdp") -> str:
+    """The single `<program>: error:` line of a failed command's stderr. Anything else there fails the test: a
     traceback, or a plan, progress or warning line printed before the error."""
     lines = [line for line in err.splitlines() if line.strip()]
     assert "Traceback" not in err, err
-    assert len(lines) == 1 and lines[0].startswith("cmdp: error: "), f"not one error line: {err}"
+    assert len(lines) == 1 and lines[0].startswith(f"{program}: error: "), f"not one error line: {err}"
     return lines[0]
