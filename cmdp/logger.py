@@ -47,11 +47,15 @@ class RunLogger:
                                         purge_step=None if resume_step is None else resume_step + 1)
 
     def log(self, row: dict[str, Any]) -> None:
-        """Write one epoch's metrics; the first row fixes the CSV columns (it must start with 'epoch')."""
+        """Write one epoch's metrics (the first row must start with 'epoch'). A key that no earlier row had (an
+        off-policy run's losses, from its first epoch with an update on) becomes a column where the row puts it,
+        and the rows before it get an empty cell there."""
         if self.columns is None:
             self.columns = list(row)
             with self.csv_path.open("w", newline="") as f:
                 csv.writer(f).writerow(self.columns)
+        elif any(key not in self.columns for key in row):
+            self._add_columns(list(row))
         with self.csv_path.open("a", newline="") as f:
             csv.writer(f).writerow([_fmt(row.get(c, float("nan"))) for c in self.columns])
         if self.writer is not None:
@@ -60,6 +64,21 @@ class RunLogger:
                 if key not in ("epoch", "env_steps") and isinstance(value, (int, float)) and math.isfinite(value):
                     self.writer.add_scalar(key, value, step)
             self.writer.flush()
+
+    def _add_columns(self, keys: list[str]) -> None:
+        """Rewrite progress.csv with each of `keys` not yet a column inserted after the key before it in `keys`."""
+        columns = list(self.columns or [])
+        for i, key in enumerate(keys):
+            if key not in columns:
+                columns.insert(columns.index(keys[i - 1]) + 1 if i else 0, key)
+        rows = read_progress_rows(self.csv_path)[1:]
+        index = {c: self.columns.index(c) for c in self.columns or []}
+        with self.csv_path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            writer.writerows([[row[index[c]] if c in index and index[c] < len(row) else "" for c in columns]
+                              for row in rows])
+        self.columns = columns
 
     def close(self) -> None:
         if self.writer is not None:

@@ -128,6 +128,25 @@ def test_adam_per_update_follows_the_cost_where_one_step_per_epoch_keeps_its_mom
     assert per_update.state_dict() == state
 
 
+def test_losses_get_their_columns_from_the_first_epoch_with_an_update_and_resume_alike(tmp_path: Path) -> None:
+    """OmniSafe's defaults learn from step 10,000 or 25,000, epochs are 2,000 steps: the losses first appear in
+    epoch 6 or 13. progress.csv gains their columns then (earlier rows empty there), also across a resume."""
+    values = dict(algo="sac_lag", env="QuadraticBandit-v0", total_steps=1600, steps_per_epoch=400, num_envs=4,
+                  update_after=800, random_steps=800, batch_size=32, actor_hidden=[16], critic_hidden=[16],
+                  updates_per_step=0.25, seed=2)
+    cfg, _ = resolve_config(values)
+    Trainer(cfg).train(tmp_path / "full", progress=False)
+    log = read_progress(tmp_path / "full" / "progress.csv")
+    assert log[0]["loss_q"] == "" and all(row["loss_q"] for row in log[1:])  # updates from step 800, epoch 2's last
+    header = list(log[0])
+    assert header.index("ep_cost") < header.index("loss_q") < header.index("updates") < header.index("wall_s")
+    cut = interrupted_run(cfg, tmp_path / "cut", after_epoch=1)
+    assert main(["train", "--resume", str(cut), "--no-progress"]) == 0
+    assert _rows(cut) == _rows(tmp_path / "full")
+    assert (cut / "progress.csv").read_text().splitlines()[0] == (tmp_path / "full" / "progress.csv").read_text(
+    ).splitlines()[0]
+
+
 def test_step_standardizer_is_omnisafes_running_standardisation_by_hand() -> None:
     """Each step's value against the mean and sample std (n - 1) of every value up to it, floored at 1e-2 and
     clipped at 5, computed from the whole prefix; the first value passes unchanged."""
