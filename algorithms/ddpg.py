@@ -44,9 +44,9 @@ class DDPG(OffPolicySolver):
     def make_agent(cls, spec: CMDPSpec, cfg: DDPGConfig) -> ActorQAgent:
         obs_dim, act_dim = box_dims(spec, cls.name, cfg.env)
         actor = DeterministicActor(obs_dim, spec.action_space, cfg.actor_hidden, cfg.activation,
-                                   cfg.exploration_noise)
+                                   cfg.exploration_noise, init=cfg.network_init)
         return ActorQAgent(actor, obs_dim, act_dim, cls.reward_heads, spec.num_costs, cfg.critic_hidden,
-                           cfg.activation, target_actor=True)
+                           cfg.activation, target_actor=True, init=cfg.network_init)
 
     def next_action(self, next_obs: torch.Tensor) -> tuple[torch.Tensor, float]:
         return self.agent.target_actor(next_obs), 0.0

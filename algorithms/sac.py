@@ -58,10 +58,11 @@ class DiscreteSACAgent(nn.Module):
     """A softmax actor, Q(s, .) heads [reward 1, reward 2, cost 1..K] and their Polyak-averaged targets."""
 
     def __init__(self, obs_dim: int, num_actions: int, num_costs: int, actor_hidden: list[int],
-                 critic_hidden: list[int], activation: str) -> None:
+                 critic_hidden: list[int], activation: str, init: str = "orthogonal") -> None:
         super().__init__()
-        self.actor = CategoricalActor(obs_dim, num_actions, actor_hidden, activation)
-        self.critic = EnsembleCritic(obs_dim, critic_hidden, 2 + num_costs, activation, out_dim=num_actions)
+        self.actor = CategoricalActor(obs_dim, num_actions, actor_hidden, activation, init=init)
+        self.critic = EnsembleCritic(obs_dim, critic_hidden, 2 + num_costs, activation, out_dim=num_actions,
+                                     init=init)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.target_actor = None
 
@@ -77,11 +78,12 @@ class SAC(OffPolicySolver):
     def make_agent(cls, spec: CMDPSpec, cfg: SACConfig) -> nn.Module:
         if isinstance(spec.action_space, gymnasium.spaces.Discrete):
             return DiscreteSACAgent(flat_obs_dim(spec.observation_space), int(spec.action_space.n), spec.num_costs,
-                                    cfg.actor_hidden, cfg.critic_hidden, cfg.activation)
+                                    cfg.actor_hidden, cfg.critic_hidden, cfg.activation, cfg.network_init)
         obs_dim, act_dim = box_dims(spec, cls.name, cfg.env)
-        actor = SquashedGaussianActor(obs_dim, spec.action_space, cfg.actor_hidden, cfg.activation)
+        actor = SquashedGaussianActor(obs_dim, spec.action_space, cfg.actor_hidden, cfg.activation,
+                                      init=cfg.network_init)
         return ActorQAgent(actor, obs_dim, act_dim, cls.reward_heads, spec.num_costs, cfg.critic_hidden,
-                           cfg.activation, target_actor=False)
+                           cfg.activation, target_actor=False, init=cfg.network_init)
 
     def __init__(self, cfg: SACConfig, *args: Any, **kwargs: Any) -> None:
         super().__init__(cfg, *args, **kwargs)

@@ -30,6 +30,7 @@ CHECKPOINT = "checkpoints/last.pt"
 #: `--resume` continues it as it began. (Other keys a config.yaml lacks take today's defaults: `defaults_since`.)
 EARLIER_BEHAVIOUR: dict[str, Any] = {
     "lagrangian_steps": "epoch",  # 2026-12-05: the off-policy *_lag multipliers had moved once per epoch
+    "network_init": "orthogonal",  # 2026-12-04 (on-policy) and 2026-12-05 (off-policy): orthogonal before
 }
 
 

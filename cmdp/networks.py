@@ -63,7 +63,8 @@ def encode_obs(space: gymnasium.Space, obs: np.ndarray) -> np.ndarray:
 #: measured to matter. "pytorch": torch.nn.Linear's own (Kaiming-uniform weights with a = sqrt(5), biases uniform
 #: in +-1/sqrt(fan_in)), which is OmniSafe's `kaiming_uniform` mode (docs/omnisafe-differences.md row 14). The
 #: on-policy solvers default to "pytorch" since 2026-12-04 (`PolicyGradientConfig.network_init`, which the trainer
-#: passes in); the builders below default to "orthogonal", which the off-policy family's networks keep.
+#: passes in), the off-policy ones since 2026-12-05 (`OffPolicyConfig.network_init`, OmniSafe's off-policy configs
+#: too); the builders below default to "orthogonal".
 NETWORK_INITS = ("orthogonal", "pytorch")
 
 
@@ -327,12 +328,12 @@ class SquashedGaussianActor(nn.Module):
     """
 
     def __init__(self, obs_dim: int, action_space: gymnasium.spaces.Box, hidden: list[int],
-                 activation: str = "relu") -> None:
+                 activation: str = "relu", init: str = "orthogonal") -> None:
         super().__init__()
         self.activation = activation
         self.scale = BoxScale(action_space)
         self.act_dim = len(self.scale.low)
-        self.net = mlp([obs_dim, *hidden, 2 * self.act_dim], activation, out_gain=0.01)
+        self.net = mlp([obs_dim, *hidden, 2 * self.act_dim], activation, out_gain=0.01, init=init)
 
     def _mean_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_std = self.net(obs).chunk(2, dim=-1)
@@ -378,11 +379,11 @@ class DeterministicActor(nn.Module):
     """
 
     def __init__(self, obs_dim: int, action_space: gymnasium.spaces.Box, hidden: list[int],
-                 activation: str = "relu", noise: float = 0.1) -> None:
+                 activation: str = "relu", noise: float = 0.1, init: str = "orthogonal") -> None:
         super().__init__()
         self.activation, self.noise = activation, float(noise)
         self.scale = BoxScale(action_space)
-        self.net = mlp([obs_dim, *hidden, len(self.scale.low)], activation, out_gain=0.01)
+        self.net = mlp([obs_dim, *hidden, len(self.scale.low)], activation, out_gain=0.01, init=init)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.scale(self.net(obs))

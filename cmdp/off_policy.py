@@ -44,7 +44,7 @@ from cmdp.config import ConfigError, TrainConfig, check_choice
 from cmdp.family import Critics, Schedule
 from cmdp.lagrange import LagrangeOptions, Multiplier, PIDOptions
 from cmdp.losses import value_loss
-from cmdp.networks import EnsembleCritic, flat_obs_dim
+from cmdp.networks import NETWORK_INITS, EnsembleCritic, flat_obs_dim
 from cmdp.optim import CRITIC_CLIPS
 from cmdp.replay import ReplaySample
 from cmdp.solver import Solver
@@ -65,6 +65,9 @@ class OffPolicyConfig(TrainConfig):
     actor_hidden: list[int] = field(default_factory=lambda: [256, 256])
     critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
     activation: str = "relu"
+    # how the actor's and the critics' linear layers start (`cmdp.networks.NETWORK_INITS`): torch's own, which is
+    # OmniSafe's kaiming_uniform (its off-policy configs' weight_initialization_mode); "orthogonal" until 2026-12-05
+    network_init: str = "pytorch"
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     lr_decay: bool = False  # the actor's learning rate decays linearly to 0 over the run
@@ -107,6 +110,7 @@ class OffPolicyConfig(TrainConfig):
         if self.critic_l2 < 0:
             raise ConfigError(f"critic_l2 must be >= 0, got {self.critic_l2}")
         check_choice("critic_clip", self.critic_clip, CRITIC_CLIPS)
+        check_choice("network_init", self.network_init, NETWORK_INITS)
         if any(h < 1 for h in [*self.actor_hidden, *self.critic_hidden]):
             raise ConfigError(f"hidden layer sizes must be >= 1, got actor_hidden={self.actor_hidden}, "
                               f"critic_hidden={self.critic_hidden}")
@@ -210,10 +214,11 @@ class ActorQAgent(nn.Module):
     """
 
     def __init__(self, actor: nn.Module, obs_dim: int, act_dim: int, reward_heads: int, num_costs: int,
-                 critic_hidden: list[int], activation: str, target_actor: bool) -> None:
+                 critic_hidden: list[int], activation: str, target_actor: bool, init: str = "orthogonal") -> None:
         super().__init__()
         self.actor = actor
-        self.critic = EnsembleCritic(obs_dim + act_dim, critic_hidden, reward_heads + num_costs, activation)
+        self.critic = EnsembleCritic(obs_dim + act_dim, critic_hidden, reward_heads + num_costs, activation,
+                                     init=init)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.target_actor = copy.deepcopy(actor).requires_grad_(False) if target_actor else None
 
