@@ -45,7 +45,8 @@ def test_a_run_made_before_lagrangian_steps_is_opened_and_resumed_as_it_began(tm
     """A *_lag run's config.yaml from before 2026-12-05 has no lagrangian_steps: its multipliers moved once per
     epoch, and that is how it resumes (cmdp.loading.EARLIER_BEHAVIOUR), without a note about the key."""
     full = tmp_path / "full"
-    assert cmdp_main(["train", "--algo", "sac_lag", *BANDIT, "--set", "lagrangian_steps=epoch", "--out", str(full)]) == 0
+    args = ["train", "--algo", "sac_lag", *BANDIT, "--set", "lagrangian_steps=epoch", "--out", str(full)]
+    assert cmdp_main(args) == 0
     cfg, _ = resolve_config({**yaml.safe_load((full / "config.yaml").read_text())})
     cut = interrupted_run(cfg, tmp_path / "cut", after_epoch=2)
     config = cut / "config.yaml"

@@ -110,7 +110,8 @@ def test_delayed_multiplier_holds_still_then_moves_and_round_trips() -> None:
 def test_adam_per_update_follows_the_cost_where_one_step_per_epoch_keeps_its_momentum() -> None:
     """`lagrangian_steps`: OmniSafe's 2,000 Adam steps of 1e-5 per epoch and one step of 0.02 per epoch rise alike
     under a steady violation, but once the cost falls below the limit the first turns lambda down within a few epochs
-    and the second keeps raising it for some 30, on the momentum of the epochs before (cmdp/off_policy.py, OffPolicyLagrangeOptions)."""
+    and the second keeps raising it for some 30, on the momentum of the epochs before (cmdp/off_policy.py,
+    OffPolicyLagrangeOptions)."""
     per_update = LagrangeMultiplier(np.array([25.0]), init=0.001, lr=1e-5)
     per_epoch = LagrangeMultiplier(np.array([25.0]), init=0.001, lr=0.02)
     for _ in range(20):
