@@ -1,9 +1,10 @@
 """TD3-Lagrangian (OmniSafe's TD3Lag): `td3` whose actor descends the Lagrangian of the critics,
 [-Q_r(s, a) + sum_k lambda_k Q_c,k(s, a)] / (1 + sum_k lambda_k), with one multiplier per cost moved by projected
-gradient ascent on the epoch's mean episode cost minus its limit (`cmdp.lagrange.LagrangeMultiplier`).
+gradient ascent on the mean episode cost minus its limit (`cmdp.lagrange.LagrangeMultiplier`), a step per
+gradient update as OmniSafe's.
 
-The multiplier keys and their defaults, with how they map OmniSafe's per-update schedule onto our per-epoch
-one, are `cmdp.off_policy.OffPolicyLagrangeOptions`; everything else is `td3`'s.
+The multiplier keys and their defaults, OmniSafe's, are `cmdp.off_policy.OffPolicyLagrangeOptions`; everything
+else is `td3`'s.
 """
 from __future__ import annotations
 
