@@ -243,7 +243,7 @@ def _train(args: argparse.Namespace) -> int:
                 shutil.rmtree(run_dir, ignore_errors=True)
         raise
     if trainer.is_main:
-        print(format_summary(summary, run_dir))
+        print(format_summary(summary, run_dir, multiplier_delay(trainer.cfg)))
     return 0
 
 
@@ -251,8 +251,15 @@ def _num(v: Any, digits: int = 2) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
-def format_summary(summary: dict[str, Any], run_dir: Path) -> str:
-    """The one-screen end-of-run report."""
+def multiplier_delay(cfg: Any) -> int:
+    """Epochs the config's multipliers wait before they first move (`multiplier_delay`); 0 without multipliers."""
+    from cmdp.lagrange import LagrangeOptions, PIDOptions
+
+    return cfg.multiplier_delay if isinstance(cfg, (LagrangeOptions, PIDOptions)) else 0
+
+
+def format_summary(summary: dict[str, Any], run_dir: Path, delay: int = 0) -> str:
+    """The one-screen end-of-run report; `delay`: the epochs the run's multipliers waited before moving."""
     lines = ["", f"== {summary['algo']} on {summary['env']} (seed {summary['seed']}) ==",
              f"env steps      {summary['env_steps']:,} in {summary['wall_seconds']:.1f} s "
              f"({_num(summary['steps_per_s'], 0)} steps/s)",
@@ -270,8 +277,14 @@ def format_summary(summary: dict[str, Any], run_dir: Path) -> str:
         # a short run (the default's 2 epochs) ends above the limit by design: say so, rather than let it read as
         # a solver that failed
         epochs = summary["epochs"]
-        lines.append(f"note           above the limit after {epochs} epoch{'s' if epochs != 1 else ''}: a multiplier "
-                     f"moves once per epoch, and OmniSafe's benchmarks train 500 (1e7 steps: --total-steps)")
+        after = f"above the limit after {epochs} epoch{'s' if epochs != 1 else ''}"
+        if epochs <= delay:
+            lines.append(f"note           {after}: the multipliers wait {delay} epochs before they first move "
+                         f"(multiplier_delay, OmniSafe's warmup_epochs); OmniSafe's benchmarks train 500 "
+                         f"(--total-steps)")
+        else:
+            lines.append(f"note           {after}: a multiplier takes many epochs to bring a cost down, and "
+                         f"OmniSafe's benchmarks train 500 (1e7 steps on-policy, 1e6 off-policy: --total-steps)")
     lines += [f"run folder     {run_dir}",
               f"next           cmdp eval {run_dir}   |   tensorboard --logdir {run_dir / 'tb'}"]
     return "\n".join(lines)

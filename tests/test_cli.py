@@ -255,14 +255,23 @@ def test_the_unconstrained_baselines_are_declared_at_registration():
 def test_the_summary_explains_a_short_constrained_run_above_its_limit():
     # `cmdp train` with no arguments runs 2 epochs and ends above the limit: the summary says why, in one line, and
     # only for a solver with a multiplier that ended above a limit
-    from cmdp.cli import format_summary
+    from cmdp.cli import format_summary, multiplier_delay
 
     summary = {"algo": "ppo_lag", "env": "SafetyPointGoal1-v0", "seed": 0, "env_steps": 40000, "epochs": 2,
                "wall_seconds": 40.0, "steps_per_s": 1000.0, "final_return": 0.5, "final_epoch_with_episodes": 2,
                "final_costs": {"cost": 36.9}, "cost_limits": {"cost": 25.0}, "multipliers": {"cost": 0.07}}
-    note = ("note           above the limit after 2 epochs: a multiplier moves once per epoch, and OmniSafe's "
-            "benchmarks train 500 (1e7 steps: --total-steps)")
+    note = ("note           above the limit after 2 epochs: a multiplier takes many epochs to bring a cost down, "
+            "and OmniSafe's benchmarks train 500 (1e7 steps on-policy, 1e6 off-policy: --total-steps)")
     text = format_summary(summary, Path("run"))
     assert "(ABOVE limit), lambda 0.0700" in text and note in text.splitlines()
+    # an off-policy run shorter than its multipliers' delay: they never moved, which the note says instead
+    waiting = format_summary({**summary, "algo": "sac_lag", "multipliers": {"cost": 0.001}}, Path("run"), delay=100)
+    assert ("note           above the limit after 2 epochs: the multipliers wait 100 epochs before they first move "
+            "(multiplier_delay, OmniSafe's warmup_epochs); OmniSafe's benchmarks train 500 (--total-steps)"
+            ) in waiting.splitlines()
+    assert multiplier_delay(resolve_config({"algo": "sac_lag", "env": "SafetyHopperVelocity-v1"})[0]) == 100
+    assert multiplier_delay(resolve_config({"algo": "sac_pid", "env": "SafetyHopperVelocity-v1"})[0]) == 100
+    assert multiplier_delay(resolve_config({"algo": "ppo_lag", "env": "SafetyHopperVelocity-v1"})[0]) == 0
+    assert multiplier_delay(resolve_config({"algo": "ppo", "env": "SafetyHopperVelocity-v1"})[0]) == 0
     for changes in ({"final_costs": {"cost": 12.0}}, {"final_costs": {"cost": float("nan")}}, {"multipliers": {}}):
         assert "note" not in format_summary({**summary, **changes}, Path("run")), changes
