@@ -112,17 +112,17 @@ class RunData:
     def final(self) -> tuple[float, dict[str, float]]:
         """Final return and costs: summary.json's, else the last logged epoch that finished episodes."""
         if self.summary:
-            return _float(self.summary.get("final_return")), \
-                {k: _float(v) for k, v in (self.summary.get("final_costs") or {}).items()}
+            return as_float(self.summary.get("final_return")), \
+                {k: as_float(v) for k, v in (self.summary.get("final_costs") or {}).items()}
         for row in reversed(self.rows):
-            if _float(row.get("episodes")) > 0:
-                return _float(row.get("ep_return")), {n: _float(row.get(f"ep_cost/{n}")) for n in self.cost_names}
+            if as_float(row.get("episodes")) > 0:
+                return as_float(row.get("ep_return")), {n: as_float(row.get(f"ep_cost/{n}")) for n in self.cost_names}
         return math.nan, {n: math.nan for n in self.cost_names}
 
     def wall_seconds(self) -> float:
         if self.summary and self.summary.get("wall_seconds") is not None:
-            return _float(self.summary["wall_seconds"])
-        return _float(self.rows[-1].get("wall_s")) if self.rows else math.nan
+            return as_float(self.summary["wall_seconds"])
+        return as_float(self.rows[-1].get("wall_s")) if self.rows else math.nan
 
     def steps_per_s(self) -> float:
         wall = self.wall_seconds()
@@ -135,7 +135,7 @@ class RunData:
         n = max(1, math.ceil(LAST_EPOCHS_SHARE * len(self.rows)))
         within = measured = 0
         for row in self.rows[-n:]:
-            costs = {name: _float(row.get(f"ep_cost/{name}", row.get("ep_cost"))) for name in limits}
+            costs = {name: as_float(row.get(f"ep_cost/{name}", row.get("ep_cost"))) for name in limits}
             if any(math.isnan(c) for c in costs.values()):
                 continue
             measured += 1
@@ -143,7 +143,8 @@ class RunData:
         return within, measured
 
 
-def _float(value: Any) -> float:
+def as_float(value: Any) -> float:
+    """A CSV or JSON cell as a float: NaN where it is empty, missing or not a number."""
     try:
         return float(value) if value not in (None, "") else math.nan
     except (TypeError, ValueError):
@@ -426,8 +427,8 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
 
 
 def _curve(run: RunData, column: str) -> tuple[np.ndarray, np.ndarray]:
-    x = np.array([_float(r.get("env_steps")) for r in run.rows], dtype=float)
-    y = np.array([_float(r.get(column)) for r in run.rows], dtype=float)
+    x = np.array([as_float(r.get("env_steps")) for r in run.rows], dtype=float)
+    y = np.array([as_float(r.get(column)) for r in run.rows], dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
     return x[keep], y[keep]
 

@@ -91,8 +91,9 @@ class LagrangeMultiplier:
             raise ValueError(f"expected {len(self.limits)} costs, got {costs.shape}")
         _check_steps(steps)
         seen = ~np.isnan(costs)
+        grad = np.where(seen, -(costs - self.limits), 0.0)  # gradient of the loss -lambda*(Jc - d)
         for _ in range(steps):
-            self._ascend(np.where(seen, -(costs - self.limits), 0.0), seen)  # gradient of the loss -lambda*(Jc - d)
+            self._ascend(grad, seen)
         return self.value.copy()
 
     def _ascend(self, grad: np.ndarray, seen: np.ndarray) -> None:
@@ -195,8 +196,9 @@ class PIDMultiplier:
         if costs.shape != self.limits.shape:
             raise ValueError(f"expected {len(self.limits)} costs, got {costs.shape}")
         _check_steps(steps)
+        estimated = np.flatnonzero(~np.isnan(costs))
         for _ in range(steps):
-            for k in np.flatnonzero(~np.isnan(costs)):
+            for k in estimated:
                 cost = float(costs[k])
                 error = cost - float(self.limits[k])
                 self.integral[k] = max(0.0, self.integral[k] + self.ki * error)

@@ -116,36 +116,23 @@ class StepStandardizer:
     and a free one is 1 / s, several times 1 when p is near 0 or 1 (clipped at `clip` either side)."""
 
     def __init__(self, shape: tuple[int, ...], clip: float = 5.0, min_std: float = 1e-2) -> None:
-        self.mean = np.zeros(shape, dtype=np.float64)
-        self.sumsq = np.zeros(shape, dtype=np.float64)  # sum of squared deviations from the mean
-        self.count = 0
+        self.stats = RunningMeanStd(shape)  # the same parallel update as OmniSafe's _push; population variance
         self.clip, self.min_std = clip, min_std
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, dtype=np.float64)
-        n = batch.shape[0]
-        b_mean = batch.sum(0) / n
-        b_sumsq = ((batch - b_mean) ** 2).sum(0)
-        if self.count == 0:
-            self.mean, self.sumsq = b_mean, b_sumsq
-        else:  # Chan et al.'s parallel update, as OmniSafe's _push
-            total = self.count + n
-            delta = b_mean - self.mean
-            self.mean = self.mean + delta * n / total
-            self.sumsq = self.sumsq + b_sumsq + delta * delta * self.count * n / total
-        self.count += n
-        if self.count <= 1:
+        self.stats.update(batch)
+        count = self.stats.count
+        if count <= 1:
             return batch
-        std = np.maximum(np.sqrt(self.sumsq / (self.count - 1)), self.min_std)
-        return np.minimum(np.maximum((batch - self.mean) / std, -self.clip), self.clip)
+        std = np.maximum(np.sqrt(self.stats.var * count / (count - 1)), self.min_std)  # the sample std (n - 1)
+        return np.minimum(np.maximum((batch - self.stats.mean) / std, -self.clip), self.clip)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean.tolist(), "sumsq": self.sumsq.tolist(), "count": self.count}
+        return self.stats.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.mean = np.array(state["mean"], dtype=np.float64)
-        self.sumsq = np.array(state["sumsq"], dtype=np.float64)
-        self.count = int(state["count"])
+        self.stats.load_state_dict(state)
 
 
 class ReturnScaler:

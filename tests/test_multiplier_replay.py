@@ -25,8 +25,8 @@ def sac_lag_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_the_runs_own_rule_gives_back_its_logged_multipliers_and_the_other_rule_differs(sac_lag_run: Path,
-                                                                                       tmp_path: Path) -> None:
+def test_the_runs_own_rule_gives_back_its_logged_multipliers_and_the_other_rule_differs(
+        sac_lag_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result = replay(sac_lag_run)
     logged = [float(row["lambda/effort_0"]) for row in read_progress(sac_lag_run / "progress.csv")]
     assert result["own"] == "update:0.01" and result["rules"] == ["update:0.01", "epoch:1"]  # 100 updates an epoch
@@ -35,6 +35,8 @@ def test_the_runs_own_rule_gives_back_its_logged_multipliers_and_the_other_rule_
     assert logged[1] > logged[0]  # the multiplier moved after its one-epoch delay
     assert [row["epoch:1/effort_0"] for row in result["rows"]] != pytest.approx(logged, abs=1e-6)
     assert main([str(sac_lag_run), "--rule", "epoch:0.5", "--out", str(tmp_path / "out")]) == 0
+    assert "check:" not in capsys.readouterr().out  # the run's own rule was not replayed: nothing to check
+    assert replay(sac_lag_run, [parse_rule("epoch:0.5")])["max_diff"] is None
     assert (tmp_path / "out" / "replay.png").stat().st_size > 0
     header = (tmp_path / "out" / "replay.csv").read_text().splitlines()[0]
     assert header == "epoch,cost_seen/effort_0,logged/effort_0,epoch:0.5/effort_0"
