@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -322,6 +323,14 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def first_sentence(doc: str | None) -> str:
+    """A docstring's first sentence on one line (`cmdp list`): its first paragraph's lines joined, up to the first
+    full stop followed by a space (not that of "e.g." or "i.e."); the whole paragraph when it has none."""
+    paragraph = " ".join(line.strip() for line in (doc or "").strip().split("\n\n")[0].splitlines())
+    end = re.search(r"(?<!e\.g)(?<!i\.e)\. ", paragraph)
+    return paragraph if end is None else paragraph[:end.start() + 1]
+
+
 def _list(args: argparse.Namespace) -> int:
     from cmdp.registry import ENTRY_POINT_ERRORS, algorithms, envs, load_plugins
 
@@ -330,8 +339,7 @@ def _list(args: argparse.Namespace) -> int:
     solvers = algorithms()
     width = max(map(len, solvers), default=0)  # one column for every name, the longest included
     for name, cls in solvers.items():
-        doc = (cls.__doc__ or "").strip().splitlines()
-        print(f"  {name:<{width}} {doc[0] if doc else ''}")
+        print(f"  {name:<{width}} {first_sentence(cls.__doc__)}")
     by_family: dict[str, list[str]] = {}
     for name, entry in envs().items():
         by_family.setdefault(entry.group, []).append(name)

@@ -106,6 +106,22 @@ def test_list_shows_algorithms_and_environments(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "ppo_lag" in out and "SafetyPointGoal1-v0" in out and "SafetyHopperVelocity-v1" in out
+    # each solver's line is a whole sentence, not a docstring's first line cut mid-phrase (cup's was)
+    assert "lowers the cost surrogate near the improved policy." in out
+    solver_lines = out.split("environments:")[0].splitlines()[1:]
+    assert solver_lines and all(line.rstrip().endswith((".", ")")) for line in solver_lines), solver_lines
+
+
+def test_first_sentence_joins_wrapped_lines_and_stops_at_the_full_stop():
+    from cmdp.cli import first_sentence
+
+    assert first_sentence("""A wrapped
+    summary line. More text.
+
+    Body.""") == "A wrapped summary line."
+    assert first_sentence("No stop at all\n\nBody.") == "No stop at all"
+    assert first_sentence("Costs, e.g. a speed, i.e. one. Next.") == "Costs, e.g. a speed, i.e. one."
+    assert first_sentence(None) == ""
 
 
 @pytest.mark.parametrize("args, message", [
