@@ -32,7 +32,7 @@ from torch import nn
 
 from cmdp.config import ConfigError
 from cmdp.networks import CategoricalActor, EnsembleCritic, SquashedGaussianActor, flat_obs_dim
-from cmdp.off_policy import ActorQAgent, OffPolicyConfig, OffPolicySolver, box_dims
+from cmdp.off_policy import ActorQAgent, OffPolicyConfig, OffPolicySolver, box_dims, stream_critics
 from cmdp.registry import register_algorithm
 from cmdp.replay import ReplaySample
 from cmdp.spec import CMDPSpec
@@ -62,7 +62,7 @@ class DiscreteSACAgent(nn.Module):
         super().__init__()
         self.actor = CategoricalActor(obs_dim, num_actions, actor_hidden, activation, init=init)
         self.critic = EnsembleCritic(obs_dim, critic_hidden, 2 + num_costs, activation, out_dim=num_actions,
-                                     init=init)
+                                     init=init, critic_of_head=stream_critics(2, num_costs))
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.target_actor = None
 

@@ -408,14 +408,19 @@ class EnsembleCritic(nn.Module):
     """E independent MLP critics computed together as one batched matrix product.
 
     `out_dim` 1: state values, forward returns (B, E). `out_dim` A > 1: one value per discrete action (Q(s, .)),
-    forward returns (B, E, A).
+    forward returns (B, E, A). `critic_of_head` says which critic each head is part of, for clipping per critic
+    (`clip_groups`): by default each head is a critic of its own; an off-policy agent's twin reward Q heads are
+    one critic, (0, 0, 1, ...), as OmniSafe's reward critic holds both.
     """
 
     def __init__(self, obs_dim: int, hidden: list[int], num_heads: int, activation: str = "tanh",
-                 out_dim: int = 1, init: str = "orthogonal") -> None:
+                 out_dim: int = 1, init: str = "orthogonal", critic_of_head: tuple[int, ...] | None = None) -> None:
         super().__init__()
         if init not in NETWORK_INITS:
             raise ValueError(f"init must be one of {NETWORK_INITS}, got {init!r}")
+        self.critic_of_head = tuple(range(num_heads)) if critic_of_head is None else tuple(critic_of_head)
+        if len(self.critic_of_head) != num_heads:
+            raise ValueError(f"critic_of_head names {len(self.critic_of_head)} heads, the ensemble has {num_heads}")
         sizes = [obs_dim, *hidden, out_dim]
         self.act = ACTIVATIONS[activation][0]()
         self.weights = nn.ParameterList()
@@ -437,8 +442,9 @@ class EnsembleCritic(nn.Module):
         self.out_dim = out_dim
 
     def clip_groups(self) -> list[ClipGroup]:
-        """Every tensor stacks the E heads along its first dimension: each head is clipped as one critic."""
-        return [(list(self.parameters()), self.num_heads)]
+        """Every tensor stacks the E heads along its first dimension: each critic's heads (`critic_of_head`) are
+        clipped as one vector."""
+        return [(list(self.parameters()), self.critic_of_head)]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.unsqueeze(0).expand(self.num_heads, *obs.shape)
@@ -460,9 +466,10 @@ class EncodedCritic(nn.Sequential):
         super().__init__(encoder, ensemble)
 
     def clip_groups(self) -> list[ClipGroup]:
-        """Each head is clipped as one critic; the shared encoder, which no single critic owns, as one more part."""
+        """Each critic of the ensemble is clipped on its own; the shared encoder, which no single critic owns, as one
+        more part."""
         encoder, ensemble = self[0], self[1]
-        return [(list(encoder.parameters()), 1), *ensemble.clip_groups()]
+        return [(list(encoder.parameters()), (0,)), *ensemble.clip_groups()]
 
 
 class ActorCritic(nn.Module):

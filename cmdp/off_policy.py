@@ -74,10 +74,10 @@ class OffPolicyConfig(TrainConfig):
     critic_lr_decay: bool = False  # the critics' too (with lr_decay)
     critic_l2: float = 0.0
     max_grad_norm: float = 40.0
-    # "joint": every Q head's gradient clipped together; "per_critic": each head on its own (`cmdp.optim.CRITIC_CLIPS`).
-    # OmniSafe clips its twin reward critics together and its cost critic apart; the off-policy family keeps
-    # "joint", as it was, until that difference is measured.
-    critic_clip: str = "joint"
+    # "per_critic": the reward heads (twin Q) clipped together and each cost's head apart, as OmniSafe does
+    # (`stream_critics`); "joint": every Q head's gradient clipped together, the default until 2026-12-05
+    # (`cmdp.optim.CRITIC_CLIPS`; docs/off-policy.md, after its deliberate differences)
+    critic_clip: str = "per_critic"
     batch_size: int = 256
     replay_size: int = 1_000_000
     update_after: int = 10_000  # env steps (all copies together) before the first update
@@ -207,6 +207,13 @@ def frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+def stream_critics(reward_heads: int, num_costs: int) -> tuple[int, ...]:
+    """The critic each Q head is part of, for clipping per critic: the reward heads (twin Q) are one critic, each
+    cost's head another, as OmniSafe's `reward_critic` and `cost_critic` (its DDPG._update_reward_critic and
+    _update_cost_critic clip each one's parameters on their own)."""
+    return (0,) * reward_heads + tuple(range(1, num_costs + 1))
+
+
 class ActorQAgent(nn.Module):
     """An actor, Q(s, a) critics [reward 1..R, cost 1..K] as one ensemble, and their Polyak-averaged targets.
 
@@ -218,7 +225,7 @@ class ActorQAgent(nn.Module):
         super().__init__()
         self.actor = actor
         self.critic = EnsembleCritic(obs_dim + act_dim, critic_hidden, reward_heads + num_costs, activation,
-                                     init=init)
+                                     init=init, critic_of_head=stream_critics(reward_heads, num_costs))
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.target_actor = copy.deepcopy(actor).requires_grad_(False) if target_actor else None
 

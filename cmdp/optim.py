@@ -27,14 +27,17 @@ if TYPE_CHECKING:
 
 #: How the critics' gradients are clipped to `max_grad_norm` (docs/omnisafe-differences.md row 7):
 #: "per_critic": each critic on its own, its L2 term included in the gradient that is clipped (OmniSafe's
-#: PolicyGradient._update_reward_critic and _update_cost_critic);
+#: PolicyGradient._update_reward_critic and _update_cost_critic; an off-policy agent's twin reward Q heads are one
+#: critic, as in its DDPG._update_reward_critic);
 #: "joint": all critics together as one vector, the L2 term added by Adam after the clipping (the only behaviour until
-#: 2026-12-02; still the text and off-policy families' default).
+#: 2026-12-02; still the text family's default, and the off-policy family's until 2026-12-05).
 CRITIC_CLIPS = ("per_critic", "joint")
 
-#: Parameters clipped together: a list of tensors and how many critics are stacked along their first dimension
-#: (1: the tensors are one critic's, or a part several critics share; E: an `EnsembleCritic`'s E heads).
-ClipGroup = tuple[list[torch.nn.Parameter], int]
+#: Parameters clipped together: a list of tensors and, for each head stacked along their first dimension, the clip
+#: segment it belongs to, numbered from 0 within the group. `(0,)`: the tensors are not stacked (one critic's, or a
+#: part several critics share); `(0, 1, 2)`: an `EnsembleCritic`'s three heads, each clipped on its own; `(0, 0, 1)`:
+#: its first two heads clipped together (an off-policy agent's twin reward Q heads), the third on its own.
+ClipGroup = tuple[list[torch.nn.Parameter], tuple[int, ...]]
 
 
 class PerCriticClipping(Protocol):
@@ -105,24 +108,27 @@ def flatten_parameters(params: list[torch.nn.Parameter]) -> torch.Tensor:
 
 def clip_runs(params: list[torch.nn.Parameter], groups: list[ClipGroup]) -> tuple[torch.Tensor, torch.Tensor]:
     """The clip segments of `params` flattened in order (`flatten_parameters`), as runs of consecutive elements:
-    (lengths (R,), segment of each run (R,)). Head h of group g is one segment, numbered group by group; a tensor
-    of a group with H heads is H runs. Each of `params` must be in exactly one group; a group's tensors that are
-    not among `params` (frozen ones) are skipped."""
-    owner: dict[int, tuple[int, int]] = {}
+    (lengths (R,), segment of each run (R,)). The segments are numbered group by group, each group's from where the
+    previous one's end; a tensor of a group with H stacked heads is H runs, head h's in the segment the group gives
+    it. Each of `params` must be in exactly one group; a group's tensors that are not among `params` (frozen ones)
+    are skipped."""
+    owner: dict[int, tuple[int, tuple[int, ...]]] = {}
     first = 0
     for members, heads in groups:
+        if not heads or sorted(set(heads)) != list(range(max(heads) + 1)):
+            raise ValueError(f"a clip group's head segments must number 0, 1, ... with none skipped, got {heads}")
         for p in members:
             if id(p) in owner:
                 raise ValueError(f"a parameter of shape {tuple(p.shape)} is in two clip groups")
             owner[id(p)] = (first, heads)
-        first += heads
+        first += max(heads) + 1
     lengths, segments = [], []
     for p in params:
         if id(p) not in owner:
             raise ValueError(f"a parameter of shape {tuple(p.shape)} is in no clip group")
         start, heads = owner[id(p)]
-        lengths += [p.numel() // heads] * heads
-        segments += range(start, start + heads)
+        lengths += [p.numel() // len(heads)] * len(heads)
+        segments += [start + h for h in heads]
     return torch.tensor(lengths), torch.tensor(segments)
 
 
@@ -155,7 +161,7 @@ class FlatPart:
         self.exp_avg, self.exp_avg_sq = torch.zeros_like(self.flat), torch.zeros_like(self.flat)
         self.steps = 0
         # one segment (the whole part): the norm of the flat gradient; several: a sum per run, then per segment
-        several = len(groups) > 1 or groups[0][1] > 1
+        several = len(groups) > 1 or max(groups[0][1]) > 0
         runs = clip_runs(params, groups) if several else None
         self.runs = None if runs is None else (runs[0].to(self.flat.device), runs[1].to(self.flat.device))
         self.num_segments = 1 if runs is None else int(runs[1].max()) + 1
@@ -263,11 +269,11 @@ class TorchUpdater:
         self.per_critic = critic is not None and cfg.critic_clip == "per_critic"
         # the parameters clipped together, per part: the actor as one vector; the critics jointly, or per critic
         self.critic_groups: list[ClipGroup] = (cast(PerCriticClipping, critic).clip_groups() if self.per_critic
-                                               else [(critic_params, 1)])
+                                               else [(critic_params, (0,))])
         # The L2 term critic_l2 * sum(w^2) has the gradient 2 * critic_l2 * w. Per critic it is added before the
         # clipping, as OmniSafe's loss term is; jointly it is Adam's coupled weight decay, added after.
         critic_decay = 0.0 if self.per_critic else 2 * cfg.critic_l2
-        self.parts = {"actor": FlatPart(actor_params, [(actor_params, 1)], cfg.actor_lr, 0.0),
+        self.parts = {"actor": FlatPart(actor_params, [(actor_params, (0,))], cfg.actor_lr, 0.0),
                       "critic": FlatPart(critic_params, self.critic_groups, cfg.critic_lr, critic_decay)}
         self.schedules = {"actor": linear_decay(num_epochs, cfg.lr_decay),
                           "critic": linear_decay(num_epochs, cfg.lr_decay and cfg.critic_lr_decay)}

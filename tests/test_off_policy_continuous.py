@@ -319,3 +319,60 @@ def test_the_off_policy_guide_commands_run(tmp_path: Path, capsys: pytest.Captur
     assert benchmark[-2:] == ["--ray", "auto"]
     assert main([*benchmark[:-2], "--dry-run"]) == 0
     assert "sac_pid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("critic_clip, same_as_omnisafe", [("per_critic", True), ("joint", False)])
+def test_critics_clip_as_omnisafes_reward_critic_and_cost_critic(critic_clip, same_as_omnisafe):
+    """OmniSafe's SACLag clips its reward critic (both Q networks) as one vector and its cost critic as another, each
+    with its own Adam (DDPG._update_reward_critic and _update_cost_critic): `critic_clip: per_critic`, the default,
+    steps the three heads of one `EnsembleCritic` exactly so; clipped jointly they step otherwise."""
+    from cmdp.algorithms.sac_lag import SACLagConfig
+    from cmdp.config import build_config
+    from cmdp.networks import mlp
+    from cmdp.off_policy import ActorQAgent
+    from cmdp.optim import TorchUpdater
+
+    cfg = build_config(SACLagConfig, {"algo": "sac_lag", "critic_clip": critic_clip, "max_grad_norm": 1.0,
+                                      "critic_lr": 0.01})
+    assert build_config(SACLagConfig, {"algo": "sac_lag"}).critic_clip == "per_critic"
+    torch.manual_seed(0)
+    actor = torch.nn.Linear(2, 1).double()  # takes no step: only the critics have a loss
+    agent = ActorQAgent(actor, 2, 1, reward_heads=2, num_costs=1, critic_hidden=[4], activation="relu",
+                        target_actor=False, init="pytorch").double()
+    ensemble = agent.critic
+    assert ensemble.clip_groups()[0][1] == (0, 0, 1)  # twin reward heads one critic, the cost head another
+    nets = []  # each head as the torch.nn MLP OmniSafe builds (w[e].T is head e's nn.Linear weight)
+    for e in range(3):
+        net = mlp([3, 4, 1], "relu", 1.0).double()
+        with torch.no_grad():
+            for linear, w, b in zip([m for m in net if isinstance(m, torch.nn.Linear)], ensemble.weights,
+                                    ensemble.biases):
+                linear.weight.copy_(w[e].T)
+                linear.bias.copy_(b[e, 0])
+        nets.append(net)
+    sa = torch.tensor([[0.5, -1.0, 0.3], [1.0, 0.2, -0.4], [-0.3, 0.7, 0.9]], dtype=torch.float64)
+    with torch.no_grad():  # the reward heads' targets far (their norm stays above 1), the cost head's near
+        near = ensemble(sa)[:, 2] + torch.tensor([0.01, -0.01, 0.0], dtype=torch.float64)
+    targets = torch.stack([torch.tensor([30.0, 20.0, 25.0]).double(), torch.tensor([-10.0, 5.0, 15.0]).double(),
+                           near], dim=1)
+    critics = {"reward": ([0, 1], []), "cost": ([2], [])}  # OmniSafe's two critics: their heads, their clip norms
+    optimizers = {name: torch.optim.Adam([p for e in heads for p in nets[e].parameters()], lr=cfg.critic_lr)
+                  for name, (heads, _) in critics.items()}
+    for _ in range(4):  # several steps: Adam's first is the gradient's sign whatever its scale
+        for name, (heads, norms) in critics.items():
+            optimizers[name].zero_grad()
+            sum(((nets[e](sa)[:, 0] - targets[:, e]) ** 2).mean() for e in heads).backward()
+            params = [p for e in heads for p in nets[e].parameters()]
+            norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)))
+            optimizers[name].step()
+    assert min(critics["reward"][1]) > 1.0 > max(critics["cost"][1])  # the clip binds on the reward critic only
+
+    updater = TorchUpdater(actor, ensemble, cfg, num_epochs=10)
+    for _ in range(4):
+        updater.step(critic_loss=((ensemble(sa) - targets) ** 2).mean(0).sum())
+    same = [all(torch.allclose(linear.weight, w[e].T, rtol=0, atol=1e-9)
+                and torch.allclose(linear.bias, b[e, 0], rtol=0, atol=1e-9)
+                for linear, w, b in zip([m for m in nets[e] if isinstance(m, torch.nn.Linear)], ensemble.weights,
+                                        ensemble.biases)) for e in range(3)]
+    # jointly, the reward heads' large gradient also scales the cost head's down
+    assert same[2] == same_as_omnisafe and (all(same) if same_as_omnisafe else not all(same)), same

@@ -385,7 +385,7 @@ def test_final_observations_join_the_observation_statistics():
 def test_each_stacked_head_is_clipped_on_its_own():
     # two heads stacked in each tensor: head 0's gradient has norm 5 (3, 4 over two tensors), head 1's 0.5
     w, b = torch.nn.Parameter(torch.zeros(2, 1, 1)), torch.nn.Parameter(torch.zeros(2, 1, 1))
-    part = FlatPart([w, b], [([w, b], 2)], lr=0.1, weight_decay=0.0)
+    part = FlatPart([w, b], [([w, b], (0, 1))], lr=0.1, weight_decay=0.0)
     grad = torch.tensor([3.0, 0.3, 4.0, 0.4])  # w's two heads, then b's
     norms = part.norms(grad)
     torch.testing.assert_close(norms, torch.tensor([5.0, 0.5]))
@@ -474,4 +474,4 @@ def test_critic_clip_is_checked_and_image_critics_keep_their_state_keys():
     assert isinstance(critic, EncodedCritic)
     assert {k.split(".")[0] for k in critic.state_dict()} == {"0", "1"}  # as when it was a plain Sequential
     (encoder, shared), (stacked, heads) = critic.clip_groups()
-    assert shared == 1 and heads == 2 and len(encoder) + len(stacked) == len(list(critic.parameters()))
+    assert shared == (0,) and heads == (0, 1) and len(encoder) + len(stacked) == len(list(critic.parameters()))

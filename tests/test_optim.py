@@ -115,10 +115,16 @@ def test_flat_buffers_refuse_mixed_kinds_and_unclipped_parameters():
     with pytest.raises(ValueError, match="one dtype and device"):
         flatten_parameters([torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2).double())])
     a, b = torch.nn.Parameter(torch.zeros(2, 3)), torch.nn.Parameter(torch.zeros(4))
-    lengths, segments = clip_runs([a, b], [([a], 2), ([b], 1)])
+    lengths, segments = clip_runs([a, b], [([a], (0, 1)), ([b], (0,))])
     assert lengths.tolist() == [3, 3, 4] and segments.tolist() == [0, 1, 2]
+    # heads 0 and 1 of a stacked tensor in one segment (twin Q heads), head 2 in the next; then the next group's
+    c, d = torch.nn.Parameter(torch.zeros(3, 2)), torch.nn.Parameter(torch.zeros(5))
+    lengths, segments = clip_runs([c, d], [([c], (0, 0, 1)), ([d], (0,))])
+    assert lengths.tolist() == [2, 2, 2, 5] and segments.tolist() == [0, 0, 1, 2]
     with pytest.raises(ValueError, match="in no clip group"):
-        clip_runs([a, b], [([a], 1)])
+        clip_runs([a, b], [([a], (0,))])
+    with pytest.raises(ValueError, match="none skipped"):
+        clip_runs([c], [([c], (0, 0, 2))])
 
 
 @pytest.mark.parametrize("with_groups", [False, True])

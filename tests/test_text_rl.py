@@ -282,7 +282,7 @@ def test_per_critic_clip_treats_each_value_model_as_one_critic(quick_text_defaul
     models = trainer.agent.critic.models
     assert groups is not None and len(groups) == len(models) == 2  # the reward and the cost value model
     for (params, heads), model in zip(groups, models):
-        assert heads == 1 and [id(p) for p in params] == [id(p) for p in trainable_parameters(model)]
+        assert heads == (0,) and [id(p) for p in params] == [id(p) for p in trainable_parameters(model)]
     assert trainer.train(run_dir, progress=False)["finished"]
     assert np.isfinite(float(progress_rows(run_dir)[0]["loss_v"]))
 

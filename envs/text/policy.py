@@ -174,7 +174,7 @@ class TextCritic(nn.Module):
 
     def clip_groups(self) -> list[ClipGroup]:
         """Each value model is one critic (`critic_clip: per_critic`): its trainable parameters (LoRA: adapters)."""
-        return [(trainable_parameters(m), 1) for m in self.models]
+        return [(trainable_parameters(m), (0,)) for m in self.models]
 
     def forward(self, obs: TokenObs) -> torch.Tensor:
         return evaluate_in_chunks(obs, self._values, self.eval_batch_size)
