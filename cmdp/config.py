@@ -144,7 +144,8 @@ def build_config(cls: type, values: Mapping[str, Any], source: str = "config", o
     unknown = [k for k in values if k not in hints]
     if unknown:
         import difflib
-        close = difflib.get_close_matches(unknown[0], known, n=1)
+        # str(): YAML reads `1: 2` as an int key, which difflib cannot compare with the names
+        close = difflib.get_close_matches(str(unknown[0]), known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         owner = owner or f"algorithm '{values.get('algo', cls.__name__)}'"
         raise ConfigError(f"{source}: unknown key '{unknown[0]}'{hint} for {owner}; known keys: {', '.join(known)}")

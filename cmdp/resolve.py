@@ -40,7 +40,7 @@ def resolve_config(overrides: dict[str, Any], config_file: str | None = None,
     family = get_env(env).family  # unknown environment -> ConfigError now, not after a folder exists
     known = set(field_names(solver_cls.Config))
     values = {**{k: v for k, v in family.config_defaults().items() if k in known}, **values}
-    cfg = build_config(solver_cls.Config, values, source=config_file or "config")
+    cfg = build_config(solver_cls.Config, values, source=config_file or "config", owner=f"algorithm '{algo}'")
     # the kind's every key, defaults filled in, so config.yaml says what ran; refused first if the family lacks it
     default_kind = solver_cls.Config().transform.get("kind")
     cfg = replace(cfg, transform=resolve_transform(cfg.transform, cfg.env, family.transforms, default_kind))

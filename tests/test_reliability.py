@@ -449,3 +449,29 @@ def test_unknown_env_kwargs_key_is_refused_before_anything_is_built(env: str, tm
                   "--set", "env_kwargs={bogus: 1}", "--out", str(out)], capsys)
     assert "env_kwargs" in line and "bogus" in line and env in line
     assert built == [] and not out.exists()
+
+
+# --- 6. keys that are not names --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["config file", "env_kwargs", "suite env_kwargs"])
+def test_a_key_yaml_reads_as_a_number_is_one_line(where: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # YAML reads `1: 2` as an int key: the unknown-key message's close-match search ended in difflib's TypeError
+    out = tmp_path / "run"
+    if where == "suite env_kwargs":
+        suite = tmp_path / "s.yaml"
+        suite.write_text("algorithms: [ppo]\nenvironments: [ExactChain-v0]\nseeds: 1\ntotal_steps: 400\n"
+                         "config: {env_kwargs: {1: 2}}\n")
+        line = fails(["benchmark", str(suite), "--dry-run", "--out", str(out)], capsys)
+        assert line.startswith(f"cmdp: error: suite {suite}: cell ExactChain-v0/ppo/seed0: env_kwargs: unknown key "
+                               f"'1' for environment 'ExactChain-v0'; known keys: ")
+    elif where == "env_kwargs":
+        line = fails(["train", *FAST, "--set", "env_kwargs={1: 2}", "--out", str(out)], capsys)
+        assert line.startswith("cmdp: error: env_kwargs: unknown key '1' for environment 'ExactChain-v0'")
+    else:
+        config = tmp_path / "c.yaml"
+        config.write_text("1: 2\n")
+        line = fails(["train", *FAST, "--config", str(config), "--out", str(out)], capsys)
+        # the algorithm by its name, also when the file does not name one (was its config class, 'PPOLagConfig')
+        assert line.startswith(f"cmdp: error: {config}: unknown key '1' for algorithm 'ppo_lag'; known keys: algo, ")
+    assert not out.exists()
