@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cmdp.checkpoint import load_checkpoint
-from cmdp.config import MAX_SEED, field_names, load_yaml, to_dict
+from cmdp.config import MAX_SEED, RESTORE_RUN_FILE, field_names, load_yaml, to_dict
 from cmdp.family import FamilyRun, SolverNeeds
 from cmdp.registry import get_algorithm, get_env
 from cmdp.resolve import resolve_config
@@ -61,7 +61,14 @@ def open_run(run_dir: str | Path, need_checkpoint: bool = True, trust_plugins: b
     path = Path(run_dir)
     if not path.is_dir() or not (path / "config.yaml").is_file():
         raise ConfigError(f"{path} is not a run folder (no config.yaml in it)")
-    if need_checkpoint and not (path / CHECKPOINT).is_file():
+    checkpoint = path / CHECKPOINT
+    # something else where the checkpoint belongs: a resume would otherwise start over, drop the progress log's
+    # rows and fail at its first save; an evaluation would say the run has no checkpoint yet
+    if checkpoint.parent.exists() and not checkpoint.parent.is_dir():
+        raise ConfigError(f"{checkpoint.parent} is not a folder (a run keeps its checkpoint in it); {RESTORE_RUN_FILE}")
+    if checkpoint.exists() and not checkpoint.is_file():
+        raise ConfigError(f"{checkpoint} is not a file (a run's checkpoint); {RESTORE_RUN_FILE}")
+    if need_checkpoint and not checkpoint.is_file():
         raise ConfigError(f"{path} has no checkpoint yet ({CHECKPOINT}); train it first")
     values = load_yaml(path / "config.yaml")
     check_plugins_trusted(path, values, trust_plugins, given_plugins)

@@ -475,3 +475,29 @@ def test_a_key_yaml_reads_as_a_number_is_one_line(where: str, tmp_path: Path,
         # the algorithm by its name, also when the file does not name one (was its config class, 'PPOLagConfig')
         assert line.startswith(f"cmdp: error: {config}: unknown key '1' for algorithm 'ppo_lag'; known keys: algo, ")
     assert not out.exists()
+
+
+# --- 7. something else where a run's checkpoint belongs ---------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["eval", "resume"])
+@pytest.mark.parametrize("blocked", ["checkpoint is a folder", "checkpoints is a file"])
+def test_a_checkpoint_that_is_not_a_file_is_one_line_and_rewrites_nothing(finished_run: Path, tmp_path: Path,
+                                                                         blocked: str, command: str,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # the resume took the run for one without a checkpoint: it started over, cut progress.csv to its header, trained
+    # an epoch and ended in os.replace's IsADirectoryError (or mkdir's FileExistsError) traceback beside a
+    # last.pt.tmp; eval said the run had no checkpoint yet
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    folder = run / "checkpoints"
+    shutil.rmtree(folder)
+    if blocked == "checkpoint is a folder":
+        (folder / "last.pt").mkdir(parents=True)
+        problem = f"{folder / 'last.pt'} is not a file (a run's checkpoint)"
+    else:
+        folder.write_text("")
+        problem = f"{folder} is not a folder (a run keeps its checkpoint in it)"
+    before = snapshot(run)
+    argv = ["eval", str(run)] if command == "eval" else ["train", "--resume", str(run), "--no-progress"]
+    assert fails(argv, capsys) == f"cmdp: error: {problem}; restore it from a copy, or train the run again"
+    assert snapshot(run) == before  # progress.csv as it was, and no last.pt.tmp
