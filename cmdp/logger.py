@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,16 @@ class RunLogger:
                  tensorboard: bool = True) -> None:
         self.csv_path = run_dir / "progress.csv"
         self.columns: list[str] | None = None
-        if resume_epoch is not None and self.csv_path.exists():
-            rows = read_progress_rows(self.csv_path)  # a damaged log stops the resume before anything is rewritten
+        if resume_epoch is not None and (resume_epoch > 0 or self.csv_path.exists()):
+            # a damaged log stops the resume before anything is rewritten
+            rows = read_progress_rows(self.csv_path) if self.csv_path.exists() else []
+            kept = [r for r in rows[1:] if int(r[0]) <= resume_epoch]
+            # csv.writer ends every row with a line end: a last line without one was cut while it was written
+            cut = len(kept) == len(rows) - 1 > 0 and not self.csv_path.read_bytes().endswith(b"\n")
+            check_resumed_rows(self.csv_path, rows[0] if rows else [], kept, resume_epoch, cut)
             if rows:
                 self.columns = rows[0]
-                kept = [r for r in rows[1:] if int(r[0]) <= resume_epoch]
-                with self.csv_path.open("w", newline="") as f:
-                    csv.writer(f).writerows([self.columns, *kept])
+                write_rows(self.csv_path, [self.columns, *kept])
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # slow import, only when logging
@@ -73,16 +77,50 @@ class RunLogger:
                 columns.insert(columns.index(keys[i - 1]) + 1 if i else 0, key)
         rows = read_progress_rows(self.csv_path)[1:]
         index = {c: self.columns.index(c) for c in self.columns or []}
-        with self.csv_path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(columns)
-            writer.writerows([[row[index[c]] if c in index and index[c] < len(row) else "" for c in columns]
-                              for row in rows])
+        write_rows(self.csv_path, [columns, *([row[index[c]] if c in index and index[c] < len(row) else ""
+                                               for c in columns] for row in rows)])
         self.columns = columns
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def write_rows(path: Path, rows: list[list[str]]) -> None:
+    """Replace the CSV file `path` with `rows` via a temporary file: an interruption while the log is rewritten (on
+    resume, or when a column is added) leaves the old log, not a cut one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    os.replace(tmp, path)
+
+
+def check_resumed_rows(path: Path, header: list[str], kept: list[list[str]], epoch: int, cut: bool = False) -> None:
+    """ConfigError in one line unless `kept`, the rows of progress log `path` that a resume from the checkpoint of
+    epoch `epoch` keeps, are one whole row for each of epochs 1..`epoch`, under a header starting with `epoch`
+    (`cut`: the last of them is the file's last line and lacks its line end, so it may have lost characters). The
+    log gets each epoch's row before the epoch's checkpoint is written, so a log that lacks one (emptied, cut,
+    deleted, or a row cut short) lost it afterwards; continuing would leave the gap in the run's curves."""
+    def damaged(problem: str) -> ConfigError:
+        return ConfigError(f"progress log {path} {problem}, but the checkpoint is of epoch {epoch}; {RESTORE_RUN_FILE}")
+
+    if epoch == 0:
+        return
+    if not path.exists():
+        raise damaged("is missing")
+    if not header:
+        raise damaged("is empty")
+    if header[0] != "epoch":
+        raise damaged(f"does not start with its header (line 1 begins {header[0]!r})")
+    for expected, row in enumerate(kept, start=1):
+        if int(row[0]) != expected:
+            raise damaged(f"holds epoch {row[0]} where epoch {expected}'s row belongs")
+        if len(row) != len(header):
+            raise damaged(f"cuts epoch {expected}'s row short ({len(row)} of its {len(header)} cells)")
+    if len(kept) < epoch:
+        raise damaged(f"ends after epoch {len(kept)}")
+    if cut:
+        raise damaged(f"ends in a cut line (epoch {epoch}'s row has no line end)")
 
 
 def read_progress_rows(path: Path) -> list[list[str]]:

@@ -123,7 +123,11 @@ class Trainer:
                 self.close()
                 raise
         main = self.is_main
-        logger = RunLogger(run_dir, resume_epoch=self.epoch, resume_step=self.env_steps) if main else None
+        try:  # a damaged progress log refuses the resume: the environments go too
+            logger = RunLogger(run_dir, resume_epoch=self.epoch, resume_step=self.env_steps) if main else None
+        except BaseException:
+            self.close()
+            raise
         bar = _progress_bar(cfg, self.env_steps) if progress and main else None
         try:
             while self.epoch < self.num_epochs:

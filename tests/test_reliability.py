@@ -501,3 +501,57 @@ def test_a_checkpoint_that_is_not_a_file_is_one_line_and_rewrites_nothing(finish
     argv = ["eval", str(run)] if command == "eval" else ["train", "--resume", str(run), "--no-progress"]
     assert fails(argv, capsys) == f"cmdp: error: {problem}; restore it from a copy, or train the run again"
     assert snapshot(run) == before  # progress.csv as it was, and no last.pt.tmp
+
+
+# --- 8. a progress log that lost rows the checkpoint has --------------------------------------------------------
+
+def unfinished_copy(finished_run: Path, tmp_path: Path) -> Path:
+    """A copy of the 2-epoch run whose config asks for a third epoch, so that a resume would train and log."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("total_steps: 400\n", "total_steps: 600\n"))
+    return run
+
+
+@pytest.mark.parametrize("damage, problem", [
+    ("empty", "is empty"),
+    ("missing", "is missing"),
+    ("header only", "ends after epoch 0"),
+    ("epoch 1 gone", "holds epoch 2 where epoch 1's row belongs"),
+    ("no header", "does not start with its header (line 1 begins '1')"),
+    ("last line cut", "ends in a cut line (epoch 2's row has no line end)"),
+    ("row cut short", "cuts epoch 2's row short (3 of its "),
+])
+def test_resume_of_a_progress_log_that_lost_rows_is_one_line_and_rewrites_nothing(
+        finished_run: Path, tmp_path: Path, damage: str, problem: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # the resume kept what was left and trained on: progress.csv then lacked the checkpoint's epochs for good (an
+    # empty or missing log: every epoch before the resume), and `cmdp report` drew curves from the rest
+    run = unfinished_copy(finished_run, tmp_path)
+    log = run / "progress.csv"
+    header, first, second = log.read_bytes().splitlines(keepends=True)
+    cut = {"empty": b"", "header only": header, "epoch 1 gone": header + second, "no header": first + second,
+           "last line cut": header + first + second[:-12], "row cut short": header + first + b",".join(
+               second.split(b",")[:3]) + b"\r\n"}
+    if damage == "missing":
+        log.unlink()
+    else:
+        log.write_bytes(cut[damage])
+    before = snapshot(run)
+    line = fails(["train", "--resume", str(run), "--no-progress"], capsys)
+    assert line.startswith(f"cmdp: error: progress log {log} {problem}")
+    assert line.endswith(", but the checkpoint is of epoch 2; restore it from a copy, or train the run again")
+    assert snapshot(run) == before
+
+
+def test_a_row_cut_after_the_checkpoint_is_dropped_by_the_resume(finished_run: Path, tmp_path: Path) -> None:
+    # killed while appending epoch 3's row, before epoch 3's checkpoint: the resume drops the cut row and goes on
+    run = unfinished_copy(finished_run, tmp_path)
+    log = run / "progress.csv"
+    whole = log.read_bytes()
+    log.write_bytes(whole + b"3,60")
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    rows = log.read_bytes().splitlines(keepends=True)
+    assert b"".join(rows[:3]) == whole and rows[3].startswith(b"3,600,") and len(rows) == 4
+    assert not (run / "progress.csv.tmp").exists()
+
