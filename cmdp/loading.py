@@ -34,6 +34,10 @@ EARLIER_BEHAVIOUR: dict[str, Any] = {
 }
 
 
+#: Keys the config.yaml of every run folder names, whichever cmdp-lab version made it (they define the run).
+RUN_CONFIG_KEYS = ("algo", "env", "seed", "total_steps", "steps_per_epoch")
+
+
 def _plugin_key(plugin: str) -> str:
     return str(Path(plugin).resolve()) if plugin.endswith(".py") else plugin
 
@@ -71,12 +75,19 @@ def open_run(run_dir: str | Path, need_checkpoint: bool = True, trust_plugins: b
     if need_checkpoint and not checkpoint.is_file():
         raise ConfigError(f"{path} has no checkpoint yet ({CHECKPOINT}); train it first")
     values = load_yaml(path / "config.yaml")
+    # every version's config.yaml names these; without them today's defaults would stand in (an emptied file
+    # opened as ppo_lag on SafetyPointGoal1-v0, and failed on the checkpoint's weights)
+    missing = [key for key in RUN_CONFIG_KEYS if key not in values]
+    if missing:
+        raise ConfigError(f"{path / 'config.yaml'} is not a whole run config (it does not name {', '.join(missing)}); "
+                          f"{RESTORE_RUN_FILE}")
     check_plugins_trusted(path, values, trust_plugins, given_plugins)
-    cfg, _ = resolve_config(values)
+    source = str(path / "config.yaml")
+    cfg, _ = resolve_config(values, source=source)
     earlier = {key: value for key, value in EARLIER_BEHAVIOUR.items()
                if key not in values and key in field_names(type(cfg))}
     if earlier:  # a run begun before these keys existed continues as it began
-        cfg, _ = resolve_config({**values, **earlier})
+        cfg, _ = resolve_config({**values, **earlier}, source=source)
     return cfg, path
 
 

@@ -14,8 +14,10 @@ from cmdp.transforms import resolve_transform
 
 
 def resolve_config(overrides: dict[str, Any], config_file: str | None = None,
-                   preset: str | None = None) -> tuple[Any, list[str]]:
+                   preset: str | None = None, source: str | None = None) -> tuple[Any, list[str]]:
     """Defaults < preset < config file < overrides -> the algorithm's config dataclass, plus notices for the user.
+
+    `source` names where the values came from in an unknown-key message (default: the config file, else "config").
 
     The algorithm (and its plugins) must be known before its config class can check the other keys.
     """
@@ -40,7 +42,8 @@ def resolve_config(overrides: dict[str, Any], config_file: str | None = None,
     family = get_env(env).family  # unknown environment -> ConfigError now, not after a folder exists
     known = set(field_names(solver_cls.Config))
     values = {**{k: v for k, v in family.config_defaults().items() if k in known}, **values}
-    cfg = build_config(solver_cls.Config, values, source=config_file or "config", owner=f"algorithm '{algo}'")
+    cfg = build_config(solver_cls.Config, values, source=source or config_file or "config",
+                       owner=f"algorithm '{algo}'")
     # the kind's every key, defaults filled in, so config.yaml says what ran; refused first if the family lacks it
     default_kind = solver_cls.Config().transform.get("kind")
     cfg = replace(cfg, transform=resolve_transform(cfg.transform, cfg.env, family.transforms, default_kind))

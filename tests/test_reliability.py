@@ -555,3 +555,23 @@ def test_a_row_cut_after_the_checkpoint_is_dropped_by_the_resume(finished_run: P
     assert b"".join(rows[:3]) == whole and rows[3].startswith(b"3,600,") and len(rows) == 4
     assert not (run / "progress.csv.tmp").exists()
 
+
+# --- 9. a run folder's config.yaml that is not a whole run config -----------------------------------------------
+
+@pytest.mark.parametrize("command", ["eval", "resume"])
+def test_an_emptied_run_config_is_one_line_naming_it(finished_run: Path, tmp_path: Path, command: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # opened as today's defaults (ppo_lag on SafetyPointGoal1-v0): the resume printed a note listing every key of
+    # the config, then both failed on the checkpoint's weights, naming the checkpoint and not the config
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    config = run / "config.yaml"
+    argv = ["eval", str(run)] if command == "eval" else ["train", "--resume", str(run), "--no-progress"]
+    config.write_text("")
+    before = snapshot(run)
+    assert fails(argv, capsys) == f"cmdp: error: {config} is not a whole run config (it does not name algo, env, " \
+                                  f"seed, total_steps, steps_per_epoch); restore it from a copy, or train the run again"
+    assert snapshot(run) == before
+    # a key no solver has: the message names the run's config.yaml, not "config"
+    config.write_text(finished_run.joinpath("config.yaml").read_text() + "stray: 1\n")
+    assert fails(argv, capsys).startswith(f"cmdp: error: {config}: unknown key 'stray' for algorithm 'ppo_lag'")
