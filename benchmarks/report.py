@@ -182,10 +182,15 @@ def find_runs(root: str | Path, exclude: Path | None = None) -> list[RunData]:
                 damaged.append(str(exc))
             except yaml.YAMLError as exc:
                 damaged.append(f"run config {folder / 'config.yaml'} is not valid YAML: {yaml_error_line(exc)}")
+        run_files = any((folder / name).is_file() for name in ("summary.json", "progress.csv"))
+        if not damaged and run_files and not (isinstance(config, dict) and "algo" in config):
+            # emptied, or not a mapping, beside a run's own files: the run's config, damaged (was: not a run at all)
+            damaged.append(f"run config {folder / 'config.yaml'} names no algorithm; {RESTORE_RUN_FILE}")
+            config = {}
         # a run: its config names an algorithm, or it failed before writing one (error.txt alone), or its config is
         # damaged beside a run's own files; else some other YAML file called config.yaml
         is_run = isinstance(config, dict) and ("algo" in config or (folder / "error.txt").is_file() or bool(
-            damaged and any((folder / name).is_file() for name in ("summary.json", "progress.csv"))))
+            damaged and run_files))
         if not is_run:
             continue
         parts = folder.relative_to(root).parts if folder != root else ()
@@ -199,14 +204,22 @@ def find_runs(root: str | Path, exclude: Path | None = None) -> list[RunData]:
         summary_path = folder / "summary.json"
         if summary_path.is_file():
             try:
-                run.summary = json.loads(read_text_file(summary_path, "run summary", RESTORE_RUN_FILE))
+                summary = json.loads(read_text_file(summary_path, "run summary", RESTORE_RUN_FILE))
+                if isinstance(summary, dict):
+                    run.summary = summary
+                else:  # valid JSON, but not the object a run writes
+                    run.damaged.append(f"run summary {summary_path} holds a JSON {type(summary).__name__}, not an "
+                                       f"object; {RESTORE_RUN_FILE}")
             except ConfigError as exc:
                 run.damaged.append(str(exc))
             except ValueError as exc:
                 run.damaged.append(f"run summary {summary_path} is not valid JSON ({exc})")
-        if (folder / "progress.csv").is_file():
+        log = folder / "progress.csv"
+        if log.is_file():
             try:
-                run.rows = read_progress(folder / "progress.csv")
+                run.rows = read_progress(log)
+                if not run.rows and log.stat().st_size == 0:  # a run writes its header with its first row
+                    run.damaged.append(f"progress log {log} is empty; {RESTORE_RUN_FILE}")
             except ConfigError as exc:
                 run.damaged.append(str(exc))
         if (folder / "error.txt").is_file():

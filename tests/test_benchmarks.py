@@ -613,6 +613,30 @@ def test_report_lists_files_it_could_not_read_and_reports_the_rest(tmp_path, cap
     assert [(r["seeds"], r["return_mean"]) for r in results] == [("3", "11.333333333333334")]  # seeds 0, 1 and 3
 
 
+def test_report_lists_an_emptied_run_file_and_a_summary_that_is_not_an_object(tmp_path):
+    # a summary.json holding a JSON list ended the report in an AttributeError traceback; an empty progress.csv was
+    # read as no epochs without a word; an emptied config.yaml made its run no run at all ("no run folders")
+    root = tmp_path / "runs"
+    lim = {"cost": 25.0}
+    for seed in range(3):
+        make_run(root / HOPPER / "ppo_lag" / f"seed{seed}", "ppo_lag", HOPPER, seed, [20.0] * 10, lim, 10.0 + seed,
+                 {"cost": 20.0}, wall=10.0)
+    folder = root / HOPPER / "ppo_lag"
+    (folder / "seed0" / "summary.json").write_text("[1, 2]\n")
+    (folder / "seed1" / "progress.csv").write_text("")
+    (folder / "seed2" / "config.yaml").write_text("")
+    assert main(["report", str(root), "--out", str(tmp_path / "rep"), "--no-plots"]) == 0
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "3 run folders, 2 finished, 1 unfinished, 0 failed, 3 files that could not be read (listed below)" in text
+    fix = "restore it from a copy, or train the run again"
+    assert f"- run summary {folder / 'seed0' / 'summary.json'} holds a JSON list, not an object; {fix}" in text
+    assert f"- progress log {folder / 'seed1' / 'progress.csv'} is empty; {fix}" in text
+    assert f"- run config {folder / 'seed2' / 'config.yaml'} names no algorithm; {fix}" in text
+    results = list(csv.DictReader((tmp_path / "rep" / "results.csv").open()))
+    # seeds 1 and 2, the latter under the algorithm and environment its folders name
+    assert [(r["env"], r["algo"], r["seeds"]) for r in results] == [(HOPPER, "ppo_lag", "2")]
+
+
 def test_report_of_a_folder_without_runs(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no run folders" in capsys.readouterr().err
