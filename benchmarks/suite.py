@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cmdp.config import field_names, load_yaml
+from cmdp.config import MAX_SEED, field_names, load_yaml
 from cmdp.spec import ConfigError
 
 #: Top-level keys of a suite file and what each means.
@@ -201,6 +201,9 @@ def _seeds(value: Any, where: str) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 1:
             raise ConfigError(f"{where}: a count of seeds must be >= 1, got {value}")
+        if value > MAX_SEED + 1:  # checked before range() is listed: 10**11 seeds ended in a MemoryError
+            raise ConfigError(f"{where}: a count of seeds must be at most {MAX_SEED + 1} (2**32: seeds are in "
+                              f"[0, 2**32 - 1]), got {value}")
         return tuple(range(value))
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{where} must be a non-empty list of integers or a count, got {value!r}")

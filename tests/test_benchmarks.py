@@ -378,6 +378,9 @@ GOOD = {"name": "t", "algorithms": ["ppo", "ppo_lag"], "environments": [CHAIN], 
     (yaml.safe_dump({**GOOD, "algo_config": {"cpo": {"clip": 0.1}}}), "'cpo' is not one of the suite's algorithms"),
     (yaml.safe_dump({**GOOD, "env_config": {CHAIN: {"seed": 3}}}), "'seed' is set by the grid"),
     (yaml.safe_dump({**GOOD, "seeds": [0, 0]}), "seed 0 is listed twice"),
+    # a count is listed as range(N) only once it is known to fit: 10**11 ended in a MemoryError traceback
+    (yaml.safe_dump({**GOOD, "seeds": 10**11}), "seeds: a count of seeds must be at most 4294967296 (2**32: seeds "
+                                                "are in [0, 2**32 - 1]), got 100000000000"),
     (yaml.safe_dump({**GOOD, "total_steps": -5}), "total_steps must be an integer >= 1"),
     (yaml.safe_dump({**GOOD, "name": "a/b"}), "name must be letters"),
     (yaml.safe_dump({**GOOD, "preset": "omnisafe-0.5"}), "preset: unknown preset 'omnisafe-0.5'; presets: omnisafe"),
