@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ import yaml
 from cmdp.spec import ConfigError
 
 MAX_SEED = 2**32 - 1  # the largest seed a run accepts (see TrainConfig.validate)
+#: the device names a run accepts: cpu, cuda or cuda:N (torch.device refuses others with a traceback)
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:[0-9]+)?")
 
 
 @dataclass
@@ -55,7 +58,7 @@ class TrainConfig:
         if self.steps_per_epoch % self.num_envs:
             raise ConfigError(f"steps_per_epoch ({self.steps_per_epoch}) must be a multiple of num_envs "
                               f"({self.num_envs})")
-        if self.device != "cpu" and not self.device.startswith("cuda"):
+        if not DEVICE_PATTERN.fullmatch(self.device):
             raise ConfigError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
         # numpy's default_rng takes any integer >= 0 and torch's manual_seed any in [-2**63, 2**64 - 1] (a negative
         # one wraps around, so -1 and 2**64 - 1 would be the same run); the unsigned 32-bit range is the one every

@@ -575,3 +575,22 @@ def test_an_emptied_run_config_is_one_line_naming_it(finished_run: Path, tmp_pat
     # a key no solver has: the message names the run's config.yaml, not "config"
     config.write_text(finished_run.joinpath("config.yaml").read_text() + "stray: 1\n")
     assert fails(argv, capsys).startswith(f"cmdp: error: {config}: unknown key 'stray' for algorithm 'ppo_lag'")
+
+
+# --- 10. text-demo's device and algorithms ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("flags, message", [
+    (["--device", "gpu"], "--device must be cpu, cuda or cuda:N, got 'gpu'"),
+    (["--device", "cuda:x"], "--device must be cpu, cuda or cuda:N, got 'cuda:x'"),
+    pytest.param(["--device", "cuda"], "--device cuda: CUDA is not available on this machine; use --device cpu",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
+    (["--algos", "ppo,ppo_lag,ppo"], "--algos: 'ppo' is listed twice"),
+])
+def test_text_demo_refuses_a_bad_device_or_an_algorithm_listed_twice_before_building(
+        flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a bad device ended in torch.device's RuntimeError traceback once the data and tokenizer were built (CUDA without
+    # a GPU: once the SFT model was); an algorithm listed twice had two workers train one run folder at once, one
+    # failing, and the command still exited 0
+    out = tmp_path / "demo"
+    assert fails(["text-demo", "--quick", "--out", str(out), *flags], capsys) == f"cmdp: error: {message}"
+    assert not out.exists()

@@ -37,7 +37,8 @@ from cmdp.spec import ConfigError
 from cmdp.envs.text import corpus as corpus_lib
 from cmdp.envs.text.chat import CHAT_TEMPLATE, encode_example, encode_prompt, format_prompt, pad_batch
 from cmdp.envs.text.data import write_rows
-from cmdp.envs.text.score_model import ScoreModel, json_safe, import_transformers, train_score_model
+from cmdp.envs.text.score_model import (ScoreModel, import_transformers, json_safe, resolve_device,
+                                        train_score_model)
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>"}
 
@@ -264,8 +265,7 @@ def build_default(out: str | Path, cfg: DefaultConfig = DefaultConfig(), *, devi
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                ("cpu" if device == "auto" else device))
+    torch_device = resolve_device(device)
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
