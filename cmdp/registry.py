@@ -177,6 +177,8 @@ def _where(exc: BaseException, file: Path | None) -> str:
 
 def _load_file(path: str) -> None:
     file = Path(path).resolve()
+    if file.is_dir():  # not "file not found": it is there, but a folder
+        raise ConfigError(f"plugins: {path} is a directory; give a Python file (or a module name)")
     if not file.is_file():
         raise ConfigError(f"plugins: file not found: {path}")
     # the module name comes from the whole path: two plugin files named alike in different folders both load

@@ -88,6 +88,15 @@ def test_plugin_importing_a_missing_module_names_its_file_and_line(tmp_path, cap
     assert str(bad) in line and "line 3" in line, line
 
 
+def test_plugin_path_that_is_a_folder_says_so(tmp_path, capsys):
+    # a folder named like a plugin file was reported as "file not found", though it is there
+    folder = tmp_path / "solvers.py"
+    folder.mkdir()
+    assert main(["list", "--plugin", str(folder)]) == 2
+    assert one_error_line(capsys.readouterr().err) == \
+        f"cmdp: error: plugins: {folder} is a directory; give a Python file (or a module name)"
+
+
 def test_missing_module_plugin(capsys):
     name = f"cmdp_missing_plugin_{uuid.uuid4().hex[:8]}"
     assert main(["list", "--plugin", name]) == 2
