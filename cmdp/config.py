@@ -208,13 +208,37 @@ def make_output_folder(path: Path, what: str = "output folder") -> None:
         raise ConfigError(f"cannot create the {what} {path}: {exc.strerror or exc}{where}") from None
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a mapping naming one key twice is an error: PyYAML keeps the last value
+    without a word, so `seed: 1` above a forgotten `seed: 2` would train seed 2."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}  # key -> the line it first appears on
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` merges, it is no key of its own
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                seen = key in first
+            except TypeError:  # an unhashable key: the safe loader's own error says so below
+                continue
+            if seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (first on line {first[key]})", key_node.start_mark)
+            first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, UniqueKeyLoader.construct_yaml_map)
+
+
 def load_yaml(path: str | Path, what: str = "config file", keys: str = "keys to values") -> dict[str, Any]:
     """Read a YAML file the user named (safe YAML, a mapping at the top level; empty: {}). `what` and `keys` name
     the file's kind and its expected keys in the one-line errors."""
     p = Path(path)
     text = read_text_file(p, what)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # safe: UniqueKeyLoader is a SafeLoader
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what} {p} is not valid YAML: {yaml_error_line(exc)}") from None
     if data is None:

@@ -173,6 +173,8 @@ def test_benchmark_suite_file_that_is_not_utf8(tmp_path: Path, capsys: pytest.Ca
                              "(while scanning a quoted scalar that began at line 1, column 6)"),
     ("seed: 1\n total_steps: 2\n", "line 2, column 13: mapping values are not allowed here"),
     ("seed: \x07\n", "character 7 is #x0007: special characters are not allowed"),
+    # PyYAML keeps the last of two values without a word: this file trained seed 2
+    ("seed: 1\nenv: ExactChain-v0\nseed: 2\n", "line 3, column 1: key 'seed' appears twice (first on line 1)"),
 ])
 @pytest.mark.parametrize("command", ["train", "benchmark"])
 def test_yaml_that_does_not_parse_is_one_line_with_its_place(tmp_path: Path, capsys: pytest.CaptureFixture[str],
