@@ -26,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--env", help="environment name (see `cmdp list`); default SafetyPointGoal1-v0")
     t.add_argument("--total-steps", type=int, help="environment steps to train for (all copies together)")
     t.add_argument("--seed", type=int)
-    t.add_argument("--num-envs", type=int, help="environment copies; subprocesses when > 1")
+    t.add_argument("--num-envs", type=int, help="environment copies (Safety-Gymnasium: one subprocess each when > 1; "
+                                                 "the exact CMDPs step them in this process)")
     t.add_argument("--config", help="YAML file of config keys")
     t.add_argument("--preset", help="a shipped set of keys reproducing another library: safe-rlhf "
                                     "(docs/safe-rlhf-preset.md) or omnisafe, OmniSafe 0.5.0's on-policy solvers "
@@ -49,8 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--episodes", type=int, default=10, help="episodes (text runs: prompts to answer)")
     e.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
-    e.add_argument("--num-envs", type=int, default=1, help="environment copies, at most --episodes; subprocesses "
-                                                             "when > 1")
+    e.add_argument("--num-envs", type=int, default=1, help="environment copies, at most --episodes (Safety-Gymnasium: "
+                                                             "one subprocess each when > 1)")
     e.add_argument("--deterministic", action="store_true",
                    help="the policy's mean (Box) or most likely (Discrete, text: greedy) action instead of sampling")
     e.add_argument("--plugin", action="append", default=[], metavar="MODULE",
