@@ -56,7 +56,7 @@ class RCPOConfig(LagrangeOptions, TrustRegionConfig):
 
 @register_algorithm("rcpo")
 class RCPO(NPG, PPOLag):
-    """NPG on the advantage of the penalised reward r - lambda . c, lambda learnt per cost."""
+    """NPG on the advantage of the penalised reward r - sum_k lambda_k c_k, lambda_k learnt per cost."""
 
     Config = RCPOConfig
 

@@ -41,7 +41,7 @@ class RewardShapingConfig(PolicyGradientConfig):
 
 @register_algorithm("reward_shaping")
 class RewardShaping(PolicyGradientSolver):
-    """PPO on the shaped reward r - beta . c with a fixed penalty beta per cost (config key `beta`)."""
+    """PPO on the shaped reward r - sum_k beta_k c_k with a fixed penalty beta_k per cost (config key `beta`)."""
 
     Config = RewardShapingConfig
 

@@ -110,6 +110,9 @@ def test_list_shows_algorithms_and_environments(capsys):
     assert "lowers the cost surrogate near the improved policy." in out
     solver_lines = out.split("environments:")[0].splitlines()[1:]
     assert solver_lines and all(line.rstrip().endswith((".", ")")) for line in solver_lines), solver_lines
+    # ... nor cut at a dot that is notation ("r - lambda . c" ended rcpo's line at "lambda .")
+    cut = [line for line in solver_lines if line.rstrip().endswith(" .")]
+    assert not cut, cut
 
 
 def test_first_sentence_joins_wrapped_lines_and_stops_at_the_full_stop():
