@@ -7,7 +7,8 @@ feed their events and results to the status board; it decides nothing about whic
 uses N worker processes (spawn), each training one cell at a time; a worker that dies is replaced and its
 cell recorded as failed, and a worker whose driver dies exits rather than train on unseen. `run_ray` makes
 each cell a Ray task (`ray.init()` starts a local Ray; `--ray ADDRESS` joins a cluster), each declaring its
-CPUs (max(torch_threads, num_envs)) and GPUs (1 when its device is cuda). On a multi-node cluster every
+CPUs (max(torch_threads, the processes its family's `cpus(cfg)` counts), planned in `cmdp.benchmarks.cells`) and
+GPUs (1 when its device is cuda). On a multi-node cluster every
 node needs cmdp-lab installed and DIR on storage that every node mounts.
 """
 from __future__ import annotations
