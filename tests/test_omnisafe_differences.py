@@ -112,6 +112,46 @@ def test_every_key_in_the_table_is_a_key_of_the_solvers_it_is_named_for() -> Non
                     check_key(solver, key, value, f"row {row[0]}")
 
 
+#: in the "cmdp-lab" column, a key named with the value it has by default: "`kl_reduction` `sum`, the default",
+#: "`early_stop_kl` `exact` (the default", "`obs_clip` (default 5", "`cg_iters` 15", "`init_log_std` = 0"
+OURS_DEFAULT = re.compile(r"`([a-z_][a-z0-9_]*)` "
+                          r"(?:`([^`]+)`(?:, | \()the default|(?:\(default |= )?(-?\d[\d.e-]*)(?=[ ,;:)]))")
+
+
+def solver_defaults(solver: str) -> dict:
+    """The solver's resolved config on a Safety-Gymnasium task, as a mapping (its family's defaults included)."""
+    cfg, _ = resolve_config({"algo": solver, "env": "SafetyHopperVelocity-v1"})
+    return dataclasses.asdict(cfg)
+
+
+def test_every_default_the_table_states_is_the_configs_default() -> None:
+    """A value the table calls a default (the "OmniSafe's behaviour via" column's "(the default)" items and every
+    item of a cell that opens with "the defaults:"; the values the "cmdp-lab" column gives a key) is what each of
+    the row's solvers resolves to on a Safety-Gymnasium task."""
+    _, rows = table()
+    defaults = {solver: solver_defaults(solver) for solver in SOLVERS}
+    checked = 0
+    for row in rows:
+        solvers = row_solvers(row[5])
+        via = row[7]
+        items = via.split(";")
+        claims = [(item, key, value) for item in items
+                  if via.lower().startswith("the defaults:") or "(the default" in item
+                  for key, value in KEY.findall(item)]
+        claims += [(row[3], key, word or number) for key, word, number in OURS_DEFAULT.findall(row[3])]
+        for where, key, value in claims:
+            scoped = set(SOLVER_NAME.findall(where)) if where is not row[3] else set()
+            for solver in sorted((scoped & solvers) or solvers):
+                if key not in defaults[solver]:
+                    continue
+                expected = yaml.safe_load(value)
+                actual = defaults[solver][key]
+                assert actual == expected, (f"row {row[0]}: the table gives `{key}` {value!r} as {solver}'s default; "
+                                            f"its config resolves to {actual!r}")
+                checked += 1
+    assert checked > 40, checked  # the patterns still find the table's defaults
+
+
 def solver_sections() -> dict[str, str]:
     """The body of each per-solver section, by solver name."""
     per_solver = re.split(r"(?m)^## ", doc_text().split("## Per solver", 1)[1], maxsplit=1)[0]  # to the next section
