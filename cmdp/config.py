@@ -68,6 +68,13 @@ class TrainConfig:
             raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}] (2**32 - 1), got {self.seed}")
 
 
+def check_env_seed(seed: int | None) -> None:
+    """ConfigError unless `seed` (an environment's `env_kwargs.seed`) is None or in a run seed's range, [0, MAX_SEED]:
+    numpy's generators refuse a negative one only once the environment is built, with a traceback."""
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"env_kwargs.seed must be an integer in [0, {MAX_SEED}] (2**32 - 1), got {seed}")
+
+
 def check_choice(key: str, value: Any, choices: Collection[str]) -> None:
     """ConfigError naming `key` unless `value` is one of `choices` (a key whose value picks a mode)."""
     if value not in choices:

@@ -596,3 +596,16 @@ def test_text_demo_refuses_a_bad_device_or_an_algorithm_listed_twice_before_buil
     out = tmp_path / "demo"
     assert fails(["text-demo", "--quick", "--out", str(out), *flags], capsys) == f"cmdp: error: {message}"
     assert not out.exists()
+
+
+# --- 11. an environment seed out of range -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("env, algo", [("ExactChain-v0", "ppo_lag"), ("QuadraticBandit-v0", "sac_lag")])
+def test_a_negative_env_kwargs_seed_is_one_line_before_anything_is_built(env: str, algo: str, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # numpy's default_rng refused it once the environment was being built: a ValueError traceback
+    out = tmp_path / "run"
+    line = fails(["train", "--env", env, "--algo", algo, "--total-steps", "400", "--set", "steps_per_epoch=200",
+                  "--no-progress", "--set", "env_kwargs={seed: -1}", "--out", str(out)], capsys)
+    assert line == "cmdp: error: env_kwargs.seed must be an integer in [0, 4294967295] (2**32 - 1), got -1"
+    assert not out.exists()
