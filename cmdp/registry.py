@@ -144,6 +144,8 @@ def load_plugins(modules: list[str]) -> None:
     """
     _load_entry_points()
     for module in modules:
+        if not isinstance(module, str):  # `plugins: [5]` in a config or a suite
+            raise ConfigError(f"plugins: each must be a module name or a .py file, got {module!r}")
         if module.endswith(".py"):
             _load_file(module)
             continue

@@ -609,3 +609,21 @@ def test_a_negative_env_kwargs_seed_is_one_line_before_anything_is_built(env: st
                   "--no-progress", "--set", "env_kwargs={seed: -1}", "--out", str(out)], capsys)
     assert line == "cmdp: error: env_kwargs.seed must be an integer in [0, 4294967295] (2**32 - 1), got -1"
     assert not out.exists()
+
+
+# --- 12. plugins that are not names -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["--set", "suite"])
+def test_a_plugin_entry_that_is_not_a_name_is_one_line(where: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # `plugins: [5]` ended in an AttributeError traceback (int has no endswith)
+    out = tmp_path / "out"
+    if where == "suite":
+        suite = tmp_path / "s.yaml"
+        suite.write_text("algorithms: [ppo]\nenvironments: [ExactChain-v0]\nseeds: 1\ntotal_steps: 400\n"
+                         "config: {plugins: [5]}\n")
+        argv = ["benchmark", str(suite), "--dry-run", "--out", str(out)]
+    else:
+        argv = ["train", *FAST, "--set", "plugins=[5]", "--out", str(out)]
+    assert fails(argv, capsys) == "cmdp: error: plugins: each must be a module name or a .py file, got 5"
+    assert not out.exists()
