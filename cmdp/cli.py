@@ -197,7 +197,7 @@ def _train(args: argparse.Namespace) -> int:
 
     existed = False
     if args.resume:
-        given = [f for f in ("algo", "env", "total_steps", "seed", "num_envs", "config", "out")
+        given = [f for f in ("algo", "env", "total_steps", "seed", "num_envs", "config", "preset", "out")
                  if getattr(args, f) is not None] + (["set"] if args.set else [])
         if given:
             raise ConfigError(f"--resume continues a run with its saved config; drop --{given[0].replace('_', '-')}")

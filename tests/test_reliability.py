@@ -627,3 +627,14 @@ def test_a_plugin_entry_that_is_not_a_name_is_one_line(where: str, tmp_path: Pat
         argv = ["train", *FAST, "--set", "plugins=[5]", "--out", str(out)]
     assert fails(argv, capsys) == "cmdp: error: plugins: each must be a module name or a .py file, got 5"
     assert not out.exists()
+
+
+# --- 13. --resume with a flag it cannot honour ------------------------------------------------------------------
+
+def test_resume_with_a_preset_is_refused(finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the preset was dropped without a word: the run resumed with its saved config, as if none had been given
+    run = unfinished_copy(finished_run, tmp_path)
+    before = snapshot(run)
+    line = fails(["train", "--resume", str(run), "--preset", "omnisafe", "--no-progress"], capsys)
+    assert line == "cmdp: error: --resume continues a run with its saved config; drop --preset"
+    assert snapshot(run) == before
