@@ -29,6 +29,7 @@ from typing import Any
 
 import cmdp  # noqa: F401  (first: it imports gymnasium quietly)
 import numpy as np
+from cmdp.config import make_output_folder
 from cmdp.errors import ConfigError
 from cmdp.lagrange import LagrangeOptions
 from cmdp.loading import open_run
@@ -125,7 +126,7 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out)  # a file in the way, or a folder the OS refuses: one line naming it
     rows = result["rows"]
     with open(out / "replay.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -88,6 +88,11 @@ def test_runs_it_cannot_replay_are_one_line(tmp_path: Path, capsys: pytest.Captu
             ([str(tmp_path / "nothing")], "is not a run folder"):
         assert main(args) == 2
         assert expected in one_error_line(capsys.readouterr().err, "multiplier_replay")
+    blocker = tmp_path / "taken.txt"
+    blocker.write_text("")
+    assert main([str(ppo), "--out", str(blocker)]) == 2  # was "[Errno 17] File exists: '...'"
+    assert one_error_line(capsys.readouterr().err, "multiplier_replay") == \
+        f"multiplier_replay: error: output folder {blocker} exists and is not a folder; choose another --out"
     assert main([str(ppo)]) == 0  # its own rule, one step per epoch, alone: an on-policy run has no updates column
     assert "check: the run's own rule (epoch:0.035) gives back the logged multipliers to within 0" \
         in capsys.readouterr().out
