@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from cmdp.checkpoint import load_checkpoint
 from cmdp.config import MAX_SEED, RESTORE_RUN_FILE, field_names, load_yaml, to_dict
@@ -55,6 +55,21 @@ def check_plugins_trusted(run_dir: Path, values: dict[str, Any], trust_plugins: 
                           "pass --trust-plugins if you trust it (or --plugin with the same files)")
 
 
+#: What a run keeps at each of these paths of its folder: a file or a folder.
+RUN_PATH_KINDS: dict[str, str] = {"checkpoints": "folder", CHECKPOINT: "file", "progress.csv": "file",
+                                  "summary.json": "file", "tb": "folder"}
+
+
+def check_run_paths(run_dir: Path, names: Sequence[str]) -> None:
+    """ConfigError in one line when one of the paths `names` (keys of RUN_PATH_KINDS) of run folder `run_dir` holds
+    a folder where the run keeps a file, or the other way round: reading or writing it would end in a traceback."""
+    for name in names:
+        where, kind = run_dir / name, RUN_PATH_KINDS[name]
+        if where.exists() and where.is_dir() != (kind == "folder"):
+            found = "folder" if where.is_dir() else "file"
+            raise ConfigError(f"{where} is a {found} where a run keeps a {kind}; {RESTORE_RUN_FILE}")
+
+
 def open_run(run_dir: str | Path, need_checkpoint: bool = True, trust_plugins: bool = False,
              given_plugins: list[str] | None = None) -> tuple[Any, Path]:
     """Read a run folder's resolved config; ConfigError if the folder is not a run or names untrusted plugins.
@@ -68,10 +83,7 @@ def open_run(run_dir: str | Path, need_checkpoint: bool = True, trust_plugins: b
     checkpoint = path / CHECKPOINT
     # something else where the checkpoint belongs: a resume would otherwise start over, drop the progress log's
     # rows and fail at its first save; an evaluation would say the run has no checkpoint yet
-    if checkpoint.parent.exists() and not checkpoint.parent.is_dir():
-        raise ConfigError(f"{checkpoint.parent} is not a folder (a run keeps its checkpoint in it); {RESTORE_RUN_FILE}")
-    if checkpoint.exists() and not checkpoint.is_file():
-        raise ConfigError(f"{checkpoint} is not a file (a run's checkpoint); {RESTORE_RUN_FILE}")
+    check_run_paths(path, ("checkpoints", CHECKPOINT))
     if need_checkpoint and not checkpoint.is_file():
         raise ConfigError(f"{path} has no checkpoint yet ({CHECKPOINT}); train it first")
     values = load_yaml(path / "config.yaml")

@@ -23,7 +23,7 @@ import torch
 from cmdp.checkpoint import load_checkpoint, save_checkpoint
 from cmdp.config import dump_yaml, to_dict
 from cmdp.family import FamilyRun, Schedule, SolverNeeds
-from cmdp.loading import CHECKPOINT, open_run
+from cmdp.loading import CHECKPOINT, check_run_paths, open_run
 from cmdp.logger import RunLogger
 from cmdp.registry import get_algorithm, get_env, load_plugins
 from cmdp.resolve import resolve_config
@@ -111,6 +111,12 @@ class Trainer:
               on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Train to `total_steps`, writing progress.csv, TensorBoard, checkpoints and summary.json."""
         cfg = self.cfg
+        if resume:
+            try:  # what the resume writes: a folder in place of a file (or the reverse) fails before any epoch
+                check_run_paths(run_dir, ("progress.csv", "summary.json", "tb"))
+            except ConfigError:
+                self.close()
+                raise
         if resume and (run_dir / CHECKPOINT).is_file():
             try:
                 state = load_checkpoint(run_dir / CHECKPOINT)

@@ -495,10 +495,10 @@ def test_a_checkpoint_that_is_not_a_file_is_one_line_and_rewrites_nothing(finish
     shutil.rmtree(folder)
     if blocked == "checkpoint is a folder":
         (folder / "last.pt").mkdir(parents=True)
-        problem = f"{folder / 'last.pt'} is not a file (a run's checkpoint)"
+        problem = f"{folder / 'last.pt'} is a folder where a run keeps a file"
     else:
         folder.write_text("")
-        problem = f"{folder} is not a folder (a run keeps its checkpoint in it)"
+        problem = f"{folder} is a file where a run keeps a folder"
     before = snapshot(run)
     argv = ["eval", str(run)] if command == "eval" else ["train", "--resume", str(run), "--no-progress"]
     assert fails(argv, capsys) == f"cmdp: error: {problem}; restore it from a copy, or train the run again"
@@ -637,4 +637,26 @@ def test_resume_with_a_preset_is_refused(finished_run: Path, tmp_path: Path, cap
     before = snapshot(run)
     line = fails(["train", "--resume", str(run), "--preset", "omnisafe", "--no-progress"], capsys)
     assert line == "cmdp: error: --resume continues a run with its saved config; drop --preset"
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("name", ["summary.json", "tb", "progress.csv"])
+def test_a_run_file_of_the_wrong_kind_stops_the_resume_before_it_trains(finished_run: Path, tmp_path: Path,
+                                                                        name: str,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # summary.json as a folder: the resume trained every epoch, then ended in an IsADirectoryError traceback at the
+    # summary; tb as a file: a traceback from TensorBoard's writer after the progress log was rewritten
+    run = unfinished_copy(finished_run, tmp_path)
+    where = run / name
+    if where.is_dir():
+        shutil.rmtree(where)
+        where.write_text("")
+        problem = "a file where a run keeps a folder"
+    else:
+        where.unlink()
+        where.mkdir()
+        problem = "a folder where a run keeps a file"
+    before = snapshot(run)
+    line = fails(["train", "--resume", str(run), "--no-progress"], capsys)
+    assert line == f"cmdp: error: {where} is {problem}; restore it from a copy, or train the run again"
     assert snapshot(run) == before
