@@ -74,12 +74,13 @@ class VectorFamily(EnvFamily):
 
 class ImageVectorFamily(VectorFamily):
     """A `VectorFamily` whose observations include an image (`cmdp.vision`: a Dict space, flattened by the
-    environment). On-policy solvers only: the off-policy agents are MLPs over vector observations. No Saute: it
-    appends its budget to a flat vector observation, which would put it behind the image's pixels."""
+    environment). On-policy solvers only: the off-policy agents are MLPs over vector observations. No Saute, nor
+    Simmer (a Saute whose budget moves): they append the budget to a flat vector observation, which would put it
+    behind the image's pixels."""
 
     schedules = frozenset({Schedule.ON_POLICY})
     critics = frozenset({Critics.VALUE, Critics.NONE})
-    transforms = KINDS - {"saute"}
+    transforms = KINDS - {"saute", "simmer"}
 
 
 class ControlRun(FamilyRun):

@@ -193,6 +193,8 @@ def test_vision_task_in_subprocesses():
 def test_off_policy_solvers_and_saute_are_refused_on_images(tmp_path, capsys):
     for extra, message in ((["--algo", "sac_lag"], "trains off-policy, which environment"),
                            (["--set", "transform={kind: saute}"], "does not support the 'saute' transformation"),
+                           # Simmer appends its budget as Saute does (its subclass), behind the image's pixels
+                           (["--algo", "ppo_simmer_pid"], "does not support the 'simmer' transformation"),
                            (["--set", "env_kwargs={vision_size: 20}"], f"vision_size must be >= {MIN_IMAGE_SIDE}"),
                            (["--set", "env_kwargs={backend: fast}"], "runs on upstream safety-gymnasium only")):
         assert main(["train", *TRAIN, *extra, "--out", str(tmp_path / "refused")]) == 2
