@@ -203,6 +203,10 @@ def test_text_data_files_that_are_not_utf8_name_the_file(tmp_path: Path, capsys:
     folder.mkdir()
     with pytest.raises(ConfigError, match="is a directory"):
         load_prompts(folder)
+    data = tmp_path / "data"  # a folder without a data file's suffix was "unsupported file type '(none)'"
+    data.mkdir()
+    with pytest.raises(ConfigError, match=f"^{data}: is a directory, not a data file$"):
+        load_prompts(data)
     # and through the command that reads preference pairs (the data are read before any model is loaded)
     pytest.importorskip("transformers")
     bad = tmp_path / "bad.jsonl"

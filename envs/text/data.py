@@ -171,9 +171,9 @@ def _pyarrow(path: Path) -> tuple[Any, Any]:
 
 def _rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, int | None, Mapping[str, Any], bool]]:
     """Yield (data row number, file line or None, row, is_csv) with every required column present."""
-    suffix = _suffix(path)
-    if path.is_dir():
+    if path.is_dir():  # before the suffix: a folder is not "an unsupported file type"
         raise ConfigError(f"{path}: is a directory, not a data file")
+    suffix = _suffix(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     if suffix == ".jsonl":
