@@ -35,7 +35,9 @@ class VectorFamily(EnvFamily):
     given, lets `cost_limits` be checked then too. `video_env`, when given, makes one copy of the environment that
     also renders its frames, `video_env(env_kwargs)` -> a `cmdp.video.FrameEnv` (`cmdp eval --video`).
     `defaults`: config keys this family sets between an algorithm's defaults and the user's config (keys an
-    algorithm lacks are skipped), e.g. Safety-Gymnasium's OmniSafe cost window.
+    algorithm lacks are skipped), e.g. Safety-Gymnasium's OmniSafe cost window. `copies_in_process`: the factory
+    steps its N copies in the calling process (numpy rows, as the exact CMDPs do), so a run keeps one CPU busy
+    whatever N (`cpus`); false: one subprocess per copy when N > 1, as Safety-Gymnasium's.
     """
 
     schedules = frozenset({Schedule.ON_POLICY, Schedule.OFF_POLICY})
@@ -45,8 +47,9 @@ class VectorFamily(EnvFamily):
     def __init__(self, factory: Callable[..., VecCMDP], env_kwargs: type | None = None,
                  cost_names: Sequence[str] | None = None,
                  video_env: Callable[[dict[str, Any]], Any] | None = None,
-                 defaults: Mapping[str, Any] | None = None) -> None:
+                 defaults: Mapping[str, Any] | None = None, copies_in_process: bool = False) -> None:
         self.factory = factory
+        self.copies_in_process = copies_in_process
         self.env_kwargs = env_kwargs
         self._cost_names = list(cost_names) if cost_names is not None else None
         self.video_env = video_env
@@ -66,7 +69,7 @@ class VectorFamily(EnvFamily):
                      key_prefix="env_kwargs.")
 
     def cpus(self, cfg: Any) -> int:
-        return cfg.num_envs if cfg.num_envs > 1 else 1  # one subprocess per copy
+        return 1 if self.copies_in_process else max(1, cfg.num_envs)  # else one subprocess per copy
 
     def build(self, cfg: Any, needs: SolverNeeds, training: bool = True) -> "ControlRun":
         return ControlRun(cfg, self.factory, needs)

@@ -576,5 +576,6 @@ def _factory(name: str) -> Callable[..., TabularVecCMDP]:
 
 
 for _name in EXACT_CMDPS:
-    register_env(_name, VectorFamily(_factory(_name), ExactKwargs, EXACT_CMDPS[_name]().cost_names),
+    register_env(_name, VectorFamily(_factory(_name), ExactKwargs, EXACT_CMDPS[_name]().cost_names,
+                                     copies_in_process=True),  # TabularVecCMDP: the copies are numpy rows
                  group="exact", description=_DESCRIPTIONS[_name])

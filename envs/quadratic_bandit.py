@@ -257,16 +257,15 @@ def make_quadratic_bandit(num_envs: int = 1, **kwargs: Any) -> QuadraticBanditVe
 
 
 class QuadraticBanditFamily(VectorFamily):
-    """The control family for the bandit: its cost names follow `env_kwargs.num_costs`, and it runs in one process."""
+    """The control family for the bandit: its cost names follow `env_kwargs.num_costs` (registered with
+    `copies_in_process`: its copies are numpy rows)."""
 
     def cost_names(self, cfg: Any) -> list[str] | None:
         num_costs = (cfg.env_kwargs or {}).get("num_costs", QuadraticBanditKwargs.num_costs)
         return bandit_cost_names(int(num_costs))  # validate() ran first: an integer >= 1
 
-    def cpus(self, cfg: Any) -> int:
-        return 1  # the copies are numpy rows, not subprocesses
 
-
-register_env(NAME, QuadraticBanditFamily(make_quadratic_bandit, QuadraticBanditKwargs), group="exact",
-             description="continuous contextual bandit, K action dims each with an effort cost, episodes truncated "
-                         "at H (closed-form optimum 9.1667 at cost 0.8333 per dim for H 10)")
+register_env(NAME, QuadraticBanditFamily(make_quadratic_bandit, QuadraticBanditKwargs, copies_in_process=True),
+             group="exact", description="continuous contextual bandit, K action dims each with an effort cost, "
+                                        "episodes truncated at H (closed-form optimum 9.1667 at cost 0.8333 per dim "
+                                        "for H 10)")

@@ -643,3 +643,13 @@ def test_report_lists_an_emptied_run_file_and_a_summary_that_is_not_an_object(tm
 def test_report_of_a_folder_without_runs(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no run folders" in capsys.readouterr().err
+
+
+def test_a_cell_asks_for_one_cpu_per_subprocess_its_environment_runs(tmp_path):
+    """Safety-Gymnasium steps each copy in a subprocess; the exact CMDPs and the quadratic bandit step theirs as numpy
+    rows in the calling process, so their cells ask the runner and Ray for one CPU whatever num_envs."""
+    suite = write_suite(tmp_path / "s.yaml", **{**GOOD, "algorithms": ["ppo"],
+                                               "environments": [CHAIN, "QuadraticBandit-v0", HOPPER],
+                                               "config": {"num_envs": 4, "steps_per_epoch": 1000}})
+    cells, _ = plan_cells(load_suite(suite), tmp_path / "out")
+    assert {cell.key.split("/")[0]: cell.num_cpus for cell in cells} == {CHAIN: 1, "QuadraticBandit-v0": 1, HOPPER: 4}
