@@ -71,7 +71,9 @@ def test_demo_checks_on_hand_cases():
 
 
 @pytest.mark.parametrize("flags, message", [(["--seeds", "0"], "--seeds must be at least 1"),
-                                            (["--total-steps", "-5"], "--total-steps must be at least 1")])
+                                            (["--total-steps", "-5"], "--total-steps must be at least 1"),
+                                            # refused before range() is listed (a MemoryError, or the memory gone)
+                                            (["--seeds", str(10**11)], "--seeds must be at most 4294967296")])
 def test_demo_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys, flags, message):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), *flags]) == 2
