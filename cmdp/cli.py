@@ -9,15 +9,23 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 # nothing here imports gymnasium (cmdp.errors imports nothing): main() checks MUJOCO_GL before anything does
 from cmdp.errors import ConfigError
 from cmdp.mujoco_gl import mujoco_gl_problem
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's parser, except that a usage error (an unknown flag, `--total-steps abc`) is one line on stderr with
+    exit status 2, as every other refusal of the command is: argparse prints the whole usage above it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cmdp", description="Constrained RL: train and compare safe RL solvers.")
+    p = OneLineParser(prog="cmdp", description="Constrained RL: train and compare safe RL solvers.")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a solver on a CMDP (defaults: ppo_lag on SafetyPointGoal1-v0)",

@@ -149,6 +149,21 @@ def test_bad_input_fails_cleanly(tmp_path, capsys, args, message):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv, line", [
+    (["train", "--total-steps", "abc"], "cmdp train: error: argument --total-steps: invalid int value: 'abc' "
+                                        "(`cmdp train --help` lists the options)"),
+    (["eval"], "cmdp eval: error: the following arguments are required: run_dir (`cmdp eval --help` lists the "
+               "options)"),
+    (["train", "--bogus"], "cmdp: error: unrecognized arguments: --bogus (`cmdp --help` lists the options)"),
+])
+def test_a_usage_error_is_one_line(argv, line, capsys):
+    # argparse printed the subcommand's whole usage (five lines for train) above its error line
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert capsys.readouterr().err == line + "\n"
+
+
 def test_bad_config_file_contents(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("- just\n- a list\n")
