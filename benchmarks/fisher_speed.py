@@ -18,7 +18,6 @@ Timings, not a test: run it on an idle machine, pinned to one core (`taskset -c 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
@@ -30,6 +29,7 @@ from typing import Any
 import cmdp  # noqa: F401  (first: it imports gymnasium quietly)
 import numpy as np
 import torch
+from cmdp.cli import OneLineParser
 from cmdp.errors import ConfigError
 from cmdp.fisher import FISHER_PRODUCTS
 from cmdp.optim import trainable_parameters
@@ -78,7 +78,7 @@ def measure(algo: str, env: str, steps: int, repeats: int, seed: int = 0) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cmdp.benchmarks.fisher_speed", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m cmdp.benchmarks.fisher_speed", description=__doc__.splitlines()[0])
     p.add_argument("--algo", default="cpo", help="a trust-region solver (default cpo)")
     p.add_argument("--env", default="SafetyHopperVelocity-v1")
     p.add_argument("--steps", type=int, default=20_000, help="samples in the batch (default: OmniSafe's epoch)")

@@ -20,7 +20,6 @@ the epoch, the cost seen and the limit below) to `--out` (default RUN_DIR/replay
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 
 import cmdp  # noqa: F401  (first: it imports gymnasium quietly)
 import numpy as np
+from cmdp.cli import OneLineParser
 from cmdp.config import make_output_folder
 from cmdp.errors import ConfigError
 from cmdp.lagrange import LagrangeOptions
@@ -156,7 +156,7 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cmdp.benchmarks.multiplier_replay",
+    p = OneLineParser(prog="python -m cmdp.benchmarks.multiplier_replay",
                                 description=__doc__.splitlines()[0])
     p.add_argument("run_dir", help="one run folder of a solver with gradient-ascent multipliers")
     p.add_argument("--rule", action="append", metavar="STEPS:LR",

@@ -28,7 +28,6 @@ Timings, not a test: run it on an idle machine, pinned to one core (`taskset -c 
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
@@ -43,6 +42,7 @@ from typing import Any, Callable
 import cmdp  # noqa: F401  (first: it imports gymnasium quietly)
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from cmdp.cli import OneLineParser
 from cmdp.errors import ConfigError
 from cmdp.optim import TorchUpdater
 from cmdp.registry import get_algorithm
@@ -202,7 +202,7 @@ def measure(algo: str, env: str, steps: int, batch_sizes: list[int], repeats: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cmdp.benchmarks.update_speed", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m cmdp.benchmarks.update_speed", description=__doc__.splitlines()[0])
     p.add_argument("--algo", default="ppo_lag", help="an on-policy solver (default ppo_lag)")
     p.add_argument("--env", default="SafetyHopperVelocity-v1")
     p.add_argument("--steps", type=int, default=20_000, help="samples in the batch (default: OmniSafe's epoch)")

@@ -664,3 +664,19 @@ def test_a_run_file_of_the_wrong_kind_stops_the_resume_before_it_trains(finished
     line = fails(["train", "--resume", str(run), "--no-progress"], capsys)
     assert line == f"cmdp: error: {where} is {problem}; restore it from a copy, or train the run again"
     assert snapshot(run) == before
+
+
+# --- 14. the python -m tools' usage errors ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("tool", ["multiplier_replay", "update_speed", "fisher_speed"])
+def test_a_module_tools_usage_error_is_one_line(tool: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse printed the tool's whole usage (up to seven lines) above its error line
+    import importlib
+
+    main_of_tool = importlib.import_module(f"cmdp.benchmarks.{tool}").main
+    with pytest.raises(SystemExit) as info:
+        main_of_tool(["--bogus", *(["run"] if tool == "multiplier_replay" else [])])  # the replay needs a run folder
+    assert info.value.code == 2
+    prog = f"python -m cmdp.benchmarks.{tool}"
+    assert capsys.readouterr().err == f"{prog}: error: unrecognized arguments: --bogus (`{prog} --help` lists the " \
+                                      f"options)\n"
