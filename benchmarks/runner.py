@@ -59,6 +59,10 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
     if use_ray and workers is not None:
         raise ConfigError("--workers is for local runs; with --ray, Ray schedules cells by their declared CPUs")
     check_output_folder(out)
+    for name in (SUITE_COPY, STATUS_FILE):  # written over at each run: a folder there ended in a traceback
+        if (out / name).is_dir():
+            raise ConfigError(f"{out / name} is a folder where a suite run keeps a file; remove it or choose another "
+                              f"--out")
     cells, notes = plan_cells(suite, out, for_ray=use_ray)
     for note in notes:
         print(f"note: {note}", file=stream)

@@ -21,6 +21,7 @@ from cmdp.benchmarks.suite import load_suite
 from cmdp.cli import main
 from cmdp.config import dump_yaml
 from cmdp.logger import TIMING_COLUMNS, read_progress
+from run_helpers import one_error_line
 from cmdp.registry import algorithms
 from cmdp.trainer import CHECKPOINT, new_run, resolve_config
 
@@ -471,6 +472,18 @@ def test_a_folder_holding_another_config_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "holds a run with a different config" in err and "total_steps: 3000 there, 2000 in the suite" in err
     assert not (out / STATUS_FILE).exists()
+
+
+@pytest.mark.parametrize("name", ["status.json", "suite.yaml"])
+def test_a_folder_where_the_suite_keeps_a_file_is_refused_before_anything_runs(name, tmp_path, capsys):
+    # status.json as a folder: the grid's plan was printed, then os.replace's IsADirectoryError traceback
+    suite = write_suite(tmp_path / "s.yaml", **{**GOOD, "algorithms": ["ppo"]})
+    out = tmp_path / "out"
+    (out / name).mkdir(parents=True)
+    assert main(["benchmark", str(suite), "--out", str(out)]) == 2
+    assert one_error_line(capsys.readouterr().err) == \
+        f"cmdp: error: {out / name} is a folder where a suite run keeps a file; remove it or choose another --out"
+    assert [p.name for p in out.iterdir()] == [name]
 
 
 def test_safety_gym_core_suite_is_valid(tmp_path):
