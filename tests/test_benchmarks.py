@@ -21,9 +21,9 @@ from cmdp.benchmarks.suite import load_suite
 from cmdp.cli import main
 from cmdp.config import dump_yaml
 from cmdp.logger import TIMING_COLUMNS, read_progress
-from run_helpers import one_error_line
 from cmdp.registry import algorithms
 from cmdp.trainer import CHECKPOINT, new_run, resolve_config
+from run_helpers import one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "benchmarks" / "suites" / "smoke.yaml"
