@@ -156,8 +156,7 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog="python -m cmdp.benchmarks.multiplier_replay",
-                                description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m cmdp.benchmarks.multiplier_replay", description=__doc__.splitlines()[0])
     p.add_argument("run_dir", help="one run folder of a solver with gradient-ascent multipliers")
     p.add_argument("--rule", action="append", metavar="STEPS:LR",
                    help="a rule to replay, e.g. update:1e-5 or epoch:0.02 (repeatable; default: the run's own and "
