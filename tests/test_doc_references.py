@@ -3,11 +3,12 @@
 (docs/omnisafe-differences.md has its own, stricter checks in tests/test_omnisafe_differences.py.)"""
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
 import pytest
+
+from source_helpers import defined
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
@@ -26,24 +27,6 @@ def repo_file(path: str) -> Path | None:
     if path.startswith("cmdp/"):
         candidates.append(ROOT / path.removeprefix("cmdp/"))
     return next((c for c in candidates if c.exists()), None)
-
-
-def defined(source: str, qualname: str) -> bool:
-    """Whether `qualname` (Name or Class.attr...) is a class, function or (annotated) assignment in `source`."""
-    body: list[ast.stmt] = ast.parse(source).body
-    for part in qualname.split("."):
-        found = None
-        for node in body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == part:
-                found = node
-            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == part:
-                found = node
-            elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == part for t in node.targets):
-                found = node
-        if found is None:
-            return False
-        body = found.body if isinstance(found, ast.ClassDef) else []
-    return True
 
 
 def where(doc: Path, text: str, pos: int) -> str:

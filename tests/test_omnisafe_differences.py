@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import importlib
 import os
@@ -26,6 +25,7 @@ from cmdp.cli import main
 from cmdp.config import build_config
 from cmdp.presets import OMNISAFE
 from cmdp.trainer import resolve_config
+from source_helpers import defined
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "omnisafe-differences.md"
@@ -198,24 +198,6 @@ def test_every_key_anywhere_on_the_page_exists_for_some_solver() -> None:
         owners = [s for s, names in fields.items() if key in names]
         assert owners, f"`{key}={value}` is not a config key of any of {sorted(SOLVERS)}"
         check_key(owners[0], key, value, "page")
-
-
-def defined(source: str, qualname: str) -> bool:
-    """Whether `qualname` (Name or Class.attr...) is a class, function or (annotated) assignment in `source`."""
-    body: list[ast.stmt] = ast.parse(source).body
-    for part in qualname.split("."):
-        found = None
-        for node in body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == part:
-                found = node
-            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == part:
-                found = node
-            elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == part for t in node.targets):
-                found = node
-        if found is None:
-            return False
-        body = found.body if isinstance(found, ast.ClassDef) else []
-    return True
 
 
 def test_every_file_and_name_of_ours_the_page_cites_exists() -> None:

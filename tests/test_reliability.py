@@ -27,6 +27,13 @@ def fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return one_error_line(capsys.readouterr().err)
 
 
+def chain_suite(path: Path, config: str) -> Path:
+    """A one-cell suite file (ppo on ExactChain-v0, 400 steps) whose `config:` is the YAML flow mapping `config`."""
+    path.write_text("algorithms: [ppo]\nenvironments: [ExactChain-v0]\nseeds: 1\ntotal_steps: 400\n"
+                    f"config: {config}\n")
+    return path
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -465,9 +472,7 @@ def test_a_key_yaml_reads_as_a_number_is_one_line(where: str, tmp_path: Path,
     # YAML reads `1: 2` as an int key: the unknown-key message's close-match search ended in difflib's TypeError
     out = tmp_path / "run"
     if where == "suite env_kwargs":
-        suite = tmp_path / "s.yaml"
-        suite.write_text("algorithms: [ppo]\nenvironments: [ExactChain-v0]\nseeds: 1\ntotal_steps: 400\n"
-                         "config: {env_kwargs: {1: 2}}\n")
+        suite = chain_suite(tmp_path / "s.yaml", "{env_kwargs: {1: 2}}")
         line = fails(["benchmark", str(suite), "--dry-run", "--out", str(out)], capsys)
         assert line.startswith(f"cmdp: error: suite {suite}: cell ExactChain-v0/ppo/seed0: env_kwargs: unknown key "
                                f"'1' for environment 'ExactChain-v0'; known keys: ")
@@ -623,9 +628,7 @@ def test_a_plugin_entry_that_is_not_a_name_is_one_line(where: str, tmp_path: Pat
     # `plugins: [5]` ended in an AttributeError traceback (int has no endswith)
     out = tmp_path / "out"
     if where == "suite":
-        suite = tmp_path / "s.yaml"
-        suite.write_text("algorithms: [ppo]\nenvironments: [ExactChain-v0]\nseeds: 1\ntotal_steps: 400\n"
-                         "config: {plugins: [5]}\n")
+        suite = chain_suite(tmp_path / "s.yaml", "{plugins: [5]}")
         argv = ["benchmark", str(suite), "--dry-run", "--out", str(out)]
     else:
         argv = ["train", *FAST, "--set", "plugins=[5]", "--out", str(out)]
