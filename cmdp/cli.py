@@ -270,23 +270,32 @@ def multiplier_delay(cfg: Any) -> int:
 
 def format_summary(summary: dict[str, Any], run_dir: Path, delay: int = 0) -> str:
     """The one-screen end-of-run report; `delay`: the epochs the run's multipliers waited before moving."""
+    epochs = summary["epochs"]
+    measured = summary["final_epoch_with_episodes"] is not None  # None: no epoch finished an episode
+    of = (f"mean over the episodes of epoch {summary['final_epoch_with_episodes']}" if measured else
+          f"no episode finished in the run's {epochs} epoch{'s' if epochs != 1 else ''}")
     lines = ["", f"== {summary['algo']} on {summary['env']} (seed {summary['seed']}) ==",
              f"env steps      {summary['env_steps']:,} in {summary['wall_seconds']:.1f} s "
              f"({_num(summary['steps_per_s'], 0)} steps/s)",
-             f"final return   {_num(summary['final_return'])}  (mean over the episodes of epoch "
-             f"{summary['final_epoch_with_episodes']})"]
+             f"final return   {_num(summary['final_return'])}  ({of})"]
     for name, cost in summary["final_costs"].items():
         limit = summary["cost_limits"][name]
-        verdict = "n/a" if isinstance(cost, float) and math.isnan(cost) else \
+        verdict = ("n/a" if measured else "not measured") if isinstance(cost, float) and math.isnan(cost) else \
             ("within limit" if cost <= limit else "ABOVE limit")
         lam = summary["multipliers"].get(name)
         lam_text = f", lambda {lam:.4f}" if lam is not None else ""
         lines.append(f"final cost     {_num(cost)} / limit {limit:g} ({verdict}){lam_text}   [{name}]")
     above = [n for n, c in summary["final_costs"].items() if c > summary["cost_limits"][n]]  # NaN compares False
+    if not measured:
+        # every epoch starts new episodes (the environments are reset with the epoch's seed), so an epoch shorter
+        # than an episode never finishes one: nothing measured the return or the cost, and no multiplier moved
+        lines.append("note           no episode finished: every epoch starts new episodes, so an epoch needs at least "
+                     "one episode's steps per environment copy (steps_per_epoch / num_envs); without one nothing "
+                     "measures the return or the cost" + (" and the multipliers never move" if summary["multipliers"]
+                                                            else ""))
     if above and summary["multipliers"]:
         # a short run (the default's 2 epochs) ends above the limit by design: say so, rather than let it read as
         # a solver that failed
-        epochs = summary["epochs"]
         after = f"above the limit after {epochs} epoch{'s' if epochs != 1 else ''}"
         if epochs <= delay:
             lines.append(f"note           {after}: the multipliers wait {delay} epochs before they first move "

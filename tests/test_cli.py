@@ -310,3 +310,26 @@ def test_the_summary_explains_a_short_constrained_run_above_its_limit():
     assert multiplier_delay(resolve_config({"algo": "ppo", "env": "SafetyHopperVelocity-v1"})[0]) == 0
     for changes in ({"final_costs": {"cost": 12.0}}, {"final_costs": {"cost": float("nan")}}, {"multipliers": {}}):
         assert "note" not in format_summary({**summary, **changes}, Path("run")), changes
+
+
+def test_the_summary_of_a_run_that_finished_no_episode_says_so():
+    # an epoch shorter than an episode (steps_per_epoch=500 on a 1000-step Safety-Gymnasium task) never finishes
+    # one, since every epoch starts new episodes: summary.json's final_epoch_with_episodes is null. The summary
+    # printed "(mean over the episodes of epoch None)" and "(n/a)" without a word on why
+    from cmdp.cli import format_summary
+
+    summary = {"algo": "ppo_lag", "env": "SafetyPointGoal1-v0", "seed": 0, "env_steps": 1000, "epochs": 2,
+               "wall_seconds": 3.4, "steps_per_s": 291.5, "final_return": float("nan"),
+               "final_epoch_with_episodes": None, "final_costs": {"cost": float("nan")},
+               "cost_limits": {"cost": 25.0}, "multipliers": {"cost": 0.001}}
+    lines = format_summary(summary, Path("run")).splitlines()
+    assert "final return   n/a  (no episode finished in the run's 2 epochs)" in lines
+    assert "final cost     n/a / limit 25 (not measured), lambda 0.0010   [cost]" in lines
+    assert not any("None" in line for line in lines)
+    note = [line for line in lines if line.startswith("note")]
+    assert note == ["note           no episode finished: every epoch starts new episodes, so an epoch needs at least "
+                    "one episode's steps per environment copy (steps_per_epoch / num_envs); without one nothing "
+                    "measures the return or the cost and the multipliers never move"]
+    unconstrained = format_summary({**summary, "algo": "ppo", "epochs": 1, "multipliers": {}}, Path("run"))
+    assert "(no episode finished in the run's 1 epoch)" in unconstrained
+    assert unconstrained.rstrip().count("measures the return or the cost\n") == 1
