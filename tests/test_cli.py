@@ -312,6 +312,24 @@ def test_the_summary_explains_a_short_constrained_run_above_its_limit():
         assert "note" not in format_summary({**summary, **changes}, Path("run")), changes
 
 
+def test_a_run_as_long_as_omnisafes_benchmarks_gets_no_short_run_note():
+    # the note on a run that ended above its limit says it was short ("a multiplier takes many epochs ... OmniSafe's
+    # benchmarks train 500"); after 500 epochs or more it excused a solver that failed with advice already followed
+    from cmdp.cli import OMNISAFE_EPOCHS, format_summary
+
+    summary = {"algo": "ppo_lag", "env": "SafetyPointGoal1-v0", "seed": 0, "env_steps": 10_000_000, "epochs": 500,
+               "wall_seconds": 9000.0, "steps_per_s": 1111.0, "final_return": 20.1, "final_epoch_with_episodes": 500,
+               "final_costs": {"cost": 31.2}, "cost_limits": {"cost": 25.0}, "multipliers": {"cost": 1.3}}
+    assert OMNISAFE_EPOCHS == 500
+    for epochs in (500, 800):
+        text = format_summary({**summary, "epochs": epochs}, Path("run"))
+        assert "(ABOVE limit), lambda 1.3000" in text and "note" not in text, epochs
+    assert "note           above the limit after 499 epochs: a multiplier takes many epochs" in format_summary(
+        {**summary, "epochs": 499}, Path("run"))
+    # multipliers that had not yet moved are worth the note however long the run
+    assert "the multipliers wait 600 epochs" in format_summary({**summary, "epochs": 550}, Path("run"), delay=600)
+
+
 def test_the_summary_of_a_run_that_finished_no_episode_says_so():
     # an epoch shorter than an episode (steps_per_epoch=500 on a 1000-step Safety-Gymnasium task) never finishes
     # one, since every epoch starts new episodes: summary.json's final_epoch_with_episodes is null. The summary
