@@ -7,7 +7,8 @@ searched recursively. For each environment x algorithm, over seeds (finished run
 unfinished ones at their last logged epoch):
 
 - final return and final cost per cost name: mean +- std over seeds (numpy's std, ddof 0), each
-  seed's value being `summary.json`'s (the mean over the episodes of the last epoch that finished any);
+  seed's value being `summary.json`'s (the mean over the episodes of the last epoch that finished any); a seed
+  that finished no episode has none, and report.md marks a mean over fewer seeds "(n of N seeds)";
 - within limit: of the last 10% of epochs (at least 1) of every seed, pooled, the share whose episode
   cost was within the limit for every cost (epochs that finished no episode are not counted);
 - wall time (training seconds per seed) and steps per second, means over seeds;
@@ -304,10 +305,12 @@ def summarize(runs: list[RunData], partial: bool = False,
         steps = sorted({r.env_steps for r in group})
         row["env_steps"] = steps[0] if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
         row["return_mean"], row["return_std"] = _mean_std(returns)
+        row["return_seeds"] = int(np.isfinite(returns).sum())  # the seeds the mean is over (NaN: none measured)
         limits = group[0].cost_limits() or known_limits.get(env, {})
         for name in names:
             costs = np.array([f[1].get(name, math.nan) for f in finals], dtype=float)
             row[f"cost_mean/{name}"], row[f"cost_std/{name}"] = _mean_std(costs)
+            row[f"cost_seeds/{name}"] = int(np.isfinite(costs).sum())
             row[f"cost_limit/{name}"] = limits.get(name, math.nan)
         within = measured = 0
         for r in group:
@@ -352,6 +355,13 @@ def _num(value: Any, digits: int = 2) -> str:
 
 def _pm(mean: float, std: float) -> str:
     return "n/a" if math.isnan(mean) else f"{mean:.2f} ± {std:.2f}"
+
+
+def _over(row: dict[str, Any], key: str) -> str:
+    """" (n of N seeds)" where only n of the row's N seeds have the number `key` counts (the others finished no
+    episode), so a mean over fewer seeds does not read as one over all of them; "" otherwise."""
+    n = row.get(key)
+    return f" ({n} of {row['seeds']} seeds)" if isinstance(n, int) and 0 < n < row["seeds"] else ""
 
 
 def _steps_text(steps: Any) -> str:
@@ -415,16 +425,18 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table:
         cells = [row["env"], row["algo"], str(row["seeds"]), _steps_text(row["env_steps"]),
-                 _pm(row["return_mean"], row["return_std"])]
+                 _pm(row["return_mean"], row["return_std"]) + _over(row, "return_seeds")]
         if one:
             n = names[0]
-            cells += [_pm(row.get(f"cost_mean/{n}", math.nan), row.get(f"cost_std/{n}", math.nan)),
+            cells += [_pm(row.get(f"cost_mean/{n}", math.nan), row.get(f"cost_std/{n}", math.nan))
+                      + _over(row, f"cost_seeds/{n}"),
                       _num(row.get(f"cost_limit/{n}", math.nan), 2).rstrip("0").rstrip(".")]
         else:
             for n in names:
                 limit = row.get(f"cost_limit/{n}", math.nan)
                 cells.append(f"{_pm(row.get(f'cost_mean/{n}', math.nan), row.get(f'cost_std/{n}', math.nan))} "
-                             f"({_num(limit).rstrip('0').rstrip('.')})" if f"cost_mean/{n}" in row else "—")
+                             f"({_num(limit).rstrip('0').rstrip('.')}){_over(row, f'cost_seeds/{n}')}"
+                             if f"cost_mean/{n}" in row else "—")
         share = row["within_limit"]
         cells.append("n/a" if math.isnan(share) else
                      f"{100 * share:.0f}% ({row['within_limit_epochs']}/{row['measured_epochs']})")
@@ -645,7 +657,8 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
     source = reference_source_text(r.get("ref_source", r.get("source", "")) for r in cited)
     lines += ["## Results", "", md_table, "",
               "- **return**, **cost**: each seed's final value (mean over the episodes of its last epoch that "
-              "finished any), then mean ± std over seeds (numpy's std, ddof 0).",
+              "finished any), then mean ± std over seeds (numpy's std, ddof 0); \"(n of N seeds)\" where only n "
+              "seeds finished an episode, the mean being over those.",
               f"- **within limit**: of the last {LAST_EPOCHS_SHARE:.0%} of epochs of every seed (at least one), pooled, "
               "the share whose mean episode cost was at most the limit for every cost (epochs that finished no "
               "episode are left out); in brackets: epochs within / epochs counted.",

@@ -591,6 +591,32 @@ def test_report_numbers_from_synthetic_runs(tmp_path):
     assert not list((tmp_path / "partial").glob("*.png"))
 
 
+def test_a_mean_over_fewer_seeds_than_the_row_counts_says_so(tmp_path):
+    # a seed whose epochs finished no episode has no final return or cost (NaN in summary.json): the mean is over
+    # the other seeds, and the table said "2" seeds beside "0.66 ± 0.00", a mean of one seed read as one of two
+    root = tmp_path / "runs"
+    lim = {"cost": 25.0}
+    make_run(root / HOPPER / "ppo_lag" / "seed0", "ppo_lag", HOPPER, 0, [30.0, 20.0], lim, 10.0, {"cost": 20.0},
+             wall=4.0)
+    make_run(root / HOPPER / "ppo_lag" / "seed1", "ppo_lag", HOPPER, 1, [None, None], lim, math.nan,
+             {"cost": math.nan}, wall=4.0)
+    two = {"cost_a": 1.5, "cost_b": 1.0}
+    make_run(root / "ExactTwoCost-v0" / "ppo" / "seed0", "ppo", "ExactTwoCost-v0", 0,
+             [{"cost_a": 1.0, "cost_b": 0.5}], two, 4.0, {"cost_a": 1.0, "cost_b": 0.5}, wall=1.0)
+    make_run(root / "ExactTwoCost-v0" / "ppo" / "seed1", "ppo", "ExactTwoCost-v0", 1,
+             [{"cost_a": 2.0, "cost_b": 0.7}], two, 5.0, {"cost_a": 2.0, "cost_b": 0.7}, wall=1.0)
+    assert main(["report", str(root), "--out", str(tmp_path / "rep"), "--no-plots"]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    hop = next(line for line in md.splitlines() if line.startswith(f"| {HOPPER} |"))
+    assert "| 2 | 2,000 | 10.00 ± 0.00 (1 of 2 seeds) | — | — | 20.00 ± 0.00 (25) (1 of 2 seeds) |" in hop
+    two_row = next(line for line in md.splitlines() if line.startswith("| ExactTwoCost-v0 |"))
+    assert "seeds)" not in two_row and "| 4.50 ± 0.50 | 1.50 ± 0.50 (1.5) | 0.60 ± 0.10 (1) | — |" in two_row
+    # one cost name in the whole table: the cost column and the limit column apart
+    assert main(["report", str(root / HOPPER), "--out", str(tmp_path / "one"), "--no-plots"]) == 0
+    assert "| 10.00 ± 0.00 (1 of 2 seeds) | 20.00 ± 0.00 (1 of 2 seeds) | 25 |" in (tmp_path / "one" / "report.md").read_text()
+    assert '"(n of N seeds)" where only n seeds finished an episode' in md
+
+
 def test_pareto_front_of_cost_and_return_points():
     """The trade-off figure's frontier: (cost, return) points no other beats on both, by cost ascending."""
     from cmdp.benchmarks.report import pareto_front
