@@ -234,6 +234,9 @@ def _train(args: argparse.Namespace) -> int:
             print(f"note: {note}")
         existed = args.out is not None and Path(args.out).is_dir()  # an empty folder the user gave: kept
         trainer, run_dir = new_run(cfg, args.out)
+    if trainer.is_main:
+        for note in trainer.run.notes(trainer.cfg):
+            print(f"note: {note}")
     try:
         summary = trainer.train(run_dir, resume=bool(args.resume), progress=not args.no_progress)
     except KeyboardInterrupt:

@@ -182,6 +182,18 @@ class ControlRun(FamilyRun):
         lines.append(f"length  {result['len_mean']:.1f}")
         return "\n".join(lines)
 
+    def notes(self, cfg: Any) -> list[str]:
+        """An epoch shorter than an episode: every epoch starts new episodes (the collectors reset the copies), so an
+        episode whose time limit is longer than an epoch's steps per copy never finishes: only episodes that end
+        sooner (a fall, a terminal state) are measured, which biases the return and the cost, or none are."""
+        per_copy, limit = cfg.steps_per_epoch // cfg.num_envs, self.spec.max_episode_steps
+        if limit is None or per_copy >= limit:
+            return []
+        return [f"an epoch gives each environment copy {per_copy} steps (steps_per_epoch / num_envs), fewer than an "
+                f"episode's {limit}: every epoch starts new episodes, so only episodes that end sooner are measured, "
+                f"and the multipliers see only their costs (or none); set steps_per_epoch to at least "
+                f"{limit * cfg.num_envs}"]
+
     def state_dict(self) -> dict[str, Any]:
         return {"obs_normalizer": self.obs_normalizer.state_dict() if self.obs_normalizer else None,
                 "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None,

@@ -116,6 +116,11 @@ class FamilyRun(ABC):
     def format_evaluation(self, result: dict[str, Any]) -> str:
         """`evaluate`'s result as the lines `cmdp eval` prints."""
 
+    def notes(self, cfg: Any) -> list[str]:
+        """What a user should know before the run trains on this environment at config `cfg` (`cmdp train` prints
+        them at the start): a setting that will make the run measure little or nothing. None by default."""
+        return []
+
     def state_dict(self) -> dict[str, Any]:
         """What the run learns besides the agent's weights (e.g. observation normalisers), for checkpoints."""
         return {}

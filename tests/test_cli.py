@@ -351,3 +351,26 @@ def test_the_summary_of_a_run_that_finished_no_episode_says_so():
     unconstrained = format_summary({**summary, "algo": "ppo", "epochs": 1, "multipliers": {}}, Path("run"))
     assert "(no episode finished in the run's 1 epoch)" in unconstrained
     assert unconstrained.rstrip().count("measures the return or the cost\n") == 1
+
+
+@pytest.mark.parametrize("env, steps_per_epoch, num_envs, expect", [
+    ("QuadraticBandit-v0", 16, 2, "an epoch gives each environment copy 8 steps (steps_per_epoch / num_envs), fewer "
+                                  "than an episode's 10"),
+    ("QuadraticBandit-v0", 20, 2, None),  # 10 steps per copy: each episode of 10 finishes
+    ("ExactChain-v0", 16, 1, None),  # no time limit: nothing to compare with
+])
+def test_an_epoch_shorter_than_an_episode_is_noted_at_the_start(tmp_path, capsys, env, steps_per_epoch, num_envs,
+                                                                 expect):
+    # such a run measured only the episodes that ended early, or none, and said so (if at all) only at its end
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "ppo_lag", "--env", env, "--total-steps", str(2 * steps_per_epoch),
+                 "--num-envs", str(num_envs), "--set", f"steps_per_epoch={steps_per_epoch}", "--no-progress",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    notes = [line for line in printed.splitlines() if line.startswith("note: an epoch gives")]
+    if expect is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and notes[0].startswith(f"note: {expect}")
+        assert notes[0].endswith(f"set steps_per_epoch to at least {10 * num_envs}")
+        assert printed.index(notes[0]) < printed.index("== ppo_lag")  # at the start, before the summary
