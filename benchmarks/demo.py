@@ -20,8 +20,7 @@ from typing import Any, TextIO
 
 from cmdp.benchmarks.report import find_runs, write_report
 from cmdp.benchmarks.runner import run_suite
-from cmdp.benchmarks.suite import Suite, load_suite
-from cmdp.config import MAX_SEED
+from cmdp.benchmarks.suite import Suite, load_suite, seed_count
 from cmdp.registry import is_constrained
 from cmdp.spec import ConfigError
 
@@ -36,12 +35,7 @@ def demo_suite(seeds: int | None = None, total_steps: int | None = None, quick: 
     suite = load_suite(DEMO_SUITE)
     changes: dict[str, Any] = {}
     if seeds is not None:
-        if seeds < 1:
-            raise ConfigError(f"--seeds must be at least 1, got {seeds}")
-        if seeds > MAX_SEED + 1:  # before range() is listed: 10**11 would end in a MemoryError
-            raise ConfigError(f"--seeds must be at most {MAX_SEED + 1} (2**32: seeds are in [0, 2**32 - 1]), "
-                              f"got {seeds}")
-        changes["seeds"] = tuple(range(seeds))
+        changes["seeds"] = seed_count(seeds, "--seeds")
     if quick:
         changes["total_steps"] = QUICK_STEPS
         changes["config"] = {**suite.config, "steps_per_epoch": QUICK_EPOCH}

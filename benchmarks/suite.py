@@ -197,14 +197,19 @@ def _names(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def seed_count(count: int, what: str) -> tuple[int, ...]:
+    """Seeds 0..count-1; ConfigError naming `what` (the flag or key that gave the count) unless 1 <= count <= 2**32,
+    checked before the seeds are listed (10**11 of them ended in a MemoryError)."""
+    if count < 1:
+        raise ConfigError(f"{what} must be at least 1, got {count}")
+    if count > MAX_SEED + 1:
+        raise ConfigError(f"{what} must be at most {MAX_SEED + 1} (2**32: seeds are in [0, 2**32 - 1]), got {count}")
+    return tuple(range(count))
+
+
 def _seeds(value: Any, where: str) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise ConfigError(f"{where}: a count of seeds must be >= 1, got {value}")
-        if value > MAX_SEED + 1:  # checked before range() is listed: 10**11 seeds ended in a MemoryError
-            raise ConfigError(f"{where}: a count of seeds must be at most {MAX_SEED + 1} (2**32: seeds are in "
-                              f"[0, 2**32 - 1]), got {value}")
-        return tuple(range(value))
+        return seed_count(value, f"{where}: a count of seeds")
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{where} must be a non-empty list of integers or a count, got {value!r}")
     for s in value:

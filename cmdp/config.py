@@ -64,15 +64,15 @@ class TrainConfig:
         # one wraps around, so -1 and 2**64 - 1 would be the same run); the unsigned 32-bit range is the one every
         # common seeder takes (numpy's legacy RandomState / np.random.seed, which plugins and libraries call, stops
         # at 2**32 - 1), so a run's seed can be handed to any of them.
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}] (2**32 - 1), got {self.seed}")
+        check_seed("seed", self.seed)
 
 
-def check_env_seed(seed: int | None) -> None:
-    """ConfigError unless `seed` (an environment's `env_kwargs.seed`) is None or in a run seed's range, [0, MAX_SEED]:
-    numpy's generators refuse a negative one only once the environment is built, with a traceback."""
+def check_seed(key: str, seed: int | None) -> None:
+    """ConfigError naming `key` unless `seed` is None or in a run seed's range, [0, MAX_SEED] (TrainConfig.validate
+    says why; an environment's `env_kwargs.seed` too, which numpy's generators would refuse only once the
+    environment is built, with a traceback)."""
     if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"env_kwargs.seed must be an integer in [0, {MAX_SEED}] (2**32 - 1), got {seed}")
+        raise ConfigError(f"{key} must be an integer in [0, {MAX_SEED}] (2**32 - 1), got {seed}")
 
 
 def check_choice(key: str, value: Any, choices: Collection[str]) -> None:

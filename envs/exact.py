@@ -34,7 +34,7 @@ import gymnasium
 import numpy as np
 from scipy.optimize import linprog
 
-from cmdp.config import check_env_seed
+from cmdp.config import check_seed
 from cmdp.control import VectorFamily
 from cmdp.registry import register_env
 from cmdp.spec import CMDPSpec, ConfigError, CostSpec
@@ -550,7 +550,7 @@ class ExactKwargs:
     def validate(self) -> None:
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ConfigError(f"env_kwargs.max_episode_steps must be >= 1, got {self.max_episode_steps}")
-        check_env_seed(self.seed)
+        check_seed("env_kwargs.seed", self.seed)
 
 
 _FACTORY_KWARGS = tuple(f.name for f in dataclasses.fields(ExactKwargs))

@@ -45,7 +45,7 @@ from typing import Any, Callable, Sequence
 import gymnasium
 import numpy as np
 
-from cmdp.config import check_env_seed
+from cmdp.config import check_seed
 from cmdp.control import VectorFamily
 from cmdp.registry import register_env
 from cmdp.spec import CMDPSpec, ConfigError, CostSpec
@@ -242,7 +242,7 @@ class QuadraticBanditKwargs:
             raise ConfigError(f"env_kwargs.num_costs must be >= 1, got {self.num_costs}")
         if self.horizon < 1:
             raise ConfigError(f"env_kwargs.horizon must be >= 1, got {self.horizon}")
-        check_env_seed(self.seed)
+        check_seed("env_kwargs.seed", self.seed)
 
 
 _FACTORY_KWARGS = tuple(f.name for f in dataclasses.fields(QuadraticBanditKwargs))
