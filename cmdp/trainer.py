@@ -107,33 +107,31 @@ class Trainer:
         self.last_episodes = state.get("last_episodes") or {}
 
     # --- the loop ----------------------------------------------------------------------------
-    def train(self, run_dir: Path, resume: bool = False, progress: bool = True,
-              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Train to `total_steps`, writing progress.csv, TensorBoard, checkpoints and summary.json."""
-        cfg = self.cfg
+    def _start(self, run_dir: Path, resume: bool) -> RunLogger | None:
+        """Before the first epoch: with `resume`, check the run folder's paths (a folder in place of a file, or the
+        reverse, fails before any epoch) and load its checkpoint; then open the progress log (the main process's;
+        a damaged log refuses the resume)."""
         if resume:
-            try:  # what the resume writes: a folder in place of a file (or the reverse) fails before any epoch
-                check_run_paths(run_dir, ("progress.csv", "summary.json", "tb"))
-            except ConfigError:
-                self.close()
-                raise
-        if resume and (run_dir / CHECKPOINT).is_file():
-            try:
+            check_run_paths(run_dir, ("progress.csv", "summary.json", "tb"))
+            if (run_dir / CHECKPOINT).is_file():
                 state = load_checkpoint(run_dir / CHECKPOINT)
                 try:
                     self.load_state_dict(state)
                 except (KeyError, ValueError, TypeError, RuntimeError) as exc:
                     raise ConfigError(f"{run_dir / CHECKPOINT} does not fit this run's config "
                                       f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-            except BaseException:
-                self.close()
-                raise
-        main = self.is_main
-        try:  # a damaged progress log refuses the resume: the environments go too
-            logger = RunLogger(run_dir, resume_epoch=self.epoch, resume_step=self.env_steps) if main else None
+        return RunLogger(run_dir, resume_epoch=self.epoch, resume_step=self.env_steps) if self.is_main else None
+
+    def train(self, run_dir: Path, resume: bool = False, progress: bool = True,
+              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Train to `total_steps`, writing progress.csv, TensorBoard, checkpoints and summary.json."""
+        cfg = self.cfg
+        try:  # a resume refused here (the run folder damaged, a checkpoint that does not fit) closes the environments
+            logger = self._start(run_dir, resume)
         except BaseException:
             self.close()
             raise
+        main = self.is_main
         bar = _progress_bar(cfg, self.env_steps) if progress and main else None
         try:
             while self.epoch < self.num_epochs:
