@@ -24,9 +24,22 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
 
 
+class SubcommandParser(OneLineParser):
+    """The parser of one subcommand (`cmdp train`): refuses an argument it does not know itself, so the one-line
+    error names `cmdp train --help`. argparse hands a subcommand's unknown arguments up to the top-level parser,
+    whose error named `cmdp --help`, which does not list the subcommand's options."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None,
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="cmdp", description="Constrained RL: train and compare safe RL solvers.")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
 
     t = sub.add_parser("train", help="train a solver on a CMDP (defaults: ppo_lag on SafetyPointGoal1-v0)",
                        description="Train a solver. Precedence: algorithm defaults < --config file < flags < --set.")

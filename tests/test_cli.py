@@ -154,7 +154,9 @@ def test_bad_input_fails_cleanly(tmp_path, capsys, args, message):
                                         "(`cmdp train --help` lists the options)"),
     (["eval"], "cmdp eval: error: the following arguments are required: run_dir (`cmdp eval --help` lists the "
                "options)"),
-    (["train", "--bogus"], "cmdp: error: unrecognized arguments: --bogus (`cmdp --help` lists the options)"),
+    (["train", "--bogus"], "cmdp train: error: unrecognized arguments: --bogus (`cmdp train --help` lists the "
+                           "options)"),
+    (["--bogus", "train"], "cmdp: error: unrecognized arguments: --bogus (`cmdp --help` lists the options)"),
 ])
 def test_a_usage_error_is_one_line(argv, line, capsys):
     # argparse printed the subcommand's whole usage (five lines for train) above its error line
@@ -162,6 +164,29 @@ def test_a_usage_error_is_one_line(argv, line, capsys):
         main(argv)
     assert info.value.code == 2
     assert capsys.readouterr().err == line + "\n"
+
+
+#: each subcommand's required arguments, so that only the unknown option is wrong
+REQUIRED_ARGUMENTS = {"eval": ["RUN"], "report": ["RUN"], "arena": ["A", "B", "--prompts", "P"],
+                      "train-score-model": ["--kind", "reward", "--data", "D", "--model", "M", "--out", "O"]}
+
+
+def subcommands() -> list[str]:
+    from cmdp.cli import _parser
+
+    action = next(a for a in _parser()._actions if a.dest == "command")
+    return list(action.choices)
+
+
+@pytest.mark.parametrize("command", subcommands())
+def test_an_unknown_option_of_a_subcommand_names_that_subcommands_help(command, capsys):
+    # argparse handed a subcommand's unknown arguments up to the top-level parser, whose error named `cmdp --help`:
+    # that lists the subcommands, not the options the user got wrong
+    with pytest.raises(SystemExit) as info:
+        main([command, *REQUIRED_ARGUMENTS.get(command, []), "--bogus"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (f"cmdp {command}: error: unrecognized arguments: --bogus "
+                                       f"(`cmdp {command} --help` lists the options)\n")
 
 
 def test_bad_config_file_contents(tmp_path, capsys):
