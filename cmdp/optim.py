@@ -8,7 +8,7 @@ same solver code train an MLP policy with a plain torch optimiser and a language
   of each critic on its own (`critic_clip`), linear learning-rate decay. Actor and critics share no parameters, so
   a single backward equals separate ones at half the per-step overhead. Each part's parameters live in one flat
   buffer (`FlatPart`), so clipping and Adam take a handful of kernels per part whatever its number of tensors,
-  and every part's gradient norm is checked for finiteness in one sync.
+  and every part's gradient norm is read in one sync.
 - `DeepSpeedUpdater` (envs/text/deepspeed_updater.py): one DeepSpeed engine per part, each with its own
   backward and step, as ZeRO needs.
 """
@@ -257,8 +257,9 @@ class TorchUpdater:
     A step is built for small minibatches (OmniSafe's 64 samples), where the time goes to per-kernel overhead,
     not to arithmetic. Each part's parameters live in one flat buffer (`FlatPart`), so after the one backward a
     part's gradient is gathered, clipped and stepped by Adam in a handful of kernels whatever its number of tensors,
-    and every part's norms are checked for finiteness (and counted for the clip log) in one sync. Build it once
-    the model has its final device and dtype: it re-homes the parameters (`flatten_parameters`)."""
+    and every part's norms are read in one sync, then checked for finiteness (and counted for the clip log) in
+    Python. Build it once the model has its final device and dtype: it re-homes the parameters
+    (`flatten_parameters`)."""
 
     def __init__(self, actor: torch.nn.Module, critic: torch.nn.Module | None, cfg: Any, num_epochs: int) -> None:
         self.actor, self.critic = actor, critic
@@ -277,6 +278,9 @@ class TorchUpdater:
                       "critic": FlatPart(critic_params, self.critic_groups, cfg.critic_lr, critic_decay)}
         self.schedules = {"actor": linear_decay(num_epochs, cfg.lr_decay),
                           "critic": linear_decay(num_epochs, cfg.lr_decay and cfg.critic_lr_decay)}
+        # max_grad_norm as the parameters' dtype holds it: a tensor compares with a Python float after rounding it to
+        # its own dtype, so the norms (read as Python floats) are compared with this to decide as the tensors would
+        self.clip_limit = torch.tensor(cfg.max_grad_norm, dtype=self.parts["actor"].flat.dtype).item()
         self.epochs_done = 0
         # per part this epoch: [steps, steps on which the clip bound]
         self.clip_counts: dict[str, list[int]] = {}
@@ -304,13 +308,15 @@ class TorchUpdater:
         if names[-1] == "critic" and self.per_critic and self.critic_l2 > 0:
             grads[-1].add_(self.parts["critic"].flat, alpha=2 * self.critic_l2)
         norms = [part.norms(grad) for part, grad in zip(parts, grads)]
-        # one sync: whether every norm is finite, and for each part whether its clip binds
-        every = torch.cat(norms)
-        flags = torch.stack([torch.isfinite(every).all()]
-                            + [(norm > self.max_grad_norm).any() for norm in norms]).tolist()
-        if not flags[0]:
-            raise RuntimeError(f"a gradient norm is non-finite ({every.tolist()}), so it cannot be clipped")
-        for name, part, grad, norm, clipped in zip(names, parts, grads, norms, flags[1:]):
+        # one sync, the norms themselves: whether each is finite and whether a part's clip binds are then decided in
+        # Python, which costs less than the ten small operators that decide them on tensors (3% of a step at 64)
+        every = torch.cat(norms).tolist()
+        if not all(map(math.isfinite, every)):
+            raise RuntimeError(f"a gradient norm is non-finite ({every}), so it cannot be clipped")
+        limit = self.clip_limit
+        ends = list(itertools.accumulate(norm.numel() for norm in norms))
+        binds = [max(every[end - norm.numel():end]) > limit for norm, end in zip(norms, ends)]
+        for name, part, grad, norm, clipped in zip(names, parts, grads, norms, binds):
             if clipped:  # else every coefficient is 1
                 part.clip_(grad, norm, self.max_grad_norm)
             part.adam_(grad, self.lr(name))

@@ -87,6 +87,21 @@ def test_a_checkpoint_of_torch_adam_resumes_with_its_moments_and_epochs():
     assert resumed.epochs_done == 1 and resumed.parts["critic"].steps == 3
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_clip_binds_where_a_tensor_comparison_says(dtype):
+    # a gradient norm of exactly float32(0.1), which is above the double 0.1: torch compares a float32 tensor with
+    # 0.1 rounded to float32 (the clip does not bind), a float64 tensor with 0.1 itself (it binds). The step reads the
+    # norms as Python floats, so it must round the limit the same way to decide as the tensors would.
+    actor = torch.nn.Linear(1, 1, bias=False).to(dtype)
+    cfg = build_config(PPOLagConfig, {"algo": "ppo_lag", "max_grad_norm": 0.1})
+    updater = TorchUpdater(actor, None, cfg, num_epochs=1)
+    norm = torch.tensor(0.1, dtype=torch.float32).to(dtype)
+    updater.step(actor_loss=(actor.weight * norm).sum())
+    bound = bool(norm > cfg.max_grad_norm)
+    assert bound == (dtype == torch.float64)
+    assert updater.end_epoch()["grad_clip_actor"] == float(bound)
+
+
 def test_a_parameter_given_new_storage_is_refused():
     agent, cfg = agent_and_config()
     updater = TorchUpdater(agent.actor, agent.critic, cfg, num_epochs=4)
