@@ -217,6 +217,7 @@ def _train(args: argparse.Namespace) -> int:
     from cmdp.trainer import CHECKPOINT, Trainer, new_run, open_run, resolve_config
 
     existed = False
+    added: dict[str, Any] = {}  # with --resume: the keys the run's config.yaml lacks (defaults_since)
     if args.resume:
         given = [f for f in ("algo", "env", "total_steps", "seed", "num_envs", "config", "preset", "out")
                  if getattr(args, f) is not None] + (["set"] if args.set else [])
@@ -225,13 +226,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg, run_dir = open_run(args.resume, need_checkpoint=False, trust_plugins=args.trust_plugins,
                                 given_plugins=args.plugin)
         added = defaults_since(run_dir, cfg)
-        if added:
-            print(f"note: {run_dir / 'config.yaml'} was written by an earlier cmdp-lab and does not name "
-                  f"{', '.join(f'{k} (now {v!r})' for k, v in added.items())}: the resumed run takes these defaults "
-                  f"of this version; to continue as it began, add them to that file with the values its version used",
-                  file=sys.stderr)
         trainer = Trainer(cfg)
-        print(f"resuming {run_dir}")
     else:
         from cmdp.config import parse_set
 
@@ -247,11 +242,23 @@ def _train(args: argparse.Namespace) -> int:
             print(f"note: {note}")
         existed = args.out is not None and Path(args.out).is_dir()  # an empty folder the user gave: kept
         trainer, run_dir = new_run(cfg, args.out)
-    if trainer.is_main:
-        for note in trainer.run.notes(trainer.cfg):
-            print(f"note: {note}")
+
+    def started() -> None:
+        """Once the run has started (a resume's checks passed, its checkpoint loaded): a refused resume announces
+        nothing, its one error line stands alone."""
+        if added:
+            print(f"note: {run_dir / 'config.yaml'} was written by an earlier cmdp-lab and does not name "
+                  f"{', '.join(f'{k} (now {v!r})' for k, v in added.items())}: the resumed run takes these defaults "
+                  f"of this version; to continue as it began, add them to that file with the values its version used",
+                  file=sys.stderr)
+        if args.resume:
+            print(f"resuming {run_dir}")
+        if trainer.is_main:
+            for note in trainer.run.notes(trainer.cfg):
+                print(f"note: {note}")
+
     try:
-        summary = trainer.train(run_dir, resume=bool(args.resume), progress=not args.no_progress)
+        summary = trainer.train(run_dir, resume=bool(args.resume), progress=not args.no_progress, on_start=started)
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: cmdp train --resume {run_dir}", file=sys.stderr)
         return 130

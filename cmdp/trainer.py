@@ -95,40 +95,54 @@ class Trainer:
         with self.updater.gathered(self.agent):
             return {k: v.detach().clone() for k, v in self.agent.state_dict().items()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], log: Callable[[str], None] = print) -> None:
+        """Restore a checkpoint's state; `log` gets the notes loading it has for the user (one line each)."""
         self.epoch, self.wall_seconds = int(state["epoch"]), float(state["wall_seconds"])
         with self.updater.gathered(self.agent, write=True):
             self.agent.load_state_dict(state["agent"])
         self.solver.load_state_dict(state["solver"])
         self.run.load_state_dict(state["family"])
-        self.loop.load_state_dict(state["schedule"], log=print)
+        self.loop.load_state_dict(state["schedule"], log=log)
         self.rng.bit_generator.state = state["numpy_rng"]
         self.generator.set_state(state["torch_rng"])
         self.last_episodes = state.get("last_episodes") or {}
 
     # --- the loop ----------------------------------------------------------------------------
-    def _start(self, run_dir: Path, resume: bool) -> RunLogger | None:
+    def _start(self, run_dir: Path, resume: bool, notes: list[str]) -> RunLogger | None:
         """Before the first epoch: with `resume`, check the run folder's paths (a folder in place of a file, or the
-        reverse, fails before any epoch) and load its checkpoint; then open the progress log (the main process's;
-        a damaged log refuses the resume)."""
+        reverse, fails before any epoch) and load its checkpoint (its notes for the user go to `notes`); then open
+        the progress log (the main process's; a damaged log refuses the resume)."""
         if resume:
             check_run_paths(run_dir, ("progress.csv", "summary.json", "tb"))
             if (run_dir / CHECKPOINT).is_file():
                 state = load_checkpoint(run_dir / CHECKPOINT)
                 try:
-                    self.load_state_dict(state)
+                    self.load_state_dict(state, log=notes.append)
                 except (KeyError, ValueError, TypeError, RuntimeError) as exc:
                     raise ConfigError(f"{run_dir / CHECKPOINT} does not fit this run's config "
                                       f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
         return RunLogger(run_dir, resume_epoch=self.epoch, resume_step=self.env_steps) if self.is_main else None
 
     def train(self, run_dir: Path, resume: bool = False, progress: bool = True,
-              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Train to `total_steps`, writing progress.csv, TensorBoard, checkpoints and summary.json."""
+              on_epoch: Callable[[dict[str, Any]], None] | None = None,
+              on_start: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Train to `total_steps`, writing progress.csv, TensorBoard, checkpoints and summary.json.
+
+        `on_start` is called once the run has started, before the first epoch: after a resume's checks passed and
+        its checkpoint loaded (so that `cmdp train --resume` announces no resume that is then refused); the
+        checkpoint's notes for the user are printed after it."""
         cfg = self.cfg
+        notes: list[str] = []
+        logger: RunLogger | None = None
         try:  # a resume refused here (the run folder damaged, a checkpoint that does not fit) closes the environments
-            logger = self._start(run_dir, resume)
+            logger = self._start(run_dir, resume, notes)
+            if on_start is not None:
+                on_start()
+            for note in notes:
+                print(note)
         except BaseException:
+            if logger is not None:
+                logger.close()
             self.close()
             raise
         main = self.is_main

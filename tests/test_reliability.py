@@ -567,6 +567,33 @@ def test_a_row_cut_after_the_checkpoint_is_dropped_by_the_resume(finished_run: P
     assert not (run / "progress.csv.tmp").exists()
 
 
+@pytest.mark.parametrize("damage", ["checkpoint truncated", "progress log emptied"])
+def test_a_refused_resume_announces_nothing(finished_run: Path, tmp_path: Path, damage: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # `resuming RUN` was printed on stdout (and the note on keys an older config.yaml lacks on stderr) before the
+    # checkpoint was read and the progress log checked: a refused resume read as one that had begun
+    run = unfinished_copy(finished_run, tmp_path)
+    config = run / "config.yaml"
+    config.write_text("".join(line for line in config.read_text().splitlines(keepends=True)
+                              if not line.startswith("cost_window:")))  # an older version's: a note on resume
+    checkpoint, log = run / "checkpoints" / "last.pt", run / "progress.csv"
+    whole = {path: path.read_bytes() for path in (checkpoint, log)}
+    if damage == "checkpoint truncated":
+        checkpoint.write_bytes(whole[checkpoint][:len(whole[checkpoint]) // 2])
+    else:
+        log.write_bytes(b"")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    one_error_line(err)
+    for path, data in whole.items():  # repaired: the same resume announces itself, once it has begun
+        path.write_bytes(data)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"resuming {run}\n") and "does not name cost_window (now 0)" in err
+
+
 # --- 9. a run folder's config.yaml that is not a whole run config -----------------------------------------------
 
 @pytest.mark.parametrize("command", ["eval", "resume"])
