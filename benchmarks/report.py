@@ -6,9 +6,10 @@ DIR is a benchmark's output (`cmdp benchmark`) or any folder holding run folders
 searched recursively. For each environment x algorithm, over seeds (finished runs; `--partial` adds
 unfinished ones at their last logged epoch):
 
-- final return and final cost per cost name: mean +- std over seeds (numpy's std, ddof 0), each
+- final return and final cost per cost name: mean ± std over seeds (numpy's std, ddof 0), each
   seed's value being `summary.json`'s (the mean over the episodes of the last epoch that finished any); a seed
-  that finished no episode has none, and report.md marks a mean over fewer seeds "(n of N seeds)";
+  that finished no episode has none, and report.md marks a mean over fewer seeds "(n of N seeds)" and shows a mean
+  over one seed without a std (results.csv keeps its std, 0);
 - within limit: of the last 10% of epochs (at least 1) of every seed, pooled, the share whose episode
   cost was within the limit for every cost (epochs that finished no episode are not counted);
 - wall time (training seconds per seed) and steps per second, means over seeds;
@@ -353,8 +354,12 @@ def _num(value: Any, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _pm(mean: float, std: float) -> str:
-    return "n/a" if math.isnan(mean) else f"{mean:.2f} ± {std:.2f}"
+def _pm(mean: float, std: float, n: int) -> str:
+    """A mean over `n` seeds with its std; over one seed the mean alone, since the std of one value is 0 and says
+    nothing about the spread. "n/a" for no mean."""
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.2f}" if n == 1 else f"{mean:.2f} ± {std:.2f}"
 
 
 def _over(row: dict[str, Any], key: str) -> str:
@@ -425,17 +430,18 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table:
         cells = [row["env"], row["algo"], str(row["seeds"]), _steps_text(row["env_steps"]),
-                 _pm(row["return_mean"], row["return_std"]) + _over(row, "return_seeds")]
+                 _pm(row["return_mean"], row["return_std"], row["return_seeds"]) + _over(row, "return_seeds")]
         if one:
             n = names[0]
-            cells += [_pm(row.get(f"cost_mean/{n}", math.nan), row.get(f"cost_std/{n}", math.nan))
-                      + _over(row, f"cost_seeds/{n}"),
+            cells += [_pm(row.get(f"cost_mean/{n}", math.nan), row.get(f"cost_std/{n}", math.nan),
+                          row.get(f"cost_seeds/{n}", 0)) + _over(row, f"cost_seeds/{n}"),
                       _num(row.get(f"cost_limit/{n}", math.nan), 2).rstrip("0").rstrip(".")]
         else:
             for n in names:
                 limit = row.get(f"cost_limit/{n}", math.nan)
-                cells.append(f"{_pm(row.get(f'cost_mean/{n}', math.nan), row.get(f'cost_std/{n}', math.nan))} "
-                             f"({_num(limit).rstrip('0').rstrip('.')}){_over(row, f'cost_seeds/{n}')}"
+                mean = _pm(row.get(f"cost_mean/{n}", math.nan), row.get(f"cost_std/{n}", math.nan),
+                           row.get(f"cost_seeds/{n}", 0))
+                cells.append(f"{mean} ({_num(limit).rstrip('0').rstrip('.')}){_over(row, f'cost_seeds/{n}')}"
                              if f"cost_mean/{n}" in row else "—")
         share = row["within_limit"]
         cells.append("n/a" if math.isnan(share) else
@@ -443,8 +449,8 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
         cells += [f"{_num(row['wall_s_mean'], 1)} s", _num(row["steps_per_s_mean"], 0)]
         if "ref_algo" in row:
             mark = ("" if row["ref_same_budget"] else "†") + ("" if row["ref_same_limit"] else "‡")
-            cells += [_pm(row["ref_return_mean"], row["ref_return_std"]) + mark,
-                      _pm(row["ref_cost_mean"], row["ref_cost_std"]) + mark]
+            cells += [_pm(row["ref_return_mean"], row["ref_return_std"], row["ref_seeds"]) + mark,
+                      _pm(row["ref_cost_mean"], row["ref_cost_std"], row["ref_seeds"]) + mark]
         else:
             cells += ["—", "—"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -657,8 +663,8 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
     source = reference_source_text(r.get("ref_source", r.get("source", "")) for r in cited)
     lines += ["## Results", "", md_table, "",
               "- **return**, **cost**: each seed's final value (mean over the episodes of its last epoch that "
-              "finished any), then mean ± std over seeds (numpy's std, ddof 0); \"(n of N seeds)\" where only n "
-              "seeds finished an episode, the mean being over those.",
+              "finished any), then mean ± std over seeds (numpy's std, ddof 0), the mean alone where it is over one "
+              "seed; \"(n of N seeds)\" where only n seeds finished an episode, the mean being over those.",
               f"- **within limit**: of the last {LAST_EPOCHS_SHARE:.0%} of epochs of every seed (at least one), pooled, "
               "the share whose mean episode cost was at most the limit for every cost (epochs that finished no "
               "episode are left out); in brackets: epochs within / epochs counted.",

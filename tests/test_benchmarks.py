@@ -608,13 +608,40 @@ def test_a_mean_over_fewer_seeds_than_the_row_counts_says_so(tmp_path):
     assert main(["report", str(root), "--out", str(tmp_path / "rep"), "--no-plots"]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     hop = next(line for line in md.splitlines() if line.startswith(f"| {HOPPER} |"))
-    assert "| 2 | 2,000 | 10.00 ± 0.00 (1 of 2 seeds) | — | — | 20.00 ± 0.00 (25) (1 of 2 seeds) |" in hop
+    assert "| 2 | 2,000 | 10.00 (1 of 2 seeds) | — | — | 20.00 (25) (1 of 2 seeds) |" in hop
     two_row = next(line for line in md.splitlines() if line.startswith("| ExactTwoCost-v0 |"))
     assert "seeds)" not in two_row and "| 4.50 ± 0.50 | 1.50 ± 0.50 (1.5) | 0.60 ± 0.10 (1) | — |" in two_row
     # one cost name in the whole table: the cost column and the limit column apart
     assert main(["report", str(root / HOPPER), "--out", str(tmp_path / "one"), "--no-plots"]) == 0
-    assert "| 10.00 ± 0.00 (1 of 2 seeds) | 20.00 ± 0.00 (1 of 2 seeds) | 25 |" in (tmp_path / "one" / "report.md").read_text()
+    assert "| 10.00 (1 of 2 seeds) | 20.00 (1 of 2 seeds) | 25 |" in (tmp_path / "one" / "report.md").read_text()
     assert '"(n of N seeds)" where only n seeds finished an episode' in md
+
+
+def test_a_mean_over_one_seed_is_shown_without_a_std(tmp_path):
+    # a configuration of one seed read "10.00 ± 0.00": a std over one value is 0 whatever the algorithm does, so the
+    # table claimed a spread of zero; the mean alone now, with the same cells per row (results.csv keeps std 0)
+    root = tmp_path / "runs"
+    lim = {"cost": 25.0}
+    make_run(root / HOPPER / "ppo_lag" / "seed0", "ppo_lag", HOPPER, 0, [30.0, 20.0], lim, 10.0, {"cost": 20.0},
+             wall=4.0)
+    two = {"cost_a": 1.5, "cost_b": 1.0}
+    make_run(root / "ExactTwoCost-v0" / "ppo" / "seed0", "ppo", "ExactTwoCost-v0", 0,
+             [{"cost_a": 1.0, "cost_b": 0.5}], two, 4.0, {"cost_a": 1.0, "cost_b": 0.5}, wall=1.0)
+    assert main(["report", str(root), "--out", str(tmp_path / "rep"), "--no-plots"]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    assert "± 0.00" not in "\n".join(table)
+    hop = next(line for line in table if line.startswith(f"| {HOPPER} |"))
+    assert "| 1 | 2,000 | 10.00 | — | — | 20.00 (25) | 100% (1/1) |" in hop and "961.92 ± 752.87†" in hop
+    two_row = next(line for line in table if line.startswith("| ExactTwoCost-v0 |"))
+    assert "| 1 | 1,000 | 4.00 | 1.00 (1.5) | 0.50 (1) | — | 100% (1/1) |" in two_row
+    assert len({line.count(" | ") for line in table}) == 1  # every row has the header's cells
+    assert "the mean alone where it is over one seed" in md
+    rows = {r["algo"]: r for r in csv.DictReader((tmp_path / "rep" / "results.csv").open())}
+    assert (rows["ppo_lag"]["return_mean"], rows["ppo_lag"]["return_std"]) == ("10.0", "0.0")
+    # one cost name in the whole table: the cost column and the limit column apart
+    assert main(["report", str(root / HOPPER), "--out", str(tmp_path / "one"), "--no-plots"]) == 0
+    assert "| 1 | 2,000 | 10.00 | 20.00 | 25 |" in (tmp_path / "one" / "report.md").read_text()
 
 
 def test_pareto_front_of_cost_and_return_points():
