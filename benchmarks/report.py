@@ -106,9 +106,10 @@ class RunData:
         return int(float(self.rows[-1]["env_steps"])) if self.rows else 0
 
     def cost_limits(self) -> dict[str, float]:
-        """Limits from summary.json, else from a numeric config (unknown for the env's own defaults)."""
+        """Limits from summary.json (where one is null, unknown), else from a numeric config (unknown for the env's
+        own defaults)."""
         if self.summary and self.summary.get("cost_limits"):
-            return {k: float(v) for k, v in self.summary["cost_limits"].items()}
+            return {k: as_float(v) for k, v in self.summary["cost_limits"].items() if v is not None}
         return _limits_from_config(self.config.get("cost_limits"), self.cost_names)
 
     def final(self) -> tuple[float, dict[str, float]]:

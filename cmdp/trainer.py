@@ -13,6 +13,7 @@ uninterrupted run produces (same machine, CPU); off-policy runs checkpoint their
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -173,7 +174,7 @@ class Trainer:
             self.close()
         summary = self.summary()
         if main:
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            (run_dir / "summary.json").write_text(summary_json(summary))
         return summary
 
     def _row(self, eps: Any, mean_costs: np.ndarray, metrics: dict[str, float], t_collect: float,
@@ -200,7 +201,8 @@ class Trainer:
         return row
 
     def summary(self) -> dict[str, Any]:
-        """What summary.json holds: final numbers are the means over the last epoch that finished episodes."""
+        """What summary.json holds: final numbers are the means over the last epoch that finished episodes (NaN when
+        none did, written null: `summary_json`)."""
         last = self.last_episodes
         nan = float("nan")
         return {
@@ -219,6 +221,24 @@ class Trainer:
 
 def _progress_bar(cfg: Any, initial: int) -> Any:
     from tqdm import tqdm
+
+def strict_json(value: Any) -> Any:
+    """A copy of nested dicts and lists for strict JSON: NaN and the infinities become None (null), which Python's
+    json writes as the bare tokens NaN and Infinity that jq and JavaScript's JSON.parse refuse."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    """summary.json's text: strict JSON, a number that was not measured (the final return and costs of a run whose
+    epochs finished no episode) null."""
+    return json.dumps(strict_json(summary), indent=2, allow_nan=False) + "\n"
+
 
     return tqdm(total=cfg.total_steps, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True,
                 desc=f"{cfg.algo} {cfg.env} seed {cfg.seed}", mininterval=0.5)

@@ -644,6 +644,38 @@ def test_a_mean_over_one_seed_is_shown_without_a_std(tmp_path):
     assert "| 1 | 2,000 | 10.00 | 20.00 | 25 |" in (tmp_path / "one" / "report.md").read_text()
 
 
+def test_summary_json_is_strict_json_with_null_for_what_was_not_measured(tmp_path):
+    # a run whose epochs finished no episode (8 steps per copy, 10-step episodes) has no final return or cost:
+    # summary.json held the bare token NaN, which is not JSON (jq and JavaScript's JSON.parse refuse it)
+    run = tmp_path / "runs" / "QuadraticBandit-v0" / "ppo_lag" / "seed0"
+    assert main(["train", "--algo", "ppo_lag", "--env", "QuadraticBandit-v0", "--total-steps", "32", "--num-envs",
+                 "2", "--set", "steps_per_epoch=16", "--no-progress", "--out", str(run)]) == 0
+
+    def refuse(token):
+        raise ValueError(f"not strict JSON: {token}")
+
+    text = (run / "summary.json").read_text()
+    summary = json.loads(text, parse_constant=refuse)
+    assert "NaN" not in text and "Infinity" not in text
+    assert summary["final_return"] is None and summary["final_ep_len"] is None
+    assert summary["final_epoch_with_episodes"] is None and summary["finished"] is True
+    assert summary["final_costs"] and all(v is None for v in summary["final_costs"].values())
+    assert all(isinstance(v, float) for v in summary["cost_limits"].values())
+    # the report reads null as not measured: no mean, and the row says so rather than failing
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"), "--no-plots"]) == 0
+    rows = list(csv.DictReader((tmp_path / "rep" / "results.csv").open()))
+    assert [(r["algo"], r["finished"], r["return_mean"]) for r in rows] == [("ppo_lag", "1", "")]
+    assert all(rows[0][f"cost_mean/{n}"] == "" for n in summary["final_costs"])
+    assert all(float(rows[0][f"cost_limit/{n}"]) == v for n, v in summary["cost_limits"].items())
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| ppo_lag | 1 | 32 | n/a |" in md and "1 finished" in md
+    # a limit written null (not finite) is an unknown limit to the report, not a TypeError
+    (run / "summary.json").write_text(json.dumps({**summary, "cost_limits": dict.fromkeys(summary["cost_limits"])}))
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep2"), "--no-plots"]) == 0
+    rows = list(csv.DictReader((tmp_path / "rep2" / "results.csv").open()))
+    assert all(rows[0][f"cost_limit/{n}"] == "" for n in summary["cost_limits"])
+
+
 def test_pareto_front_of_cost_and_return_points():
     """The trade-off figure's frontier: (cost, return) points no other beats on both, by cost ascending."""
     from cmdp.benchmarks.report import pareto_front
