@@ -10,7 +10,8 @@ import torch
 from cmdp.spec import ConfigError
 
 # What `cmdp.trainer.Trainer.state_dict` writes and `Trainer.load_state_dict` reads back on --resume
-# (`last_episodes` is optional: checkpoints written before it existed lack it).
+# (`last_episodes` and `config`, the run's config as it trained, are optional: checkpoints written before they
+# existed lack them).
 CHECKPOINT_KEYS: tuple[str, ...] = ("epoch", "wall_seconds", "agent", "solver", "family", "schedule", "numpy_rng",
                                      "torch_rng")
 

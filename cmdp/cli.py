@@ -339,7 +339,7 @@ def format_summary(summary: dict[str, Any], run_dir: Path, delay: int = 0) -> st
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from cmdp.loading import load_policy
+    from cmdp.loading import config_edits_note, load_policy
 
     if args.episodes < 1 or args.num_envs < 1:
         raise ConfigError("--episodes and --num-envs must be >= 1")
@@ -357,6 +357,8 @@ def _eval(args: argparse.Namespace) -> int:
         if args.video:
             path, lengths = record_video(policy, args.video_episodes or 1, args.seed, args.deterministic)
             result["video"] = str(path)
+        if policy.config_edits:  # after the evaluation: a refused one's error line stands alone
+            print(config_edits_note(policy.run_dir, policy.config_edits), file=sys.stderr)
         if args.json:
             print(json.dumps(result, indent=2))
             return 0

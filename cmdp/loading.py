@@ -12,7 +12,7 @@ register the run's solver or environment). Code from a folder someone else made 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -113,6 +113,42 @@ def defaults_since(run_dir: Path, cfg: Any) -> dict[str, Any]:
     return {key: value for key, value in to_dict(cfg).items() if key not in saved and key not in EARLIER_BEHAVIOUR}
 
 
+#: Keys that do not change what an evaluation measures: how long and how often the run trained and saved, its CPU
+#: threads, and the copies and steps per epoch that load_policy sets itself. A config.yaml edited there (total_steps
+#: raised to continue the run) is no edit to the evaluated policy.
+NOT_EVALUATED: tuple[str, ...] = ("total_steps", "checkpoint_every", "torch_threads", "num_envs", "steps_per_epoch")
+
+
+def config_edits(cfg: Any, state: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The settings in which `cfg`, a run's config as `open_run` reads it from config.yaml, differs from the config
+    its checkpoint `state` was trained with: {key: (trained, now)}, a mapping's keys as `env_kwargs.name`. Keys of
+    NOT_EVALUATED, and keys only one side has (one cmdp-lab version added or dropped them: `defaults_since`), are
+    left out; a checkpoint written before checkpoints held the config gives {}."""
+    trained = state.get("config")
+    if not isinstance(trained, dict):
+        return {}
+    edits: dict[str, tuple[Any, Any]] = {}
+
+    def compare(key: str, was: Any, now: Any) -> None:
+        if isinstance(was, dict) and isinstance(now, dict):
+            for name in dict.fromkeys([*was, *now]):
+                compare(f"{key}.{name}", was.get(name), now.get(name))
+        elif was != now:
+            edits[key] = (was, now)
+
+    for key, now in to_dict(cfg).items():
+        if key in trained and key not in NOT_EVALUATED:
+            compare(key, trained[key], now)
+    return edits
+
+
+def config_edits_note(run_dir: Path, edits: dict[str, tuple[Any, Any]]) -> str:
+    """One line telling that the evaluation follows a config.yaml edited after training."""
+    listed = ", ".join(f"{key} (trained {was!r}, now {now!r})" for key, (was, now) in edits.items())
+    return (f"note: {run_dir / 'config.yaml'} was edited after its checkpoint was trained: {listed}; the evaluation "
+            f"follows config.yaml")
+
+
 @dataclass
 class LoadedPolicy:
     """A run's saved policy inside its family's environment side, ready to evaluate (nothing is trained)."""
@@ -121,6 +157,8 @@ class LoadedPolicy:
     run: FamilyRun  # spec, agent, evaluation; `run.agent.actor` is the policy
     epoch: int  # epochs trained when the checkpoint was written
     run_dir: Path
+    #: settings config.yaml changed after the checkpoint was trained, {key: (trained, now)}: `config_edits`
+    config_edits: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     @property
     def spec(self) -> CMDPSpec:
@@ -135,6 +173,8 @@ class LoadedPolicy:
             raise ConfigError(f"the evaluation seed must be in [0, {MAX_SEED}], got {seed}")
         result = self.run.evaluate(episodes, seed, deterministic)
         result.update({"run_dir": str(self.run_dir), "epoch": self.epoch, "deterministic": deterministic})
+        if self.config_edits:  # the record says what it measured: not quite the trained run
+            result["config_edits"] = {key: {"trained": was, "now": now} for key, (was, now) in self.config_edits.items()}
         return result
 
     def close(self) -> None:
@@ -164,11 +204,16 @@ def load_policy(run_dir: str | Path, num_envs: int = 1, trust_plugins: bool = Fa
 
     `num_envs`: environment copies for evaluation (control families). `trust_plugins` / `plugins`: see the
     module docstring. Raises ConfigError (one line) for anything wrong with the folder or its checkpoint.
+
+    The run is built from its config.yaml as it is now, as `--resume` builds it: a setting edited there since the
+    checkpoint was trained (an environment's keyword, the cost limits, a device or model path moved with the run
+    folder) is evaluated as edited, and listed in the result's `config_edits` (`cmdp eval` prints it as a note).
     """
     if num_envs < 1:
         raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
     cfg, path = open_run(run_dir, trust_plugins=trust_plugins, given_plugins=plugins)
     state = load_checkpoint(path / CHECKPOINT)
+    edits = config_edits(cfg, state)
     cfg = replace(cfg, num_envs=num_envs, steps_per_epoch=num_envs)
     solver_cls = get_algorithm(cfg.algo)
     run = get_env(cfg.env).family.build(cfg, SolverNeeds.of(solver_cls), training=False)
@@ -180,7 +225,8 @@ def load_policy(run_dir: str | Path, num_envs: int = 1, trust_plugins: bool = Fa
     except CHECKPOINT_MISMATCH as exc:
         run.close()
         raise checkpoint_mismatch(path, exc) from None
-    return LoadedPolicy(cfg, run, epoch, path)
+    return LoadedPolicy(cfg, run, epoch, path, edits)
 
 
-__all__ = ["LoadedPolicy", "load_policy", "open_run", "checkpoint_mismatch", "CHECKPOINT", "CHECKPOINT_MISMATCH"]
+__all__ = ["LoadedPolicy", "load_policy", "open_run", "checkpoint_mismatch", "config_edits", "CHECKPOINT",
+           "CHECKPOINT_MISMATCH"]

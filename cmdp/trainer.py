@@ -89,6 +89,9 @@ class Trainer:
             "schedule": self.loop.state_dict(),
             "numpy_rng": self.rng.bit_generator.state, "torch_rng": self.generator.get_state(),
             "last_episodes": self.last_episodes,
+            # the config the run trained with, so that an evaluation can tell a config.yaml edited since
+            # (cmdp.loading.config_edits); a resume reads config.yaml, and its checkpoints then hold that
+            "config": to_dict(self.cfg),
         }
 
     def _agent_state(self) -> dict[str, Any]:

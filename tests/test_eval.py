@@ -95,6 +95,42 @@ def test_eval_seed_out_of_range_is_one_line(run_dir, capsys):
     assert main(["eval", str(run_dir), "--seed", str(MAX_SEED), "--episodes", "1"]) == 0
 
 
+def test_eval_of_a_config_edited_after_training_says_so(run_dir, tmp_path, capsys):
+    # a config.yaml edited after training (tanh -> relu: the weights fit, the policy is another) was evaluated as
+    # edited without a word; the checkpoint now holds the config the run trained with, and eval names the edits
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    config = run / "config.yaml"
+    text = config.read_text()
+    edited = text.replace("activation: tanh\n", "activation: relu\n").replace("cost_limits: null\n", "cost_limits: 3\n")
+    edited = edited.replace("env_kwargs: {}\n", "env_kwargs: {max_episode_steps: 7}\n")
+    edited = edited.replace("total_steps: 400\n", "total_steps: 600\n")  # to continue the run: no edit to the policy
+    assert edited.count("relu") == 1 and "cost_limits: 3" in edited and "max_episode_steps: 7" in edited
+    config.write_text(edited)
+    assert main(["eval", str(run), "--episodes", "2", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert err == (f"note: {config} was edited after its checkpoint was trained: cost_limits (trained None, now 3), "
+                   f"env_kwargs.max_episode_steps (trained None, now 7), activation (trained 'tanh', now 'relu'); "
+                   f"the evaluation follows config.yaml\n")
+    assert json.loads(out)["config_edits"] == {"cost_limits": {"trained": None, "now": 3},
+                                               "env_kwargs.max_episode_steps": {"trained": None, "now": 7},
+                                               "activation": {"trained": "tanh", "now": "relu"}}
+    config.write_text(text.replace("total_steps: 400\n", "total_steps: 600\n"))
+    assert main(["eval", str(run), "--episodes", "2", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and "config_edits" not in json.loads(out)
+    # a checkpoint written before checkpoints held the config: evaluated as before, nothing to compare
+    config.write_text(edited)
+    checkpoint = run / "checkpoints" / "last.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    torch.save({k: v for k, v in state.items() if k != "config"}, checkpoint)
+    assert main(["eval", str(run), "--episodes", "2", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and "config_edits" not in json.loads(out)
+
+
 # --- the Python API ---------------------------------------------------------------------------------------------
 
 def test_load_policy_is_exported_without_importing_torch(tmp_path):
