@@ -222,9 +222,6 @@ class Trainer:
         }
 
 
-def _progress_bar(cfg: Any, initial: int) -> Any:
-    from tqdm import tqdm
-
 def strict_json(value: Any) -> Any:
     """A copy of nested dicts and lists for strict JSON: NaN and the infinities become None (null), which Python's
     json writes as the bare tokens NaN and Infinity that jq and JavaScript's JSON.parse refuse."""
@@ -242,6 +239,9 @@ def summary_json(summary: dict[str, Any]) -> str:
     epochs finished no episode) null."""
     return json.dumps(strict_json(summary), indent=2, allow_nan=False) + "\n"
 
+
+def _progress_bar(cfg: Any, initial: int) -> Any:
+    from tqdm import tqdm
 
     return tqdm(total=cfg.total_steps, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True,
                 desc=f"{cfg.algo} {cfg.env} seed {cfg.seed}", mininterval=0.5)
