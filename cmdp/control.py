@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from cmdp.config import build_config
-from cmdp.evaluation import evaluate
+from cmdp.evaluation import evaluate, mean_std_text
 from cmdp.family import Critics, EnvFamily, FamilyRun, Schedule, SolverNeeds, Transitions
 from cmdp.networks import ActorCritic, flat_obs_dim
 from cmdp.normalize import ObsNormalizer, PartialObsNormalizer, ReturnScaler
@@ -175,9 +175,10 @@ class ControlRun(FamilyRun):
         return result
 
     def format_evaluation(self, result: dict[str, Any]) -> str:
-        lines = [f"return  {result['return_mean']:.2f} +- {result['return_std']:.2f}"]
+        n = result["episodes"]
+        lines = [f"return  {mean_std_text(result['return_mean'], result['return_std'], n)}"]
         for name in self.spec.cost_names:
-            lines.append(f"cost    {result[f'cost_mean/{name}']:.2f} +- {result[f'cost_std/{name}']:.2f}"
+            lines.append(f"cost    {mean_std_text(result[f'cost_mean/{name}'], result[f'cost_std/{name}'], n)}"
                          f"  (limit {result['cost_limits'][name]:g})  [{name}]")
         lines.append(f"length  {result['len_mean']:.1f}")
         return "\n".join(lines)

@@ -59,6 +59,24 @@ def test_eval_says_which_policy_it_measures(run_dir, capsys):
     assert json.loads(capsys.readouterr().out)["deterministic"] is True
 
 
+def test_eval_prints_plus_minus_as_the_report_and_counts_one_episode_in_the_singular(run_dir, capsys):
+    # eval wrote "return  4.20 +- 1.30" where cmdp report writes "±", and "1 episodes ..., mean +- std over them"
+    # with a std of 0.00 over that one episode
+    from cmdp.evaluation import count_text
+
+    assert main(["eval", str(run_dir), "--episodes", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("; 3 episodes from seed 12345, mean ± std over them"), lines[0]
+    assert [line.split()[0] for line in lines] == ["ppo_lag", "return", "cost", "length"]
+    assert " ± " in lines[1] and " ± " in lines[2] and "+-" not in "\n".join(lines)
+    assert main(["eval", str(run_dir), "--episodes", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("; 1 episode from seed 12345"), lines[0]
+    assert lines[1].split() == ["return", lines[1].split()[1]]  # the episode's return alone, no spread
+    assert lines[2].startswith("cost    ") and "(limit" in lines[2] and "±" not in "\n".join(lines)
+    assert [count_text(n, "prompts") for n in (1, 2)] == ["1 prompt", "2 prompts"]
+
+
 def test_eval_measures_the_trained_stochastic_policy_by_default(run_dir, capsys):
     """The default measures the policy that was trained (actions sampled): over 2000 episodes its mean return and
     cost match the exact values of the actor's probabilities within sampling error; --deterministic measures the
