@@ -4,7 +4,7 @@ This is the correctness oracle for continuous-action solvers (DDPG/TD3/SAC-Lagra
 with a Gaussian actor), as the tabular CMDPs of `cmdp.envs.exact` are for discrete actions: train a solver on it,
 evaluate the learnt policy with `evaluate_bandit_policy`, and compare with `bandit_optimum`.
 
-The problem, with K = `num_costs` and H = `horizon`:
+The problem, with K = `num_costs` (at most MAX_NUM_COSTS, 256) and H = `horizon`:
 
 - every step the observation is a fresh context s ~ Uniform[-1, 1]^K, independent across steps and copies;
   observation space Box(-1, 1, (K,)), action space Box(-1, 1, (K,)) (actions outside are clipped);
@@ -56,6 +56,10 @@ DEFAULT_HORIZON = 10
 #: per-step budget of each cost under the default limits: the optimal action is then a_k = s_k / 2
 DEFAULT_BUDGET = 1.0 / 12.0
 _CONTEXT_SECOND_MOMENT = 1.0 / 3.0  # E[s^2] for s ~ Uniform[-1, 1]
+#: the most costs (action dimensions) K a bandit takes. Each cost has its own multiplier, progress.csv columns and
+#: critic over the K-dimensional context, so a run's memory grows as K^2 (a 200-step ppo_lag run peaks at 0.39 GB
+#: of RSS with K = 100 and 2.2 GB with K = 1,000); a K far beyond this ran out of memory in a traceback
+MAX_NUM_COSTS = 256
 
 
 def bandit_cost_names(num_costs: int) -> list[str]:
@@ -71,6 +75,15 @@ def default_cost_limits(horizon: int = DEFAULT_HORIZON, num_costs: int = 1) -> n
 def _check_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def check_num_costs(name: str, value: Any) -> int:
+    """`value` as the bandit's number of costs K; ConfigError naming `name` unless it is an integer in
+    [1, MAX_NUM_COSTS]."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_NUM_COSTS:
+        raise ConfigError(f"{name} must be an integer in [1, {MAX_NUM_COSTS}] (a run's memory grows as its "
+                          f"square), got {value!r}")
     return int(value)
 
 
@@ -107,7 +120,7 @@ def bandit_optimum(limits: float | Sequence[float] | np.ndarray, horizon: int = 
     arr = np.asarray(limits, dtype=np.float64)
     if num_costs is None:
         num_costs = 1 if arr.ndim == 0 else arr.size
-    k = _check_int("num_costs", num_costs)
+    k = check_num_costs("num_costs", num_costs)
     if arr.ndim > 1 or (arr.ndim == 1 and arr.size not in (1, k)):
         raise ValueError(f"limits must be one number or {k} numbers, got shape {arr.shape}")
     arr = np.broadcast_to(arr.reshape(-1) if arr.ndim else arr, (k,)).astype(np.float64)
@@ -137,7 +150,7 @@ def evaluate_bandit_policy(act: Callable[[np.ndarray], Any], num_costs: int, hor
     sqrt(1/180) = 0.0745, so with the defaults H = 10 and 20000 samples the standard error is 0.0053 on the
     return and on the cost).
     """
-    k = _check_int("num_costs", num_costs)
+    k = check_num_costs("num_costs", num_costs)
     horizon = _check_int("horizon", horizon)
     samples = _check_int("samples", samples)
     contexts = np.random.default_rng(seed).uniform(-1.0, 1.0, (samples, k)).astype(np.float32)
@@ -171,7 +184,7 @@ class QuadraticBanditVecCMDP(VecCMDP):
 
     def __init__(self, num_envs: int = 1, num_costs: int = 1, horizon: int = DEFAULT_HORIZON,
                  seed: int | None = None) -> None:
-        k = _check_int("env_kwargs.num_costs", num_costs)
+        k = check_num_costs("env_kwargs.num_costs", num_costs)
         horizon = _check_int("env_kwargs.horizon", horizon)
         box = gymnasium.spaces.Box(-1.0, 1.0, (k,), dtype=np.float32)
         limits = default_cost_limits(horizon, k)
@@ -233,13 +246,12 @@ class QuadraticBanditKwargs:
     `max_episode_steps`, because the default limits and `bandit_optimum` are stated per episode of H steps.
     """
 
-    num_costs: int = 1  # K: action dimensions, one cost each
+    num_costs: int = 1  # K: action dimensions, one cost each (at most MAX_NUM_COSTS)
     horizon: int = DEFAULT_HORIZON  # H: steps per episode (every episode is truncated after H steps)
     seed: int | None = None  # seed of the copies' random stream
 
     def validate(self) -> None:
-        if self.num_costs < 1:
-            raise ConfigError(f"env_kwargs.num_costs must be >= 1, got {self.num_costs}")
+        check_num_costs("env_kwargs.num_costs", self.num_costs)
         if self.horizon < 1:
             raise ConfigError(f"env_kwargs.horizon must be >= 1, got {self.horizon}")
         check_seed("env_kwargs.seed", self.seed)

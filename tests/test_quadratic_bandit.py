@@ -15,7 +15,7 @@ from cmdp.cli import main
 from cmdp.registry import get_env
 from cmdp.spec import ConfigError
 from cmdp.trainer import Trainer, resolve_config
-from cmdp.envs.quadratic_bandit import (DEFAULT_BUDGET, NAME, BanditOptimum, QuadraticBanditKwargs,
+from cmdp.envs.quadratic_bandit import (DEFAULT_BUDGET, MAX_NUM_COSTS, NAME, BanditOptimum, QuadraticBanditKwargs,
                                         QuadraticBanditVecCMDP, bandit_optimum, default_cost_limits,
                                         evaluate_bandit_policy, make_quadratic_bandit)
 
@@ -299,6 +299,26 @@ def test_config_checks_env_kwargs_and_cost_limits_before_building() -> None:
     resolve_config({**base, "env_kwargs": {"num_costs": 2}, "cost_limits": {"effort_1": 0.5}})
     with pytest.raises(ConfigError, match="effort_1"):
         resolve_config({**base, "cost_limits": {"effort_1": 0.5}})
+
+
+def test_a_num_costs_beyond_its_bound_is_one_line_before_anything_is_built(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # env_kwargs.num_costs 10**9 was taken: the run built a billion cost names and arrays of a billion columns, and
+    # ran out of memory in a traceback (or the machine's memory)
+    out = tmp_path / "run"
+    argv = ["train", "--env", NAME, "--total-steps", "200", "--set", "steps_per_epoch=200", "--out", str(out),
+            "--no-progress", "--set", f"env_kwargs={{num_costs: {10**9}}}"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (f"cmdp: error: env_kwargs.num_costs must be an integer in [1, {MAX_NUM_COSTS}] "
+                                       f"(a run's memory grows as its square), got {10**9}\n")
+    assert not out.exists()
+    for make in (lambda k: make_quadratic_bandit(num_costs=k), lambda k: bandit_optimum(1.0, num_costs=k),
+                 lambda k: evaluate_bandit_policy(lambda s: s, k, samples=10)):
+        with pytest.raises(ConfigError, match=rf"num_costs must be an integer in \[1, {MAX_NUM_COSTS}\]"):
+            make(MAX_NUM_COSTS + 1)
+    base = {"algo": "ppo_lag", "env": NAME, "total_steps": 200, "steps_per_epoch": 200}
+    resolve_config({**base, "env_kwargs": {"num_costs": MAX_NUM_COSTS}})  # the bound itself is taken
+    assert make_quadratic_bandit(num_costs=MAX_NUM_COSTS).spec.num_costs == MAX_NUM_COSTS
 
 
 def test_trains_end_to_end_with_ppo_lag(tmp_path: Path) -> None:
