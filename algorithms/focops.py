@@ -60,6 +60,7 @@ class FOCOPS(PPOLag):
 
     Config = FOCOPSConfig
     needs_old_distribution = True  # the batch carries pi_old's distribution: mb.old_dist
+    multiplier_name = "nu"  # in what cmdp train prints (lambda is focops_lam); progress.csv keeps lambda/<cost>
 
     def combine_advantages(self, adv: torch.Tensor) -> torch.Tensor:
         """A_r - sum_k nu_k A_c,k (the paper's, not divided by 1 + nu)."""

@@ -35,6 +35,8 @@ from cmdp.lagrange import LagrangeOptions
 from cmdp.loading import open_run
 from cmdp.logger import read_progress
 from cmdp.off_policy import OffPolicyLagrangeOptions
+from cmdp.registry import get_algorithm
+from cmdp.trainer import multiplier_name
 from cmdp.benchmarks.report import as_float, find_runs
 
 #: `--rule`'s step counts: one ascent step per epoch, or one per gradient update of the epoch
@@ -70,7 +72,8 @@ def parse_rule(text: str) -> Rule:
 def replay(run_dir: Path, rules: list[Rule] | None = None) -> dict[str, Any]:
     """The run's cost history replayed under `rules` (None: its own rule and the other one with the same full step):
     {"costs": names, "limits", "rows": one dict per epoch, "rules": names, "own": the run's rule's name,
-    "max_diff": the largest |logged - replayed| multiplier under the run's own rule, None when `rules` leave it out}."""
+    "max_diff": the largest |logged - replayed| multiplier under the run's own rule, None when `rules` leave it out,
+    "multiplier": what the run's solver calls its multipliers (`cmdp.trainer.multiplier_name`: focops's "nu")}."""
     cfg, _ = open_run(run_dir, need_checkpoint=False)
     if not isinstance(cfg, LagrangeOptions):
         raise ConfigError(f"{run_dir}: {cfg.algo} has no gradient-ascent multipliers to replay "
@@ -114,7 +117,7 @@ def replay(run_dir: Path, rules: list[Rule] | None = None) -> dict[str, Any]:
                 max_diff = max(max_diff, max(abs(record[f"logged/{n}"] - float(v)) for n, v in zip(names, value)))
         out_rows.append(record)
     return {"costs": names, "limits": limits, "rows": out_rows, "rules": [r.name for r in rules], "own": own.name,
-            "max_diff": max_diff}
+            "max_diff": max_diff, "multiplier": multiplier_name(get_algorithm(cfg.algo))}
 
 
 def write(result: dict[str, Any], out: Path) -> list[Path]:
@@ -141,7 +144,7 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
         for rule in result["rules"]:
             label = f"{rule} (the run's own)" if rule == result["own"] else rule
             top.plot(epochs, [r[f"{rule}/{name}"] for r in rows], lw=1.2, label=label)
-        top.set_ylabel(f"lambda ({name})")
+        top.set_ylabel(f"{result.get('multiplier', 'lambda')} ({name})")
         top.legend(fontsize=8)
         top.set_title(f"{name}: multipliers replayed on the run's costs (open loop)", fontsize=10)
         bottom.plot(epochs, [r[f"cost_seen/{name}"] for r in rows], color="tab:red", lw=1)
@@ -173,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     last = result["rows"][-1]
     for name in result["costs"]:
         shown = ", ".join(f"{rule} {last[f'{rule}/{name}']:.4f}" for rule in result["rules"])
-        print(f"{name}: lambda after epoch {last['epoch']}: logged {last[f'logged/{name}']:.4f}; replayed {shown}")
+        print(f"{name}: {result['multiplier']} after epoch {last['epoch']}: logged {last[f'logged/{name}']:.4f}; "
+              f"replayed {shown}")
     if result["max_diff"] is not None:  # only a replay of the run's own rule can check itself
         print(f"check: the run's own rule ({result['own']}) gives back the logged multipliers to within "
               f"{result['max_diff']:.2g}")

@@ -162,7 +162,8 @@ class Trainer:
                 if logger is not None:
                     logger.log(row)
                 if bar is not None:
-                    bar.set_postfix_str(_postfix(row, self.spec.cost_names), refresh=False)
+                    bar.set_postfix_str(_postfix(row, self.spec.cost_names, multiplier_name(self.solver)),
+                                        refresh=False)
                 if self.epoch % cfg.checkpoint_every == 0 or self.epoch == self.num_epochs:
                     state = self.state_dict()  # every rank: gathering partitioned weights is collective
                     if main:
@@ -247,11 +248,20 @@ def _progress_bar(cfg: Any, initial: int) -> Any:
                 desc=f"{cfg.algo} {cfg.env} seed {cfg.seed}", mininterval=0.5)
 
 
-def _postfix(row: dict[str, Any], cost_names: list[str]) -> str:
+def multiplier_name(solver: Any) -> str:
+    """What a solver (or its class) calls its multipliers where a user reads them: its `multiplier_name` (focops:
+    "nu", since its lambda is the temperature `focops_lam`), else "lambda". The progress.csv and TensorBoard key is
+    `lambda/<cost>` for every solver, so that runs compare column for column."""
+    return str(getattr(solver, "multiplier_name", "lambda"))
+
+
+def _postfix(row: dict[str, Any], cost_names: list[str], multiplier: str = "lambda") -> str:
+    """The progress bar's numbers: return, costs, and the multipliers under `multiplier` ("lam" for lambda)."""
     parts = [f"ret {row['ep_return']:.2f}"]
     parts += [f"cost {row[f'ep_cost/{n}']:.2f}" if len(cost_names) == 1 else f"{n} {row[f'ep_cost/{n}']:.2f}"
               for n in cost_names]
-    parts += [f"lam {v:.3f}" for k, v in row.items() if k.startswith("lambda/")]
+    short = "lam" if multiplier == "lambda" else multiplier
+    parts += [f"{short} {v:.3f}" for k, v in row.items() if k.startswith("lambda/")]
     return ", ".join(parts)
 
 

@@ -136,6 +136,29 @@ def test_trains_from_the_cli_and_resumes_bit_exactly(tmp_path, capsys, algo):
         assert torch.equal(full["agent"][key], resumed["agent"][key]), key
 
 
+def test_focops_shows_its_multiplier_as_nu_under_the_shared_column_key(tmp_path, capsys):
+    """FOCOPS's multiplier is nu (its lambda is the temperature focops_lam, 1.5): the progress bar showed it as
+    "lam 0.039", which reads as that temperature. The bar says nu; progress.csv and TensorBoard keep the key
+    lambda/<cost> of every solver, so its runs compare column for column (cmdp report, multiplier_replay)."""
+    from cmdp.benchmarks.multiplier_replay import main as replay_main
+    from cmdp.logger import read_progress
+    from cmdp.trainer import multiplier_name
+
+    assert multiplier_name(FOCOPS) == "nu" and multiplier_name(PPOLag) == "lambda"
+    bars = {}
+    for algo in ("focops", "ppo_lag"):
+        out = tmp_path / algo
+        assert main(["train", "--algo", algo, "--env", "ExactChain-v0", "--total-steps", "400", "--set",
+                     "steps_per_epoch=200", "--out", str(out)]) == 0
+        bars[algo] = capsys.readouterr().err.replace("\r", "\n").splitlines()[-1]  # the bar as it closed
+        assert "lambda/cost" in read_progress(out / "progress.csv")[0]
+    nu = float(read_progress(tmp_path / "focops" / "progress.csv")[-1]["lambda/cost"])
+    assert bars["focops"].endswith(f", nu {nu:.3f}]"), bars["focops"]
+    assert "lam " not in bars["focops"] and ", lam 0." in bars["ppo_lag"]
+    assert replay_main([str(tmp_path / "focops"), "--out", str(tmp_path / "replay")]) == 0
+    assert capsys.readouterr().out.startswith("cost: nu after epoch 2: logged ")
+
+
 @pytest.mark.parametrize("algo, setting", [
     ("pg", "update_iters=0"), ("pdo", "lagrangian_lr=0"), ("focops", "focops_eta=0"), ("focops", "focops_lam=-1"),
     ("crpo", "crpo_tolerance=-1"), ("ipo", "ipo_kappa=0"), ("ipo", "ipo_penalty_max=-1"), ("p3o", "p3o_kappa=-1"),
