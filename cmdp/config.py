@@ -58,13 +58,30 @@ class TrainConfig:
         if self.steps_per_epoch % self.num_envs:
             raise ConfigError(f"steps_per_epoch ({self.steps_per_epoch}) must be a multiple of num_envs "
                               f"({self.num_envs})")
-        if not DEVICE_PATTERN.fullmatch(self.device):
-            raise ConfigError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        check_device_name("device", self.device)
         # numpy's default_rng takes any integer >= 0 and torch's manual_seed any in [-2**63, 2**64 - 1] (a negative
         # one wraps around, so -1 and 2**64 - 1 would be the same run); the unsigned 32-bit range is the one every
         # common seeder takes (numpy's legacy RandomState / np.random.seed, which plugins and libraries call, stops
         # at 2**32 - 1), so a run's seed can be handed to any of them.
         check_seed("seed", self.seed)
+
+
+def check_device_name(key: str, device: str) -> None:
+    """ConfigError naming `key` unless `device` is a device name a run accepts (DEVICE_PATTERN: cpu, cuda or
+    cuda:N), so that a bad one is refused before anything is built, not by torch.device in a traceback. The one check
+    of a run's `device` (TrainConfig.validate) and of text-demo's --device."""
+    if not DEVICE_PATTERN.fullmatch(device):
+        raise ConfigError(f"{key} must be cpu, cuda or cuda:N, got {device!r}")
+
+
+def check_device_available(key: str, device: str) -> None:
+    """ConfigError naming `key` when `device` (a name torch.device takes) is a CUDA device and this machine has no
+    GPU torch can use: caught before data or models are loaded, not as torch's error at the first model.to(). The
+    one check of a run's `device` (Trainer), text-demo's --device and envs.text.score_model.resolve_device's."""
+    import torch  # here: a config is read and checked without torch
+
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{key} is {device!r}, but CUDA is not available on this machine; use cpu")
 
 
 def check_seed(key: str, seed: int | None) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from cmdp.checkpoint import load_checkpoint, save_checkpoint
-from cmdp.config import dump_yaml, to_dict
+from cmdp.config import check_device_available, dump_yaml, to_dict
 from cmdp.family import FamilyRun, Schedule, SolverNeeds
 from cmdp.loading import CHECKPOINT, check_run_paths, open_run
 from cmdp.logger import RunLogger
@@ -48,8 +48,7 @@ class Trainer:
         torch.set_num_threads(cfg.torch_threads)
         load_plugins(cfg.plugins)
         solver_cls = get_algorithm(cfg.algo)
-        if torch.device(cfg.device).type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device is 'cuda' but no GPU is available; use device=cpu")
+        check_device_available("device", cfg.device)
         self.num_epochs = cfg.total_steps // cfg.steps_per_epoch
         self.rng = np.random.default_rng(cfg.seed)
         self.generator = torch.Generator().manual_seed(cfg.seed)

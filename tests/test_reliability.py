@@ -620,7 +620,7 @@ def test_an_emptied_run_config_is_one_line_naming_it(finished_run: Path, tmp_pat
 @pytest.mark.parametrize("flags, message", [
     (["--device", "gpu"], "--device must be cpu, cuda or cuda:N, got 'gpu'"),
     (["--device", "cuda:x"], "--device must be cpu, cuda or cuda:N, got 'cuda:x'"),
-    pytest.param(["--device", "cuda"], "--device cuda: CUDA is not available on this machine; use --device cpu",
+    pytest.param(["--device", "cuda"], "--device is 'cuda', but CUDA is not available on this machine; use cpu",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
     (["--algos", "ppo,ppo_lag,ppo"], "--algos: 'ppo' is listed twice"),
 ])
@@ -632,6 +632,31 @@ def test_text_demo_refuses_a_bad_device_or_an_algorithm_listed_twice_before_buil
     out = tmp_path / "demo"
     assert fails(["text-demo", "--quick", "--out", str(out), *flags], capsys) == f"cmdp: error: {message}"
     assert not out.exists()
+
+
+def test_every_device_check_is_one_function_with_one_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # text-demo's --device check repeated TrainConfig's name check and the CUDA check of the trainer and of the text
+    # side's resolve_device, each in its own words ("device is 'cuda' but no GPU is available; use device=cpu",
+    # "device 'cuda': CUDA is not available on this machine (use auto or cpu)")
+    from cmdp.envs.text.score_model import resolve_device
+    from cmdp.trainer import Trainer, resolve_config
+
+    demo = fails(["text-demo", "--quick", "--out", str(tmp_path / "d"), "--device", "cuda:x"], capsys)
+    train = fails(["train", *FAST, "--out", str(tmp_path / "r"), "--set", "device=cuda:x"], capsys)
+    assert demo == train.replace("device", "--device")
+    assert demo == "cmdp: error: --device must be cpu, cuda or cuda:N, got 'cuda:x'"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without CUDA, whichever runs this
+    message = "is 'cuda', but CUDA is not available on this machine; use cpu"
+    assert fails(["text-demo", "--quick", "--out", str(tmp_path / "d"), "--device", "cuda"], capsys) == \
+        f"cmdp: error: --device {message}"
+    cfg, _ = resolve_config({"env": "ExactChain-v0", "device": "cuda"})
+    with pytest.raises(ConfigError) as trainer:
+        Trainer(cfg)
+    with pytest.raises(ConfigError) as text_side:
+        resolve_device("cuda")
+    assert str(trainer.value) == str(text_side.value) == f"device {message}"
+    assert not (tmp_path / "d").exists() and not (tmp_path / "r").exists()
 
 
 # --- 11. an environment seed out of range -----------------------------------------------------------------------

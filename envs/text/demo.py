@@ -39,7 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cmdp.registry import is_constrained
-from cmdp.config import DEVICE_PATTERN, make_output_folder
+from cmdp.config import check_device_available, check_device_name, make_output_folder
 from cmdp.resolve import check_algorithm_fits
 from cmdp.spec import ConfigError
 
@@ -367,12 +367,8 @@ def run_demo(out: str | Path = "runs/text-demo", algos: Sequence[str] = DEMO_ALG
     if twice:  # two workers would train the one run folder at once
         raise ConfigError(f"--algos: '{twice[0]}' is listed twice")
     if device is not None:  # before minutes of building: torch refuses a bad name only once the models are made
-        import torch
-
-        if not DEVICE_PATTERN.fullmatch(device):
-            raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
-        if device != "cpu" and not torch.cuda.is_available():
-            raise ConfigError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        check_device_name("--device", device)
+        check_device_available("--device", device)
     for algo in algos:  # before minutes of building: an off-policy or transformation solver cannot train on text
         check_algorithm_fits(algo, "text")
     out = Path(out)

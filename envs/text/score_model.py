@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cmdp.config import check_output_folder
+from cmdp.config import check_device_available, check_output_folder
 from cmdp.spec import ConfigError
 from cmdp.envs.text.chat import encode_example, pad_batch, pad_id_of
 from cmdp.envs.text.data import PreferencePair, load_preferences
@@ -278,9 +278,7 @@ def resolve_device(device: str) -> torch.device:
         resolved = torch.device(device)
     except RuntimeError as exc:
         raise ConfigError(f"device {device!r}: {exc}") from None
-    # caught here, before any data or model is loaded, rather than as torch's error at model.to()
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r}: CUDA is not available on this machine (use auto or cpu)")
+    check_device_available("device", device)  # before any data or model is loaded
     return resolved
 
 
