@@ -560,22 +560,33 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 def plot_tradeoff(env: str, by_algo: dict[str, list[RunData]], path: Path) -> bool:
     """One figure for one environment: each seed's final return against its final cost, per cost name; whether it
-    was written (not for an environment without costs).
+    was written (not for an environment without costs). See `tradeoff_figure`."""
+    fig = tradeoff_figure(env, by_algo)
+    if fig is None:
+        return False
+    fig.savefig(path, dpi=100)
+    return True
 
-    Each algorithm's seeds are dots and their mean a marker with std error bars; the dashed line is the limit,
-    and the grey staircase joins the algorithms' means that no other algorithm's mean beats on both (lower cost
-    and higher return). On the text family return is the reward model's score and cost the cost model's, so this
-    is the helpful-versus-harmless frontier."""
+
+def tradeoff_figure(env: str, by_algo: dict[str, list[RunData]]) -> Any:
+    """`plot_tradeoff`'s figure (a matplotlib Figure; None for an environment without costs).
+
+    Each algorithm's seeds are dots and their mean a marker with std error bars, named beside it on the side
+    towards the middle of the axes (so that a name at the largest cost or return stays inside them); the dashed
+    line is the limit, and the grey staircase joins the algorithms' means that no other algorithm's mean beats on
+    both (lower cost and higher return). On the text family return is the reward model's score and cost the cost
+    model's, so this is the helpful-versus-harmless frontier."""
     from matplotlib.figure import Figure
 
     names = _cost_names(by_algo)
     if not names:
-        return False
+        return None
     limits = _finite_limits(by_algo)
     fig = Figure(figsize=(5.5 * len(names), 4.6), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     for ax, name in zip(axes, names):
         means: list[tuple[float, float]] = []
+        labels: list[tuple[str, float, float, str]] = []
         for i, (algo, runs) in enumerate(sorted(by_algo.items())):
             finals = [r.final() for r in runs]
             ret = np.array([f[0] for f in finals], dtype=float)
@@ -588,7 +599,7 @@ def plot_tradeoff(env: str, by_algo: dict[str, list[RunData]], path: Path) -> bo
             (c_mean, c_std), (r_mean, r_std) = _mean_std(cost[keep]), _mean_std(ret[keep])
             ax.errorbar(c_mean, r_mean, xerr=c_std, yerr=r_std, color=color, marker="o", ms=7, capsize=3,
                         label=f"{algo} ({int(keep.sum())} seed{'s' if keep.sum() != 1 else ''})")
-            ax.annotate(algo, (c_mean, r_mean), xytext=(5, 5), textcoords="offset points", fontsize=8, color=color)
+            labels.append((algo, c_mean, r_mean, color))
             means.append((c_mean, r_mean))
         front = [means[i] for i in pareto_front(means)]
         if len(front) > 1:
@@ -596,13 +607,18 @@ def plot_tradeoff(env: str, by_algo: dict[str, list[RunData]], path: Path) -> bo
                     label="frontier of the means", zorder=0)
         for j, limit in enumerate(limits.get(name, [])):
             ax.axvline(limit, color="black", ls="--", lw=1.2, label="cost limit" if j == 0 else None)
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()  # the limits every point and line above gives
+        for algo, c_mean, r_mean, color in labels:
+            right, top = c_mean > (x0 + x1) / 2, r_mean > (y0 + y1) / 2
+            ax.annotate(algo, (c_mean, r_mean), xytext=(-5 if right else 5, -5 if top else 5),
+                        textcoords="offset points", ha="right" if right else "left", va="top" if top else "bottom",
+                        fontsize=8, color=color)
         ax.set_title(f"{env}: final return against final cost" + (f" {name}" if len(names) > 1 else ""))
         ax.set_xlabel("final episode cost" + (f" {name}" if len(names) > 1 else "") + " (left: safer)")
         ax.set_ylabel("final episode return (up: better)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title="dots: seeds; marker: mean ± std", title_fontsize=7)
-    fig.savefig(path, dpi=100)
-    return True
+    return fig
 
 
 def write_report(root: str | Path, out: str | Path | None = None, partial: bool = False,
@@ -763,5 +779,5 @@ def _read_suite(root: Path) -> dict[str, Any]:
 
 
 __all__ = ["write_report", "find_runs", "summarize", "load_reference", "reference_row", "reference_source_text",
-           "markdown_table", "write_csv", "plot_env", "RunData", "OMNISAFE_ALGOS", "OMNISAFE_ENVS",
-           "OMNISAFE_OFF_POLICY_ENVS", "REFERENCE_DIR", "REFERENCE_CSV", "REFERENCE_OFF_POLICY_CSV"]
+           "markdown_table", "write_csv", "plot_env", "plot_tradeoff", "tradeoff_figure", "RunData", "OMNISAFE_ALGOS",
+           "OMNISAFE_ENVS", "OMNISAFE_OFF_POLICY_ENVS", "REFERENCE_DIR", "REFERENCE_CSV", "REFERENCE_OFF_POLICY_CSV"]

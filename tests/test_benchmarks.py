@@ -686,6 +686,36 @@ def test_pareto_front_of_cost_and_return_points():
     assert pareto_front([]) == [] and pareto_front([(math.nan, math.nan)]) == []
 
 
+def test_the_tradeoff_figure_keeps_every_name_inside_its_axes():
+    """A name was written to the right of and above its mean, so the algorithm at the largest cost (or return) had
+    its name cut by the axes' right edge (or run over the top); each name now sits on the side towards the
+    middle of the axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from cmdp.benchmarks.report import RunData, tradeoff_figure
+
+    def run(algo, seed, ret, costs):
+        return RunData(path=Path(algo) / f"seed{seed}", algo=algo, env=HOPPER, seed=seed,
+                       summary={"final_return": ret, "final_costs": costs, "finished": True,
+                                "cost_limits": {"cost_a": 25.0, "cost_b": 1.0}})
+
+    by_algo = {"ppo": [run("ppo", 0, 10.0, {"cost_a": 5.0, "cost_b": 0.1})],
+               "ppo_early_terminated": [run("ppo_early_terminated", s, 30.0 + s, {"cost_a": 60.0 + s, "cost_b": 3.0})
+                                        for s in range(3)],
+               "ppo_lag": [run("ppo_lag", 0, 20.0, {"cost_a": 24.0, "cost_b": 0.5})]}
+    fig = tradeoff_figure(HOPPER, by_algo)
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    names = [(ax, text) for ax in fig.axes for text in ax.texts]
+    assert sorted(t.get_text() for _, t in names) == sorted(list(by_algo) * 2)  # one panel per cost name
+    for ax, text in names:
+        box = text.get_window_extent()
+        for outer in (ax.bbox, fig.bbox):
+            assert outer.x0 <= box.x0 and box.x1 <= outer.x1 and outer.y0 <= box.y0 and box.y1 <= outer.y1, \
+                (text.get_text(), box, outer)
+    assert tradeoff_figure(HOPPER, {"ppo": [RunData(path=Path("p"), algo="ppo", env=HOPPER, seed=0)]}) is None
+
+
 def test_report_lists_files_it_could_not_read_and_reports_the_rest(tmp_path, capsys):
     # a damaged progress.csv ended the whole report in a UnicodeDecodeError traceback; a damaged summary.json was
     # dropped without a word (the run then counted as unfinished)
