@@ -30,6 +30,10 @@ from cmdp.benchmarks.suite import SUITE_KEYS, Suite, load_suite
 from cmdp.config import check_output_folder, make_output_folder
 from cmdp.spec import ConfigError
 
+#: What a suite run keeps at these paths of its benchmark folder (written over at each run), for
+#: cmdp.loading.check_run_paths
+SUITE_PATH_KINDS: dict[str, str] = {SUITE_COPY: "file", STATUS_FILE: "file"}
+
 
 def default_workers(cells: list[Cell]) -> int:
     """Local workers when not given: the CPUs this process may use over the CPUs one cell needs."""
@@ -59,10 +63,10 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
     if use_ray and workers is not None:
         raise ConfigError("--workers is for local runs; with --ray, Ray schedules cells by their declared CPUs")
     check_output_folder(out)
-    for name in (SUITE_COPY, STATUS_FILE):  # written over at each run: a folder there ended in a traceback
-        if (out / name).is_dir():
-            raise ConfigError(f"{out / name} is a folder where a suite run keeps a file; remove it or choose another "
-                              f"--out")
+    from cmdp.loading import check_run_paths
+
+    # written over at each run: a folder there ended in a traceback
+    check_run_paths(out, list(SUITE_PATH_KINDS), SUITE_PATH_KINDS, "a suite run", "remove it or choose another --out")
     cells, notes = plan_cells(suite, out, for_ray=use_ray)
     for note in notes:
         print(f"note: {note}", file=stream)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from cmdp.checkpoint import load_checkpoint
 from cmdp.config import MAX_SEED, RESTORE_RUN_FILE, field_names, load_yaml, to_dict
@@ -60,14 +60,17 @@ RUN_PATH_KINDS: dict[str, str] = {"checkpoints": "folder", CHECKPOINT: "file", "
                                   "summary.json": "file", "tb": "folder"}
 
 
-def check_run_paths(run_dir: Path, names: Sequence[str]) -> None:
-    """ConfigError in one line when one of the paths `names` (keys of RUN_PATH_KINDS) of run folder `run_dir` holds
-    a folder where the run keeps a file, or the other way round: reading or writing it would end in a traceback."""
+def check_run_paths(run_dir: Path, names: Sequence[str], kinds: Mapping[str, str] = RUN_PATH_KINDS,
+                    keeper: str = "a run", fix: str = RESTORE_RUN_FILE) -> None:
+    """ConfigError in one line when one of the paths `names` of the folder `run_dir` holds a folder where `keeper`
+    keeps a file, or the other way round (`kinds`: name -> "file" or "folder"; a run's by default): reading or
+    writing it would end in a traceback. The message ends with `fix`. The one check of a run folder's paths and of a
+    benchmark folder's (`cmdp.benchmarks.runner`)."""
     for name in names:
-        where, kind = run_dir / name, RUN_PATH_KINDS[name]
+        where, kind = run_dir / name, kinds[name]
         if where.exists() and where.is_dir() != (kind == "folder"):
             found = "folder" if where.is_dir() else "file"
-            raise ConfigError(f"{where} is a {found} where a run keeps a {kind}; {RESTORE_RUN_FILE}")
+            raise ConfigError(f"{where} is a {found} where {keeper} keeps a {kind}; {fix}")
 
 
 def open_run(run_dir: str | Path, need_checkpoint: bool = True, trust_plugins: bool = False,
@@ -174,7 +177,8 @@ class LoadedPolicy:
         result = self.run.evaluate(episodes, seed, deterministic)
         result.update({"run_dir": str(self.run_dir), "epoch": self.epoch, "deterministic": deterministic})
         if self.config_edits:  # the record says what it measured: not quite the trained run
-            result["config_edits"] = {key: {"trained": was, "now": now} for key, (was, now) in self.config_edits.items()}
+            result["config_edits"] = {key: {"trained": was, "now": now}
+                                      for key, (was, now) in self.config_edits.items()}
         return result
 
     def close(self) -> None:
