@@ -124,19 +124,25 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
     """replay.csv and replay.png into `out`; returns their paths."""
     import csv
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     make_output_folder(out)  # a file in the way, or a folder the OS refuses: one line naming it
     rows = result["rows"]
     with open(out / "replay.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    names = result["costs"]
-    fig, axes = plt.subplots(2, len(names), figsize=(7 * len(names), 6), sharex=True, squeeze=False)
+    replay_figure(result).savefig(out / "replay.png", dpi=110)
+    return [out / "replay.csv", out / "replay.png"]
+
+
+def replay_figure(result: dict[str, Any]) -> Any:
+    """replay.png's figure (a matplotlib Figure): per cost, the multipliers against the epoch above, the cost they saw
+    and the limit below; the epoch axis has whole-number ticks only."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    rows, names = result["rows"], result["costs"]
+    fig = Figure(figsize=(7 * len(names), 6), layout="tight")
+    axes = fig.subplots(2, len(names), sharex=True, squeeze=False)
     epochs = [r["epoch"] for r in rows]
     for i, name in enumerate(names):
         top, bottom = axes[0][i], axes[1][i]
@@ -152,10 +158,9 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
         bottom.set_ylabel("cost the multiplier saw")
         bottom.set_xlabel("epoch")
         bottom.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "replay.png", dpi=110)
-    plt.close(fig)
-    return [out / "replay.csv", out / "replay.png"]
+        for ax in (top, bottom):  # epochs are whole numbers: no tick at 2.5
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,3 +97,22 @@ def test_runs_it_cannot_replay_are_one_line(tmp_path: Path, capsys: pytest.Captu
     assert "check: the run's own rule (epoch:0.035) gives back the logged multipliers to within 0" \
         in capsys.readouterr().out
     assert parse_rule("update:1e-5").lr == 1e-5
+
+
+def test_the_epoch_axis_of_replay_png_has_whole_number_ticks(sac_lag_run: Path) -> None:
+    """replay.png's epoch axis had ticks at 1.5, 2.5, ... (matplotlib's default locator on a 5-epoch run), epochs
+    that do not exist; every panel's epoch ticks are whole numbers now."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from cmdp.benchmarks.multiplier_replay import replay_figure
+
+    result = replay(sac_lag_run)
+    assert [row["epoch"] for row in result["rows"]] == [1, 2, 3, 4, 5]
+    fig = replay_figure(result)
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks
