@@ -87,7 +87,8 @@ def check_device_available(key: str, device: str) -> None:
 def check_seed(key: str, seed: int | None) -> None:
     """ConfigError naming `key` unless `seed` is None or in a run seed's range, [0, MAX_SEED] (TrainConfig.validate
     says why; an environment's `env_kwargs.seed` too, which numpy's generators would refuse only once the
-    environment is built, with a traceback)."""
+    environment is built, with a traceback). The one seed-range check: a run's, an environment's, an evaluation's
+    (cmdp.loading.LoadedPolicy.evaluate, `cmdp eval --seed`) and the arena's --seed."""
     if seed is not None and not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"{key} must be an integer in [0, {MAX_SEED}] (2**32 - 1), got {seed}")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from cmdp.checkpoint import load_checkpoint
-from cmdp.config import MAX_SEED, RESTORE_RUN_FILE, field_names, load_yaml, to_dict
+from cmdp.config import RESTORE_RUN_FILE, check_seed, field_names, load_yaml, to_dict
 from cmdp.family import FamilyRun, SolverNeeds
 from cmdp.registry import get_algorithm, get_env
 from cmdp.resolve import resolve_config
@@ -172,8 +172,7 @@ class LoadedPolicy:
         and a constrained optimum is stochastic) unless `deterministic` (the mean or most likely action)."""
         if episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {episodes}")
-        if not 0 <= seed <= MAX_SEED:
-            raise ConfigError(f"the evaluation seed must be in [0, {MAX_SEED}], got {seed}")
+        check_seed("the evaluation seed", seed)
         result = self.run.evaluate(episodes, seed, deterministic)
         result.update({"run_dir": str(self.run_dir), "epoch": self.epoch, "deterministic": deterministic})
         if self.config_edits:  # the record says what it measured: not quite the trained run

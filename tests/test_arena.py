@@ -298,7 +298,8 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(quick_text_default: P
         ("prompts file is a folder", [sft, str(lag_run), "--prompts", str(folder_jsonl)],
          [str(folder_jsonl), "is a directory"]),
         ("zero prompts", [sft, str(lag_run), "--prompts", prompts, "--num-prompts", "0"], ["--num-prompts", ">= 1"]),
-        ("bad seed", [sft, str(lag_run), "--prompts", prompts, "--seed", "-1"], ["--seed"]),
+        ("bad seed", [sft, str(lag_run), "--prompts", prompts, "--seed", "-1"],
+         ["--seed must be an integer in [0, 4294967295] (2**32 - 1), got -1"]),  # cmdp.config.check_seed's words
     ]
     for name, argv, words in cases:
         assert main(["arena", *argv, "--out", str(out), "--no-progress", "--device", "cpu"]) == 2, name

@@ -334,15 +334,14 @@ def run_arena(a_path: str | Path, b_path: str | Path, prompts: str | Path, rewar
     before a model is loaded; nothing is written unless everything succeeded."""
     import torch
 
-    from cmdp.config import MAX_SEED
+    from cmdp.config import check_seed
     from cmdp.envs.text.data import load_prompts
     from cmdp.envs.text.env import check_shared_vocabulary, frozen_dtype, load_scorers
     from cmdp.envs.text.evaluation import answer_and_score
     from cmdp.envs.text.score_model import resolve_device
 
     say = log or (lambda line: None)
-    if not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"--seed must be in [0, {MAX_SEED}], got {seed}")
+    check_seed("--seed", seed)
     if num_prompts is not None and num_prompts < 1:
         raise ConfigError(f"--num-prompts must be >= 1, got {num_prompts}")
     if max_new_tokens is not None and max_new_tokens < 1:
