@@ -60,6 +60,7 @@ class IPO(PolicyGradientSolver):
     """PPO on the reward plus IPO's log barrier, turned into one advantage weight per cost each epoch."""
 
     Config = IPOConfig
+    multiplier_name = "weight"  # the barrier weights w_k, shown as such; logged as lambda/<cost>
 
     def __init__(self, cfg: IPOConfig, *args: Any, **kwargs: Any) -> None:
         super().__init__(cfg, *args, **kwargs)

@@ -44,6 +44,7 @@ class RewardShaping(PolicyGradientSolver):
     """PPO on the shaped reward r - sum_k beta_k c_k with a fixed penalty beta_k per cost (config key `beta`)."""
 
     Config = RewardShapingConfig
+    multiplier_name = "beta"  # the fixed penalties, shown as such; logged as lambda/<cost>
 
     def __init__(self, cfg: RewardShapingConfig, *args: Any, **kwargs: Any) -> None:
         super().__init__(cfg, *args, **kwargs)

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 
 from cmdp.benchmarks.cells import ERROR_FILE, Cell
 from cmdp.benchmarks.suite import Suite
+from cmdp.logger import strict_json
 
 STATUS_FILE = "status.json"
 #: Seconds between refreshes of status.json's heartbeat while nothing else changes.
@@ -187,7 +188,7 @@ class Board:
                "mode": self.mode, "state": self.state, "started": self.started_at, "updated": now,
                "driver": self.driver, "counts": counts, "cells": self.cells}
         tmp = self.out / (STATUS_FILE + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.write_text(json.dumps(strict_json(doc), indent=2, allow_nan=False) + "\n")  # a NaN return: null
         os.replace(tmp, self.out / STATUS_FILE)
         self._last_write = time.time()
 

@@ -36,7 +36,6 @@ from cmdp.loading import open_run
 from cmdp.logger import read_progress
 from cmdp.off_policy import OffPolicyLagrangeOptions
 from cmdp.registry import get_algorithm
-from cmdp.trainer import multiplier_name
 from cmdp.benchmarks.report import as_float, find_runs
 
 #: `--rule`'s step counts: one ascent step per epoch, or one per gradient update of the epoch
@@ -73,7 +72,7 @@ def replay(run_dir: Path, rules: list[Rule] | None = None) -> dict[str, Any]:
     """The run's cost history replayed under `rules` (None: its own rule and the other one with the same full step):
     {"costs": names, "limits", "rows": one dict per epoch, "rules": names, "own": the run's rule's name,
     "max_diff": the largest |logged - replayed| multiplier under the run's own rule, None when `rules` leave it out,
-    "multiplier": what the run's solver calls its multipliers (`cmdp.trainer.multiplier_name`: focops's "nu")}."""
+    "multiplier": what the run's solver calls its multipliers (the solver's `multiplier_name`: focops's "nu")}."""
     cfg, _ = open_run(run_dir, need_checkpoint=False)
     if not isinstance(cfg, LagrangeOptions):
         raise ConfigError(f"{run_dir}: {cfg.algo} has no gradient-ascent multipliers to replay "
@@ -117,7 +116,7 @@ def replay(run_dir: Path, rules: list[Rule] | None = None) -> dict[str, Any]:
                 max_diff = max(max_diff, max(abs(record[f"logged/{n}"] - float(v)) for n, v in zip(names, value)))
         out_rows.append(record)
     return {"costs": names, "limits": limits, "rows": out_rows, "rules": [r.name for r in rules], "own": own.name,
-            "max_diff": max_diff, "multiplier": multiplier_name(get_algorithm(cfg.algo))}
+            "max_diff": max_diff, "multiplier": get_algorithm(cfg.algo).multiplier_name}
 
 
 def write(result: dict[str, Any], out: Path) -> list[Path]:

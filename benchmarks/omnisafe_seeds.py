@@ -259,9 +259,14 @@ def print_table(summary: dict[str, Any], last: int, per_seed: bool = False) -> N
     print(f"{'':<{width}}  seeds    last {last} epochs: return       cost   episode length   epochs within the limit")
     for label, s in summary.items():
         seeds = ",".join(map(str, s["seeds"]))
-        print(f"{label:<{width}}  {seeds:<7}  {s['return']['mean']:9.1f} +- {s['return']['std']:6.1f}  "
-              f"{s['cost']['mean']:6.1f} +- {s['cost']['std']:5.1f}  {s['ep_len']['mean']:6.0f} +- "
-              f"{s['ep_len']['std']:4.0f}   {s['epochs_within_limit']} of {s['epochs']}")
+        one = len(s["seeds"]) == 1  # a std over one seed says nothing: the mean alone
+
+        def spread(stat: dict[str, float], mean_width: int, std_width: int, digits: int) -> str:
+            mean = f"{stat['mean']:{mean_width}.{digits}f}"
+            return mean + " " * (std_width + 3) if one else f"{mean} ± {stat['std']:{std_width}.{digits}f}"
+
+        print(f"{label:<{width}}  {seeds:<7}  {spread(s['return'], 9, 6, 1)}  {spread(s['cost'], 6, 5, 1)}  "
+              f"{spread(s['ep_len'], 6, 4, 0)}   {s['epochs_within_limit']} of {s['epochs']}")
         if per_seed:
             print("    seed   return    cost  episode length  within  first recovery: epoch at multiplier")
             for seed, row in s["per_seed"].items():

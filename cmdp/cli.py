@@ -200,7 +200,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     r = sub.add_parser("report", help="tables and learning curves of a folder of runs (e.g. a benchmark's)",
-                       description="Per algorithm x environment over seeds: final return and cost (mean +- std), "
+                       description="Per algorithm x environment over seeds: final return and cost (mean ± std), "
                                    "share of the last epochs within the cost limit, wall time, steps/s; markdown, "
                                    "CSV, learning-curve PNGs and a return-against-cost PNG per environment, with "
                                    "OmniSafe's published numbers beside ours.")
@@ -276,7 +276,7 @@ def _train(args: argparse.Namespace) -> int:
                 shutil.rmtree(run_dir, ignore_errors=True)
         raise
     if trainer.is_main:
-        print(format_summary(summary, run_dir, multiplier_delay(trainer.cfg)))
+        print(format_summary(summary, run_dir, multiplier_delay(trainer.cfg), trainer.solver.multiplier_name))
     return 0
 
 
@@ -296,8 +296,9 @@ def multiplier_delay(cfg: Any) -> int:
 OMNISAFE_EPOCHS = 500
 
 
-def format_summary(summary: dict[str, Any], run_dir: Path, delay: int = 0) -> str:
-    """The one-screen end-of-run report; `delay`: the epochs the run's multipliers waited before moving."""
+def format_summary(summary: dict[str, Any], run_dir: Path, delay: int = 0, multiplier: str = "lambda") -> str:
+    """The one-screen end-of-run report; `delay`: the epochs the run's multipliers waited before moving;
+    `multiplier`: what the solver calls them (its `multiplier_name`)."""
     epochs = summary["epochs"]
     measured = summary["final_epoch_with_episodes"] is not None  # None: no epoch finished an episode
     of = (f"mean over the episodes of epoch {summary['final_epoch_with_episodes']}" if measured else
@@ -311,7 +312,7 @@ def format_summary(summary: dict[str, Any], run_dir: Path, delay: int = 0) -> st
         verdict = ("n/a" if measured else "not measured") if isinstance(cost, float) and math.isnan(cost) else \
             ("within limit" if cost <= limit else "ABOVE limit")
         lam = summary["multipliers"].get(name)
-        lam_text = f", lambda {lam:.4f}" if lam is not None else ""
+        lam_text = f", {multiplier} {lam:.4f}" if lam is not None else ""
         lines.append(f"final cost     {_num(cost)} / limit {limit:g} ({verdict}){lam_text}   [{name}]")
     above = [n for n, c in summary["final_costs"].items() if c > summary["cost_limits"][n]]  # NaN compares False
     if not measured:

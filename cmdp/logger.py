@@ -1,4 +1,5 @@
-"""Per-epoch metrics to progress.csv (one row per epoch) and TensorBoard, resumable."""
+"""What a run writes as it trains: per-epoch metrics to progress.csv (one row per epoch) and TensorBoard,
+resumable; and strict JSON (`strict_json`) for its other files."""
 from __future__ import annotations
 
 import csv
@@ -147,3 +148,16 @@ def read_progress(path: Path) -> list[dict[str, str]]:
     gives); ConfigError as `read_progress_rows` says."""
     rows = read_progress_rows(path)
     return [{**dict.fromkeys(rows[0]), **dict(zip(rows[0], row))} for row in rows[1:]] if rows else []
+
+
+def strict_json(value: Any) -> Any:
+    """A copy of nested dicts, lists and tuples for strict JSON: NaN and the infinities become None (null), where
+    Python's json would write the bare tokens NaN and Infinity that jq and JavaScript's JSON.parse refuse. Every JSON
+    file the library writes (summary.json, a suite's status.json, the text family's metrics) goes through it."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value

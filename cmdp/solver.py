@@ -167,6 +167,10 @@ class Solver:
     needs_old_distribution: bool = False
     trust_region: bool = False
     max_costs: int | None = None  # solvers that handle only one constraint set 1
+    # what the solver calls its per-cost multipliers where a person reads them (progress bar, end-of-run summary,
+    # replay.png); progress.csv and TensorBoard log them as lambda/<cost> for every solver, so runs compare column
+    # for column
+    multiplier_name: str = "lambda"
     # a classmethod (spec, cfg) -> agent for solvers that bring their own networks (off-policy); None: the
     # family builds the agent (policy plus the declared critics)
     make_agent: Any = None

@@ -13,7 +13,6 @@ uninterrupted run produces (same machine, CPU); off-policy runs checkpoint their
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +24,7 @@ from cmdp.checkpoint import load_checkpoint, save_checkpoint
 from cmdp.config import check_device_available, dump_yaml, to_dict
 from cmdp.family import FamilyRun, Schedule, SolverNeeds
 from cmdp.loading import CHECKPOINT, check_run_paths, open_run
-from cmdp.logger import RunLogger
+from cmdp.logger import RunLogger, strict_json
 from cmdp.registry import get_algorithm, get_env, load_plugins
 from cmdp.resolve import resolve_config
 from cmdp.schedules import OffPolicyLoop, OnPolicyLoop
@@ -161,7 +160,7 @@ class Trainer:
                 if logger is not None:
                     logger.log(row)
                 if bar is not None:
-                    bar.set_postfix_str(_postfix(row, self.spec.cost_names, multiplier_name(self.solver)),
+                    bar.set_postfix_str(_postfix(row, self.spec.cost_names, self.solver.multiplier_name),
                                         refresh=False)
                 if self.epoch % cfg.checkpoint_every == 0 or self.epoch == self.num_epochs:
                     state = self.state_dict()  # every rank: gathering partitioned weights is collective
@@ -222,18 +221,6 @@ class Trainer:
         }
 
 
-def strict_json(value: Any) -> Any:
-    """A copy of nested dicts and lists for strict JSON: NaN and the infinities become None (null), which Python's
-    json writes as the bare tokens NaN and Infinity that jq and JavaScript's JSON.parse refuse."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
-
-
 def summary_json(summary: dict[str, Any]) -> str:
     """summary.json's text: strict JSON, a number that was not measured (the final return and costs of a run whose
     epochs finished no episode) null."""
@@ -245,13 +232,6 @@ def _progress_bar(cfg: Any, initial: int) -> Any:
 
     return tqdm(total=cfg.total_steps, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True,
                 desc=f"{cfg.algo} {cfg.env} seed {cfg.seed}", mininterval=0.5)
-
-
-def multiplier_name(solver: Any) -> str:
-    """What a solver (or its class) calls its multipliers where a user reads them: its `multiplier_name` (focops:
-    "nu", since its lambda is the temperature `focops_lam`), else "lambda". The progress.csv and TensorBoard key is
-    `lambda/<cost>` for every solver, so that runs compare column for column."""
-    return str(getattr(solver, "multiplier_name", "lambda"))
 
 
 def _postfix(row: dict[str, Any], cost_names: list[str], multiplier: str = "lambda") -> str:

@@ -142,19 +142,20 @@ def test_focops_shows_its_multiplier_as_nu_under_the_shared_column_key(tmp_path,
     lambda/<cost> of every solver, so its runs compare column for column (cmdp report, multiplier_replay)."""
     from cmdp.benchmarks.multiplier_replay import main as replay_main
     from cmdp.logger import read_progress
-    from cmdp.trainer import multiplier_name
-
-    assert multiplier_name(FOCOPS) == "nu" and multiplier_name(PPOLag) == "lambda"
-    bars = {}
+    assert FOCOPS.multiplier_name == "nu" and PPOLag.multiplier_name == "lambda"
+    bars, summaries = {}, {}
     for algo in ("focops", "ppo_lag"):
         out = tmp_path / algo
         assert main(["train", "--algo", algo, "--env", "ExactChain-v0", "--total-steps", "400", "--set",
                      "steps_per_epoch=200", "--out", str(out)]) == 0
-        bars[algo] = capsys.readouterr().err.replace("\r", "\n").splitlines()[-1]  # the bar as it closed
+        captured = capsys.readouterr()
+        bars[algo] = captured.err.replace("\r", "\n").splitlines()[-1]  # the bar as it closed
+        summaries[algo] = [line for line in captured.out.splitlines() if line.startswith("final cost")]
         assert "lambda/cost" in read_progress(out / "progress.csv")[0]
     nu = float(read_progress(tmp_path / "focops" / "progress.csv")[-1]["lambda/cost"])
     assert bars["focops"].endswith(f", nu {nu:.3f}]"), bars["focops"]
     assert "lam " not in bars["focops"] and ", lam 0." in bars["ppo_lag"]
+    assert f", nu {nu:.4f}" in summaries["focops"][0] and ", lambda 0." in summaries["ppo_lag"][0]  # the end-of-run summary
     assert replay_main([str(tmp_path / "focops"), "--out", str(tmp_path / "replay")]) == 0
     assert capsys.readouterr().out.startswith("cost: nu after epoch 2: logged ")
 

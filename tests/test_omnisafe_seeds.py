@@ -80,7 +80,7 @@ def test_seeds_and_configurations_become_bands_and_a_table(tmp_path, capsys):
     png = (out / "seeds.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     table = capsys.readouterr().out
-    assert "47.5 +-   17.7" in table and "2 of 4" in table and "--preset omnisafe" in table
+    assert "47.5 ±   17.7" in table and "2 of 4" in table and "--preset omnisafe" in table
     assert "3 at 0.30" in table  # seed 0's recovery, on its own row
 
 
@@ -136,3 +136,19 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path, capsys, problem, mess
     assert err.count("\n") == 1 and err.startswith("omnisafe_seeds: error: ")
     assert re.search(message, err), err
     assert not out.exists()
+
+
+def test_the_table_shows_a_spread_only_over_several_seeds(capsys):
+    """A configuration of one seed shows its means alone (a std over one seed says nothing), in the same columns
+    as one of several seeds, whose means carry "± std"."""
+    from cmdp.benchmarks.omnisafe_seeds import print_table
+
+    def config(seeds, std):
+        stat = {"mean": 10.0, "std": std}
+        return {"seeds": seeds, "per_seed": {}, "return": stat, "cost": stat, "ep_len": stat,
+                "epochs_within_limit": 3, "epochs": 10}
+
+    print_table({"one": config([0], 0.0), "three": config([0, 1, 2], 1.5)}, last=10)
+    header, one, three = capsys.readouterr().out.splitlines()
+    assert "±" not in one and "+-" not in one and three.count("±") == 3
+    assert len(one) == len(three) and one.index("3 of 10") == three.index("3 of 10")

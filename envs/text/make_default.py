@@ -33,11 +33,12 @@ from typing import Any, Callable, Sequence
 import torch
 
 from cmdp.config import check_output_folder
+from cmdp.logger import strict_json
 from cmdp.spec import ConfigError
 from cmdp.envs.text import corpus as corpus_lib
 from cmdp.envs.text.chat import CHAT_TEMPLATE, encode_example, encode_prompt, format_prompt, pad_batch
 from cmdp.envs.text.data import write_rows
-from cmdp.envs.text.score_model import (ScoreModel, import_transformers, json_safe, resolve_device,
+from cmdp.envs.text.score_model import (ScoreModel, import_transformers, resolve_device,
                                         train_score_model)
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>"}
@@ -311,7 +312,7 @@ def build_default(out: str | Path, cfg: DefaultConfig = DefaultConfig(), *, devi
     policy.generation_config.pad_token_id = tokenizer.pad_token_id
     policy.save_pretrained(str(out / "sft"))
     tokenizer.save_pretrained(str(out / "sft"))
-    (out / "sft" / "sft_metrics.json").write_text(json.dumps(json_safe(sft_metrics), indent=2) + "\n")
+    (out / "sft" / "sft_metrics.json").write_text(json.dumps(strict_json(sft_metrics), indent=2) + "\n")
     lap("sft", t0)
 
     score_metrics = {}
@@ -334,7 +335,7 @@ def build_default(out: str | Path, cfg: DefaultConfig = DefaultConfig(), *, devi
     def brief(m: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in m.items() if k != "history"}
 
-    manifest = json_safe({
+    manifest = strict_json({
         "config": dataclasses.asdict(cfg), "device": str(torch_device), "versions": _versions(),
         "sizes": {"train_prompts": len(corpus.train_prompts), "test_prompts": len(corpus.test_prompts),
                   "train_pairs": len(corpus.train_pairs), "test_pairs": len(corpus.test_pairs),

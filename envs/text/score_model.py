@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cmdp.config import check_device_available, check_output_folder
+from cmdp.logger import strict_json
 from cmdp.spec import ConfigError
 from cmdp.envs.text.chat import encode_example, pad_batch, pad_id_of
 from cmdp.envs.text.data import PreferencePair, load_preferences
@@ -484,7 +485,7 @@ def train_score_model(kind: Literal["reward", "cost"], data_path: str | Path, mo
     try:
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(str(out_dir))
-        (out_dir / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=2) + "\n")
+        (out_dir / METRICS_FILE).write_text(json.dumps(strict_json(metrics), indent=2) + "\n")
     except BaseException:  # an interrupt or a full disk must not leave a folder that looks like a model
         if not overwriting:  # everything in it is ours; a folder that was there empty stays, empty
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -492,17 +493,6 @@ def train_score_model(kind: Literal["reward", "cost"], data_path: str | Path, mo
                 out_dir.mkdir(exist_ok=True)
         raise
     return metrics
-
-
-def json_safe(value: Any) -> Any:
-    """A copy of nested dicts and lists for strict JSON: NaN and infinities become None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def describe_metrics(metrics: dict[str, Any]) -> str:
