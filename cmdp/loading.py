@@ -121,11 +121,16 @@ def defaults_since(run_dir: Path, cfg: Any) -> dict[str, Any]:
 #: raised to continue the run) is no edit to the evaluated policy.
 NOT_EVALUATED: tuple[str, ...] = ("total_steps", "checkpoint_every", "torch_threads", "num_envs", "steps_per_epoch")
 
+#: Keys a resumed run may change without changing how it trains: how long it runs, how often it saves, its CPU
+#: threads (raising total_steps in config.yaml is how a run is continued).
+NOT_TRAINED: tuple[str, ...] = ("total_steps", "checkpoint_every", "torch_threads")
 
-def config_edits(cfg: Any, state: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+
+def config_edits(cfg: Any, state: dict[str, Any],
+                 ignore: Sequence[str] = NOT_EVALUATED) -> dict[str, tuple[Any, Any]]:
     """The settings in which `cfg`, a run's config as `open_run` reads it from config.yaml, differs from the config
     its checkpoint `state` was trained with: {key: (trained, now)}, a mapping's keys as `env_kwargs.name`. Keys of
-    NOT_EVALUATED, and keys only one side has (one cmdp-lab version added or dropped them: `defaults_since`), are
+    `ignore` (an evaluation's NOT_EVALUATED, a resume's NOT_TRAINED), and keys only one side has (one cmdp-lab version added or dropped them: `defaults_since`), are
     left out; a checkpoint written before checkpoints held the config gives {}."""
     trained = state.get("config")
     if not isinstance(trained, dict):
@@ -140,15 +145,16 @@ def config_edits(cfg: Any, state: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
             edits[key] = (was, now)
 
     for key, now in to_dict(cfg).items():
-        if key in trained and key not in NOT_EVALUATED:
+        if key in trained and key not in ignore:
             compare(key, trained[key], now)
     return edits
 
 
-def config_edits_note(run_dir: Path, edits: dict[str, tuple[Any, Any]]) -> str:
-    """One line telling that the evaluation follows a config.yaml edited after training."""
+def config_edits_note(run_dir: Path, edits: dict[str, tuple[Any, Any]], follower: str = "the evaluation") -> str:
+    """One line telling that `follower` (the evaluation, the resumed run) follows a config.yaml edited after
+    training."""
     listed = ", ".join(f"{key} (trained {was!r}, now {now!r})" for key, (was, now) in edits.items())
-    return (f"note: {run_dir / 'config.yaml'} was edited after its checkpoint was trained: {listed}; the evaluation "
+    return (f"note: {run_dir / 'config.yaml'} was edited after its checkpoint was trained: {listed}; {follower} "
             f"follows config.yaml")
 
 

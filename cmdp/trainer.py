@@ -23,7 +23,7 @@ import torch
 from cmdp.checkpoint import load_checkpoint, save_checkpoint
 from cmdp.config import check_device_available, dump_yaml, to_dict
 from cmdp.family import FamilyRun, Schedule, SolverNeeds
-from cmdp.loading import CHECKPOINT, check_run_paths, open_run
+from cmdp.loading import CHECKPOINT, NOT_TRAINED, check_run_paths, config_edits, config_edits_note, open_run
 from cmdp.logger import RunLogger, strict_json
 from cmdp.registry import get_algorithm, get_env, load_plugins
 from cmdp.resolve import resolve_config
@@ -118,6 +118,9 @@ class Trainer:
             check_run_paths(run_dir, ("progress.csv", "summary.json", "tb"))
             if (run_dir / CHECKPOINT).is_file():
                 state = load_checkpoint(run_dir / CHECKPOINT)
+                edits = config_edits(self.cfg, state, ignore=NOT_TRAINED)
+                if edits:  # the curves before and after the resume then come from two configs: say so
+                    notes.append(config_edits_note(run_dir, edits, "the resumed run"))
                 try:
                     self.load_state_dict(state, log=notes.append)
                 except (KeyError, ValueError, TypeError, RuntimeError) as exc:

@@ -594,6 +594,24 @@ def test_a_refused_resume_announces_nothing(finished_run: Path, tmp_path: Path, 
     assert out.startswith(f"resuming {run}\n") and "does not name cost_window (now 0)" in err
 
 
+def test_a_resume_of_a_config_edited_since_its_checkpoint_names_the_edits(finished_run: Path, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # an edited learning rate changed how the rest of the run trained without a word, so the curves joined two
+    # configs; total_steps (how a run is continued) is no such edit
+    run = unfinished_copy(finished_run, tmp_path)
+    config = run / "config.yaml"
+    assert "actor_lr: 0.0003\n" in config.read_text()
+    config.write_text(config.read_text().replace("actor_lr: 0.0003\n", "actor_lr: 0.001\n"))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if line.startswith("note: ")]
+    assert notes == [f"note: {config} was edited after its checkpoint was trained: actor_lr (trained 0.0003, now "
+                     f"0.001); the resumed run follows config.yaml"]
+    assert main(["train", "--resume", str(unfinished_copy(finished_run, tmp_path / "plain")), "--no-progress"]) == 0
+    assert "edited" not in capsys.readouterr().out
+
+
 # --- 9. a run folder's config.yaml that is not a whole run config -----------------------------------------------
 
 @pytest.mark.parametrize("command", ["eval", "resume"])
