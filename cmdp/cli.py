@@ -218,6 +218,7 @@ def _train(args: argparse.Namespace) -> int:
 
     existed = False
     added: dict[str, Any] = {}  # with --resume: the keys the run's config.yaml lacks (defaults_since)
+    config_notes: list[str] = []  # a new run's notes on its config (resolve_config), printed once it has started
     if args.resume:
         given = [f for f in ("algo", "env", "total_steps", "seed", "num_envs", "config", "preset", "out")
                  if getattr(args, f) is not None] + (["set"] if args.set else [])
@@ -237,15 +238,15 @@ def _train(args: argparse.Namespace) -> int:
         overrides.update(parse_set(args.set))
         if args.plugin:
             overrides["plugins"] = list(overrides.get("plugins") or []) + args.plugin
-        cfg, notes = resolve_config(overrides, args.config, args.preset)
-        for note in notes:
-            print(f"note: {note}")
+        cfg, config_notes = resolve_config(overrides, args.config, args.preset)
         existed = args.out is not None and Path(args.out).is_dir()  # an empty folder the user gave: kept
         trainer, run_dir = new_run(cfg, args.out)
 
     def started() -> None:
-        """Once the run has started (a resume's checks passed, its checkpoint loaded): a refused resume announces
-        nothing, its one error line stands alone."""
+        """Once the run has started (a resume's checks passed, its checkpoint loaded; a new run's folder made): a
+        refused run announces nothing, its one error line stands alone."""
+        for note in config_notes:
+            print(f"note: {note}")
         if added:
             print(f"note: {run_dir / 'config.yaml'} was written by an earlier cmdp-lab and does not name "
                   f"{', '.join(f'{k} (now {v!r})' for k, v in added.items())}: the resumed run takes these defaults "

@@ -399,3 +399,16 @@ def test_an_epoch_shorter_than_an_episode_is_noted_at_the_start(tmp_path, capsys
         assert len(notes) == 1 and notes[0].startswith(f"note: {expect}")
         assert notes[0].endswith(f"set steps_per_epoch to at least {10 * num_envs}")
         assert printed.index(notes[0]) < printed.index("== ppo_lag")  # at the start, before the summary
+
+
+def test_a_refused_new_run_prints_no_note_on_its_config(tmp_path, capsys):
+    # the notes on a new run's config (total_steps rounded to whole epochs) were printed before the run folder was
+    # made, so a run refused there (its --out already holds a run) read as one that had begun above its error line
+    out = tmp_path / "run"
+    argv = ["train", "--env", "ExactChain-v0", "--total-steps", "450", "--set", "steps_per_epoch=200",
+            "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    assert "note: total_steps rounded from 450 to 400" in capsys.readouterr().out
+    assert main(argv) == 2
+    printed, err = capsys.readouterr()
+    assert printed == "" and len(err.strip().splitlines()) == 1 and str(out) in err
