@@ -132,6 +132,9 @@ def _bad_cases(tmp: Path, backbone: Path, train: Path) -> list[tuple[str, list[s
         ("eval fraction out of range", _args("reward", train, backbone, out, "--eval-fraction", "1.5"),
          ["eval_fraction", "1.5"]),
         ("zero epochs", _args("reward", train, backbone, out, "--epochs", "0"), ["epochs", "positive"]),
+        ("seed past 64 bits", _args("reward", train, backbone, out, "--seed", str(2 ** 70)),
+         ["seed must be an integer in [0, 4294967295]", str(2 ** 70)]),
+        ("negative seed", _args("cost", train, backbone, out, "--seed", "-1"), ["seed must be", "got -1"]),
     ]
 
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cmdp.config import check_device_available, check_output_folder
+from cmdp.config import check_device_available, check_output_folder, check_seed
 from cmdp.logger import strict_json
 from cmdp.spec import ConfigError
 from cmdp.envs.text.chat import encode_example, pad_batch, pad_id_of
@@ -392,6 +392,7 @@ def train_score_model(kind: Literal["reward", "cost"], data_path: str | Path, mo
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     if not lr > 0:
         raise ConfigError(f"lr must be > 0, got {lr!r}")
+    check_seed("seed", seed)  # as a run's seed: torch took a negative one, and one past 64 bits ended in its traceback
     say = log or (lambda _: None)
     started = time.perf_counter()
     torch_device = resolve_device(device)
