@@ -369,8 +369,7 @@ def _eval(args: argparse.Namespace) -> int:
         which = ("deterministic: the mean or most likely action" if args.deterministic
                  else "stochastic: actions sampled from the trained policy")
         print(f"{policy.cfg.algo} on {policy.cfg.env}, checkpoint of epoch {result['epoch']} ({which}); "
-              f"{count_text(args.episodes, policy.run.evaluation_unit)} from seed {args.seed}"
-              + (", mean ± std over them" if args.episodes > 1 else ""))
+              f"{count_text(args.episodes, policy.run.evaluation_unit)} from seed {args.seed}")
         print(policy.run.format_evaluation(result))
         if args.video:
             print(f"video   {path}  ({' + '.join(map(str, lengths))} frames)")

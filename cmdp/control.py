@@ -176,7 +176,8 @@ class ControlRun(FamilyRun):
 
     def format_evaluation(self, result: dict[str, Any]) -> str:
         n = result["episodes"]
-        lines = [f"return  {mean_std_text(result['return_mean'], result['return_std'], n)}"]
+        lines = [f"return  {mean_std_text(result['return_mean'], result['return_std'], n)}"
+                 + ("   (mean ± std over the episodes)" if n > 1 else "")]
         for name in self.spec.cost_names:
             lines.append(f"cost    {mean_std_text(result[f'cost_mean/{name}'], result[f'cost_std/{name}'], n)}"
                          f"  (limit {result['cost_limits'][name]:g})  [{name}]")

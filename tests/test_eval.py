@@ -66,7 +66,8 @@ def test_eval_prints_plus_minus_as_the_report_and_counts_one_episode_in_the_sing
 
     assert main(["eval", str(run_dir), "--episodes", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].endswith("; 3 episodes from seed 12345, mean ± std over them"), lines[0]
+    assert lines[0].endswith("; 3 episodes from seed 12345"), lines[0]
+    assert lines[1].endswith("   (mean ± std over the episodes)"), lines[1]  # said where a spread is shown
     assert [line.split()[0] for line in lines] == ["ppo_lag", "return", "cost", "length"]
     assert " ± " in lines[1] and " ± " in lines[2] and "+-" not in "\n".join(lines)
     assert main(["eval", str(run_dir), "--episodes", "1"]) == 0

@@ -17,6 +17,7 @@ import torch
 from cmdp.envs.text.data import load_prompts
 from cmdp.envs.text.env import DEFAULT_COST_LIMIT, TextEnvConfig, load_causal_lm, sequence_scores
 from cmdp.envs.text.generation import GENERATION_BACKENDS
+from cmdp.evaluation import count_text
 
 
 def is_safe(costs: np.ndarray) -> np.ndarray:
@@ -93,7 +94,8 @@ def evaluate_text_run(run: Any, num_prompts: int, seed: int, greedy: bool, sampl
 
 def format_text_eval(result: dict[str, Any], cost_names: list[str], limits: dict[str, float]) -> str:
     """A screen of text for `cmdp eval` on a text run."""
-    lines = [f"{result['prompts']} prompts, {result['decoding']} decoding; trained policy vs initial policy",
+    lines = [f"{count_text(result['prompts'], 'prompts')}, {result['decoding']} decoding; trained policy vs initial "
+             f"policy (means over the prompts)",
              f"reward      {result['reward_mean']:8.3f}   (initial {result['initial_reward_mean']:.3f})"]
     for name in cost_names:
         lines.append(f"cost        {result[f'cost_mean/{name}']:8.3f}   (initial "
