@@ -197,7 +197,8 @@ def format_outcome(board: Board, skipped: int) -> str:
     """The end-of-suite lines: counts, failed cells, where the status and the report are."""
     cells = board.cells
     failed = {k: c for k, c in cells.items() if c["status"] == "failed"}
-    lines = [f"suite {board.suite.name}: {len(cells)} cells, {board.count('finished')} finished"
+    lines = [f"suite {board.suite.name}: {len(cells)} cell{'' if len(cells) == 1 else 's'}, "
+             f"{board.count('finished')} finished"
              + (f" ({skipped} in an earlier run)" if skipped else "") + f", {len(failed)} failed, "
              f"{_fmt_duration(time.time() - board.t0)} -> {board.out}"]
     for key, c in failed.items():

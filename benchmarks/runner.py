@@ -75,8 +75,9 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
     mode = "ray" + (f" {ray_address}" if ray_address else "") if use_ray else \
         ("in-process" if n_workers == 0 else f"{n_workers} local worker{'s' if n_workers != 1 else ''}")
     counts = {s: sum(c.start == s for c in cells) for s in ("new", "resume", "skip")}
-    print(f"suite {suite.name}: {len(suite.environments)} environments x {len(suite.algorithms)} algorithms x "
-          f"{len(suite.seeds)} seeds = {len(cells)} cells -> {out} ({counts['new']} to start, "
+    print(f"suite {suite.name}: {_count(len(suite.environments), 'environment')} x "
+          f"{_count(len(suite.algorithms), 'algorithm')} x {_count(len(suite.seeds), 'seed')} = "
+          f"{_count(len(cells), 'cell')} -> {out} ({counts['new']} to start, "
           f"{counts['resume']} to resume, {counts['skip']} finished before); {mode}", file=stream)
     previous = _previous_run_note(out)
     if previous:
@@ -110,6 +111,11 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
     board.close("failed" if failed else "complete")
     print(format_outcome(board, counts["skip"]))
     return 1 if failed else 0
+
+
+def _count(n: int, noun: str) -> str:
+    """`n` of `noun` (a singular noun), in the plural unless there is one: "1 environment", "2 seeds"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _previous_run_note(out: Path) -> str | None:

@@ -446,6 +446,17 @@ def test_dry_run_lists_the_cells_and_writes_nothing(tmp_path, capsys):
     assert "--workers is for local runs" in capsys.readouterr().err
 
 
+def test_a_suite_of_one_counts_it_in_the_singular(tmp_path, capsys):
+    """One environment, algorithm, seed and cell: the plan line and the end-of-suite line say so in the singular
+    (they had said '1 environments x ... x 1 seeds = 1 cells' and '1 cells')."""
+    suite = write_suite(tmp_path / "s.yaml", **{**GOOD, "algorithms": ["ppo"], "total_steps": 200,
+                                               "config": {"steps_per_epoch": 100}})
+    assert main(["benchmark", str(suite), "--out", str(tmp_path / "out"), "--workers", "0"]) == 0
+    captured = capsys.readouterr()
+    assert f"suite t: 1 environment x 1 algorithm x 1 seed = 1 cell -> {tmp_path / 'out'} (" in captured.err
+    assert captured.out.startswith("suite t: 1 cell, 1 finished, 0 failed")
+
+
 def test_a_suite_preset_reaches_every_cell_below_the_suites_own_keys(tmp_path, capsys):
     suite = write_suite(tmp_path / "s.yaml", **{**GOOD, "algorithms": ["ppo_lag", "cpo"], "preset": "omnisafe",
                                                "algo_config": {"cpo": {"batch_size": 256}}})
