@@ -665,7 +665,8 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
                   f"below the suite's own keys.", ""]
     unreadable = (f", {len(damaged)} file{'' if len(damaged) == 1 else 's'} that could not be read (listed below)"
                   if damaged else "")
-    lines += [f"Runs under `{root}`: {len(runs)} run folders, {len(finished)} finished, {len(unfinished)} unfinished"
+    lines += [f"Runs under `{root}`: {len(runs)} run folder{'' if len(runs) == 1 else 's'}, "
+              f"{len(finished)} finished, {len(unfinished)} unfinished"
               f"{' (included at their last logged epoch)' if partial and unfinished else ''}, {len(failed)} failed"
               f"{unreadable}. "
               f"Generated {datetime.now().isoformat(timespec='seconds')}.", ""]

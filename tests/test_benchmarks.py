@@ -655,6 +655,16 @@ def test_a_mean_over_one_seed_is_shown_without_a_std(tmp_path):
     assert "| 1 | 2,000 | 10.00 | 20.00 | 25 |" in (tmp_path / "one" / "report.md").read_text()
 
 
+def test_a_report_of_one_run_counts_it_in_the_singular(tmp_path):
+    # its first line had said "1 run folders"
+    root = tmp_path / "runs"
+    make_run(root / HOPPER / "ppo_lag" / "seed0", "ppo_lag", HOPPER, 0, [30.0, 20.0], {"cost": 25.0}, 10.0,
+             {"cost": 20.0}, wall=4.0)
+    assert main(["report", str(root), "--out", str(tmp_path / "rep"), "--no-plots"]) == 0
+    assert f"Runs under `{root}`: 1 run folder, 1 finished, 0 unfinished, 0 failed." in \
+        (tmp_path / "rep" / "report.md").read_text()
+
+
 def test_summary_json_is_strict_json_with_null_for_what_was_not_measured(tmp_path):
     # a run whose epochs finished no episode (8 steps per copy, 10-step episodes) has no final return or cost:
     # summary.json held the bare token NaN, which is not JSON (jq and JavaScript's JSON.parse refuse it)
