@@ -626,8 +626,11 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
     """Write the report of the runs under `root` into `out` (default root/report); return report.md's path."""
     root = Path(root)
     out = Path(out) if out else root / "report"
-    runs = find_runs(root, exclude=out.resolve() if out.resolve().is_relative_to(root.resolve()) else None)
-    runs = [r for r in runs if not r.path.resolve().is_relative_to(out.resolve())]
+    runs = find_runs(root)
+    inside = next((r for r in runs if r.path.resolve().is_relative_to(out.resolve())), None)
+    if inside is not None:  # the report's files would be written among the run's (a run there had been left out)
+        where = "is a run folder" if inside.path.resolve() == out.resolve() else f"holds the run folder {inside.path}"
+        raise ConfigError(f"report: the report folder {out} {where}; choose an --out outside the runs")
     if not runs:
         raise ConfigError(f"report: no run folders (config.yaml) under {root}")
     reference = load_reference()

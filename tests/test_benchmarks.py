@@ -794,6 +794,24 @@ def test_report_of_a_folder_without_runs(tmp_path, capsys):
     assert "no run folders" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("where", ["root", "run"])
+def test_a_report_folder_holding_a_run_is_refused_in_one_line(where, tmp_path, capsys):
+    # --out at the runs' own folder had said "no run folders (config.yaml) under DIR"; --out at one run folder had
+    # written the report among that run's files and left the run out of the table, without a word
+    root = tmp_path / "runs"
+    run = root / HOPPER / "ppo_lag" / "seed0"
+    for seed in (0, 1):
+        make_run(root / HOPPER / "ppo_lag" / f"seed{seed}", "ppo_lag", HOPPER, seed, [30.0, 20.0], {"cost": 25.0},
+                 10.0, {"cost": 20.0}, wall=4.0)
+    out = root if where == "root" else run
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    assert main(["report", str(root), "--out", str(out)]) == 2
+    holds = f"holds the run folder {run}" if where == "root" else "is a run folder"
+    assert one_error_line(capsys.readouterr().err) == \
+        f"cmdp: error: report: the report folder {out} {holds}; choose an --out outside the runs"
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+
+
 def test_a_cell_asks_for_one_cpu_per_subprocess_its_environment_runs(tmp_path):
     """Safety-Gymnasium steps each copy in a subprocess; the exact CMDPs and the quadratic bandit step theirs as numpy
     rows in the calling process, so their cells ask the runner and Ray for one CPU whatever num_envs."""
