@@ -572,7 +572,8 @@ def tradeoff_figure(env: str, by_algo: dict[str, list[RunData]]) -> Any:
     """`plot_tradeoff`'s figure (a matplotlib Figure; None for an environment without costs).
 
     Each algorithm's seeds are dots and their mean a marker with std error bars, named beside it on the side
-    towards the middle of the axes (so that a name at the largest cost or return stays inside them); the dashed
+    towards the middle of the axes (so that a name at the largest cost or return stays inside them), one name
+    "a = b" in black for algorithms whose means coincide (the second marker hides the first); the dashed
     line is the limit, and the grey staircase joins the algorithms' means that no other algorithm's mean beats on
     both (lower cost and higher return). On the text family return is the reward model's score and cost the cost
     model's, so this is the helpful-versus-harmless frontier."""
@@ -602,15 +603,20 @@ def tradeoff_figure(env: str, by_algo: dict[str, list[RunData]]) -> Any:
             labels.append((algo, c_mean, r_mean, color))
             means.append((c_mean, r_mean))
         front = [means[i] for i in pareto_front(means)]
-        if len(front) > 1:
+        if len(set(front)) > 1:  # means on one point (algorithms that trained alike) draw no line to show
             ax.step([c for c, _ in front], [r for _, r in front], where="post", color="0.4", lw=1, ls=":",
                     label="frontier of the means", zorder=0)
         for j, limit in enumerate(limits.get(name, [])):
             ax.axvline(limit, color="black", ls="--", lw=1.2, label="cost limit" if j == 0 else None)
         (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()  # the limits every point and line above gives
-        for algo, c_mean, r_mean, color in labels:
+        at: dict[tuple[float, float], list[tuple[str, str]]] = {}
+        for algo, c_mean, r_mean, color in labels:  # algorithms whose means coincide: one name for them all
+            at.setdefault((c_mean, r_mean), []).append((algo, color))
+        for (c_mean, r_mean), named in at.items():
+            text, color = (named[0] if len(named) == 1 else
+                           (" = ".join(algo for algo, _ in named), "black"))
             right, top = c_mean > (x0 + x1) / 2, r_mean > (y0 + y1) / 2
-            ax.annotate(algo, (c_mean, r_mean), xytext=(-5 if right else 5, -5 if top else 5),
+            ax.annotate(text, (c_mean, r_mean), xytext=(-5 if right else 5, -5 if top else 5),
                         textcoords="offset points", ha="right" if right else "left", va="top" if top else "bottom",
                         fontsize=8, color=color)
         ax.set_title(f"{env}: final return against final cost" + (f" {name}" if len(names) > 1 else ""))

@@ -737,6 +737,26 @@ def test_the_tradeoff_figure_keeps_every_name_inside_its_axes():
     assert tradeoff_figure(HOPPER, {"ppo": [RunData(path=Path("p"), algo="ppo", env=HOPPER, seed=0)]}) is None
 
 
+def test_the_tradeoff_figure_names_algorithms_whose_means_coincide_once():
+    """ppo and ppo_lag train alike while the multiplier stays at 0 (the smoke suite's Hopper cells): their names had
+    been drawn over each other at one point (ppo's marker hidden under ppo_lag's), and the legend had listed a
+    frontier of the means that no line showed."""
+    from cmdp.benchmarks.report import RunData, tradeoff_figure
+
+    def run(algo, seed, ret, cost):
+        return RunData(path=Path(algo) / f"seed{seed}", algo=algo, env=HOPPER, seed=seed,
+                       summary={"final_return": ret, "final_costs": {"cost": cost}, "finished": True,
+                                "cost_limits": {"cost": 25.0}})
+
+    alike = {algo: [run(algo, 0, 56.7, 12.4), run(algo, 1, 80.3, 15.4)] for algo in ("ppo", "ppo_lag")}
+    (ax,) = tradeoff_figure(HOPPER, alike).axes
+    assert [t.get_text() for t in ax.texts] == ["ppo = ppo_lag"]
+    assert "frontier of the means" not in [t.get_text() for t in ax.get_legend().get_texts()]
+    (ax,) = tradeoff_figure(HOPPER, {**alike, "cpo": [run("cpo", 0, 60.0, 5.0)]}).axes
+    assert sorted(t.get_text() for t in ax.texts) == ["cpo", "ppo = ppo_lag"]
+    assert "frontier of the means" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
 def test_report_lists_files_it_could_not_read_and_reports_the_rest(tmp_path, capsys):
     # a damaged progress.csv ended the whole report in a UnicodeDecodeError traceback; a damaged summary.json was
     # dropped without a word (the run then counted as unfinished)
