@@ -61,7 +61,8 @@ class Board:
             self.cells[c.key] = {
                 "env": c.env, "algo": c.algo, "seed": c.seed, "dir": str(c.run_dir.relative_to(out)),
                 "start": c.start, "status": "finished" if c.start == "skip" else "pending",
-                "env_steps": c.steps_done, "total_steps": c.total_steps, "error": None}
+                "env_steps": c.steps_done, "total_steps": c.total_steps, "error": None,
+                **(_final_numbers(c.run_dir) if c.start == "skip" else {})}
         self._last_line = ""
         self._last_draw = 0.0
         self._last_plain = time.time()
@@ -191,6 +192,18 @@ class Board:
         tmp.write_text(json.dumps(strict_json(doc), indent=2, allow_nan=False) + "\n")  # a NaN return: null
         os.replace(tmp, self.out / STATUS_FILE)
         self._last_write = time.time()
+
+
+def _final_numbers(run_dir: Path) -> dict[str, Any]:
+    """The final numbers status.json keeps for a finished cell (as `Board.result` does), read from the summary.json
+    of a cell that finished in an earlier run; what the summary lacks (or an unreadable one) is left out."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(summary, dict):
+        return {}
+    return {k: summary[k] for k in ("wall_seconds", "final_return", "final_costs", "cost_limits") if k in summary}
 
 
 def format_outcome(board: Board, skipped: int) -> str:

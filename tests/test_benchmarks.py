@@ -457,6 +457,22 @@ def test_a_suite_of_one_counts_it_in_the_singular(tmp_path, capsys):
     assert captured.out.startswith("suite t: 1 cell, 1 finished, 0 failed")
 
 
+def test_a_rerun_keeps_the_final_numbers_of_the_cells_it_skips_in_status_json(tmp_path, capsys):
+    """status.json keeps each finished cell's final numbers; a rerun (to retry a failed cell, or of a finished
+    suite) had written the cells it skipped without them."""
+    suite = write_suite(tmp_path / "s.yaml", **{**GOOD, "algorithms": ["ppo"], "total_steps": 200,
+                                               "config": {"steps_per_epoch": 100}})
+    out = tmp_path / "out"
+    assert main(["benchmark", str(suite), "--out", str(out), "--workers", "0"]) == 0
+    first = read_status(out)["cells"][f"{CHAIN}/ppo/seed0"]
+    assert main(["benchmark", str(suite), "--out", str(out), "--workers", "0"]) == 0
+    capsys.readouterr()
+    again = read_status(out)["cells"][f"{CHAIN}/ppo/seed0"]
+    assert again["start"] == "skip" and again["status"] == "finished"
+    for key in ("env_steps", "wall_seconds", "final_return", "final_costs", "cost_limits"):
+        assert again[key] == first[key], key
+
+
 def test_a_suite_preset_reaches_every_cell_below_the_suites_own_keys(tmp_path, capsys):
     suite = write_suite(tmp_path / "s.yaml", **{**GOOD, "algorithms": ["ppo_lag", "cpo"], "preset": "omnisafe",
                                                "algo_config": {"cpo": {"batch_size": 256}}})
