@@ -506,13 +506,21 @@ def _finite_limits(by_algo: dict[str, list[RunData]]) -> dict[str, list[float]]:
     return {n: sorted(v) for n, v in limits.items()}
 
 
-def plot_env(env: str, by_algo: dict[str, list[RunData]], path: Path) -> None:
-    """One figure for one environment: return and each cost against env steps, one line per algorithm."""
+def _check_matplotlib() -> None:
+    """Raise ConfigError, saying how to install it, where matplotlib (the `report` extra) cannot be imported: the
+    report checks it before it writes anything, so that a missing matplotlib leaves no half-written report."""
     try:
-        from matplotlib.figure import Figure
+        import matplotlib.figure  # noqa: F401
     except ImportError:
         raise ConfigError("cmdp report needs matplotlib for its figures: pip install 'cmdp-lab[report]' "
                           "(or use --no-plots)") from None
+
+
+def plot_env(env: str, by_algo: dict[str, list[RunData]], path: Path) -> None:
+    """One figure for one environment: return and each cost against env steps, one line per algorithm."""
+    _check_matplotlib()
+    from matplotlib.figure import Figure
+
     names = _cost_names(by_algo)
     fig = Figure(figsize=(5.5 * (1 + len(names)), 4.2), layout="constrained")
     axes = fig.subplots(1, 1 + len(names), squeeze=False)[0]
@@ -641,6 +649,8 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
         raise ConfigError(f"report: no run folders (config.yaml) under {root}")
     reference = load_reference()
     table = summarize(runs, partial=partial, reference=reference)
+    if plots and table:
+        _check_matplotlib()
     make_output_folder(out)
     write_csv(table, out / "results.csv")
     md_table = markdown_table(table) if table else "_No finished runs yet (use --partial to include unfinished ones)._"

@@ -825,6 +825,21 @@ def test_report_lists_an_emptied_run_file_and_a_summary_that_is_not_an_object(tm
     assert [(r["env"], r["algo"], r["seeds"]) for r in results] == [(HOPPER, "ppo_lag", "2")]
 
 
+def test_a_report_without_matplotlib_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    # the check came with the first figure, after results.csv and results.md had been written (and no report.md)
+    root = tmp_path / "runs"
+    make_run(root / HOPPER / "ppo_lag" / "seed0", "ppo_lag", HOPPER, 0, [30.0, 20.0], {"cost": 25.0}, 10.0,
+             {"cost": 20.0}, wall=4.0)
+    for module in ("matplotlib", "matplotlib.figure"):
+        monkeypatch.setitem(sys.modules, module, None)  # `import matplotlib` raises ImportError
+    assert main(["report", str(root), "--out", str(tmp_path / "rep")]) == 2
+    assert one_error_line(capsys.readouterr().err) == ("cmdp: error: cmdp report needs matplotlib for its figures: "
+                                                       "pip install 'cmdp-lab[report]' (or use --no-plots)")
+    assert not (tmp_path / "rep").exists()
+    assert main(["report", str(root), "--out", str(tmp_path / "rep"), "--no-plots"]) == 0
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["report.md", "results.csv", "results.md"]
+
+
 def test_report_of_a_folder_without_runs(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no run folders" in capsys.readouterr().err
