@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from cmdp.benchmarks.report import find_runs, write_report
+from cmdp.benchmarks.report import check_matplotlib, find_runs, write_report
 from cmdp.benchmarks.runner import run_suite
 from cmdp.benchmarks.suite import Suite, load_suite, seed_count
 from cmdp.registry import is_constrained
@@ -108,6 +108,8 @@ def run_demo(out: str | Path = "runs/demo", seeds: int | None = None, total_step
     """
     stream = stream or sys.stderr
     out = Path(out)
+    if plots:  # before minutes of training, not at the report after them
+        check_matplotlib()
     flags = "".join(f" {flag} {value}" for flag, value in (("--seeds", seeds), ("--total-steps", total_steps))
                     if value is not None) + (" --quick" if quick else "")
     status = run_suite(demo_suite(seeds, total_steps, quick), out=out, workers=workers, stream=stream,

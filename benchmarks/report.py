@@ -506,9 +506,10 @@ def _finite_limits(by_algo: dict[str, list[RunData]]) -> dict[str, list[float]]:
     return {n: sorted(v) for n, v in limits.items()}
 
 
-def _check_matplotlib() -> None:
+def check_matplotlib() -> None:
     """Raise ConfigError, saying how to install it, where matplotlib (the `report` extra) cannot be imported: the
-    report checks it before it writes anything, so that a missing matplotlib leaves no half-written report."""
+    report (and `cmdp demo`, before it trains) checks it before it writes anything, so that a missing matplotlib
+    leaves no half-written report."""
     try:
         import matplotlib.figure  # noqa: F401
     except ImportError:
@@ -518,7 +519,7 @@ def _check_matplotlib() -> None:
 
 def plot_env(env: str, by_algo: dict[str, list[RunData]], path: Path) -> None:
     """One figure for one environment: return and each cost against env steps, one line per algorithm."""
-    _check_matplotlib()
+    check_matplotlib()
     from matplotlib.figure import Figure
 
     names = _cost_names(by_algo)
@@ -650,7 +651,7 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
     reference = load_reference()
     table = summarize(runs, partial=partial, reference=reference)
     if plots and table:
-        _check_matplotlib()
+        check_matplotlib()
     make_output_folder(out)
     write_csv(table, out / "results.csv")
     md_table = markdown_table(table) if table else "_No finished runs yet (use --partial to include unfinished ones)._"
@@ -799,5 +800,5 @@ def _read_suite(root: Path) -> dict[str, Any]:
 
 
 __all__ = ["write_report", "find_runs", "summarize", "load_reference", "reference_row", "reference_source_text",
-           "markdown_table", "write_csv", "plot_env", "plot_tradeoff", "tradeoff_figure", "RunData", "OMNISAFE_ALGOS",
+           "markdown_table", "write_csv", "check_matplotlib", "plot_env", "plot_tradeoff", "tradeoff_figure", "RunData", "OMNISAFE_ALGOS",
            "OMNISAFE_ENVS", "OMNISAFE_OFF_POLICY_ENVS", "REFERENCE_DIR", "REFERENCE_CSV", "REFERENCE_OFF_POLICY_CSV"]

@@ -3,6 +3,7 @@ in one line, and (slow) the full demo showing what it exists to show."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,17 @@ def test_demo_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys, f
     assert main(["demo", "--out", str(out), *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_demo_without_matplotlib_is_refused_before_it_trains(tmp_path: Path, capsys, monkeypatch):
+    # it had trained every run, then stopped at the report's first figure without printing its checks
+    for module in ("matplotlib", "matplotlib.figure"):
+        monkeypatch.setitem(sys.modules, module, None)  # `import matplotlib` raises ImportError
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--workers", "0"]) == 2
+    assert capsys.readouterr().err.strip() == ("cmdp: error: cmdp report needs matplotlib for its figures: "
+                                               "pip install 'cmdp-lab[report]' (or use --no-plots)")
     assert not out.exists()
 
 
