@@ -84,7 +84,8 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
         print(previous, file=stream)
     if dry_run:  # the plan is this command's output: stdout
         for c in cells:
-            print(f"{c.start:<6} {c.key}  ({c.total_steps:,} steps, {c.num_cpus} cpu{', 1 gpu' if c.num_gpus else ''})")
+            gpu = ", 1 gpu" if c.num_gpus else ""
+            print(f"{c.start:<6} {c.key}  ({c.total_steps:,} steps, {_count(c.num_cpus, 'cpu')}{gpu})")
         return 0
     own_ray = False
     if use_ray and todo:  # before anything is written: an address that does not answer leaves no folder behind

@@ -457,6 +457,15 @@ def test_a_suite_of_one_counts_it_in_the_singular(tmp_path, capsys):
     assert captured.out.startswith("suite t: 1 cell, 1 finished, 0 failed")
 
 
+def test_a_dry_run_counts_a_cells_cpus_in_the_plural(tmp_path, capsys):
+    # a cell of two Hopper copies had been listed as "(4,000 steps, 2 cpu)"
+    suite = write_suite(tmp_path / "s.yaml", **{**GOOD, "algorithms": ["ppo"], "environments": [CHAIN, HOPPER],
+                                               "total_steps": 4000, "env_config": {HOPPER: {"num_envs": 2}}})
+    assert main(["benchmark", str(suite), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"new    {CHAIN}/ppo/seed0  (4,000 steps, 1 cpu)",
+                                                    f"new    {HOPPER}/ppo/seed0  (4,000 steps, 2 cpus)"]
+
+
 def test_a_rerun_keeps_the_final_numbers_of_the_cells_it_skips_in_status_json(tmp_path, capsys):
     """status.json keeps each finished cell's final numbers; a rerun (to retry a failed cell, or of a finished
     suite) had written the cells it skipped without them."""
