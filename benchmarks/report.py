@@ -699,19 +699,20 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
     cited = with_ref or list(reference.values())
     seeds = _values_text(r.get("ref_seeds", r.get("seeds")) for r in cited) if cited else "OmniSafe's"
     source = reference_source_text(r.get("ref_source", r.get("source", "")) for r in cited)
-    lines += ["## Results", "", md_table, "",
-              "- **return**, **cost**: each seed's final value (mean over the episodes of its last epoch that "
-              "finished any), then mean ± std over seeds (numpy's std, ddof 0), the mean alone where it is over one "
-              "seed; \"(n of N seeds)\" where only n seeds finished an episode, the mean being over those.",
-              f"- **within limit**: of the last {LAST_EPOCHS_SHARE:.0%} of epochs of every seed (at least one), pooled, "
-              "the share whose mean episode cost was at most the limit for every cost (epochs that finished no "
-              "episode are left out); in brackets: epochs within / epochs counted.",
-              "- **wall time / seed**: training seconds (collection and updates) per seed; **steps/s**: environment "
-              "steps per training second; both means over seeds.",
-              f"- **OmniSafe**: published final return and cost (mean ± std over {seeds} seeds, each after its "
-              f"own published budget: `ref_total_steps` in results.csv) from the {source}; "
-              "— where OmniSafe has no such cell.",
-              "", "The same numbers with full precision: [results.csv](results.csv).", ""]
+    lines += ["## Results", "", md_table, ""]
+    if table:  # the columns, and the CSV that has them; no table, nothing to define
+        lines += ["- **return**, **cost**: each seed's final value (mean over the episodes of its last epoch that "
+                  "finished any), then mean ± std over seeds (numpy's std, ddof 0), the mean alone where it is over "
+                  "one seed; \"(n of N seeds)\" where only n seeds finished an episode, the mean being over those.",
+                  f"- **within limit**: of the last {LAST_EPOCHS_SHARE:.0%} of epochs of every seed (at least one), "
+                  "pooled, the share whose mean episode cost was at most the limit for every cost (epochs that "
+                  "finished no episode are left out); in brackets: epochs within / epochs counted.",
+                  "- **wall time / seed**: training seconds (collection and updates) per seed; **steps/s**: "
+                  "environment steps per training second; both means over seeds.",
+                  f"- **OmniSafe**: published final return and cost (mean ± std over {seeds} seeds, each after its "
+                  f"own published budget: `ref_total_steps` in results.csv) from the {source}; "
+                  "— where OmniSafe has no such cell.",
+                  "", "The same numbers with full precision: [results.csv](results.csv).", ""]
     if figures:
         lines += ["## Learning curves", "",
                   "Episode return and cost against environment steps: mean over seeds, shaded between the seeds' "
@@ -800,5 +801,6 @@ def _read_suite(root: Path) -> dict[str, Any]:
 
 
 __all__ = ["write_report", "find_runs", "summarize", "load_reference", "reference_row", "reference_source_text",
-           "markdown_table", "write_csv", "check_matplotlib", "plot_env", "plot_tradeoff", "tradeoff_figure", "RunData", "OMNISAFE_ALGOS",
-           "OMNISAFE_ENVS", "OMNISAFE_OFF_POLICY_ENVS", "REFERENCE_DIR", "REFERENCE_CSV", "REFERENCE_OFF_POLICY_CSV"]
+           "markdown_table", "write_csv", "check_matplotlib", "plot_env", "plot_tradeoff", "tradeoff_figure",
+           "RunData", "OMNISAFE_ALGOS", "OMNISAFE_ENVS", "OMNISAFE_OFF_POLICY_ENVS", "REFERENCE_DIR", "REFERENCE_CSV",
+           "REFERENCE_OFF_POLICY_CSV"]

@@ -834,6 +834,21 @@ def test_report_lists_an_emptied_run_file_and_a_summary_that_is_not_an_object(tm
     assert [(r["env"], r["algo"], r["seeds"]) for r in results] == [(HOPPER, "ppo_lag", "2")]
 
 
+def test_a_report_without_a_table_defines_no_columns(tmp_path):
+    # with no finished run (and no --partial), the page had defined the columns of a table it did not show and
+    # pointed at results.csv for "the same numbers with full precision", a header alone
+    root = tmp_path / "runs"
+    make_run(root / HOPPER / "ppo_lag" / "seed0", "ppo_lag", HOPPER, 0, [30.0, 20.0], {"cost": 25.0}, 10.0,
+             {"cost": 20.0}, wall=4.0, finished=False)
+    assert main(["report", str(root), "--out", str(tmp_path / "rep"), "--no-plots"]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "_No finished runs yet (use --partial to include unfinished ones)._" in md
+    assert "**within limit**" not in md and "full precision" not in md
+    assert main(["report", str(root), "--out", str(tmp_path / "rep"), "--no-plots", "--partial"]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "**within limit**" in md and "full precision" in md
+
+
 def test_a_report_without_matplotlib_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
     # the check came with the first figure, after results.csv and results.md had been written (and no report.md)
     root = tmp_path / "runs"
