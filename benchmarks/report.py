@@ -422,7 +422,8 @@ def write_csv(table: list[dict[str, Any]], path: Path) -> None:
 
 def markdown_table(table: list[dict[str, Any]]) -> str:
     """The summary table as markdown, OmniSafe's numbers beside ours: † where our env steps differ from that
-    reference row's `total_steps`, ‡ where our cost limit differs from its `cost_limit`."""
+    reference row's `total_steps`, ‡ where our cost limit differs from its `cost_limit`; a row's seeds say how many
+    of them are unfinished runs (--partial)."""
     names = cost_names_of(table)
     one = len(names) == 1
     head = ["environment", "algorithm", "seeds", "env steps", "return"]
@@ -430,7 +431,9 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
     head += ["within limit, last 10% epochs", "wall time / seed", "steps/s", "OmniSafe return", "OmniSafe cost"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table:
-        cells = [row["env"], row["algo"], str(row["seeds"]), _steps_text(row["env_steps"]),
+        unfinished = row["seeds"] - row["finished"]  # --partial: at their last logged epoch
+        cells = [row["env"], row["algo"], f"{row['seeds']}" + (f" ({unfinished} unfinished)" if unfinished else ""),
+                 _steps_text(row["env_steps"]),
                  _pm(row["return_mean"], row["return_std"], row["return_seeds"]) + _over(row, "return_seeds")]
         if one:
             n = names[0]

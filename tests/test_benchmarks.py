@@ -624,6 +624,10 @@ def test_report_numbers_from_synthetic_runs(tmp_path):
     hop = rows[(HOPPER, "ppo_lag")]
     assert hop["seeds"] == "3" and hop["finished"] == "2"
     assert math.isclose(float(hop["return_mean"]), (10.0 + 14.0 + 5.0) / 3)
+    # the table says which of a row's seeds are unfinished (it had read "3" as if all three had finished)
+    md = (tmp_path / "partial" / "results.md").read_text()
+    assert f"| {HOPPER} | ppo_lag | 3 (1 unfinished) | 5000-20000 |" in md
+    assert "| ExactTwoCost-v0 | ppo | 1 | 12,000 |" in md
     assert not list((tmp_path / "partial").glob("*.png"))
 
 
