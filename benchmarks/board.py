@@ -28,6 +28,7 @@ from typing import Any, TextIO
 from cmdp.benchmarks.cells import ERROR_FILE, Cell
 from cmdp.benchmarks.suite import Suite
 from cmdp.logger import strict_json
+from cmdp.wording import count_text
 
 STATUS_FILE = "status.json"
 #: Seconds between refreshes of status.json's heartbeat while nothing else changes.
@@ -210,7 +211,7 @@ def format_outcome(board: Board, skipped: int) -> str:
     """The end-of-suite lines: counts, failed cells, where the status and the report are."""
     cells = board.cells
     failed = {k: c for k, c in cells.items() if c["status"] == "failed"}
-    lines = [f"suite {board.suite.name}: {len(cells)} cell{'' if len(cells) == 1 else 's'}, "
+    lines = [f"suite {board.suite.name}: {count_text(len(cells), 'cells')}, "
              f"{board.count('finished')} finished"
              + (f" ({skipped} in an earlier run)" if skipped else "") + f", {len(failed)} failed, "
              f"{_fmt_duration(time.time() - board.t0)} -> {board.out}"]

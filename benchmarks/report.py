@@ -41,6 +41,7 @@ import yaml
 
 from cmdp.config import RESTORE_RUN_FILE, make_output_folder, read_text_file, yaml_error_line
 from cmdp.spec import ConfigError
+from cmdp.wording import count_text, mean_std_text
 
 #: the folder of OmniSafe's published tables; `load_reference()` reads every CSV in it
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -355,14 +356,6 @@ def _num(value: Any, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _pm(mean: float, std: float, n: int) -> str:
-    """A mean over `n` seeds with its std; over one seed the mean alone, since the std of one value is 0 and says
-    nothing about the spread. "n/a" for no mean."""
-    if math.isnan(mean):
-        return "n/a"
-    return f"{mean:.2f}" if n == 1 else f"{mean:.2f} ± {std:.2f}"
-
-
 def _over(row: dict[str, Any], key: str) -> str:
     """" (n of N seeds)" where only n of the row's N seeds have the number `key` counts (the others finished no
     episode), so a mean over fewer seeds does not read as one over all of them; "" otherwise."""
@@ -434,16 +427,16 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
         unfinished = row["seeds"] - row["finished"]  # --partial: at their last logged epoch
         cells = [row["env"], row["algo"], f"{row['seeds']}" + (f" ({unfinished} unfinished)" if unfinished else ""),
                  _steps_text(row["env_steps"]),
-                 _pm(row["return_mean"], row["return_std"], row["return_seeds"]) + _over(row, "return_seeds")]
+                 mean_std_text(row["return_mean"], row["return_std"], row["return_seeds"]) + _over(row, "return_seeds")]
         if one:
             n = names[0]
-            cells += [_pm(row.get(f"cost_mean/{n}", math.nan), row.get(f"cost_std/{n}", math.nan),
+            cells += [mean_std_text(row.get(f"cost_mean/{n}", math.nan), row.get(f"cost_std/{n}", math.nan),
                           row.get(f"cost_seeds/{n}", 0)) + _over(row, f"cost_seeds/{n}"),
                       _num(row.get(f"cost_limit/{n}", math.nan), 2).rstrip("0").rstrip(".")]
         else:
             for n in names:
                 limit = row.get(f"cost_limit/{n}", math.nan)
-                mean = _pm(row.get(f"cost_mean/{n}", math.nan), row.get(f"cost_std/{n}", math.nan),
+                mean = mean_std_text(row.get(f"cost_mean/{n}", math.nan), row.get(f"cost_std/{n}", math.nan),
                            row.get(f"cost_seeds/{n}", 0))
                 cells.append(f"{mean} ({_num(limit).rstrip('0').rstrip('.')}){_over(row, f'cost_seeds/{n}')}"
                              if f"cost_mean/{n}" in row else "—")
@@ -453,8 +446,8 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
         cells += [f"{_num(row['wall_s_mean'], 1)} s", _num(row["steps_per_s_mean"], 0)]
         if "ref_algo" in row:
             mark = ("" if row["ref_same_budget"] else "†") + ("" if row["ref_same_limit"] else "‡")
-            cells += [_pm(row["ref_return_mean"], row["ref_return_std"], row["ref_seeds"]) + mark,
-                      _pm(row["ref_cost_mean"], row["ref_cost_std"], row["ref_seeds"]) + mark]
+            cells += [mean_std_text(row["ref_return_mean"], row["ref_return_std"], row["ref_seeds"]) + mark,
+                      mean_std_text(row["ref_cost_mean"], row["ref_cost_std"], row["ref_seeds"]) + mark]
         else:
             cells += ["—", "—"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -688,7 +681,7 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
                   f"below the suite's own keys.", ""]
     unreadable = (f", {len(damaged)} file{'' if len(damaged) == 1 else 's'} that could not be read (listed below)"
                   if damaged else "")
-    lines += [f"Runs under `{root}`: {len(runs)} run folder{'' if len(runs) == 1 else 's'}, "
+    lines += [f"Runs under `{root}`: {count_text(len(runs), 'run folders')}, "
               f"{len(finished)} finished, {len(unfinished)} unfinished"
               f"{' (included at their last logged epoch)' if partial and unfinished else ''}, {len(failed)} failed"
               f"{unreadable}. "

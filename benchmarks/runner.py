@@ -29,6 +29,7 @@ from cmdp.benchmarks.executors import run_inline, run_local, run_ray, start_ray
 from cmdp.benchmarks.suite import SUITE_KEYS, Suite, load_suite
 from cmdp.config import check_output_folder, make_output_folder
 from cmdp.spec import ConfigError
+from cmdp.wording import count_text
 
 #: What a suite run keeps at these paths of its benchmark folder (written over at each run), for
 #: cmdp.loading.check_run_paths
@@ -75,9 +76,9 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
     mode = "ray" + (f" {ray_address}" if ray_address else "") if use_ray else \
         ("in-process" if n_workers == 0 else f"{n_workers} local worker{'s' if n_workers != 1 else ''}")
     counts = {s: sum(c.start == s for c in cells) for s in ("new", "resume", "skip")}
-    print(f"suite {suite.name}: {_count(len(suite.environments), 'environment')} x "
-          f"{_count(len(suite.algorithms), 'algorithm')} x {_count(len(suite.seeds), 'seed')} = "
-          f"{_count(len(cells), 'cell')} -> {out} ({counts['new']} to start, "
+    print(f"suite {suite.name}: {count_text(len(suite.environments), 'environments')} x "
+          f"{count_text(len(suite.algorithms), 'algorithms')} x {count_text(len(suite.seeds), 'seeds')} = "
+          f"{count_text(len(cells), 'cells')} -> {out} ({counts['new']} to start, "
           f"{counts['resume']} to resume, {counts['skip']} finished before); {mode}", file=stream)
     previous = _previous_run_note(out)
     if previous:
@@ -85,7 +86,7 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
     if dry_run:  # the plan is this command's output: stdout
         for c in cells:
             gpu = ", 1 gpu" if c.num_gpus else ""
-            print(f"{c.start:<6} {c.key}  ({c.total_steps:,} steps, {_count(c.num_cpus, 'cpu')}{gpu})")
+            print(f"{c.start:<6} {c.key}  ({c.total_steps:,} steps, {count_text(c.num_cpus, 'cpus')}{gpu})")
         return 0
     own_ray = False
     if use_ray and todo:  # before anything is written: an address that does not answer leaves no folder behind
@@ -112,11 +113,6 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
     board.close("failed" if failed else "complete")
     print(format_outcome(board, counts["skip"]))
     return 1 if failed else 0
-
-
-def _count(n: int, noun: str) -> str:
-    """`n` of `noun` (a singular noun), in the plural unless there is one: "1 environment", "2 seeds"."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _previous_run_note(out: Path) -> str | None:

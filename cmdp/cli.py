@@ -364,7 +364,7 @@ def _eval(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result, indent=2))
             return 0
-        from cmdp.evaluation import count_text
+        from cmdp.wording import count_text
 
         which = ("deterministic: the mean or most likely action" if args.deterministic
                  else "stochastic: actions sampled from the trained policy")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from cmdp.config import build_config
-from cmdp.evaluation import evaluate, mean_std_text
+from cmdp.evaluation import evaluate
 from cmdp.family import Critics, EnvFamily, FamilyRun, Schedule, SolverNeeds, Transitions
 from cmdp.networks import ActorCritic, flat_obs_dim
 from cmdp.normalize import ObsNormalizer, PartialObsNormalizer, ReturnScaler
@@ -25,6 +25,7 @@ from cmdp.spec import ConfigError
 from cmdp.transforms import KINDS, TransformedVecCMDP, make_transform
 from cmdp.vec_env import VecCMDP
 from cmdp.vision import ImageLayout
+from cmdp.wording import mean_std_text
 
 
 class VectorFamily(EnvFamily):

@@ -32,17 +32,6 @@ class EvalResult:
         return out
 
 
-def count_text(count: int, unit: str) -> str:
-    """`count` things of `unit`, a plural noun (a FamilyRun's `evaluation_unit`: "episodes", "prompts"), in the
-    singular for one: "1 episode", "3 episodes"."""
-    return f"{count} {unit[:-1] if count == 1 and unit.endswith('s') else unit}"
-
-
-def mean_std_text(mean: float, std: float, count: int, digits: int = 2) -> str:
-    """"mean ± std" over `count` values; the mean alone for one, whose std (0) says nothing about the spread."""
-    return f"{mean:.{digits}f}" if count == 1 else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def policy_actions(spec: CMDPSpec, sample: Sampler, obs_normalizer: ObsNormalizer | None, obs: np.ndarray,
                    rng: np.random.Generator, deterministic: bool,
                    to_env: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:

@@ -62,7 +62,7 @@ def test_eval_says_which_policy_it_measures(run_dir, capsys):
 def test_eval_prints_plus_minus_as_the_report_and_counts_one_episode_in_the_singular(run_dir, capsys):
     # eval wrote "return  4.20 +- 1.30" where cmdp report writes "±", and "1 episodes ..., mean +- std over them"
     # with a std of 0.00 over that one episode
-    from cmdp.evaluation import count_text
+    from cmdp.wording import count_text
 
     assert main(["eval", str(run_dir), "--episodes", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -17,7 +17,7 @@ import torch
 from cmdp.envs.text.data import load_prompts
 from cmdp.envs.text.env import DEFAULT_COST_LIMIT, TextEnvConfig, load_causal_lm, sequence_scores
 from cmdp.envs.text.generation import GENERATION_BACKENDS
-from cmdp.evaluation import count_text
+from cmdp.wording import count_text
 
 
 def is_safe(costs: np.ndarray) -> np.ndarray:
