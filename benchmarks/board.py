@@ -49,7 +49,7 @@ class Board:
 
     def __init__(self, suite: Suite, out: Path, cells: list[Cell], mode: str, stream: TextIO) -> None:
         self.suite, self.out, self.mode, self.stream = suite, out, mode, stream
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.tty = stream.isatty()
         self.t0 = time.time()
         self.started_at = datetime.now().isoformat(timespec="seconds")
         self.state = "running"
