@@ -109,7 +109,7 @@ def run_demo(out: str | Path = "runs/demo", seeds: int | None = None, total_step
     stream = stream or sys.stderr
     out = Path(out)
     if plots:  # before minutes of training, not at the report after them
-        check_matplotlib()
+        check_matplotlib("cmdp demo")
     flags = "".join(f" {flag} {value}" for flag, value in (("--seeds", seeds), ("--total-steps", total_steps))
                     if value is not None) + (" --quick" if quick else "")
     status = run_suite(demo_suite(seeds, total_steps, quick), out=out, workers=workers, stream=stream,

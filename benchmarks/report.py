@@ -502,14 +502,14 @@ def _finite_limits(by_algo: dict[str, list[RunData]]) -> dict[str, list[float]]:
     return {n: sorted(v) for n, v in limits.items()}
 
 
-def check_matplotlib() -> None:
-    """Raise ConfigError, saying how to install it, where matplotlib (the `report` extra) cannot be imported: the
-    report (and `cmdp demo`, before it trains) checks it before it writes anything, so that a missing matplotlib
-    leaves no half-written report."""
+def check_matplotlib(command: str = "cmdp report") -> None:
+    """Raise ConfigError, naming `command` and saying how to install it, where matplotlib (the `report` extra) cannot
+    be imported: the report (and `cmdp demo` and `cmdp text-demo`, before they train) checks it before it writes
+    anything, so that a missing matplotlib leaves no half-written report."""
     try:
         import matplotlib.figure  # noqa: F401
     except ImportError:
-        raise ConfigError("cmdp report needs matplotlib for its figures: pip install 'cmdp-lab[report]' "
+        raise ConfigError(f"{command} needs matplotlib for its figures: pip install 'cmdp-lab[report]' "
                           "(or use --no-plots)") from None
 
 

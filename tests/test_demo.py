@@ -107,7 +107,7 @@ def test_demo_without_matplotlib_is_refused_before_it_trains(tmp_path: Path, cap
         monkeypatch.setitem(sys.modules, module, None)  # `import matplotlib` raises ImportError
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--workers", "0"]) == 2
-    assert capsys.readouterr().err.strip() == ("cmdp: error: cmdp report needs matplotlib for its figures: "
+    assert capsys.readouterr().err.strip() == ("cmdp: error: cmdp demo needs matplotlib for its figures: "
                                                "pip install 'cmdp-lab[report]' (or use --no-plots)")
     assert not out.exists()
 

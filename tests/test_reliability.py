@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -649,6 +650,18 @@ def test_text_demo_refuses_a_bad_device_or_an_algorithm_listed_twice_before_buil
     # failing, and the command still exited 0
     out = tmp_path / "demo"
     assert fails(["text-demo", "--quick", "--out", str(out), *flags], capsys) == f"cmdp: error: {message}"
+    assert not out.exists()
+
+
+def test_text_demo_without_matplotlib_is_refused_before_it_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # it had built the default and trained every run, then stopped at its figure
+    for module in ("matplotlib", "matplotlib.figure"):
+        monkeypatch.setitem(sys.modules, module, None)  # `import matplotlib` raises ImportError
+    out = tmp_path / "demo"
+    assert fails(["text-demo", "--quick", "--out", str(out)], capsys) == (
+        "cmdp: error: cmdp text-demo needs matplotlib for its figures: pip install 'cmdp-lab[report]' "
+        "(or use --no-plots)")
     assert not out.exists()
 
 

@@ -355,6 +355,7 @@ def run_demo(out: str | Path = "runs/text-demo", algos: Sequence[str] = DEMO_ALG
              eval_samples: int = EVAL_SAMPLES, plots: bool = True) -> dict[str, Any]:
     """Build, set the limit, train, evaluate for seeds 0..seeds-1; write the report; return the results."""
     from cmdp.benchmarks.cells import cell_dir
+    from cmdp.benchmarks.report import check_matplotlib
     from cmdp.benchmarks.runner import run_suite
 
     if seeds < 1:
@@ -371,6 +372,8 @@ def run_demo(out: str | Path = "runs/text-demo", algos: Sequence[str] = DEMO_ALG
         check_device_available("--device", device)
     for algo in algos:  # before minutes of building: an off-policy or transformation solver cannot train on text
         check_algorithm_fits(algo, "text")
+    if plots:  # before minutes of building and training, not at the figure after them
+        check_matplotlib("cmdp text-demo")
     out = Path(out)
     make_output_folder(out)
     flags = (f" --seeds {seeds}" if seeds != 1 else "") + (" --quick" if quick else "") + \
