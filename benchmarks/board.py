@@ -25,9 +25,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from cmdp.benchmarks.cells import ERROR_FILE, Cell
+from cmdp.benchmarks.cells import ERROR_FILE, FINAL_KEYS, Cell
 from cmdp.benchmarks.suite import Suite
-from cmdp.logger import strict_json
+from cmdp.logger import strict_json_text
 from cmdp.wording import count_text
 
 STATUS_FILE = "status.json"
@@ -116,9 +116,7 @@ class Board:
         cell = self.cells[key]
         cell["host"] = result.get("host")
         if result["status"] == "finished":
-            cell.update(status="finished", env_steps=result["env_steps"], wall_seconds=result["wall_seconds"],
-                        final_return=result["final_return"], final_costs=result["final_costs"],
-                        cost_limits=result["cost_limits"])
+            cell.update(status="finished", env_steps=result["env_steps"], **{key: result[key] for key in FINAL_KEYS})
             costs = ", ".join(f"{n} {v:.2f}/{result['cost_limits'].get(n, float('nan')):g}"
                               for n, v in result["final_costs"].items())
             self.event(f"done     {key}: return {result['final_return']:.2f}, {costs} "
@@ -190,7 +188,7 @@ class Board:
                "mode": self.mode, "state": self.state, "started": self.started_at, "updated": now,
                "driver": self.driver, "counts": counts, "cells": self.cells}
         tmp = self.out / (STATUS_FILE + ".tmp")
-        tmp.write_text(json.dumps(strict_json(doc), indent=2, allow_nan=False) + "\n")  # a NaN return: null
+        tmp.write_text(strict_json_text(doc))  # a NaN return: null
         os.replace(tmp, self.out / STATUS_FILE)
         self._last_write = time.time()
 
@@ -204,7 +202,7 @@ def _final_numbers(run_dir: Path) -> dict[str, Any]:
         return {}
     if not isinstance(summary, dict):
         return {}
-    return {k: summary[k] for k in ("wall_seconds", "final_return", "final_costs", "cost_limits") if k in summary}
+    return {key: summary[key] for key in FINAL_KEYS if key in summary}
 
 
 def format_outcome(board: Board, skipped: int) -> str:

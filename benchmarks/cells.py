@@ -32,6 +32,8 @@ from cmdp.spec import ConfigError
 SUITE_COPY = "suite.yaml"
 #: A failed cell's traceback, in its run folder.
 ERROR_FILE = "error.txt"
+#: the numbers of a finished cell, as its summary.json holds them, that its result and status.json carry
+FINAL_KEYS = ("wall_seconds", "final_return", "final_costs", "cost_limits")
 
 
 # --- planning the cells ---------------------------------------------------------------------------------
@@ -184,9 +186,7 @@ def train_cell(payload: dict[str, Any], report: Reporter | None = None) -> dict[
             report("start", _checkpoint_steps(run_dir) if resume else 0)
         summary = trainer.train(run_dir, resume=resume, progress=False, on_epoch=on_epoch)
         return {"status": "finished", "host": host, "resumed": resume, "env_steps": summary["env_steps"],
-                "wall_seconds": summary["wall_seconds"], "final_return": summary["final_return"],
-                "final_costs": summary["final_costs"], "cost_limits": summary["cost_limits"],
-                "seconds": round(time.time() - t0, 3)}
+                **{key: summary[key] for key in FINAL_KEYS}, "seconds": round(time.time() - t0, 3)}
     except Exception as exc:
         tb = traceback.format_exc()
         error = f"{type(exc).__name__}: {exc}"

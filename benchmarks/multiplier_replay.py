@@ -149,7 +149,7 @@ def replay_figure(result: dict[str, Any]) -> Any:
         for rule in result["rules"]:
             label = f"{rule} (the run's own)" if rule == result["own"] else rule
             top.plot(epochs, [r[f"{rule}/{name}"] for r in rows], lw=1.2, label=label)
-        top.set_ylabel(f"{result.get('multiplier', 'lambda')} ({name})")
+        top.set_ylabel(f"{result['multiplier']} ({name})")
         top.legend(fontsize=8)
         top.set_title(f"{name}: multipliers replayed on the run's costs (open loop)", fontsize=10)
         bottom.plot(epochs, [r[f"cost_seen/{name}"] for r in rows], color="tab:red", lw=1)

@@ -524,7 +524,7 @@ def plot_env(env: str, by_algo: dict[str, list[RunData]], path: Path) -> None:
     colors = [f"C{i}" for i in range(10)]
     for i, (algo, runs) in enumerate(sorted(by_algo.items())):
         color = colors[i % len(colors)]
-        label = f"{algo} ({len(runs)} seed{'s' if len(runs) != 1 else ''})"
+        label = f"{algo} ({count_text(len(runs), 'seeds')})"
         columns = ["ep_return"] + [f"ep_cost/{n}" for n in names]
         for ax, column in zip(axes, columns):
             x, mean, lo, hi = _band(runs, column)
@@ -604,7 +604,7 @@ def tradeoff_figure(env: str, by_algo: dict[str, list[RunData]]) -> Any:
             ax.scatter(cost[keep], ret[keep], color=color, s=14, alpha=0.45, lw=0)
             (c_mean, c_std), (r_mean, r_std) = _mean_std(cost[keep]), _mean_std(ret[keep])
             ax.errorbar(c_mean, r_mean, xerr=c_std, yerr=r_std, color=color, marker="o", ms=7, capsize=3,
-                        label=f"{algo} ({int(keep.sum())} seed{'s' if keep.sum() != 1 else ''})")
+                        label=f"{algo} ({count_text(int(keep.sum()), 'seeds')})")
             labels.append((algo, c_mean, r_mean, color))
             means.append((c_mean, r_mean))
         front = [means[i] for i in pareto_front(means)]
@@ -679,7 +679,7 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
     if suite.get("preset"):
         lines += [f"Every cell trained with the preset `{suite['preset']}` (`cmdp train --preset {suite['preset']}`) "
                   f"below the suite's own keys.", ""]
-    unreadable = (f", {len(damaged)} file{'' if len(damaged) == 1 else 's'} that could not be read (listed below)"
+    unreadable = (f", {count_text(len(damaged), 'files')} that could not be read (listed below)"
                   if damaged else "")
     lines += [f"Runs under `{root}`: {count_text(len(runs), 'run folders')}, "
               f"{len(finished)} finished, {len(unfinished)} unfinished"

@@ -74,7 +74,7 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
     todo = [c for c in cells if c.start != "skip"]
     n_workers = default_workers(todo) if workers is None else workers
     mode = "ray" + (f" {ray_address}" if ray_address else "") if use_ray else \
-        ("in-process" if n_workers == 0 else f"{n_workers} local worker{'s' if n_workers != 1 else ''}")
+        ("in-process" if n_workers == 0 else count_text(n_workers, "local workers"))
     counts = {s: sum(c.start == s for c in cells) for s in ("new", "resume", "skip")}
     print(f"suite {suite.name}: {count_text(len(suite.environments), 'environments')} x "
           f"{count_text(len(suite.algorithms), 'algorithms')} x {count_text(len(suite.seeds), 'seeds')} = "

@@ -14,6 +14,7 @@ from typing import Any, NoReturn, Sequence
 # nothing here imports gymnasium (cmdp.errors imports nothing): main() checks MUJOCO_GL before anything does
 from cmdp.errors import ConfigError
 from cmdp.mujoco_gl import mujoco_gl_problem
+from cmdp.wording import count_text
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -303,7 +304,7 @@ def format_summary(summary: dict[str, Any], run_dir: Path, delay: int = 0, multi
     epochs = summary["epochs"]
     measured = summary["final_epoch_with_episodes"] is not None  # None: no epoch finished an episode
     of = (f"mean over the episodes of epoch {summary['final_epoch_with_episodes']}" if measured else
-          f"no episode finished in the run's {epochs} epoch{'s' if epochs != 1 else ''}")
+          f"no episode finished in the run's {count_text(epochs, 'epochs')}")
     lines = ["", f"== {summary['algo']} on {summary['env']} (seed {summary['seed']}) ==",
              f"env steps      {summary['env_steps']:,} in {summary['wall_seconds']:.1f} s "
              f"({_num(summary['steps_per_s'], 0)} steps/s)",
@@ -326,7 +327,7 @@ def format_summary(summary: dict[str, Any], run_dir: Path, delay: int = 0, multi
     if above and summary["multipliers"]:
         # a short run (the default's 2 epochs) ends above the limit by design: say so, rather than let it read as
         # a solver that failed; a run as long as OmniSafe's benchmarks has no such excuse, and gets no note
-        after = f"above the limit after {epochs} epoch{'s' if epochs != 1 else ''}"
+        after = f"above the limit after {count_text(epochs, 'epochs')}"
         if epochs <= delay:
             lines.append(f"note           {after}: the multipliers wait {delay} epochs before they first move "
                          f"(multiplier_delay, OmniSafe's warmup_epochs); OmniSafe's benchmarks train "
@@ -364,8 +365,6 @@ def _eval(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result, indent=2))
             return 0
-        from cmdp.wording import count_text
-
         which = ("deterministic: the mean or most likely action" if args.deterministic
                  else "stochastic: actions sampled from the trained policy")
         print(f"{policy.cfg.algo} on {policy.cfg.env}, checkpoint of epoch {result['epoch']} ({which}); "

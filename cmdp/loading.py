@@ -130,8 +130,9 @@ def config_edits(cfg: Any, state: dict[str, Any],
                  ignore: Sequence[str] = NOT_EVALUATED) -> dict[str, tuple[Any, Any]]:
     """The settings in which `cfg`, a run's config as `open_run` reads it from config.yaml, differs from the config
     its checkpoint `state` was trained with: {key: (trained, now)}, a mapping's keys as `env_kwargs.name`. Keys of
-    `ignore` (an evaluation's NOT_EVALUATED, a resume's NOT_TRAINED), and keys only one side has (one cmdp-lab version added or dropped them: `defaults_since`), are
-    left out; a checkpoint written before checkpoints held the config gives {}."""
+    `ignore` (an evaluation's NOT_EVALUATED, a resume's NOT_TRAINED), and keys only one side has (one cmdp-lab
+    version added or dropped them: `defaults_since`), are left out; a checkpoint written before checkpoints held the
+    config gives {}."""
     trained = state.get("config")
     if not isinstance(trained, dict):
         return {}

@@ -1,9 +1,10 @@
 """What a run writes as it trains: per-epoch metrics to progress.csv (one row per epoch) and TensorBoard,
-resumable; and strict JSON (`strict_json`) for its other files."""
+resumable; and strict JSON (`strict_json_text`) for its other files."""
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 from pathlib import Path
@@ -152,8 +153,7 @@ def read_progress(path: Path) -> list[dict[str, str]]:
 
 def strict_json(value: Any) -> Any:
     """A copy of nested dicts, lists and tuples for strict JSON: NaN and the infinities become None (null), where
-    Python's json would write the bare tokens NaN and Infinity that jq and JavaScript's JSON.parse refuse. Every JSON
-    file the library writes (summary.json, a suite's status.json, the text family's metrics) goes through it."""
+    Python's json would write the bare tokens NaN and Infinity that jq and JavaScript's JSON.parse refuse."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
@@ -161,3 +161,9 @@ def strict_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [strict_json(v) for v in value]
     return value
+
+
+def strict_json_text(value: Any) -> str:
+    """`value` as the text of a strict JSON file (`strict_json`, indented, a final line end): summary.json, a suite's
+    status.json and the text family's metrics and manifest are written so."""
+    return json.dumps(strict_json(value), indent=2, allow_nan=False) + "\n"

@@ -313,9 +313,8 @@ class TorchUpdater:
         every = torch.cat(norms).tolist()
         if not all(map(math.isfinite, every)):
             raise RuntimeError(f"a gradient norm is non-finite ({every}), so it cannot be clipped")
-        limit = self.clip_limit
-        ends = list(itertools.accumulate(norm.numel() for norm in norms))
-        binds = [max(every[end - norm.numel():end]) > limit for norm, end in zip(norms, ends)]
+        sizes = [norm.numel() for norm in norms]
+        binds = [max(every[end - size:end]) > self.clip_limit for size, end in zip(sizes, itertools.accumulate(sizes))]
         for name, part, grad, norm, clipped in zip(names, parts, grads, norms, binds):
             if clipped:  # else every coefficient is 1
                 part.clip_(grad, norm, self.max_grad_norm)

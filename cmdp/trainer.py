@@ -12,7 +12,6 @@ uninterrupted run produces (same machine, CPU); off-policy runs checkpoint their
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -24,7 +23,7 @@ from cmdp.checkpoint import load_checkpoint, save_checkpoint
 from cmdp.config import check_device_available, dump_yaml, to_dict
 from cmdp.family import FamilyRun, Schedule, SolverNeeds
 from cmdp.loading import CHECKPOINT, NOT_TRAINED, check_run_paths, config_edits, config_edits_note, open_run
-from cmdp.logger import RunLogger, strict_json
+from cmdp.logger import RunLogger, strict_json_text
 from cmdp.registry import get_algorithm, get_env, load_plugins
 from cmdp.resolve import resolve_config
 from cmdp.schedules import OffPolicyLoop, OnPolicyLoop
@@ -179,7 +178,7 @@ class Trainer:
             self.close()
         summary = self.summary()
         if main:
-            (run_dir / "summary.json").write_text(summary_json(summary))
+            (run_dir / "summary.json").write_text(strict_json_text(summary))
         return summary
 
     def _row(self, eps: Any, mean_costs: np.ndarray, metrics: dict[str, float], t_collect: float,
@@ -207,7 +206,7 @@ class Trainer:
 
     def summary(self) -> dict[str, Any]:
         """What summary.json holds: final numbers are the means over the last epoch that finished episodes (NaN when
-        none did, written null: `summary_json`)."""
+        none did, written null: `cmdp.logger.strict_json_text`)."""
         last = self.last_episodes
         nan = float("nan")
         return {
@@ -222,12 +221,6 @@ class Trainer:
             "multipliers": self.solver.multipliers(),
             "finished": self.epoch >= self.num_epochs,
         }
-
-
-def summary_json(summary: dict[str, Any]) -> str:
-    """summary.json's text: strict JSON, a number that was not measured (the final return and costs of a run whose
-    epochs finished no episode) null."""
-    return json.dumps(strict_json(summary), indent=2, allow_nan=False) + "\n"
 
 
 def _progress_bar(cfg: Any, initial: int) -> Any:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import random
 import sys
@@ -33,7 +32,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from cmdp.config import check_output_folder
-from cmdp.logger import strict_json
+from cmdp.logger import strict_json_text
 from cmdp.spec import ConfigError
 from cmdp.envs.text import corpus as corpus_lib
 from cmdp.envs.text.chat import CHAT_TEMPLATE, encode_example, encode_prompt, format_prompt, pad_batch
@@ -312,7 +311,7 @@ def build_default(out: str | Path, cfg: DefaultConfig = DefaultConfig(), *, devi
     policy.generation_config.pad_token_id = tokenizer.pad_token_id
     policy.save_pretrained(str(out / "sft"))
     tokenizer.save_pretrained(str(out / "sft"))
-    (out / "sft" / "sft_metrics.json").write_text(json.dumps(strict_json(sft_metrics), indent=2) + "\n")
+    (out / "sft" / "sft_metrics.json").write_text(strict_json_text(sft_metrics))
     lap("sft", t0)
 
     score_metrics = {}
@@ -335,7 +334,7 @@ def build_default(out: str | Path, cfg: DefaultConfig = DefaultConfig(), *, devi
     def brief(m: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in m.items() if k != "history"}
 
-    manifest = strict_json({
+    manifest = {
         "config": dataclasses.asdict(cfg), "device": str(torch_device), "versions": _versions(),
         "sizes": {"train_prompts": len(corpus.train_prompts), "test_prompts": len(corpus.test_prompts),
                   "train_pairs": len(corpus.train_pairs), "test_pairs": len(corpus.test_pairs),
@@ -343,8 +342,8 @@ def build_default(out: str | Path, cfg: DefaultConfig = DefaultConfig(), *, devi
                   "policy_parameters": sum(p.numel() for p in policy.parameters())},
         "sft": brief(sft_metrics), "reward": brief(score_metrics["reward"]), "cost": brief(score_metrics["cost"]),
         "sft_policy_check": check, "seconds": {**timings, "total": round(time.perf_counter() - started, 2)},
-    })
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    }
+    (out / "manifest.json").write_text(strict_json_text(manifest))
     say(f"[done] {manifest['seconds']['total']:.0f} s: SFT held-out loss {sft_metrics['eval_loss']:.3f}, "
         f"reward acc {score_metrics['reward']['eval_accuracy']:.3f}, "
         f"cost acc {score_metrics['cost']['eval_accuracy']:.3f} "

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cmdp.config import check_device_available, check_output_folder, check_seed
-from cmdp.logger import strict_json
+from cmdp.logger import strict_json_text
 from cmdp.spec import ConfigError
 from cmdp.envs.text.chat import encode_example, pad_batch, pad_id_of
 from cmdp.envs.text.data import PreferencePair, load_preferences
@@ -486,7 +486,7 @@ def train_score_model(kind: Literal["reward", "cost"], data_path: str | Path, mo
     try:
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(str(out_dir))
-        (out_dir / METRICS_FILE).write_text(json.dumps(strict_json(metrics), indent=2) + "\n")
+        (out_dir / METRICS_FILE).write_text(strict_json_text(metrics))
     except BaseException:  # an interrupt or a full disk must not leave a folder that looks like a model
         if not overwriting:  # everything in it is ours; a folder that was there empty stays, empty
             shutil.rmtree(out_dir, ignore_errors=True)
