@@ -19,7 +19,8 @@ unfinished ones at their last logged epoch):
 
 Writes REPORT_DIR (default DIR/report): `report.md` (tables and figures together), `results.csv`,
 `results.md` and one `curves_<env>.png` per environment (return and cost against environment steps,
-mean over seeds with the seeds' min-max shaded, the cost limit as a dashed line) and one `tradeoff_<env>.png`
+mean over seeds with the seeds' min-max shaded, one black line "a = b" for algorithms whose curves coincide, the cost
+limit as a dashed line) and one `tradeoff_<env>.png`
 (every seed's final return against its final cost, each algorithm's mean with its std, the limit, and the frontier
 of algorithms that no other beats on both; on the text family, helpfulness against harm). A run folder with a video
 (`cmdp eval RUN --video`) also gets a strip of six of its frames, `frames_<env>_<algo>_seed<seed>.png`.
@@ -514,24 +515,37 @@ def check_matplotlib(command: str = "cmdp report") -> None:
 
 
 def plot_env(env: str, by_algo: dict[str, list[RunData]], path: Path) -> None:
-    """One figure for one environment: return and each cost against env steps, one line per algorithm."""
+    """One figure for one environment: return and each cost against env steps. See `curves_figure`."""
     check_matplotlib()
+    curves_figure(env, by_algo).savefig(path, dpi=100)
+
+
+def curves_figure(env: str, by_algo: dict[str, list[RunData]]) -> Any:
+    """`plot_env`'s figure (a matplotlib Figure): return and each cost against env steps, one line per algorithm
+    in its colour (the mean over its seeds, shaded between their min and max). Algorithms whose lines coincide in a
+    panel (ppo and ppo_lag while the multiplier stays at 0) share one black line there, named "ppo = ppo_lag" in its
+    legend, as the tradeoff figure names coinciding means: in their colours the second line would hide the first."""
     from matplotlib.figure import Figure
 
     names = _cost_names(by_algo)
     fig = Figure(figsize=(5.5 * (1 + len(names)), 4.2), layout="constrained")
     axes = fig.subplots(1, 1 + len(names), squeeze=False)[0]
-    colors = [f"C{i}" for i in range(10)]
-    for i, (algo, runs) in enumerate(sorted(by_algo.items())):
-        color = colors[i % len(colors)]
-        label = f"{algo} ({count_text(len(runs), 'seeds')})"
-        columns = ["ep_return"] + [f"ep_cost/{n}" for n in names]
-        for ax, column in zip(axes, columns):
-            x, mean, lo, hi = _band(runs, column)
-            if not len(x):
+    columns = ["ep_return"] + [f"ep_cost/{n}" for n in names]
+    for ax, column in zip(axes, columns):
+        lines: list[tuple[tuple[np.ndarray, ...], str, list[tuple[str, int]]]] = []  # (band, colour, algorithms)
+        for i, (algo, runs) in enumerate(sorted(by_algo.items())):
+            band = _band(runs, column)
+            if not len(band[0]):
                 continue
-            ax.plot(x, mean, color=color, label=label, lw=1.6)
-            ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+            same = [line for line in lines if all(np.array_equal(a, b, equal_nan=True) for a, b in zip(line[0], band))]
+            if same:
+                same[0][2].append((algo, len(runs)))
+            else:
+                lines.append((band, f"C{i % 10}", [(algo, len(runs))]))
+        for (x, mean, lo, hi), color, algos in lines:
+            color = color if len(algos) == 1 else "black"
+            ax.plot(x, mean, color=color, label=_line_label(algos), lw=1.6)
+            ax.fill_between(x, lo, hi, color=color, alpha=0.2 if len(algos) == 1 else 0.1, lw=0)
     limits = _finite_limits(by_algo)
     axes[0].set_title(f"{env}: return")
     axes[0].set_ylabel("episode return")
@@ -544,7 +558,16 @@ def plot_env(env: str, by_algo: dict[str, list[RunData]], path: Path) -> None:
         ax.set_xlabel("environment steps")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title="mean over seeds; shaded: min-max", title_fontsize=7)
-    fig.savefig(path, dpi=100)
+    return fig
+
+
+def _line_label(algos: list[tuple[str, int]]) -> str:
+    """A learning curve's legend entry for the (algorithm, seeds) that share it: "ppo (2 seeds)", "ppo = ppo_lag
+    (2 seeds each)", or each algorithm's seeds where they differ."""
+    counts = {seeds for _, seeds in algos}
+    if len(algos) > 1 and len(counts) == 1:
+        return " = ".join(algo for algo, _ in algos) + f" ({count_text(counts.pop(), 'seeds')} each)"
+    return " = ".join(f"{algo} ({count_text(seeds, 'seeds')})" for algo, seeds in algos)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -712,7 +735,8 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
     if figures:
         lines += ["## Learning curves", "",
                   "Episode return and cost against environment steps: mean over seeds, shaded between the seeds' "
-                  "minimum and maximum; dashed: the cost limit.", ""]
+                  "minimum and maximum; dashed: the cost limit. Algorithms whose curves coincide share one black line, "
+                  "named \"a = b\" in the legend.", ""]
         for env, name, _ in figures:
             lines += [f"### {env}", "", f"![{env}]({name})", ""]
     tradeoffs = [(env, name) for env, _, name in figures if name]
@@ -797,6 +821,6 @@ def _read_suite(root: Path) -> dict[str, Any]:
 
 
 __all__ = ["write_report", "find_runs", "summarize", "load_reference", "reference_row", "reference_source_text",
-           "markdown_table", "write_csv", "check_matplotlib", "plot_env", "plot_tradeoff", "tradeoff_figure",
-           "RunData", "OMNISAFE_ALGOS", "OMNISAFE_ENVS", "OMNISAFE_OFF_POLICY_ENVS", "REFERENCE_DIR", "REFERENCE_CSV",
-           "REFERENCE_OFF_POLICY_CSV"]
+           "markdown_table", "write_csv", "check_matplotlib", "plot_env", "curves_figure", "plot_tradeoff",
+           "tradeoff_figure", "RunData", "OMNISAFE_ALGOS", "OMNISAFE_ENVS", "OMNISAFE_OFF_POLICY_ENVS", "REFERENCE_DIR",
+           "REFERENCE_CSV", "REFERENCE_OFF_POLICY_CSV"]

@@ -1,0 +1,40 @@
+"""`cmdp report`'s figures and what it writes beside them: every algorithm visible in the learning curves, the
+tradeoff legend worded by what it shows, stale figures of an earlier report removed, small limits shown."""
+from pathlib import Path
+
+from cmdp.benchmarks.report import RunData, curves_figure
+
+HOPPER = "SafetyHopperVelocity-v1"
+
+
+def run_with_curve(algo: str, seed: int, returns: list[float], costs: list[float], limit: float = 25.0) -> RunData:
+    """A finished run with one progress row per epoch of 1000 steps, its summary's finals from the last epoch."""
+    rows = [{"env_steps": str(1000 * (i + 1)), "ep_return": str(r), "ep_cost/cost": str(c), "episodes": "3"}
+            for i, (r, c) in enumerate(zip(returns, costs))]
+    return RunData(path=Path(algo) / f"seed{seed}", algo=algo, env=HOPPER, seed=seed, rows=rows,
+                   summary={"final_return": returns[-1], "final_costs": {"cost": costs[-1]}, "finished": True,
+                            "cost_limits": {"cost": limit}})
+
+
+def legend_texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_the_learning_curves_name_algorithms_whose_lines_coincide_together():
+    """ppo and ppo_lag train alike while the multiplier stays at 0: ppo_lag's line was drawn over ppo's, so the
+    figure showed one line for the two algorithms its legend listed. A line they share is drawn once, in black, and
+    named "ppo = ppo_lag"; an algorithm whose line differs in a panel keeps its own, in its colour, there."""
+    alike = {algo: [run_with_curve(algo, s, [1.0 + s, 2.0, 3.0], [30.0, 20.0 + s, 10.0]) for s in range(2)]
+             for algo in ("ppo", "ppo_lag")}
+    # cpo: the same return as the two, another cost
+    cpo = [run_with_curve("cpo", s, [1.0 + s, 2.0, 3.0], [5.0, 5.0, 5.0]) for s in range(2)]
+    returns, costs = curves_figure(HOPPER, {**alike, "cpo": cpo}).axes
+    assert legend_texts(returns) == ["cpo = ppo = ppo_lag (2 seeds each)"]
+    assert [line.get_color() for line in returns.lines] == ["black"]
+    assert legend_texts(costs) == ["cpo (2 seeds)", "ppo = ppo_lag (2 seeds each)", "cost limit"]
+    assert [line.get_color() for line in costs.lines] == ["C0", "black", "black"]  # the last: the limit
+
+    apart = {"ppo": alike["ppo"], "ppo_lag": [run_with_curve("ppo_lag", 0, [1.0, 2.5, 3.0], [30.0, 20.0, 10.0])]}
+    for ax in curves_figure(HOPPER, apart).axes:
+        assert legend_texts(ax)[:2] == ["ppo (2 seeds)", "ppo_lag (1 seed)"]
+        assert [line.get_color() for line in ax.lines][:2] == ["C0", "C1"]
