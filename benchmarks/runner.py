@@ -68,6 +68,7 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
 
     # written over at each run: a folder there ended in a traceback
     check_run_paths(out, list(SUITE_PATH_KINDS), SUITE_PATH_KINDS, "a suite run", "remove it or choose another --out")
+    check_suite_folder(out, suite)
     cells, notes = plan_cells(suite, out, for_ray=use_ray)
     for note in notes:
         print(f"note: {note}", file=stream)
@@ -115,6 +116,26 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
     return 1 if failed else 0
 
 
+def check_suite_folder(out: Path, suite: Suite) -> None:
+    """ConfigError in one line when `out` cannot take `suite`'s cells: it is a run folder (`cmdp train`'s), or it
+    holds the runs of another suite (its suite.yaml names another one). The cells would land among those runs,
+    and `cmdp report` of the folder would show both under one title."""
+    if (out / "config.yaml").is_file():
+        raise ConfigError(f"{out} is a run folder (it holds config.yaml); choose another --out for the suite")
+    copy = out / SUITE_COPY
+    if not copy.is_file():
+        return
+    try:
+        previous = yaml.safe_load(copy.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8
+        previous = None
+    name = previous.get("name") if isinstance(previous, dict) else None
+    if name != suite.name:
+        held = f"the runs of suite {name!r}" if isinstance(name, str) else "a suite.yaml that names no suite"
+        raise ConfigError(f"{out} holds {held} ({copy}); running suite {suite.name!r} there would mix both in one "
+                          f"report: choose another --out")
+
+
 def _previous_run_note(out: Path) -> str | None:
     """A line about the last run in `out` when it did not end cleanly (from its status.json), else None."""
     previous = read_status(out)
@@ -131,7 +152,7 @@ def _previous_run_note(out: Path) -> str | None:
     return None
 
 
-# run_suite and default_workers are this module's own; the rest is re-exported from where it now lives, for
-# code that imported it from here.
-__all__ = ["run_suite", "default_workers", "Suite", "Cell", "load_suite", "plan_cells", "train_cell", "cell_dir",
-           "SUITE_KEYS", "STATUS_FILE", "read_status"]
+# run_suite, default_workers and check_suite_folder are this module's own; the rest is re-exported from where it
+# now lives, for code that imported it from here.
+__all__ = ["run_suite", "default_workers", "check_suite_folder", "Suite", "Cell", "load_suite", "plan_cells",
+           "train_cell", "cell_dir", "SUITE_KEYS", "STATUS_FILE", "read_status"]

@@ -899,3 +899,32 @@ def test_a_cell_asks_for_one_cpu_per_subprocess_its_environment_runs(tmp_path):
                                                "config": {"num_envs": 4, "steps_per_epoch": 1000}})
     cells, _ = plan_cells(load_suite(suite), tmp_path / "out")
     assert {cell.key.split("/")[0]: cell.num_cpus for cell in cells} == {CHAIN: 1, "QuadraticBandit-v0": 1, HOPPER: 4}
+
+
+def test_a_folder_holding_another_suites_runs_is_refused(tmp_path, capsys):
+    # suite.yaml was written over and the report showed both suites' cells under the second one's name
+    out = tmp_path / "out"
+    assert main(["benchmark", str(write_suite(tmp_path / "a.yaml", **{**GOOD, "algorithms": ["ppo"]})),
+                 "--out", str(out), "--workers", "0"]) == 0
+    capsys.readouterr()
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    other = write_suite(tmp_path / "b.yaml", **{**GOOD, "name": "other", "algorithms": ["ppo_lag"]})
+    assert main(["benchmark", str(other), "--out", str(out), "--workers", "0"]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"cmdp: error: {out} holds the runs of suite 't' ({out / 'suite.yaml'}); running suite 'other' there would "
+        f"mix both in one report: choose another --out")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    # the same suite, grown by an algorithm, goes on in its folder
+    grown = write_suite(tmp_path / "a.yaml", **GOOD)
+    assert main(["benchmark", str(grown), "--out", str(out), "--dry-run"]) == 0
+
+
+def test_a_run_folder_as_the_suites_folder_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_yaml(cell_config("ppo", CHAIN, 0, 2000)))
+    suite = write_suite(tmp_path / "s.yaml", **{**GOOD, "algorithms": ["ppo"]})
+    assert main(["benchmark", str(suite), "--out", str(run)]) == 2
+    assert one_error_line(capsys.readouterr().err) == \
+        f"cmdp: error: {run} is a run folder (it holds config.yaml); choose another --out for the suite"
+    assert [p.name for p in run.iterdir()] == ["config.yaml"]
