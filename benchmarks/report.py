@@ -17,13 +17,13 @@ unfinished ones at their last logged epoch):
   on-policy table, 1e7 steps, and the off-policy table, 1e6 steps and 3e6 for Humanoid; cost limit 25), marked
   where our budget or cost limit differs from that row's own (`total_steps`, `cost_limit`).
 
-Writes REPORT_DIR (default DIR/report): `report.md` (tables and figures together), `results.csv`,
-`results.md` and one `curves_<env>.png` per environment (return and cost against environment steps,
-mean over seeds with the seeds' min-max shaded, one black line "a = b" for algorithms whose curves coincide, the cost
-limit as a dashed line) and one `tradeoff_<env>.png`
-(every seed's final return against its final cost, each algorithm's mean with its std, the limit, and the frontier
-of algorithms that no other beats on both; on the text family, helpfulness against harm). A run folder with a video
-(`cmdp eval RUN --video`) also gets a strip of six of its frames, `frames_<env>_<algo>_seed<seed>.png`.
+Writes REPORT_DIR (default DIR/report): `report.md` (tables and figures together), `results.csv`, `results.md` and
+one `curves_<env>.png` per environment (return and cost against environment steps, mean over seeds with the seeds'
+min-max shaded, one black line "a = b" for algorithms whose curves coincide, the cost limit as a dashed line) and
+one `tradeoff_<env>.png` (every seed's final return against its final cost, each algorithm's mean with its std over
+more than one seed, the limit, and the frontier of algorithms that no other beats on both; on the text family,
+helpfulness against harm). A run folder with a video (`cmdp eval RUN --video`) also gets a strip of six of its
+frames, `frames_<env>_<algo>_seed<seed>.png`.
 """
 from __future__ import annotations
 
@@ -599,8 +599,9 @@ def plot_tradeoff(env: str, by_algo: dict[str, list[RunData]], path: Path) -> bo
 def tradeoff_figure(env: str, by_algo: dict[str, list[RunData]]) -> Any:
     """`plot_tradeoff`'s figure (a matplotlib Figure; None for an environment without costs).
 
-    Each algorithm's seeds are dots and their mean a marker with std error bars, named beside it on the side
-    towards the middle of the axes (so that a name at the largest cost or return stays inside them), one name
+    Each algorithm's seeds are dots and their mean a marker with std error bars (none over one seed, whose std says
+    nothing; the legend's title words what the markers are), named beside it on the side towards the middle of the
+    axes (so that a name at the largest cost or return stays inside them), one name
     "a = b" in black for algorithms whose means coincide (the second marker hides the first); the dashed
     line is the limit, and the grey staircase joins the algorithms' means that no other algorithm's mean beats on
     both (lower cost and higher return). On the text family return is the reward model's score and cost the cost
@@ -616,6 +617,7 @@ def tradeoff_figure(env: str, by_algo: dict[str, list[RunData]]) -> Any:
     for ax, name in zip(axes, names):
         means: list[tuple[float, float]] = []
         labels: list[tuple[str, float, float, str]] = []
+        seeds: list[int] = []  # per algorithm drawn, the seeds its marker is over
         for i, (algo, runs) in enumerate(sorted(by_algo.items())):
             finals = [r.final() for r in runs]
             ret = np.array([f[0] for f in finals], dtype=float)
@@ -626,8 +628,10 @@ def tradeoff_figure(env: str, by_algo: dict[str, list[RunData]]) -> Any:
             color = f"C{i % 10}"
             ax.scatter(cost[keep], ret[keep], color=color, s=14, alpha=0.45, lw=0)
             (c_mean, c_std), (r_mean, r_std) = _mean_std(cost[keep]), _mean_std(ret[keep])
-            ax.errorbar(c_mean, r_mean, xerr=c_std, yerr=r_std, color=color, marker="o", ms=7, capsize=3,
-                        label=f"{algo} ({count_text(int(keep.sum()), 'seeds')})")
+            seeds.append(int(keep.sum()))
+            spread = seeds[-1] > 1  # a std over one seed (0) says nothing: no error bars
+            ax.errorbar(c_mean, r_mean, xerr=c_std if spread else None, yerr=r_std if spread else None, color=color,
+                        marker="o", ms=7, capsize=3, label=f"{algo} ({count_text(seeds[-1], 'seeds')})")
             labels.append((algo, c_mean, r_mean, color))
             means.append((c_mean, r_mean))
         front = [means[i] for i in pareto_front(means)]
@@ -651,8 +655,16 @@ def tradeoff_figure(env: str, by_algo: dict[str, list[RunData]]) -> Any:
         ax.set_xlabel("final episode cost" + (f" {name}" if len(names) > 1 else "") + " (left: safer)")
         ax.set_ylabel("final episode return (up: better)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, title="dots: seeds; marker: mean ± std", title_fontsize=7)
+        ax.legend(fontsize=8, title=_markers_text(seeds), title_fontsize=7)
     return fig
+
+
+def _markers_text(seeds: list[int]) -> str:
+    """The tradeoff legend's title: what its dots and markers show, for algorithms over `seeds` seeds each (a mean
+    over one seed is that seed's value, with no std to show)."""
+    if seeds and all(n == 1 for n in seeds):
+        return "marker: final value (one seed each)"
+    return "dots: seeds; marker: mean ± std" + (" (one seed: its value)" if 1 in seeds else "")
 
 
 def write_report(root: str | Path, out: str | Path | None = None, partial: bool = False,
@@ -742,10 +754,10 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
     tradeoffs = [(env, name) for env, _, name in figures if name]
     if tradeoffs:
         lines += ["## Return against cost", "",
-                  "Each seed's final return against its final cost (dots), each algorithm's mean with its std "
-                  "(markers), the cost limit (dashed) and the frontier of the algorithms' means that no other beats "
-                  "on both lower cost and higher return (dotted). On the text family this is helpfulness (the reward "
-                  "model's score) against harm (the cost model's).", ""]
+                  "Each seed's final return against its final cost (dots), each algorithm's mean (markers) with its "
+                  "std where it has more than one seed, the cost limit (dashed) and the frontier of the algorithms' "
+                  "means that no other beats on both lower cost and higher return (dotted). On the text family this "
+                  "is helpfulness (the reward model's score) against harm (the cost model's).", ""]
         for env, name in tradeoffs:
             lines += [f"### {env}", "", f"![{env}: return against cost]({name})", ""]
     if strips:

@@ -38,3 +38,21 @@ def test_the_learning_curves_name_algorithms_whose_lines_coincide_together():
     for ax in curves_figure(HOPPER, apart).axes:
         assert legend_texts(ax)[:2] == ["ppo (2 seeds)", "ppo_lag (1 seed)"]
         assert [line.get_color() for line in ax.lines][:2] == ["C0", "C1"]
+
+
+def test_the_tradeoff_legend_says_mean_and_std_only_over_several_seeds():
+    """The legend's title said "marker: mean ± std" of markers that were each one seed's final value (a std over
+    one seed, 0, says nothing, and was drawn as empty error bars); it now words what the markers are."""
+    from cmdp.benchmarks.report import tradeoff_figure
+
+    def title(by_algo) -> str:
+        (ax,) = tradeoff_figure(HOPPER, by_algo).axes
+        return ax.get_legend().get_title().get_text()
+
+    one = {"ppo": [run_with_curve("ppo", 0, [1.0], [30.0])], "cpo": [run_with_curve("cpo", 0, [2.0], [10.0])]}
+    assert title(one) == "marker: final value (one seed each)"
+    (ax,) = tradeoff_figure(HOPPER, one).axes
+    assert all(not container.has_xerr and not container.has_yerr for container in ax.containers)
+    two = {"ppo": [run_with_curve("ppo", s, [1.0 + s], [30.0]) for s in range(2)]}
+    assert title(two) == "dots: seeds; marker: mean ± std"
+    assert title({**two, "cpo": one["cpo"]}) == "dots: seeds; marker: mean ± std (one seed: its value)"
