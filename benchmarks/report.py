@@ -357,6 +357,20 @@ def _num(value: Any, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _limit_text(limit: float) -> str:
+    """A cost limit as it was set, to 6 significant digits ("25", "2,500", "0.001"; to 2 decimals, 0.001 had read
+    "0"); "n/a" where unknown."""
+    return "n/a" if math.isnan(limit) else f"{limit:,.6g}"
+
+
+def _cost_digits(limit: float) -> int:
+    """Decimals for a cost shown beside `limit`: 2, or as many as show a limit under 0.1 to two significant digits
+    (a cost of 0.0012 against a limit of 0.001 reads "0.0012", not "0.00")."""
+    if not math.isfinite(limit) or limit <= 0:
+        return 2
+    return max(2, 1 - math.floor(math.log10(limit)))
+
+
 def _over(row: dict[str, Any], key: str) -> str:
     """" (n of N seeds)" where only n of the row's N seeds have the number `key` counts (the others finished no
     episode), so a mean over fewer seeds does not read as one over all of them; "" otherwise."""
@@ -429,17 +443,14 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
         cells = [row["env"], row["algo"], f"{row['seeds']}" + (f" ({unfinished} unfinished)" if unfinished else ""),
                  _steps_text(row["env_steps"]),
                  mean_std_text(row["return_mean"], row["return_std"], row["return_seeds"]) + _over(row, "return_seeds")]
-        if one:
-            n = names[0]
-            cells += [mean_std_text(row.get(f"cost_mean/{n}", math.nan), row.get(f"cost_std/{n}", math.nan),
-                          row.get(f"cost_seeds/{n}", 0)) + _over(row, f"cost_seeds/{n}"),
-                      _num(row.get(f"cost_limit/{n}", math.nan), 2).rstrip("0").rstrip(".")]
-        else:
-            for n in names:
-                limit = row.get(f"cost_limit/{n}", math.nan)
-                mean = mean_std_text(row.get(f"cost_mean/{n}", math.nan), row.get(f"cost_std/{n}", math.nan),
-                           row.get(f"cost_seeds/{n}", 0))
-                cells.append(f"{mean} ({_num(limit).rstrip('0').rstrip('.')}){_over(row, f'cost_seeds/{n}')}"
+        for n in names:
+            limit = row.get(f"cost_limit/{n}", math.nan)
+            cost = mean_std_text(row.get(f"cost_mean/{n}", math.nan), row.get(f"cost_std/{n}", math.nan),
+                                 row.get(f"cost_seeds/{n}", 0), digits=_cost_digits(limit))
+            if one:
+                cells += [cost + _over(row, f"cost_seeds/{n}"), _limit_text(limit)]
+            else:
+                cells.append(f"{cost} ({_limit_text(limit)}){_over(row, f'cost_seeds/{n}')}"
                              if f"cost_mean/{n}" in row else "—")
         share = row["within_limit"]
         cells.append("n/a" if math.isnan(share) else

@@ -56,3 +56,24 @@ def test_the_tradeoff_legend_says_mean_and_std_only_over_several_seeds():
     two = {"ppo": [run_with_curve("ppo", s, [1.0 + s], [30.0]) for s in range(2)]}
     assert title(two) == "dots: seeds; marker: mean ± std"
     assert title({**two, "cpo": one["cpo"]}) == "dots: seeds; marker: mean ± std (one seed: its value)"
+
+
+def test_the_table_shows_a_small_cost_limit_and_the_costs_beside_it():
+    """A limit was shown to 2 decimals, its zeros then stripped: 0.001 read "0", and the costs measured against it
+    "0.00 ± 0.00". The limit is shown as set and the costs to the limit's two significant digits."""
+    from cmdp.benchmarks.report import markdown_table, summarize
+
+    small = [run_with_curve("ppo_lag", s, [1.0], [cost], limit=0.001) for s, cost in enumerate([0.0012, 0.0008])]
+    usual = [run_with_curve("ppo", s, [1.0], [cost], limit=25.0) for s, cost in enumerate([20.0, 30.5])]
+    usual[0].env = usual[1].env = "ExactChain-v0"
+    rows = markdown_table(summarize(small + usual, reference={})).splitlines()[2:]
+    assert [row.split(" | ")[5:7] for row in rows] == [["25.25 ± 5.25", "25"], ["0.0010 ± 0.0002", "0.001"]]
+
+    def two_costs(seed: int, costs: dict) -> RunData:
+        return RunData(path=Path(f"seed{seed}"), algo="ppo", env=HOPPER, seed=seed,
+                       summary={"final_return": 1.0, "final_costs": costs, "finished": True,
+                                "cost_limits": {"cost_a": 0.004, "cost_b": 2500.0}})
+
+    table = summarize([two_costs(0, {"cost_a": 0.003, "cost_b": 2000.0})], reference={})
+    (row,) = markdown_table(table).splitlines()[2:]
+    assert row.split(" | ")[5:7] == ["0.0030 (0.004)", "2000.00 (2,500)"]
