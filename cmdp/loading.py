@@ -154,9 +154,13 @@ def config_edits(cfg: Any, state: dict[str, Any],
 def config_edits_note(run_dir: Path, edits: dict[str, tuple[Any, Any]], follower: str = "the evaluation") -> str:
     """One line telling that `follower` (the evaluation, the resumed run) follows a config.yaml edited after
     training."""
-    listed = ", ".join(f"{key} (trained {was!r}, now {now!r})" for key, (was, now) in edits.items())
-    return (f"note: {run_dir / 'config.yaml'} was edited after its checkpoint was trained: {listed}; {follower} "
-            f"follows config.yaml")
+    return (f"note: {run_dir / 'config.yaml'} was edited after its checkpoint was trained: "
+            f"{config_edits_text(edits)}; {follower} follows config.yaml")
+
+
+def config_edits_text(edits: dict[str, tuple[Any, Any]]) -> str:
+    """`config_edits`'s result in words: "actor_lr (trained 0.0003, now 0.001), ..."."""
+    return ", ".join(f"{key} (trained {was!r}, now {now!r})" for key, (was, now) in edits.items())
 
 
 @dataclass
@@ -238,5 +242,5 @@ def load_policy(run_dir: str | Path, num_envs: int = 1, trust_plugins: bool = Fa
     return LoadedPolicy(cfg, run, epoch, path, edits)
 
 
-__all__ = ["LoadedPolicy", "load_policy", "open_run", "checkpoint_mismatch", "config_edits", "CHECKPOINT",
-           "CHECKPOINT_MISMATCH"]
+__all__ = ["LoadedPolicy", "load_policy", "open_run", "checkpoint_mismatch", "config_edits", "config_edits_text",
+           "CHECKPOINT", "CHECKPOINT_MISMATCH"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -189,6 +190,27 @@ def test_arena_between_the_sft_model_folder_and_a_ppo_lag_run(quick_text_default
     md = (out / "arena.md").read_text()
     assert md.startswith("# Arena: ppo_lag against sft") and _table_counts(md) == counts
     assert f"results: {out}" in captured.out
+
+
+def test_a_run_whose_config_was_edited_after_training_is_named(quick_text_default: Path, lag_run: Path,
+                                                                tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    # the arena builds a run's side from its config.yaml as it is now, as cmdp eval does, which says so
+    d = quick_text_default
+    edited = tmp_path / "edited"
+    shutil.copytree(lag_run, edited)
+    config = yaml.safe_load((edited / "config.yaml").read_text())
+    config["env_kwargs"]["max_new_tokens"] = 6
+    (edited / "config.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "arena"
+    assert main(["arena", str(d / "sft"), str(edited), "--prompts", str(d / "data" / "prompts_test.jsonl"),
+                 "--out", str(out), "--no-progress", "--no-plot", "--num-prompts", "2", "--max-new-tokens", "4",
+                 "--device", "cpu"]) == 0
+    said = (f"{edited / 'config.yaml'} was edited after its checkpoint was trained: "
+            f"env_kwargs.max_new_tokens (trained 8, now 6)")
+    assert f"note: {said}; the arena follows config.yaml" in capsys.readouterr().out
+    assert (f"- B: its config.yaml was edited after its checkpoint was trained: env_kwargs.max_new_tokens "
+            f"(trained 8, now 6); the arena follows config.yaml") in (out / "arena.md").read_text()
+    assert "- A: its config.yaml" not in (out / "arena.md").read_text()
 
 
 def test_the_same_policy_against_itself_ties_everywhere(quick_text_default: Path, tmp_path: Path,

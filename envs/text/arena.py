@@ -33,6 +33,7 @@ import numpy as np
 
 from cmdp.evaluation import wilson_interval
 from cmdp.config import check_output_folder, make_output_folder
+from cmdp.loading import config_edits_note, config_edits_text
 from cmdp.spec import ConfigError
 from cmdp.envs.text.evaluation import is_safe, win_rate
 
@@ -96,6 +97,9 @@ def format_arena(result: dict[str, Any], title: bool = True) -> str:
     pct = f"{table['confidence']:.0%}"
     lines = [f"# Arena: {b['label']} against {a['label']}", ""] if title else []
     lines += [f"- A: {a['description']}", f"- B: {b['description']}",
+              *(f"- {side['side']}: its config.yaml was edited after its checkpoint was trained: "
+                f"{config_edits_text(side['config_edits'])}; the arena follows config.yaml"
+                for side in (a, b) if side["config_edits"]),
               f"- {table['prompts']} prompts from {result['prompts_file']}{result['prompts_note']}; "
               f"{result['decoding']}; seed {result['seed']}",
               f"- judges: reward model {result['reward_model']}; "
@@ -293,10 +297,13 @@ def _load_tokenizer(side: Side) -> Any:
         return load_tokenizer(path, side.remote)
 
 
-def _load_policy(side: Side, settings: Any, dtype: Any, device: Any) -> tuple[Any, int | None]:
-    """The side's causal LM on `device` (frozen), and the epoch of a run's checkpoint."""
+def _load_policy(side: Side, settings: Any, dtype: Any,
+                 device: Any) -> tuple[Any, int | None, dict[str, tuple[Any, Any]]]:
+    """The side's causal LM on `device` (frozen), the epoch of a run's checkpoint, and the settings of a run's
+    config.yaml edited since that checkpoint was trained (`cmdp.loading.config_edits`: the arena follows
+    config.yaml, as `cmdp eval` does)."""
     from cmdp.checkpoint import load_checkpoint
-    from cmdp.loading import CHECKPOINT, CHECKPOINT_MISMATCH, checkpoint_mismatch
+    from cmdp.loading import CHECKPOINT, CHECKPOINT_MISMATCH, checkpoint_mismatch, config_edits
     from cmdp.envs.text.env import load_policy_model
     from cmdp.envs.text.score_model import loading
 
@@ -304,9 +311,10 @@ def _load_policy(side: Side, settings: Any, dtype: Any, device: Any) -> tuple[An
                                                         trust_remote_code=side.remote)
     with loading(f"{side.side} {side.path}: its causal language model {tcfg.policy}"):
         model = load_policy_model(tcfg, dtype)
-    epoch = None
+    epoch, edits = None, {}
     if side.kind == "run":
         state = load_checkpoint(side.path / CHECKPOINT)
+        edits = config_edits(side.cfg, state)
         prefix = "actor.model."  # TextAgent(actor=TextActor(model), critic=...): the policy's weights
         try:
             weights = {k[len(prefix):]: v for k, v in state["agent"].items() if k.startswith(prefix)}
@@ -314,7 +322,7 @@ def _load_policy(side: Side, settings: Any, dtype: Any, device: Any) -> tuple[An
             epoch = int(state["epoch"])
         except CHECKPOINT_MISMATCH as exc:
             raise checkpoint_mismatch(side.path, exc) from None
-    return model.to(device).requires_grad_(False).eval(), epoch
+    return model.to(device).requires_grad_(False).eval(), epoch, edits
 
 
 def _same_vocabulary(a: Any, b: Any) -> bool:
@@ -377,8 +385,11 @@ def run_arena(a_path: str | Path, b_path: str | Path, prompts: str | Path, rewar
 
     answers: dict[str, dict[str, Any]] = {}
     epochs: dict[str, int | None] = {}
+    edits: dict[str, dict[str, tuple[Any, Any]]] = {}
     for s, side in sides.items():
-        model, epochs[s] = _load_policy(side, settings, dtype, torch_device)
+        model, epochs[s], edits[s] = _load_policy(side, settings, dtype, torch_device)
+        if edits[s]:
+            say(config_edits_note(side.path, edits[s], "the arena"))
         check_shared_vocabulary(vocab, [(f"{s} {side.path}", model)], what="both sides")
         bar = None
         if progress:
@@ -419,6 +430,7 @@ def run_arena(a_path: str | Path, b_path: str | Path, prompts: str | Path, rewar
         result[s] = {"side": s, "name": side.name, "label": f"{side.name} ({s})" if same_name else side.name,
                      "kind": side.kind, "path": str(side.path), "epoch": epochs[s],
                      "description": side.description(epochs[s]),
+                     "config_edits": edits[s],  # {key: (trained, now)}
                      "reward_mean": float(answers[s]["reward"].mean()),
                      "cost_means": {n: float(answers[s]["costs"][:, k].mean()) for k, n in enumerate(names)}}
     write_arena(out_dir, result, plot)
