@@ -253,6 +253,12 @@ def _recovered(s: dict[str, Any]) -> str:
     return f"{s['recovered_epoch']}" + ("" if multiplier is None else f" at {multiplier:.2f}")
 
 
+def _column(stat: dict[str, float], one: bool, mean_width: int, std_width: int, digits: int) -> str:
+    """A column of `print_table`: "mean ± std", or the mean alone (padded to the same width) over `one` seed."""
+    mean = f"{stat['mean']:{mean_width}.{digits}f}"
+    return mean + " " * (std_width + 3) if one else f"{mean} ± {stat['std']:{std_width}.{digits}f}"
+
+
 def print_table(summary: dict[str, Any], last: int, per_seed: bool = False) -> None:
     """Per configuration the last epochs' means over seeds; with `per_seed`, each seed's row under it too."""
     width = max(len(label) for label in summary)
@@ -260,13 +266,9 @@ def print_table(summary: dict[str, Any], last: int, per_seed: bool = False) -> N
     for label, s in summary.items():
         seeds = ",".join(map(str, s["seeds"]))
         one = len(s["seeds"]) == 1  # a std over one seed says nothing: the mean alone
-
-        def spread(stat: dict[str, float], mean_width: int, std_width: int, digits: int) -> str:
-            mean = f"{stat['mean']:{mean_width}.{digits}f}"
-            return mean + " " * (std_width + 3) if one else f"{mean} ± {stat['std']:{std_width}.{digits}f}"
-
-        print(f"{label:<{width}}  {seeds:<7}  {spread(s['return'], 9, 6, 1)}  {spread(s['cost'], 6, 5, 1)}  "
-              f"{spread(s['ep_len'], 6, 4, 0)}   {s['epochs_within_limit']} of {s['epochs']}")
+        print(f"{label:<{width}}  {seeds:<7}  {_column(s['return'], one, 9, 6, 1)}  "
+              f"{_column(s['cost'], one, 6, 5, 1)}  {_column(s['ep_len'], one, 6, 4, 0)}   "
+              f"{s['epochs_within_limit']} of {s['epochs']}")
         if per_seed:
             print("    seed   return    cost  episode length  within  first recovery: epoch at multiplier")
             for seed, row in s["per_seed"].items():
