@@ -23,7 +23,8 @@ min-max shaded, one black line "a = b" for algorithms whose curves coincide, the
 one `tradeoff_<env>.png` (every seed's final return against its final cost, each algorithm's mean with its std over
 more than one seed, the limit, and the frontier of algorithms that no other beats on both; on the text family,
 helpfulness against harm). A run folder with a video (`cmdp eval RUN --video`) also gets a strip of six of its
-frames, `frames_<env>_<algo>_seed<seed>.png`.
+frames, `frames_<env>_<algo>_seed<seed>.png`. The figures that an earlier report.md in REPORT_DIR showed and this
+report does not draw (all of them with --no-plots) are removed; no other file there is touched.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import csv
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,6 +74,9 @@ OMNISAFE_OFF_POLICY_ENVS = {e: e for e in (
     "SafetySwimmerVelocity-v1", "SafetyWalker2dVelocity-v1")}
 #: the share of the last epochs that `within_limit` looks at
 LAST_EPOCHS_SHARE = 0.1
+#: a figure the report draws, as report.md links it: curves_<env>.png, tradeoff_<env>.png or a frame strip
+#: frames_<env>_<algo>_seed<seed>.png, a file of the report folder itself
+FIGURE_LINK = re.compile(r"\]\(((?:curves|tradeoff|frames)_[^()/\\]+\.png)\)")
 
 
 # --- reading run folders ------------------------------------------------------------------------------
@@ -680,7 +685,11 @@ def _markers_text(seeds: list[int]) -> str:
 
 def write_report(root: str | Path, out: str | Path | None = None, partial: bool = False,
                  plots: bool = True) -> Path:
-    """Write the report of the runs under `root` into `out` (default root/report); return report.md's path."""
+    """Write the report of the runs under `root` into `out` (default root/report); return report.md's path.
+
+    The figures that an earlier report.md in `out` showed and this report does not draw (all of them with
+    `plots=False`) are removed, so that the folder holds the figures its report.md shows; no other file is touched.
+    """
     root = Path(root)
     out = Path(out) if out else root / "report"
     runs = find_runs(root)
@@ -712,6 +721,10 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
             figures.append((env, path.name, tradeoff.name if plot_tradeoff(env, by_algo, tradeoff) else None))
 
     strips = _frame_strips(runs, root, out) if plots else []
+    drawn = {name for _, curves, tradeoff in figures for name in (curves, tradeoff) if name}
+    for stale in sorted(_figures_shown(out / "report.md") - drawn - {image for _, image, _ in strips}):
+        if (out / stale).is_file():
+            (out / stale).unlink()
 
     suite = _read_suite(root)
     finished = [r for r in runs if r.finished]
@@ -793,6 +806,13 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _figures_shown(report: Path) -> set[str]:
+    """The figure files (FIGURE_LINK) that the report.md at `report` shows; none where there is no report.md."""
+    if not report.is_file():
+        return set()
+    return set(FIGURE_LINK.findall(report.read_text(errors="replace")))
 
 
 def _frame_strips(runs: list[RunData], root: Path, out: Path) -> list[tuple[str, str, str]]:

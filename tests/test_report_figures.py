@@ -1,5 +1,7 @@
 """`cmdp report`'s figures and what it writes beside them: every algorithm visible in the learning curves, the
 tradeoff legend worded by what it shows, stale figures of an earlier report removed, small limits shown."""
+import json
+import shutil
 from pathlib import Path
 
 from cmdp.benchmarks.report import RunData, curves_figure
@@ -77,3 +79,41 @@ def test_the_table_shows_a_small_cost_limit_and_the_costs_beside_it():
     table = summarize([two_costs(0, {"cost_a": 0.003, "cost_b": 2000.0})], reference={})
     (row,) = markdown_table(table).splitlines()[2:]
     assert row.split(" | ")[5:7] == ["0.0030 (0.004)", "2000.00 (2,500)"]
+
+
+def write_run(folder: Path, algo: str, env: str, seed: int) -> None:
+    """A finished run folder of three epochs, as `cmdp train` writes the files the report reads."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(f"algo: {algo}\nenv: {env}\nseed: {seed}\n")
+    (folder / "progress.csv").write_text("epoch,env_steps,ep_return,ep_cost/cost,episodes\n"
+                                         + "".join(f"{i},{1000 * i},{i + seed},{30 - 5 * i},3\n" for i in (1, 2, 3)))
+    (folder / "summary.json").write_text(json.dumps({
+        "algo": algo, "env": env, "seed": seed, "env_steps": 3000, "epochs": 3, "wall_seconds": 1.0,
+        "final_return": 3.0 + seed, "final_costs": {"cost": 15.0}, "cost_limits": {"cost": 25.0}, "finished": True}))
+
+
+def test_a_report_removes_the_figures_of_an_earlier_report_that_it_does_not_draw(tmp_path):
+    """A rerun with --no-plots (or over fewer environments) left the earlier report's PNGs in the folder, figures
+    that its report.md no longer showed and that no longer matched it. The figures an earlier report.md showed and
+    this one does not draw are removed; the user's own files in the folder are not touched."""
+    from cmdp.benchmarks.report import write_report
+
+    root, out = tmp_path / "runs", tmp_path / "report"
+    chain = "ExactChain-v0"
+    for env in (HOPPER, chain):
+        write_run(root / env / "ppo" / "seed0", "ppo", env, 0)
+    write_report(root, out)
+    figures = {f"{kind}_{env}.png" for kind in ("curves", "tradeoff") for env in (HOPPER, chain)}
+    assert {p.name for p in out.glob("*.png")} == figures
+    mine = ["notes.png", f"curves_{chain}-by-hand.png", "frames_mine.png"]  # a user's files, named by no report
+    for name in mine:
+        (out / name).write_bytes(b"mine")
+
+    shutil.rmtree(root / chain)
+    write_report(root, out)
+    assert {p.name for p in out.glob("*.png")} == {f"curves_{HOPPER}.png", f"tradeoff_{HOPPER}.png", *mine}
+    assert f"curves_{chain}.png" not in (out / "report.md").read_text()
+
+    write_report(root, out, plots=False)
+    assert {p.name for p in out.glob("*.png")} == set(mine)
+    assert ".png" not in (out / "report.md").read_text()
