@@ -15,6 +15,7 @@ how long ago the driver was last seen).
 """
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -23,7 +24,7 @@ import socket
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from cmdp.benchmarks.cells import ERROR_FILE, FINAL_KEYS, Cell
 from cmdp.benchmarks.suite import Suite
@@ -47,10 +48,11 @@ def _fmt_duration(seconds: float) -> str:
 class Board:
     """Live state of a suite run: the display line, the per-cell events and `status.json`."""
 
-    def __init__(self, suite: Suite, out: Path, cells: list[Cell], mode: str, stream: TextIO) -> None:
-        self.suite, self.out, self.mode, self.stream = suite, out, mode, stream
+    def __init__(self, suite: Suite, out: Path, cells: list[Cell], mode: str, stream: TextIO,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.suite, self.out, self.mode, self.stream, self.clock = suite, out, mode, stream, clock
         self.tty = stream.isatty()
-        self.t0 = time.time()
+        self.t0 = clock()
         self.started_at = datetime.now().isoformat(timespec="seconds")
         self.state = "running"
         # who drives this run, so that a reader can tell a live run from one whose driver was killed
@@ -58,6 +60,8 @@ class Board:
                                        "process_start": _process_start(os.getpid()), "heartbeat": self.started_at}
         self.cells: dict[str, dict[str, Any]] = {}
         self.session_start: dict[str, int] = {}  # env steps a cell had when this session started it
+        # (time, env steps done this session) at each epoch, the oldest dropped once the estimate no longer needs it
+        self.progress: collections.deque[tuple[float, int]] = collections.deque()
         for c in cells:
             self.cells[c.key] = {
                 "env": c.env, "algo": c.algo, "seed": c.seed, "dir": str(c.run_dir.relative_to(out)),
@@ -66,7 +70,7 @@ class Board:
                 **(_final_numbers(c.run_dir) if c.start == "skip" else {})}
         self._last_line = ""
         self._last_draw = 0.0
-        self._last_plain = time.time()
+        self._last_plain = self.clock()
         self._last_write = 0.0
         self.write(force=True)
 
@@ -75,14 +79,24 @@ class Board:
         return sum(1 for c in self.cells.values() if c["status"] == status)
 
     def eta(self) -> float:
-        done_now = sum(c["env_steps"] - self.session_start[k] for k, c in self.cells.items()
-                       if k in self.session_start)
-        elapsed = time.time() - self.t0
+        """Seconds left at the rate of the last half of this session: a rate from its start would count the first
+        epochs (an off-policy run's random warm-up, ten times faster than its updates; a process starting) as
+        if the rest ran as fast."""
+        done_now = self._done_this_session()
+        now = self.clock()
         left = sum(c["total_steps"] - c["env_steps"] for c in self.cells.values()
                    if c["status"] in ("pending", "running"))
         if left <= 0:
             return 0.0
-        return left / (done_now / elapsed) if done_now > 0 and elapsed > 0 else float("inf")
+        half = now - (now - self.t0) / 2
+        while len(self.progress) > 1 and self.progress[1][0] <= half:
+            self.progress.popleft()
+        since, done_then = self.progress[0] if self.progress and self.progress[0][0] <= half else (self.t0, 0)
+        rate = (done_now - done_then) / (now - since) if now > since else 0.0
+        return left / rate if rate > 0 else float("inf")
+
+    def _done_this_session(self) -> int:
+        return sum(c["env_steps"] - self.session_start[k] for k, c in self.cells.items() if k in self.session_start)
 
     def line(self) -> str:
         total = len(self.cells)
@@ -90,7 +104,7 @@ class Board:
         budget = sum(c["total_steps"] for c in self.cells.values())
         return (f"[{self.suite.name}] {self.count('finished')}/{total} done, {self.count('running')} running, "
                 f"{self.count('failed')} failed, {self.count('pending')} pending | steps {steps:,}/{budget:,} | "
-                f"elapsed {_fmt_duration(time.time() - self.t0)} | left ~{_fmt_duration(self.eta())}")
+                f"elapsed {_fmt_duration(self.clock() - self.t0)} | left ~{_fmt_duration(self.eta())}")
 
     # events
     def dispatched(self, key: str) -> None:
@@ -110,6 +124,7 @@ class Board:
     def epoch(self, key: str, steps: int) -> None:
         self.cells[key]["env_steps"] = steps
         self.session_start.setdefault(key, 0)
+        self.progress.append((self.clock(), self._done_this_session()))
         self.write()
 
     def result(self, key: str, result: dict[str, Any]) -> None:
@@ -145,27 +160,27 @@ class Board:
             self.stream.write(text + "\n")
             if text.startswith(("done", "FAILED")):
                 self.stream.write(self.line() + "\n")
-                self._last_plain = time.time()
+                self._last_plain = self.clock()
         self.stream.flush()
 
     def tick(self) -> None:
         """Refresh the display (a TTY: the line in place; otherwise: a line every minute) and the heartbeat."""
         if self.tty:
             self._draw()
-        elif time.time() - self._last_plain >= 60:
+        elif self.clock() - self._last_plain >= 60:
             self.stream.write(self.line() + "\n")
             self.stream.flush()
-            self._last_plain = time.time()
-        if time.time() - self._last_write >= HEARTBEAT_SECONDS:
+            self._last_plain = self.clock()
+        if self.clock() - self._last_write >= HEARTBEAT_SECONDS:
             self.write(force=True)
 
     def _draw(self, force: bool = False) -> None:
-        if not force and time.time() - self._last_draw < 0.5:
+        if not force and self.clock() - self._last_draw < 0.5:
             return
         width = shutil.get_terminal_size().columns - 1  # a wrapped line could not be redrawn in place
         self.stream.write("\r\033[K" + self.line()[:max(width, 20)])
         self.stream.flush()
-        self._last_draw = time.time()
+        self._last_draw = self.clock()
 
     def close(self, state: str) -> None:
         self.state = state
@@ -179,7 +194,7 @@ class Board:
 
     def write(self, force: bool = False) -> None:
         """Write status.json (atomically; at most once a second unless forced)."""
-        if not force and time.time() - self._last_write < 1.0:
+        if not force and self.clock() - self._last_write < 1.0:
             return
         counts = {s: self.count(s) for s in ("finished", "running", "failed", "pending")}
         now = datetime.now().isoformat(timespec="seconds")
@@ -190,7 +205,7 @@ class Board:
         tmp = self.out / (STATUS_FILE + ".tmp")
         tmp.write_text(strict_json_text(doc))  # a NaN return: null
         os.replace(tmp, self.out / STATUS_FILE)
-        self._last_write = time.time()
+        self._last_write = self.clock()
 
 
 def _final_numbers(run_dir: Path) -> dict[str, Any]:
@@ -212,7 +227,7 @@ def format_outcome(board: Board, skipped: int) -> str:
     lines = [f"suite {board.suite.name}: {count_text(len(cells), 'cells')}, "
              f"{board.count('finished')} finished"
              + (f" ({skipped} in an earlier run)" if skipped else "") + f", {len(failed)} failed, "
-             f"{_fmt_duration(time.time() - board.t0)} -> {board.out}"]
+             f"{_fmt_duration(board.clock() - board.t0)} -> {board.out}"]
     for key, c in failed.items():
         where = f"  [{board.out / c['error_file']}]" if c.get("error_file") else ""
         lines.append(f"  FAILED {key}: {c['error']}{where}")

@@ -928,3 +928,26 @@ def test_a_run_folder_as_the_suites_folder_is_refused(tmp_path, capsys):
     assert one_error_line(capsys.readouterr().err) == \
         f"cmdp: error: {run} is a run folder (it holds config.yaml); choose another --out for the suite"
     assert [p.name for p in run.iterdir()] == ["config.yaml"]
+
+
+def test_the_time_left_follows_the_recent_rate_not_a_fast_start(tmp_path):
+    # an off-policy cell's first 10,000 steps are a random warm-up, ten times faster than the steps with updates:
+    # from the session's mean rate the board had said "left ~1:16:09" of a run that took four hours
+    import io
+
+    from cmdp.benchmarks.board import Board
+
+    suite = load_suite(write_suite(tmp_path / "s.yaml", **{**GOOD, "algorithms": ["ppo"], "total_steps": 1_000_000}))
+    cells, _ = plan_cells(suite, tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    now = [0.0]
+    board = Board(suite, tmp_path / "out", cells, "in-process", io.StringIO(), clock=lambda: now[0])
+    key = cells[0].key
+    board.started(key, 0)
+    steps = 0
+    for epoch in range(1, 41):
+        now[0] += 1.0 if epoch <= 5 else 30.0  # 5 warm-up epochs of 2,000 steps, then 2,000 steps per 30 s
+        steps += 2000
+        board.epoch(key, steps)
+    assert board.eta() == pytest.approx((1_000_000 - steps) / (2000 / 30))
+    assert len(board.progress) < 40  # the samples older than the half it measures are dropped
