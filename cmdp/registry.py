@@ -81,6 +81,11 @@ def register_algorithm(name: str, constrained: bool = True) -> Callable[[T], T]:
             raise RegistrationError(f"algorithm '{name}' is already registered by {_origin(registered)}")
         if registered is cls:  # registered again by its entry point: its decorator's declaration stands
             return cls
+        from cmdp.solver import solver_class_problem  # here: importing this module imports no torch
+
+        problem = solver_class_problem(cls)
+        if problem is not None:  # refused where it is registered, not as a traceback once a run has started
+            raise RegistrationError(f"algorithm '{name}': {problem}")
         cls.name = name
         _ALGORITHMS[name] = cls
         if constrained:
@@ -149,6 +154,8 @@ def load_plugins(modules: list[str]) -> None:
         if module.endswith(".py"):
             _load_file(module)
             continue
+        if Path(module).is_file() or not all(part.isidentifier() for part in module.split(".")):
+            raise ConfigError(f"plugins: {module} is neither a Python file (.py) nor a module name (my_pkg.my_solver)")
         try:
             with _all_or_nothing():  # as a plugin file: a failed module registers nothing
                 importlib.import_module(module)
@@ -157,8 +164,17 @@ def load_plugins(modules: list[str]) -> None:
             # `mysolver_v2` that imports a missing `mysolver` is reported at its own import line
             if isinstance(exc, ModuleNotFoundError) and exc.name is not None and (
                     module == exc.name or module.startswith(exc.name + ".")):
-                raise ConfigError(f"plugins: cannot import module '{module}': {exc}") from None
+                raise ConfigError(f"plugins: cannot import module '{module}': {exc}{_file_hint(module)}") from None
             raise ConfigError(f"plugins: module '{module}': {_where(exc, None)}") from None
+
+
+def _file_hint(module: str) -> str:
+    """Where a module that did not import is a file in the current folder (`cmdp` does not import from there): how
+    to load it."""
+    file = Path(*module.split(".")).with_suffix(".py")
+    if not file.is_file():
+        return ""
+    return f" ({file} here is not on Python's module path: give the file, {file}, or put its folder on PYTHONPATH)"
 
 
 def _where(exc: BaseException, file: Path | None) -> str:

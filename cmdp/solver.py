@@ -24,7 +24,7 @@ A solver of the PPO family differs from another in a few places only, and those 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -183,6 +183,15 @@ class Solver:
         self.generator = generator
 
     def update(self, batch: RolloutBatch, mean_episode_costs: np.ndarray) -> dict[str, float]:
+        """One epoch's update from its batch (schedules ON_POLICY and GROUP); returns scalars to log."""
+        raise NotImplementedError
+
+    def update_step(self, sample: Any) -> dict[str, float]:
+        """One gradient step from a replay sample (schedule OFF_POLICY, `cmdp.off_policy`); scalars to log."""
+        raise NotImplementedError
+
+    def end_epoch(self, mean_episode_costs: np.ndarray, updates: int) -> dict[str, float]:
+        """Once per epoch after its `updates` gradient steps (schedule OFF_POLICY); scalars to log."""
         raise NotImplementedError
 
     def multipliers(self) -> dict[str, float]:
@@ -194,6 +203,32 @@ class Solver:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.updater.load_state_dict(state["updater"])
+
+
+#: the methods of `Solver` each schedule calls, which a solver of that schedule must implement
+SCHEDULE_METHODS = {Schedule.ON_POLICY: ("update",), Schedule.GROUP: ("update",),
+                    Schedule.OFF_POLICY: ("update_step", "end_epoch")}
+
+
+def solver_class_problem(cls: Any) -> str | None:
+    """Why the trainer could not build and drive `cls` as a solver, in one sentence (None: it can): it must subclass
+    `Solver`, its `Config` must be a dataclass of `TrainConfig`'s keys, and it must implement the methods its
+    `schedule` calls. `register_algorithm` asks, so a wrong class is refused where it is registered."""
+    if not (isinstance(cls, type) and issubclass(cls, Solver)):
+        return (f"{getattr(cls, '__qualname__', repr(cls))} is not a solver class: subclass cmdp.solver.Solver "
+                f"or a solver built on it (PolicyGradientSolver, TrustRegionSolver, OffPolicySolver, a shipped solver)")
+    config = cls.Config
+    if not (isinstance(config, type) and is_dataclass(config) and issubclass(config, TrainConfig)):
+        return (f"{cls.__qualname__}.Config must be a dataclass subclassing cmdp.config.TrainConfig "
+                f"(e.g. PolicyGradientConfig), got {config!r}")
+    needed = SCHEDULE_METHODS.get(cls.schedule) if isinstance(cls.schedule, Schedule) else None
+    if needed is None:
+        return f"{cls.__qualname__}.schedule must be a cmdp.family.Schedule, got {cls.schedule!r}"
+    missing = [name for name in needed if getattr(cls, name) is getattr(Solver, name)]
+    if missing:
+        return (f"{cls.__qualname__} does not implement {' and '.join(f'{m}()' for m in missing)}, which its schedule "
+                f"({cls.schedule.value}) calls")
+    return None
 
 
 def check_cost_count(solver_cls: type, cfg: Any, spec: CMDPSpec) -> None:

@@ -117,19 +117,20 @@ def test_module_plugin_whose_import_fails_names_its_file_and_line(tmp_path, monk
 
 
 def test_plugin_reusing_a_builtin_name_is_blamed_and_leaves_the_registry_unchanged(tmp_path, capsys):
-    # the plugin imports no built-in solver (those register themselves on import): only the order of loading
-    # decides who is blamed, so a fresh process, where nothing is loaded yet, shows it
+    # the plugin imports no built-in solver (those register themselves on import), only their base: the order of
+    # loading alone decides who is blamed, so a fresh process, where nothing is loaded yet, shows it
     dup = write(tmp_path / "dup.py", textwrap.dedent('''\
         from cmdp.registry import register_algorithm
+        from cmdp.solver import PolicyGradientSolver
 
 
         @register_algorithm("plugin_before_the_clash")
-        class Fine:
+        class Fine(PolicyGradientSolver):
             """Registered before the clash: must not survive it."""
 
 
         @register_algorithm("ppo_lag")
-        class Clash:
+        class Clash(PolicyGradientSolver):
             """Takes a built-in's name."""
         '''))
     res = run_python(["-m", "cmdp", "train", "--plugin", str(dup), "--algo", "ppo_lag", *FAST,
@@ -137,19 +138,19 @@ def test_plugin_reusing_a_builtin_name_is_blamed_and_leaves_the_registry_unchang
     assert res.returncode == 2, res.stderr
     errors = [line for line in res.stderr.splitlines() if "error" in line or "warning" in line]
     # the plugin (file and line of the clashing registration) is blamed, not the built-in's file
-    assert len(errors) == 1 and errors[0].startswith(f"cmdp: error: plugin {dup} line 9: "), res.stderr
+    assert len(errors) == 1 and errors[0].startswith(f"cmdp: error: plugin {dup} line 10: "), res.stderr
     assert "'ppo_lag' is already registered" in errors[0], res.stderr
     assert not (tmp_path / "run").exists()
 
     builtin = get_algorithm("ppo_lag")
     assert main(["list", "--plugin", str(dup)]) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert line.startswith(f"cmdp: error: plugin {dup} line 9: "), line
+    assert line.startswith(f"cmdp: error: plugin {dup} line 10: "), line
     # all or nothing: the built-in stays, the plugin's earlier registration is gone
     assert get_algorithm("ppo_lag") is builtin and builtin.__module__ == "cmdp.algorithms.ppo_lag"
     assert "plugin_before_the_clash" not in algorithms()
     assert main(["list", "--plugin", str(dup)]) == 2  # not cached as loaded: it fails again the same way
-    assert "line 9" in one_error_line(capsys.readouterr().err)
+    assert "line 10" in one_error_line(capsys.readouterr().err)
 
 
 def test_failed_module_plugin_leaves_the_registry_unchanged(tmp_path, monkeypatch, capsys):
@@ -160,6 +161,68 @@ def test_failed_module_plugin_leaves_the_registry_unchanged(tmp_path, monkeypatc
     line = one_error_line(capsys.readouterr().err)
     assert "RuntimeError: boom" in line and "line 9" in line, line
     assert "module_plugin_halfway" not in algorithms()
+
+
+NOT_SOLVERS = {
+    # the class a user writes when they forget the base: the trainer had failed on its missing Config, a traceback
+    "no_base": ("class Wrong:\n    \"\"\"No Solver base.\"\"\"\n",
+                "Wrong is not a solver class: subclass cmdp.solver.Solver"),
+    "config_not_a_dataclass": ("class Wrong(PolicyGradientSolver):\n    class Config:\n        pass\n",
+                               "Wrong.Config must be a dataclass subclassing cmdp.config.TrainConfig"),
+    # a Solver without the method its schedule calls: the run had started and ended in NotImplementedError
+    "no_update": ("class Wrong(Solver):\n    \"\"\"Forgot update().\"\"\"\n",
+                  "Wrong does not implement update(), which its schedule (on-policy) calls"),
+    "no_update_step": ("class Wrong(Solver):\n    schedule = Schedule.OFF_POLICY\n",
+                       "Wrong does not implement update_step() and end_epoch(), which its schedule (off-policy) calls"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_SOLVERS))
+def test_a_class_that_is_not_a_solver_is_refused_where_it_registers(case, tmp_path, capsys):
+    body, says = NOT_SOLVERS[case]
+    name = f"not_a_solver_{case}"
+    plugin = write(tmp_path / f"{case}.py", textwrap.dedent(f'''\
+        from cmdp.family import Schedule
+        from cmdp.registry import register_algorithm
+        from cmdp.solver import PolicyGradientSolver, Solver
+
+
+        @register_algorithm("{name}")
+        ''') + body)
+    assert main(["list", "--plugin", str(plugin)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"cmdp: error: plugin {plugin} line 6: RegistrationError: algorithm '{name}': {says}"), line
+    assert name not in algorithms()
+    out = tmp_path / "run"
+    assert main(["train", "--plugin", str(plugin), "--algo", name, *FAST, "--out", str(out)]) == 2
+    assert says in one_error_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_a_plugin_that_is_neither_a_python_file_nor_a_module_name_says_so(tmp_path, monkeypatch, capsys):
+    # a suite given as the plugin had ended in "TypeError: the 'package' argument is required to perform a relative
+    # import for '../suite.yaml'"
+    write(tmp_path / "suite.yaml", "name: x\n")
+    monkeypatch.chdir(tmp_path / "..")
+    for given in (f"{tmp_path.name}/suite.yaml", str(tmp_path / "suite.yaml")):
+        assert main(["list", "--plugin", given]) == 2
+        assert one_error_line(capsys.readouterr().err) == \
+            f"cmdp: error: plugins: {given} is neither a Python file (.py) nor a module name (my_pkg.my_solver)"
+
+
+def test_a_module_plugin_that_is_a_file_here_says_how_to_load_it(tmp_path, monkeypatch, capsys):
+    # `--plugin my_solver` beside my_solver.py: the `cmdp` script does not import from the current folder, and the
+    # message had only said "No module named 'my_solver'"
+    name = f"here_solver_{uuid.uuid4().hex[:8]}"
+    write(tmp_path / f"{name}.py", solver_plugin(f"{name}_algo"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    assert main(["list", "--plugin", name]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"cmdp: error: plugins: cannot import module '{name}': No module named '{name}' ({name}.py here is not on "
+        f"Python's module path: give the file, {name}.py, or put its folder on PYTHONPATH)")
+    assert main(["list", "--plugin", f"{name}.py"]) == 0
+    assert f"{name}_algo" in listed_algorithms(capsys.readouterr().out)
 
 
 # --- plugins that load ------------------------------------------------------------------------------------------
