@@ -215,6 +215,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from cmdp.loading import defaults_since
+    from cmdp.solver import TrainingDiverged
     from cmdp.trainer import CHECKPOINT, Trainer, new_run, open_run, resolve_config
 
     existed = False
@@ -259,24 +260,33 @@ def _train(args: argparse.Namespace) -> int:
             for note in trainer.run.notes(trainer.cfg):
                 print(f"note: {note}")
 
+    def remove_unsaved_run() -> bool:
+        """A new run stopped before its first checkpoint has nothing to resume: its folder goes (an empty folder the
+        user gave is emptied), as a start refused before it was written leaves none. Whether it went."""
+        if args.resume or not trainer.is_main or (run_dir / CHECKPOINT).exists():
+            return False
+        if existed:
+            for child in run_dir.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return True
+
     try:
         summary = trainer.train(run_dir, resume=bool(args.resume), progress=not args.no_progress, on_start=started)
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: cmdp train --resume {run_dir}", file=sys.stderr)
         return 130
     except ConfigError:
-        # refused at the first update (a solver's losses that compile_update cannot compile): no checkpoint, so
-        # nothing to resume; the new run's folder goes, as a start refused before it was written leaves none
-        if not args.resume and trainer.is_main and not (run_dir / CHECKPOINT).exists():
-            if existed:
-                for child in run_dir.iterdir():
-                    if child.is_dir():
-                        shutil.rmtree(child)
-                    else:
-                        child.unlink()
-            else:
-                shutil.rmtree(run_dir, ignore_errors=True)
+        remove_unsaved_run()  # refused at the first update (a solver's losses that compile_update cannot compile)
         raise
+    except TrainingDiverged as exc:  # a loss went NaN or infinite: what diverged, in one line
+        epoch = trainer.epoch + 1
+        kept = "" if remove_unsaved_run() else f" {run_dir} keeps the epochs before it (up to {epoch - 1})."
+        raise ConfigError(f"epoch {epoch}: {exc}{kept}") from None
     if trainer.is_main:
         print(format_summary(summary, run_dir, multiplier_delay(trainer.cfg), trainer.solver.multiplier_name))
     return 0

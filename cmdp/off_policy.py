@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -47,7 +48,7 @@ from cmdp.losses import value_loss
 from cmdp.networks import NETWORK_INITS, EnsembleCritic, flat_obs_dim
 from cmdp.optim import CRITIC_CLIPS
 from cmdp.replay import ReplaySample
-from cmdp.solver import Solver
+from cmdp.solver import DIVERGED_ADVICE, Solver, TrainingDiverged
 from cmdp.spec import CMDPSpec
 
 
@@ -241,6 +242,14 @@ def box_dims(spec: CMDPSpec, algo: str, env: str) -> tuple[int, int]:
     return flat_obs_dim(spec.observation_space), int(np.prod(spec.action_space.shape))
 
 
+def finite_loss(loss: torch.Tensor, part: str) -> float:
+    """The loss's value; `TrainingDiverged`, saying which loss, before a non-finite one reaches the weights."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"training diverged: {part} loss is {value} in an off-policy update. {DIVERGED_ADVICE}")
+    return value
+
+
 class OffPolicySolver(Solver):
     """Base of replay-based solvers (see the module docstring). Subclasses set `reward_heads` and implement
     `make_agent`, `next_action` and `policy_action`. The multipliers are what `cfg.multiplier(limits)` builds:
@@ -314,9 +323,9 @@ class OffPolicySolver(Solver):
         targets = self.critic_targets(sample)
         q = self.q_taken(sample)
         loss_q = value_loss(q, targets)
+        info = {"loss_q": finite_loss(loss_q, "critic"), "q_reward": float(q[:, 0].mean().detach())}
         self.updater.step(critic_loss=loss_q)
         self.critic_steps += 1
-        info = {"loss_q": loss_q.item(), "q_reward": float(q[:, 0].mean().detach())}
         if self.critic_steps % self.cfg.policy_delay == 0:
             info.update(self.update_actor(sample.obs))
             self.update_target_networks()
@@ -325,8 +334,9 @@ class OffPolicySolver(Solver):
     def update_actor(self, obs: torch.Tensor) -> dict[str, float]:
         """One actor step on `actor_loss`; returns what to log."""
         loss_pi, info = self.actor_loss(obs)
+        value = finite_loss(loss_pi, "actor")
         self.updater.step(actor_loss=loss_pi)
-        return {**info, "loss_pi": loss_pi.item()}
+        return {**info, "loss_pi": value}
 
     def end_epoch(self, mean_episode_costs: np.ndarray, updates: int) -> dict[str, float]:
         if self.multiplier is not None:

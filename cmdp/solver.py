@@ -143,6 +143,15 @@ class PolicyGradientConfig(TrainConfig):
             raise ConfigError(f"init_log_std must be in (-80, 80), got {self.init_log_std}")
 
 
+class TrainingDiverged(FloatingPointError):
+    """A loss that is not finite, caught before it turns every weight into NaN; the message says what diverged.
+    `cmdp train` reports it in one line (exit status 2)."""
+
+
+#: what a divergence message ends with: what the user can change
+DIVERGED_ADVICE = "Lower the learning rates or max_grad_norm, or check the environment's rewards and costs."
+
+
 def check_finite(loss: torch.Tensor | float, part: str, batch: RolloutBatch, adv: torch.Tensor | None = None) -> None:
     """Stop with a message that says what went wrong, before a non-finite loss turns every weight into NaN."""
     value = loss.item() if isinstance(loss, torch.Tensor) else float(loss)
@@ -152,8 +161,7 @@ def check_finite(loss: torch.Tensor | float, part: str, batch: RolloutBatch, adv
              f"returns finite: {bool(torch.isfinite(batch.returns).all())}"]
     if adv is not None:
         facts.append(f"minibatch policy advantage range [{adv.min().item():.3g}, {adv.max().item():.3g}]")
-    raise FloatingPointError("training diverged: " + "; ".join(facts) + ". Lower the learning rates or "
-                             "max_grad_norm, or check the environment's rewards and costs.")
+    raise TrainingDiverged("training diverged: " + "; ".join(facts) + ". " + DIVERGED_ADVICE)
 
 
 class Solver:

@@ -225,6 +225,67 @@ def test_a_module_plugin_that_is_a_file_here_says_how_to_load_it(tmp_path, monke
     assert f"{name}_algo" in listed_algorithms(capsys.readouterr().out)
 
 
+def nan_solver(name: str, base: str, from_epoch: int = 1) -> str:
+    """A plugin solver whose actor loss turns NaN from its `from_epoch`-th epoch on (0: from the start, as an off-policy
+    solver needs: the replay schedule calls its `update_step`, not `update`)."""
+    module, cls = base.rsplit(".", 1)
+    return textwrap.dedent(f'''\
+        from {module} import {cls}
+        from cmdp.registry import register_algorithm
+
+
+        @register_algorithm("{name}")
+        class NaNLoss({cls}):
+            """Its actor loss is NaN from update {from_epoch} on."""
+
+            updates = 0
+
+            def update(self, *args):
+                self.updates += 1
+                return super().update(*args)
+
+            def actor_loss(self, *args):
+                loss, info = super().actor_loss(*args)
+                return (loss * float("nan") if self.updates >= {from_epoch} else loss), info
+        ''')
+
+
+def test_a_solver_whose_loss_is_nan_stops_in_one_line_and_leaves_no_run(tmp_path, capsys):
+    # it had ended in a FloatingPointError traceback (exit status 1), leaving config.yaml and tb/ behind
+    plugin = write(tmp_path / "nan_lag.py", nan_solver("nan_lag_plugin", "cmdp.algorithms.ppo_lag.PPOLag"))
+    out = tmp_path / "run"
+    assert main(["train", "--plugin", str(plugin), "--algo", "nan_lag_plugin", *FAST, "--out", str(out)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith("cmdp: error: epoch 1: training diverged: actor loss is nan; "), line
+    assert line.endswith("Lower the learning rates or max_grad_norm, or check the environment's rewards and costs.")
+    assert not out.exists()
+
+
+def test_a_run_that_diverges_after_its_first_checkpoint_keeps_the_epochs_before(tmp_path, capsys):
+    plugin = write(tmp_path / "nan_later.py",
+                   nan_solver("nan_later_plugin", "cmdp.algorithms.ppo_lag.PPOLag", from_epoch=2))
+    out = tmp_path / "run"
+    assert main(["train", "--plugin", str(plugin), "--algo", "nan_later_plugin", *FAST, "--out", str(out)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith("cmdp: error: epoch 2: training diverged: actor loss is nan; "), line
+    assert line.endswith(f" {out} keeps the epochs before it (up to 1)."), line
+    assert (out / "checkpoints" / "last.pt").is_file() and not (out / "summary.json").exists()
+    assert len((out / "progress.csv").read_text().splitlines()) == 2  # the header and epoch 1
+
+
+def test_an_off_policy_solver_whose_loss_is_nan_stops_in_one_line(tmp_path, capsys):
+    # it had reached the optimiser and ended in "RuntimeError: a gradient norm is non-finite", a traceback
+    plugin = write(tmp_path / "nan_sac.py", nan_solver("nan_sac_plugin", "cmdp.algorithms.sac.SAC", from_epoch=0))
+    out = tmp_path / "run"
+    args = ["train", "--plugin", str(plugin), "--algo", "nan_sac_plugin", "--env", "QuadraticBandit-v0",
+            "--total-steps", "400", "--set", "steps_per_epoch=200", "--set", "update_after=100",
+            "--set", "random_steps=100", "--set", "batch_size=32", "--no-progress", "--out", str(out)]
+    assert main(args) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith("cmdp: error: epoch 1: training diverged: actor loss is nan in an off-policy update."), line
+    assert not out.exists()
+
+
 # --- plugins that load ------------------------------------------------------------------------------------------
 
 def test_two_plugin_files_with_the_same_file_name_both_load(tmp_path, capsys):
