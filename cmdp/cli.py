@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import shutil
 import sys
@@ -531,12 +532,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cmdp: error: {problem}", file=sys.stderr)
         return 2
     try:
-        return {"train": _train, "eval": _eval, "list": _list, "benchmark": _benchmark,
-                "report": _report, "demo": _demo, "text-demo": _text_demo,
-                "train-score-model": _train_score_model, "arena": _arena}[args.command](args)
+        status = {"train": _train, "eval": _eval, "list": _list, "benchmark": _benchmark,
+                  "report": _report, "demo": _demo, "text-demo": _text_demo,
+                  "train-score-model": _train_score_model, "arena": _arena}[args.command](args)
+        sys.stdout.flush()  # here, where a reader that left is caught below, not at the interpreter's exit
+        return status
     except ConfigError as exc:
         print(f"cmdp: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of the output left (`cmdp list | head`): stop quietly, as `ls | head` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else the flush at exit fails again
+        return 141  # 128 + SIGPIPE: the status of a tool that signal ended
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """End to end through the `cmdp` command: training, the run folder, eval, resume, determinism, bad input."""
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -412,3 +413,25 @@ def test_a_refused_new_run_prints_no_note_on_its_config(tmp_path, capsys):
     assert main(argv) == 2
     printed, err = capsys.readouterr()
     assert printed == "" and len(err.strip().splitlines()) == 1 and str(out) in err
+
+
+@pytest.mark.parametrize("unbuffered", [True, False], ids=["unbuffered", "buffered"])
+@pytest.mark.parametrize("command", [["list"], ["benchmark", "benchmarks/suites/smoke.yaml", "--dry-run"]],
+                         ids=["list", "dry-run"])
+def test_a_reader_that_leaves_early_ends_the_command_quietly(command, unbuffered, tmp_path):
+    """`cmdp list | head`: the reader closes the pipe before the output ends. The command had ended in a
+    BrokenPipeError traceback (exit status 1), or, where its output was short enough to stay in Python's buffer (the
+    dry run's list of cells), in "Exception ignored ... BrokenPipeError" at exit (status 120); now it stops without a
+    word, with the status of a tool that SIGPIPE ended (141), as `ls | head` does."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    argv = command + (["--out", str(tmp_path / "suite")] if "--dry-run" in command else [])
+    proc = subprocess.Popen([sys.executable, "-m", "cmdp", *argv], cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # gone before the command has written a line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert not (tmp_path / "suite").exists()
