@@ -178,7 +178,12 @@ def build_config(cls: type, values: Mapping[str, Any], source: str = "config", o
         owner = owner or f"algorithm '{values.get('algo', cls.__name__)}'"
         raise ConfigError(f"{source}: unknown key '{unknown[0]}'{hint} for {owner}; known keys: {', '.join(known)}")
     cfg = cls(**{k: _coerce(f"{key_prefix}{k}", v, hints[k]) for k, v in values.items()})
-    cfg.validate()
+    try:
+        cfg.validate()
+    except ConfigError:
+        raise
+    except ValueError as exc:  # a plugin's validate() that refuses a value the usual Python way: still bad input
+        raise ConfigError(str(exc)) from None
     return cfg
 
 

@@ -225,6 +225,39 @@ def test_a_module_plugin_that_is_a_file_here_says_how_to_load_it(tmp_path, monke
     assert f"{name}_algo" in listed_algorithms(capsys.readouterr().out)
 
 
+def test_a_plugin_config_that_refuses_a_value_with_a_value_error_is_one_line(tmp_path, capsys):
+    # the guide's validate() raises ConfigError; one that raises ValueError, as Python code usually does, had ended
+    # `cmdp train` in a traceback
+    plugin = write(tmp_path / "margin.py", textwrap.dedent('''\
+        from dataclasses import dataclass
+
+        from cmdp.algorithms.ppo_lag import PPOLag, PPOLagConfig
+        from cmdp.registry import register_algorithm
+
+
+        @dataclass
+        class MarginConfig(PPOLagConfig):
+            lag_margin: float = 0.1
+
+            def validate(self) -> None:
+                super().validate()
+                if not 0 <= self.lag_margin < 1:
+                    raise ValueError(f"lag_margin must be in [0, 1), got {self.lag_margin}")
+
+
+        @register_algorithm("margin_lag_value_error")
+        class MarginLag(PPOLag):
+            """PPO-Lag whose config refuses with a ValueError."""
+
+            Config = MarginConfig
+        '''))
+    out = tmp_path / "run"
+    args = ["train", "--plugin", str(plugin), "--algo", "margin_lag_value_error", *FAST, "--out", str(out)]
+    assert main([*args, "--set", "lag_margin=3"]) == 2
+    assert one_error_line(capsys.readouterr().err) == "cmdp: error: lag_margin must be in [0, 1), got 3.0"
+    assert not out.exists()
+
+
 def nan_solver(name: str, base: str, from_epoch: int = 1) -> str:
     """A plugin solver whose actor loss turns NaN from its `from_epoch`-th epoch on (0: from the start, as an off-policy
     solver needs: the replay schedule calls its `update_step`, not `update`)."""
