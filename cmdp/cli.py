@@ -289,7 +289,8 @@ def _train(args: argparse.Namespace) -> int:
         kept = "" if remove_unsaved_run() else f" {run_dir} keeps the epochs before it (up to {epoch - 1})."
         raise ConfigError(f"epoch {epoch}: {exc}{kept}") from None
     if trainer.is_main:
-        print(format_summary(summary, run_dir, multiplier_delay(trainer.cfg), trainer.solver.multiplier_name))
+        print(format_summary(summary, run_dir, multiplier_delay(trainer.cfg), trainer.solver.multiplier_name,
+                             trainer.cfg.plugins))
     return 0
 
 
@@ -309,9 +310,11 @@ def multiplier_delay(cfg: Any) -> int:
 OMNISAFE_EPOCHS = 500
 
 
-def format_summary(summary: dict[str, Any], run_dir: Path, delay: int = 0, multiplier: str = "lambda") -> str:
+def format_summary(summary: dict[str, Any], run_dir: Path, delay: int = 0, multiplier: str = "lambda",
+                   plugins: Sequence[str] = ()) -> str:
     """The one-screen end-of-run report; `delay`: the epochs the run's multipliers waited before moving;
-    `multiplier`: what the solver calls them (its `multiplier_name`)."""
+    `multiplier`: what the solver calls them (its `multiplier_name`); `plugins`: the run's, which the `cmdp eval` it
+    suggests names."""
     epochs = summary["epochs"]
     measured = summary["final_epoch_with_episodes"] is not None  # None: no epoch finished an episode
     of = (f"mean over the episodes of epoch {summary['final_epoch_with_episodes']}" if measured else
@@ -347,8 +350,10 @@ def format_summary(summary: dict[str, Any], run_dir: Path, delay: int = 0, multi
             lines.append(f"note           {after}: a multiplier takes many epochs to bring a cost down, and "
                          f"OmniSafe's benchmarks train {OMNISAFE_EPOCHS} (1e7 steps on-policy, 1e6 off-policy: "
                          f"--total-steps)")
+    # a run of plugin code is evaluated by naming it again (else `cmdp eval` refuses to import it unasked)
+    given = "".join(f" --plugin {plugin}" for plugin in plugins)
     lines += [f"run folder     {run_dir}",
-              f"next           cmdp eval {run_dir}   |   tensorboard --logdir {run_dir / 'tb'}"]
+              f"next           cmdp eval {run_dir}{given}   |   tensorboard --logdir {run_dir / 'tb'}"]
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ writes its plugins to its own temporary folder and registers names no other test
 """
 import importlib.metadata
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -223,6 +224,18 @@ def test_a_module_plugin_that_is_a_file_here_says_how_to_load_it(tmp_path, monke
         f"Python's module path: give the file, {name}.py, or put its folder on PYTHONPATH)")
     assert main(["list", "--plugin", f"{name}.py"]) == 0
     assert f"{name}_algo" in listed_algorithms(capsys.readouterr().out)
+
+
+def test_the_eval_a_plugin_run_suggests_runs(tmp_path, capsys):
+    # the summary's "next  cmdp eval RUN" had left out the plugin, and cmdp eval refused that command (a run's plugin
+    # code is imported only when named again or trusted)
+    plugin = write(tmp_path / "suggested.py", solver_plugin("suggested_eval_plugin"))
+    out = tmp_path / "run"
+    assert main(["train", "--plugin", str(plugin), "--algo", "suggested_eval_plugin", *FAST, "--out", str(out)]) == 0
+    suggested = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("next "))
+    command = suggested.split(None, 1)[1].split("   |   ")[0]
+    assert command == f"cmdp eval {out} --plugin {plugin}"
+    assert main([*shlex.split(command)[1:], "--episodes", "2"]) == 0, capsys.readouterr().err
 
 
 def test_a_plugin_config_that_refuses_a_value_with_a_value_error_is_one_line(tmp_path, capsys):
