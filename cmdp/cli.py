@@ -279,7 +279,8 @@ def _train(args: argparse.Namespace) -> int:
     try:
         summary = trainer.train(run_dir, resume=bool(args.resume), progress=not args.no_progress, on_start=started)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: cmdp train --resume {run_dir}", file=sys.stderr)
+        print(f"\ninterrupted; continue with: cmdp train --resume {run_dir}{plugin_flags(trainer.cfg.plugins)}",
+              file=sys.stderr)
         return 130
     except ConfigError:
         remove_unsaved_run()  # refused at the first update (a solver's losses that compile_update cannot compile)
@@ -308,6 +309,12 @@ def multiplier_delay(cfg: Any) -> int:
 #: epochs OmniSafe's benchmarks train (1e7 steps of 20,000 on-policy, 1e6 of 2,000 off-policy): the summary's note
 #: on a run that ended above its limit says it was shorter than that, so it is left out of runs as long
 OMNISAFE_EPOCHS = 500
+
+
+def plugin_flags(plugins: Sequence[str]) -> str:
+    """' --plugin P' for each of a run's plugins: a command suggested for the run names them again, without which
+    `cmdp eval` and `--resume` refuse to import its plugin code unasked."""
+    return "".join(f" --plugin {plugin}" for plugin in plugins)
 
 
 def format_summary(summary: dict[str, Any], run_dir: Path, delay: int = 0, multiplier: str = "lambda",
@@ -350,10 +357,8 @@ def format_summary(summary: dict[str, Any], run_dir: Path, delay: int = 0, multi
             lines.append(f"note           {after}: a multiplier takes many epochs to bring a cost down, and "
                          f"OmniSafe's benchmarks train {OMNISAFE_EPOCHS} (1e7 steps on-policy, 1e6 off-policy: "
                          f"--total-steps)")
-    # a run of plugin code is evaluated by naming it again (else `cmdp eval` refuses to import it unasked)
-    given = "".join(f" --plugin {plugin}" for plugin in plugins)
     lines += [f"run folder     {run_dir}",
-              f"next           cmdp eval {run_dir}{given}   |   tensorboard --logdir {run_dir / 'tb'}"]
+              f"next           cmdp eval {run_dir}{plugin_flags(plugins)}   |   tensorboard --logdir {run_dir / 'tb'}"]
     return "\n".join(lines)
 
 

@@ -238,6 +238,35 @@ def test_the_eval_a_plugin_run_suggests_runs(tmp_path, capsys):
     assert main([*shlex.split(command)[1:], "--episodes", "2"]) == 0, capsys.readouterr().err
 
 
+def test_the_resume_an_interrupted_plugin_run_suggests_runs(tmp_path, capsys):
+    # "interrupted; continue with: cmdp train --resume RUN" had left the plugin out, and the resume refused it
+    plugin = write(tmp_path / "interrupted.py", textwrap.dedent('''\
+        from cmdp.algorithms.ppo_lag import PPOLag
+        from cmdp.registry import register_algorithm
+
+
+        @register_algorithm("interrupted_plugin")
+        class Interrupted(PPOLag):
+            """Ctrl-C in its second epoch, once."""
+
+            updates = 0
+            pressed = False
+
+            def update(self, *args):
+                self.updates += 1
+                if self.updates == 2 and not type(self).pressed:
+                    type(self).pressed = True
+                    raise KeyboardInterrupt
+                return super().update(*args)
+        '''))
+    out = tmp_path / "run"
+    assert main(["train", "--plugin", str(plugin), "--algo", "interrupted_plugin", *FAST, "--out", str(out)]) == 130
+    suggested = capsys.readouterr().err.strip().splitlines()[-1]
+    assert suggested == f"interrupted; continue with: cmdp train --resume {out} --plugin {plugin}"
+    assert main([*shlex.split(suggested.split(": ", 1)[1])[1:], "--no-progress"]) == 0, capsys.readouterr().err
+    assert (out / "summary.json").is_file()
+
+
 def test_a_plugin_config_that_refuses_a_value_with_a_value_error_is_one_line(tmp_path, capsys):
     # the guide's validate() raises ConfigError; one that raises ValueError, as Python code usually does, had ended
     # `cmdp train` in a traceback
