@@ -1,7 +1,8 @@
 """Every command the docs show still parses, and the runs they describe still resolve.
 
-The README, docs/*.md, benchmarks/README.md and the suite files quote `cmdp` commands and `python -m` benchmark
-commands in code blocks and inline code. A renamed flag, a removed `--set` key or a misspelt solver there sends a
+The README, docs/*.md, benchmarks/README.md, the suite files and the docstrings of the plugin examples
+(docs/examples/*.py) quote `cmdp` commands and `python -m` benchmark commands in code blocks (fenced or indented)
+and inline code. A renamed flag, a removed `--set` key or a misspelt solver there sends a
 reader to an error. Each quoted `cmdp` command must parse with the CLI's own parser; a `cmdp train` command must
 resolve to a config (`resolve_config`: the algorithm, the environment and every `--set` key and value, with the
 `--config` file when the repository has it); a suite or plugin file it names must exist. Each quoted `python -m`
@@ -28,7 +29,8 @@ from cmdp.resolve import resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md")),
-           *sorted((ROOT / "benchmarks" / "suites").glob("*.yaml"))]
+           *sorted((ROOT / "benchmarks" / "suites").glob("*.yaml")),
+           *sorted((ROOT / "docs" / "examples").glob("*.py"))]  # the plugin examples' docstrings
 SUBCOMMANDS = ("train", "eval", "list", "benchmark", "report", "demo", "text-demo", "train-score-model", "arena")
 COMMAND = re.compile(r"(?:\.venv/bin/)?cmdp (?:" + "|".join(SUBCOMMANDS) + r")\b")
 #: `python -m` of a benchmark module or of the text default's builder
@@ -53,6 +55,9 @@ def quoted_commands(text: str, pattern: re.Pattern[str] = COMMAND) -> list[tuple
     lines = [line for block in re.findall(r"```bash\n(.*?)```", text, re.S)
              for line in block.replace("\\\n", " ").splitlines()]
     lines += [line.strip() for line in re.findall(r"^#(.*)$", text, re.M) if pattern.match(line.strip())]
+    # indented code outside the fenced blocks: Markdown's four spaces, a docstring's literal block
+    unfenced = re.sub(r"```.*?```", "", text, flags=re.S).replace("\\\n", " ")
+    lines += [line.strip() for line in re.findall(r"^ {4,}(\S.*)$", unfenced, re.M) if pattern.match(line.strip())]
     commands = []
     for line in lines:
         found = pattern.search(line)
