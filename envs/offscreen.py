@@ -35,12 +35,15 @@ INSTALL_HINT = ("install EGL with Mesa (Debian/Ubuntu: apt-get install libegl1 l
                 "./install.sh does it) or OSMesa (libosmesa6), or set MUJOCO_GL=egl|osmesa|glfw")
 
 
+def has_display() -> bool:
+    """Whether a window can be opened: not on Linux without `DISPLAY` or `WAYLAND_DISPLAY` (other systems: assumed)."""
+    return platform.system() != "Linux" or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def configure_gl() -> str | None:
     """Set `MUJOCO_GL` when the user has not and there is no display (see the module docstring); return the
     value set, None when nothing was set."""
-    if "MUJOCO_GL" in os.environ or platform.system() != "Linux":
-        return None
-    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+    if "MUJOCO_GL" in os.environ or has_display():
         return None
     for backend, library in BACKEND_LIBRARIES.items():
         if ctypes.util.find_library(library):

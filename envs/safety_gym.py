@@ -46,7 +46,7 @@ from cmdp.registry import register_env
 from cmdp.spec import CMDPSpec, ConfigError, CostSpec
 from cmdp.vec_env import CMDPEnv, SubprocVecCMDP, SyncVecCMDP, VecCMDP
 from cmdp.vision import MIN_IMAGE_SIDE, ImageLayout
-from cmdp.envs.offscreen import check_offscreen_rendering, configure_gl
+from cmdp.envs.offscreen import check_offscreen_rendering, configure_gl, has_display
 from cmdp.envs.safety_gym_compat import import_patched
 
 if TYPE_CHECKING:
@@ -187,6 +187,9 @@ class VelocityTaskKwargs:
         check_backend(self.backend)
         if self.render_mode not in (None, "rgb_array", "depth_array", "human"):
             raise ConfigError(f"env_kwargs.render_mode must be rgb_array, depth_array or human, got {self.render_mode!r}")
+        if self.render_mode == "human" and not has_display():  # GLFW would abort the process at the first frame
+            raise ConfigError("env_kwargs.render_mode human opens a window, and there is no display here (DISPLAY and "
+                              "WAYLAND_DISPLAY are unset); for a video of a trained policy: cmdp eval RUN --video")
         if self.width < 1 or self.height < 1:
             raise ConfigError(f"env_kwargs.width and height must be >= 1, got {self.width} x {self.height}")
 

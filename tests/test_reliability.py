@@ -465,6 +465,27 @@ def test_unknown_env_kwargs_key_is_refused_before_anything_is_built(env: str, tm
     assert built == [] and not out.exists()
 
 
+@pytest.mark.parametrize("env", ["SafetyPointGoal1-v0", "SafetyHopperVelocity-v1", "SafetyPointGoal1Vision-v0"])
+def test_a_window_without_a_display_is_one_line_before_anything_is_built(env: str, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # env_kwargs={render_mode: human} on a machine without a display: GLFW aborted the process at the first frame
+    # (SIGABRT, exit status 134, an assertion of its C code), leaving a run folder of config.yaml and tb/
+    from cmdp.trainer import Trainer
+
+    def init(self: Trainer, *args: object, **kwargs: object) -> None:
+        raise AssertionError("a trainer was built: its environment would open a window")
+
+    monkeypatch.setattr(Trainer, "__init__", init)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    out = tmp_path / "run"
+    line = fails(["train", "--env", env, "--total-steps", "400", "--set", "steps_per_epoch=200", "--no-progress",
+                  "--set", "env_kwargs={render_mode: human}", "--out", str(out)], capsys)
+    assert line.startswith("cmdp: error: env_kwargs.render_mode human opens a window, and there is no display here")
+    assert "cmdp eval RUN --video" in line and not out.exists()
+
+
 # --- 6. keys that are not names --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("where", ["config file", "env_kwargs", "suite env_kwargs"])
