@@ -32,6 +32,7 @@ import torch._inductor.exc
 from torch import nn
 
 from cmdp.config import ConfigError
+from cmdp.errors import DIVERGED_ADVICE, TrainingDiverged
 from cmdp.optim import TorchUpdater, clip_coefficients
 from cmdp.rollout import Minibatch
 
@@ -100,8 +101,8 @@ class FusedStep:
     checkpoint holds the same state. Calling it returns the minibatch's `loss_pi` (when the actor has a loss),
     `loss_v` (when the critics have one) and the actor's logged scalars, as floats, after one sync.
 
-    A non-finite gradient norm raises RuntimeError, as the eager step does; a non-finite loss leaves every parameter
-    where it was and is returned, for the caller to report with its context (`cmdp.solver.check_finite`)."""
+    A non-finite gradient norm raises `TrainingDiverged`, as the eager step does; a non-finite loss leaves every
+    parameter where it was and is returned, for the caller to report with its context (`cmdp.solver.check_finite`)."""
 
     def __init__(self, updater: TorchUpdater, actor: nn.Module, critic: nn.Module | None, losses: LossFn) -> None:
         check_compiler()
@@ -204,7 +205,8 @@ class FusedStep:
         logged = dict(zip(keys, values))
         if not flags[0]:
             if all(math.isfinite(logged[key]) for _, key in PART_LOSSES if key in logged):
-                raise RuntimeError("a gradient norm is non-finite, so it cannot be clipped")
+                raise TrainingDiverged(f"training diverged: a gradient norm is not finite, so the step cannot be "
+                                       f"clipped. {DIVERGED_ADVICE}")
             return logged  # a non-finite loss: nothing moved; the caller reports it
         for name, clipped in zip(names, flags[1:]):
             up.parts[name].steps += 1

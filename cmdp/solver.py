@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from cmdp.config import ConfigError, TrainConfig, check_choice
+from cmdp.errors import DIVERGED_ADVICE, TrainingDiverged  # re-exported: cmdp.solver.TrainingDiverged
 from cmdp.family import Critics, Schedule
 from cmdp.losses import (COST_ADVANTAGE_MODES, approx_kl, distribution_kl, ppo_clip_loss, standardize_streams,
                          value_loss)
@@ -141,15 +142,6 @@ class PolicyGradientConfig(TrainConfig):
         # the initial standard deviation exp(init_log_std) must be a positive float32 (|x| < 87: no 0, no inf)
         if not abs(self.init_log_std) < 80:
             raise ConfigError(f"init_log_std must be in (-80, 80), got {self.init_log_std}")
-
-
-class TrainingDiverged(FloatingPointError):
-    """A loss that is not finite, caught before it turns every weight into NaN; the message says what diverged.
-    `cmdp train` reports it in one line (exit status 2)."""
-
-
-#: what a divergence message ends with: what the user can change
-DIVERGED_ADVICE = "Lower the learning rates or max_grad_norm, or check the environment's rewards and costs."
 
 
 def check_finite(loss: torch.Tensor | float, part: str, batch: RolloutBatch, adv: torch.Tensor | None = None) -> None:

@@ -29,6 +29,7 @@ from cmdp.algorithms.cup import CUP, CUPConfig
 from cmdp.algorithms.ppo_lag import PPOLag, PPOLagConfig
 from cmdp.algorithms.trpo_lag import TRPOLagConfig
 from cmdp.config import ConfigError, build_config
+from cmdp.errors import TrainingDiverged
 from cmdp.losses import approx_kl, distribution_kl, standardize_streams
 from cmdp.networks import NETWORK_INITS, ActorCritic, EncodedCritic, GaussianActor, mlp
 from cmdp.resolve import resolve_config
@@ -400,7 +401,8 @@ def test_a_non_finite_gradient_moves_no_parameter():
     before = {k: v.clone() for k, v in agent.state_dict().items()}
     obs = torch.ones(3, 2)
     bad_critic = (agent.critic(obs) * float("nan")).sum()  # the critics' norm is non-finite, the actor's is not
-    with pytest.raises(RuntimeError, match="non-finite"):
+    with pytest.raises(TrainingDiverged, match=r"^training diverged: a gradient norm is not finite \(the critic's "
+                                               r"\[nan, nan\]\), so the step cannot be clipped\. Lower"):
         updater.step(actor_loss=agent.actor.log_prob(obs, torch.zeros(3, 1)).mean(), critic_loss=bad_critic)
     assert all(torch.equal(v, before[k]) for k, v in agent.state_dict().items())
 

@@ -361,6 +361,30 @@ def test_an_off_policy_solver_whose_loss_is_nan_stops_in_one_line(tmp_path, caps
     assert not out.exists()
 
 
+def test_a_finite_loss_with_a_non_finite_gradient_stops_in_one_line(tmp_path, capsys):
+    # the optimiser's check had ended the run in "RuntimeError: a gradient norm is non-finite", a traceback
+    plugin = write(tmp_path / "nan_grad.py", textwrap.dedent('''\
+        from cmdp.algorithms.ppo_lag import PPOLag
+        from cmdp.registry import register_algorithm
+
+
+        @register_algorithm("nan_grad_plugin")
+        class NaNGradient(PPOLag):
+            """Its actor loss stays finite, but its gradient is NaN: 0 * sqrt(0) differentiates to 0 / 0."""
+
+            def actor_loss(self, *args):
+                loss, info = super().actor_loss(*args)
+                weight = next(self.agent.actor.parameters())
+                return loss + 0 * (weight - weight.detach()).abs().sum().sqrt(), info
+        '''))
+    out = tmp_path / "run"
+    assert main(["train", "--plugin", str(plugin), "--algo", "nan_grad_plugin", *FAST, "--out", str(out)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith("cmdp: error: epoch 1: training diverged: a gradient norm is not finite (the actor's [nan]"
+                           "), so the step cannot be clipped. Lower the learning rates"), line
+    assert not out.exists()
+
+
 # --- plugins that load ------------------------------------------------------------------------------------------
 
 def test_two_plugin_files_with_the_same_file_name_both_load(tmp_path, capsys):
