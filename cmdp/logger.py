@@ -35,16 +35,11 @@ class RunLogger:
                  tensorboard: bool = True) -> None:
         self.csv_path = run_dir / "progress.csv"
         self.columns: list[str] | None = None
-        if resume_epoch is not None and (resume_epoch > 0 or self.csv_path.exists()):
-            # a damaged log stops the resume before anything is rewritten
-            rows = read_progress_rows(self.csv_path) if self.csv_path.exists() else []
-            kept = [r for r in rows[1:] if int(r[0]) <= resume_epoch]
-            # csv.writer ends every row with a line end: a last line without one was cut while it was written
-            cut = len(kept) == len(rows) - 1 > 0 and not self.csv_path.read_bytes().endswith(b"\n")
-            check_resumed_rows(self.csv_path, rows[0] if rows else [], kept, resume_epoch, cut)
+        if resume_epoch is not None:
+            rows = resumed_rows(self.csv_path, resume_epoch)  # a damaged log stops the resume before it is rewritten
             if rows:
                 self.columns = rows[0]
-                write_rows(self.csv_path, [self.columns, *kept])
+                write_rows(self.csv_path, rows)
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # slow import, only when logging
@@ -95,6 +90,20 @@ def write_rows(path: Path, rows: list[list[str]]) -> None:
     with tmp.open("w", newline="") as f:
         csv.writer(f).writerows(rows)
     os.replace(tmp, path)
+
+
+def resumed_rows(path: Path, epoch: int) -> list[list[str]]:
+    """What progress log `path` keeps when its run resumes from the checkpoint of epoch `epoch`: its header and the
+    rows of epochs 1..`epoch` ([] without a log, as a run that never logged has). Reads only; ConfigError in one line
+    when the log is damaged or lacks one of those epochs (`check_resumed_rows`)."""
+    if epoch == 0 and not path.exists():
+        return []
+    rows = read_progress_rows(path) if path.exists() else []
+    kept = [r for r in rows[1:] if int(r[0]) <= epoch]
+    # csv.writer ends every row with a line end: a last line without one was cut while it was written
+    cut = len(kept) == len(rows) - 1 > 0 and not path.read_bytes().endswith(b"\n")
+    check_resumed_rows(path, rows[0] if rows else [], kept, epoch, cut)
+    return [rows[0], *kept] if rows else []
 
 
 def check_resumed_rows(path: Path, header: list[str], kept: list[list[str]], epoch: int, cut: bool = False) -> None:

@@ -20,14 +20,15 @@ import numpy as np
 import torch
 
 from cmdp.checkpoint import load_checkpoint, save_checkpoint
-from cmdp.config import check_device_available, dump_yaml, to_dict
+from cmdp.config import RESTORE_RUN_FILE, check_device_available, dump_yaml, to_dict
 from cmdp.family import FamilyRun, Schedule, SolverNeeds
 from cmdp.loading import CHECKPOINT, NOT_TRAINED, check_run_paths, config_edits, config_edits_note, open_run
-from cmdp.logger import RunLogger, strict_json_text
+from cmdp.logger import RunLogger, read_progress_rows, resumed_rows, strict_json_text
 from cmdp.registry import get_algorithm, get_env, load_plugins
 from cmdp.resolve import resolve_config
 from cmdp.schedules import OffPolicyLoop, OnPolicyLoop
 from cmdp.spec import ConfigError
+from cmdp.wording import count_text
 
 
 def epoch_reset_seed(seed: int, epoch: int) -> int:
@@ -125,7 +126,29 @@ class Trainer:
                 except (KeyError, ValueError, TypeError, RuntimeError) as exc:
                     raise ConfigError(f"{run_dir / CHECKPOINT} does not fit this run's config "
                                       f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+            else:
+                self._check_no_checkpoint_was_saved(run_dir)
+            if self.epoch >= self.num_epochs and (run_dir / "summary.json").is_file():
+                resumed_rows(run_dir / "progress.csv", self.epoch)  # a damaged log is said first, as for any resume
+                raise ConfigError(f"{run_dir} has finished: its checkpoint is of epoch {self.epoch}, and its "
+                                  f"total_steps ({self.cfg.total_steps:,}) make {count_text(self.num_epochs, 'epochs')}"
+                                  f"; to train it longer, raise total_steps in {run_dir / 'config.yaml'} and resume it")
         return RunLogger(run_dir, resume_epoch=self.epoch, resume_step=self.env_steps) if self.is_main else None
+
+    def _check_no_checkpoint_was_saved(self, run_dir: Path) -> None:
+        """ConfigError in one line when a run folder without a checkpoint shows that it had one: a resume would
+        start the run over and drop the progress log's epochs. The last epoch always saves one, before summary.json
+        is written; epoch `checkpoint_every` saves the first, after its row of the log."""
+        lost = None
+        if (run_dir / "summary.json").is_file():
+            lost = "summary.json says the run trained to its end"
+        elif (run_dir / "progress.csv").is_file():
+            logged, every = len(read_progress_rows(run_dir / "progress.csv")[1:]), self.cfg.checkpoint_every
+            if logged > every:
+                lost = f"the progress log holds {count_text(logged, 'epochs')} (checkpoint_every {every})"
+        if lost:
+            raise ConfigError(f"{run_dir / CHECKPOINT} is missing, but {lost}, so the run had saved it (a resume "
+                              f"would start over); {RESTORE_RUN_FILE}")
 
     def train(self, run_dir: Path, resume: bool = False, progress: bool = True,
               on_epoch: Callable[[dict[str, Any]], None] | None = None,

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from cmdp.cli import main
+from cmdp.logger import read_progress
 from cmdp.spec import ConfigError
 from run_helpers import one_error_line
 
@@ -575,6 +576,54 @@ def test_resume_of_a_progress_log_that_lost_rows_is_one_line_and_rewrites_nothin
     assert line.startswith(f"cmdp: error: progress log {log} {problem}")
     assert line.endswith(", but the checkpoint is of epoch 2; restore it from a copy, or train the run again")
     assert snapshot(run) == before
+
+
+def test_resume_of_a_finished_run_is_one_line_saying_how_to_train_it_longer(finished_run: Path, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # it printed `resuming RUN` and the end-of-run summary as if it had trained again (exit status 0), wrote a new
+    # TensorBoard event file and rewrote progress.csv and summary.json
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    before = snapshot(run)
+    line = fails(["train", "--resume", str(run), "--no-progress"], capsys)
+    assert line == (f"cmdp: error: {run} has finished: its checkpoint is of epoch 2, and its total_steps (400) make "
+                    f"2 epochs; to train it longer, raise total_steps in {run / 'config.yaml'} and resume it")
+    assert snapshot(run) == before
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("total_steps: 400\n", "total_steps: 600\n"))  # as the line says
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert [row["epoch"] for row in read_progress(run / "progress.csv")] == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize("left", ["summary.json", "progress log"])
+def test_resume_of_a_run_that_lost_its_checkpoint_is_one_line_and_rewrites_nothing(
+        finished_run: Path, tmp_path: Path, left: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # taken for a run interrupted before its first checkpoint: the resume started it over, cut the progress log's
+    # epochs and trained them again (exit status 0)
+    run = unfinished_copy(finished_run, tmp_path)
+    checkpoint = run / "checkpoints" / "last.pt"
+    checkpoint.unlink()
+    if left == "progress log":
+        (run / "summary.json").unlink()
+        lost = "the progress log holds 2 epochs (checkpoint_every 1)"
+    else:
+        lost = "summary.json says the run trained to its end"
+    before = snapshot(run)
+    line = fails(["train", "--resume", str(run), "--no-progress"], capsys)
+    assert line == (f"cmdp: error: {checkpoint} is missing, but {lost}, so the run had saved it (a resume would "
+                    f"start over); restore it from a copy, or train the run again")
+    assert snapshot(run) == before
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(finished_run: Path, tmp_path: Path) -> None:
+    # killed after epoch 1's row, before its checkpoint: nothing says a checkpoint was lost, so the run starts over
+    run = unfinished_copy(finished_run, tmp_path)
+    (run / "checkpoints" / "last.pt").unlink()
+    (run / "summary.json").unlink()
+    log = run / "progress.csv"
+    log.write_bytes(b"".join(log.read_bytes().splitlines(keepends=True)[:2]))
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert [row["epoch"] for row in read_progress(log)] == ["1", "2", "3"]
 
 
 def test_a_row_cut_after_the_checkpoint_is_dropped_by_the_resume(finished_run: Path, tmp_path: Path) -> None:
