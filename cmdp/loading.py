@@ -205,10 +205,14 @@ class LoadedPolicy:
 CHECKPOINT_MISMATCH = (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError)
 
 
-def checkpoint_mismatch(run_dir: Path, exc: Exception) -> ConfigError:
-    """The one-line error for a checkpoint whose contents do not fit the run's config."""
+def checkpoint_mismatch(run_dir: Path, exc: Exception,
+                        edits: dict[str, tuple[Any, Any]] | None = None) -> ConfigError:
+    """The one-line error for a checkpoint whose contents do not fit the run's config; `edits`, the settings of
+    config.yaml edited since the checkpoint was trained (`config_edits`), are named: the likely cause."""
     lines = str(exc).splitlines()
-    return ConfigError(f"{run_dir / CHECKPOINT} does not match the run's config ({type(exc).__name__}: "
+    edited = (f", which was edited after the checkpoint was trained: {config_edits_text(edits)}; undo the edits, or "
+              f"train a new run with them" if edits else "")
+    return ConfigError(f"{run_dir / CHECKPOINT} does not match the run's config{edited} ({type(exc).__name__}: "
                        f"{lines[0] if lines else ''})")
 
 
@@ -238,7 +242,7 @@ def load_policy(run_dir: str | Path, num_envs: int = 1, trust_plugins: bool = Fa
         epoch = int(state["epoch"])
     except CHECKPOINT_MISMATCH as exc:
         run.close()
-        raise checkpoint_mismatch(path, exc) from None
+        raise checkpoint_mismatch(path, exc, edits) from None
     return LoadedPolicy(cfg, run, epoch, path, edits)
 
 

@@ -22,7 +22,8 @@ import torch
 from cmdp.checkpoint import load_checkpoint, save_checkpoint
 from cmdp.config import RESTORE_RUN_FILE, check_device_available, dump_yaml, to_dict
 from cmdp.family import FamilyRun, Schedule, SolverNeeds
-from cmdp.loading import CHECKPOINT, NOT_TRAINED, check_run_paths, config_edits, config_edits_note, open_run
+from cmdp.loading import (CHECKPOINT, CHECKPOINT_MISMATCH, NOT_TRAINED, check_run_paths, checkpoint_mismatch,
+                          config_edits, config_edits_note, open_run)
 from cmdp.logger import RunLogger, read_progress_rows, resumed_rows, strict_json_text
 from cmdp.registry import get_algorithm, get_env, load_plugins
 from cmdp.resolve import resolve_config
@@ -123,9 +124,8 @@ class Trainer:
                     notes.append(config_edits_note(run_dir, edits, "the resumed run"))
                 try:
                     self.load_state_dict(state, log=notes.append)
-                except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-                    raise ConfigError(f"{run_dir / CHECKPOINT} does not fit this run's config "
-                                      f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+                except CHECKPOINT_MISMATCH as exc:
+                    raise checkpoint_mismatch(run_dir, exc, edits) from None
             else:
                 self._check_no_checkpoint_was_saved(run_dir)
             if self.epoch >= self.num_epochs and (run_dir / "summary.json").is_file():

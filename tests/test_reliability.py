@@ -420,6 +420,24 @@ def test_checkpoint_whose_parts_have_the_wrong_type(finished_run: Path, tmp_path
         assert line.startswith(f"cmdp: error: {checkpoint} does not match the run's config ({error}: ")
 
 
+@pytest.mark.parametrize("command", ["eval", "resume"])
+def test_a_checkpoint_that_an_edited_config_no_longer_fits_names_the_edits(finished_run: Path, tmp_path: Path,
+                                                                           command: str,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # the line named only the checkpoint and torch's first line, "(RuntimeError: Error(s) in loading state_dict for
+    # ActorCritic:)", though config.yaml's edit that made the networks another shape was known (config_edits)
+    run = unfinished_copy(finished_run, tmp_path)
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("actor_hidden:\n- 64\n- 64\n", "actor_hidden:\n- 32\n"))
+    before = snapshot(run)
+    argv = ["eval", str(run)] if command == "eval" else ["train", "--resume", str(run), "--no-progress"]
+    line = fails(argv, capsys)
+    assert line.startswith(f"cmdp: error: {run / 'checkpoints' / 'last.pt'} does not match the run's config, which "
+                           f"was edited after the checkpoint was trained: actor_hidden (trained [64, 64], now [32]); "
+                           f"undo the edits, or train a new run with them (RuntimeError: ")
+    assert snapshot(run) == before
+
+
 @pytest.mark.parametrize("damage", ["not UTF-8", "epoch not a number"])
 def test_resume_of_a_damaged_progress_log_is_one_line_and_rewrites_nothing(finished_run: Path, tmp_path: Path,
                                                                            damage: str,

@@ -321,7 +321,7 @@ def _load_policy(side: Side, settings: Any, dtype: Any,
             model.load_state_dict(weights)
             epoch = int(state["epoch"])
         except CHECKPOINT_MISMATCH as exc:
-            raise checkpoint_mismatch(side.path, exc) from None
+            raise checkpoint_mismatch(side.path, exc, edits) from None
     return model.to(device).requires_grad_(False).eval(), epoch, edits
 
 
