@@ -86,7 +86,7 @@ def load_suite(path: str | Path) -> Suite:
     to. Value types and ranges are checked per cell by `plan_cells`.
     """
     from cmdp.presets import preset_values
-    from cmdp.registry import get_algorithm, get_env, load_plugins
+    from cmdp.registry import get_algorithm, get_env, load_named_plugins
 
     p = Path(path)
     where = f"suite {p}"
@@ -112,10 +112,7 @@ def load_suite(path: str | Path) -> Suite:
     if "total_steps" in config:
         raise ConfigError(f"{where}: config: set total_steps at the top level of the suite "
                           f"(or per environment/algorithm in env_config/algo_config)")
-    plugins = config.get("plugins") or []
-    if not isinstance(plugins, list):
-        raise ConfigError(f"{where}: config: plugins must be a list of module names or .py files, got {plugins!r}")
-    load_plugins([str(Path(x).resolve()) if isinstance(x, str) and x.endswith(".py") else x for x in plugins])
+    load_named_plugins(config.get("plugins") or [], f"{where}: config")
 
     algorithms = _names(data["algorithms"], f"{where}: algorithms")
     environments = _names(data["environments"], f"{where}: environments")

@@ -24,7 +24,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 from cmdp.spec import ConfigError
 
@@ -166,6 +166,31 @@ def load_plugins(modules: list[str]) -> None:
                     module == exc.name or module.startswith(exc.name + ".")):
                 raise ConfigError(f"plugins: cannot import module '{module}': {exc}{_file_hint(module)}") from None
             raise ConfigError(f"plugins: module '{module}': {_where(exc, None)}") from None
+
+
+def plugin_paths(plugins: list[Any]) -> list[Any]:
+    """Plugin files by absolute path (module names as they are), as a run records them: it resumes from any folder."""
+    return [str(Path(p).resolve()) if isinstance(p, str) and p.endswith(".py") else p for p in plugins]
+
+
+def load_named_plugins(plugins: list[Any], named_in: str | None = None) -> list[Any]:
+    """`load_plugins` for the plugins a config names; returns them as `plugin_paths` records them. `named_in` is
+    the file (and field) that named them, for its errors, which then also say where a relative path that is not
+    found was looked for."""
+    if not isinstance(plugins, list):
+        raise ConfigError(f"{named_in + ': ' if named_in else ''}plugins must be a list of module names or .py "
+                          f"files, got {plugins!r}")
+    paths = plugin_paths(plugins)
+    try:
+        load_plugins(paths)
+    except ConfigError as exc:
+        if named_in is None:
+            raise
+        lost = any(isinstance(p, str) and p.endswith(".py") and not Path(p).is_absolute() and not Path(p).exists()
+                   for p in plugins)
+        where = f" (a relative path is taken from the current folder, {Path.cwd()})" if lost else ""
+        raise ConfigError(f"{named_in}: {exc}{where}") from None
+    return paths
 
 
 def _file_hint(module: str) -> str:

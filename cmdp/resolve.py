@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from cmdp.config import TrainConfig, build_config, field_names, load_yaml
 from cmdp.family import SolverNeeds
 from cmdp.presets import preset_values
-from cmdp.registry import get_algorithm, get_env, load_plugins
+from cmdp.registry import get_algorithm, get_env, load_named_plugins
 from cmdp.spec import ConfigError, check_limits
 from cmdp.transforms import resolve_transform
 
@@ -25,13 +24,9 @@ def resolve_config(overrides: dict[str, Any], config_file: str | None = None,
     if preset:
         # below the file and the overrides; a per-algorithm preset takes the algorithm they chose
         values = {**preset_values(preset, values.get("algo")), **values}
-    plugins = values.get("plugins") or []
-    if not isinstance(plugins, list):
-        raise ConfigError(f"plugins must be a list of module names or .py files, got {plugins!r}")
-    # a plugin file is recorded by absolute path so that --resume works from any directory
-    plugins = [str(Path(p).resolve()) if isinstance(p, str) and p.endswith(".py") else p for p in plugins]
-    values["plugins"] = plugins
-    load_plugins(plugins)
+    # the config file named the plugins unless the overrides did: its errors name that file
+    named_in = config_file if config_file and "plugins" not in overrides else None
+    values["plugins"] = load_named_plugins(values.get("plugins") or [], named_in)
     algo = values.get("algo", TrainConfig.algo)
     if not isinstance(algo, str):
         raise ConfigError(f"algo must be a string, got {algo!r}")

@@ -385,6 +385,29 @@ def test_a_finite_loss_with_a_non_finite_gradient_stops_in_one_line(tmp_path, ca
     assert not out.exists()
 
 
+def test_a_plugin_a_config_or_suite_file_names_is_reported_with_that_file(tmp_path, capsys, monkeypatch):
+    # it had said "plugins: file not found: /margin_lag.py" alone: neither which file named it nor from where a
+    # relative path is taken
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    config = write(tmp_path / "run.yaml", "algo: ppo_lag\nenv: ExactChain-v0\nplugins: [margin_lag.py]\n")
+    assert main(["train", "--config", str(config), "--no-progress", "--out", str(tmp_path / "run")]) == 2
+    here = tmp_path / "work"
+    assert one_error_line(capsys.readouterr().err) == (
+        f"cmdp: error: {config}: plugins: file not found: {here / 'margin_lag.py'} (a relative path is taken from "
+        f"the current folder, {here})")
+    suite = write(tmp_path / "s.yaml", "name: s\nalgorithms: [ppo]\nenvironments: [ExactChain-v0]\nseeds: [0]\n"
+                                       "total_steps: 400\nconfig: {plugins: [margin_lag.py, 5]}\n")
+    assert main(["benchmark", str(suite), "--dry-run"]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"cmdp: error: suite {suite}: config: plugins: file not found: {here / 'margin_lag.py'} (a relative path is "
+        f"taken from the current folder, {here})")
+    # a plugin the command line names is the command line's own: no file is named
+    assert main(["train", "--config", str(config), "--plugin", "other.py", "--no-progress"]) == 2
+    assert one_error_line(capsys.readouterr().err) == f"cmdp: error: plugins: file not found: {here / 'other.py'}"
+    assert list(here.iterdir()) == [] and not (tmp_path / "run").exists()
+
+
 # --- plugins that load ------------------------------------------------------------------------------------------
 
 def test_two_plugin_files_with_the_same_file_name_both_load(tmp_path, capsys):
