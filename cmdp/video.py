@@ -2,11 +2,11 @@
 drawn on every frame, written to RUN/videos/eval-<time>.mp4 (H.264 through imageio-ffmpeg; a GIF without it).
 
 The video replays what `cmdp eval` measures. One copy of the environment that renders (the family's `video_env`,
-on the backend the run uses) is reset with the evaluation's seed; actions come from
-`cmdp.evaluation.policy_actions` with a generator seeded alike; later episodes start unseeded, as the
-evaluation's vectorised environment starts them. Its N episodes are therefore the evaluation's first N (copy 0's,
-when the evaluation runs several copies). Frame t shows the state the policy acts on at step t: an episode of
-length T gives T frames.
+on the backend the run uses), inside the run's Saute or Simmer transformation when it trained on one, is reset with
+the evaluation's seed; actions come from `cmdp.evaluation.policy_actions` with a generator seeded alike; later
+episodes start unseeded, as the evaluation's vectorised environment starts them. Its N episodes are therefore the
+evaluation's first N (copy 0's, when the evaluation runs several copies). Frame t shows the state the policy acts
+on at step t: an episode of length T gives T frames.
 
 Environments that can be filmed: those registered with a `VectorFamily` given a `video_env` (every
 Safety-Gymnasium task). Others are refused in one line before anything is evaluated.
@@ -27,6 +27,8 @@ from cmdp.loading import LoadedPolicy
 from cmdp.networks import action_map
 from cmdp.registry import get_env
 from cmdp.spec import CMDPSpec, ConfigError
+from cmdp.transforms import make_transform
+from cmdp.vec_env import SyncVecCMDP, VecCMDP
 
 #: frames are enlarged (nearest pixel) by an integer factor until their shorter side is at least this, so that a
 #: vision task's 64x64 camera image is watchable and the overlay legible
@@ -83,10 +85,6 @@ def video_env_maker(policy: LoadedPolicy) -> Callable[[dict[str, Any]], FrameEnv
     if not (isinstance(family, VectorFamily) and family.video_env is not None and isinstance(policy.run, ControlRun)):
         raise ConfigError(f"--video: environment '{policy.cfg.env}' cannot be rendered (videos are made of the "
                           "Safety-Gymnasium tasks)")
-    transform = policy.run.transform
-    if transform is not None and not transform.evaluate_on_inner:
-        raise ConfigError(f"--video: the run trained on the {policy.cfg.transform['kind']!r} transformation, whose "
-                          "policy observes more than the environment shows; no video of it")
     return family.video_env
 
 
@@ -107,24 +105,37 @@ def open_writer(stem: Path, fps: int, mp4: bool) -> tuple[Any, Path]:
     return imageio.get_writer(path, mode="I", duration=1000 / fps, loop=0), path
 
 
-def record_episodes(env: FrameEnv, act: Callable[[np.ndarray, np.random.Generator], np.ndarray], episodes: int,
-                    seed: int, write: Callable[[np.ndarray], None]) -> list[int]:
-    """Run `episodes` episodes of `env`, handing each step's frame (enlarged, cost drawn) to `write`; their lengths.
+def one_copy(run: ControlRun, cfg: Any, env: FrameEnv) -> VecCMDP:
+    """`env` as the single copy of a VecCMDP, which restarts it when an episode ends, as the evaluation's does; for
+    `run` (of config `cfg`) on Saute or Simmer, inside that transformation (its policy observes the remaining budget
+    too), in the state the checkpoint left it (Simmer's budget). Not to be closed: closing `env` is the caller's."""
+    steps: VecCMDP = SyncVecCMDP([lambda: env])
+    if run.transform is None or run.transform.evaluate_on_inner:
+        return steps
+    transformed = make_transform(cfg.transform, steps, steps.spec.with_limits(cfg.cost_limits))
+    transformed.load_state_dict(run.transform.state_dict())
+    return transformed
+
+
+def record_episodes(steps: VecCMDP, render: Callable[[], np.ndarray],
+                    act: Callable[[np.ndarray, np.random.Generator], np.ndarray], episodes: int, seed: int,
+                    write: Callable[[np.ndarray], None]) -> list[int]:
+    """Run `episodes` episodes of `steps` (one copy, `one_copy`), handing each step's frame (`render()`, enlarged,
+    cost drawn) to `write`; their lengths.
 
     `act(obs (1, ...), rng)` -> actions (1, ...): the policy; `rng` is seeded with `seed`, as the evaluation's."""
     rng = np.random.default_rng(seed)
-    obs = env.reset(seed)
+    obs = steps.reset(seed)
     lengths: list[int] = []
     for episode in range(1, episodes + 1):
-        if episode > 1:
-            obs = env.reset(None)
         cost, step, done = 0.0, 0, False
         while not done:
-            write(cost_overlay(enlarge(env.render()), cost, step, episode))
-            obs, _, costs, terminated, truncated = env.step(act(obs[None], rng)[0])
-            cost += float(np.sum(costs))
+            write(cost_overlay(enlarge(render()), cost, step, episode))
+            result = steps.step(act(obs, rng))  # an episode that ends restarts at once, unseeded, as in evaluation
+            obs = result.obs
+            cost += float(np.sum(result.costs))
             step += 1
-            done = terminated or truncated
+            done = bool(result.terminated[0] or result.truncated[0])
         lengths.append(step)
     return lengths
 
@@ -145,14 +156,15 @@ def record_video(policy: LoadedPolicy, episodes: int = 1, seed: int = 12345, det
         while any(stem.with_suffix(s).exists() for s in (".mp4", ".gif")):
             stem = stem.with_name(stem.name + "-1")
 
-        to_env = action_map(env.spec.action_space, run.action_bounds)
+        steps = one_copy(run, policy.cfg, env)
+        to_env = action_map(steps.spec.action_space, run.action_bounds)
 
         def act(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-            return policy_actions(env.spec, sample, run.obs_normalizer, obs, rng, deterministic, to_env)
+            return policy_actions(steps.spec, sample, run.obs_normalizer, obs, rng, deterministic, to_env)
 
         writer, path = open_writer(stem, fps, mp4_available())
         with writer:
-            lengths = record_episodes(env, act, episodes, seed, writer.append_data)
+            lengths = record_episodes(steps, env.render, act, episodes, seed, writer.append_data)
     finally:
         env.close()
     return path, lengths

@@ -89,6 +89,28 @@ def test_writer_round_trip(tmp_path, mp4):
     assert [round(float(f.mean()) / 40) for f in back] == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("algo, extra", [("ppo_saute", []), ("ppo_simmer_pid", ["--set", "transform={kp: 0.05}"])])
+def test_a_saute_or_simmer_policy_is_filmed_in_its_transformation(tmp_path, capsys, algo, extra):
+    """The video of a run on Saute or Simmer steps the environment inside that transformation, whose budget the policy
+    observes (Simmer's as the checkpoint left it): its episodes are the evaluated ones. `--video` had refused such a
+    run ("whose policy observes more than the environment shows; no video of it"), though the README says videos
+    work for every Safety-Gymnasium task."""
+    from cmdp import load_policy
+    from cmdp.evaluation import evaluate
+    from cmdp.video import record_video
+
+    run = train(tmp_path, HOPPER, "--algo", algo, *extra)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--episodes", "2", "--video", "--video-episodes", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(read_frames(result["video"])) == 2 * result["len_mean"]  # one frame per step of the two episodes
+    with load_policy(run) as policy:
+        measured = evaluate(policy.run.transform, policy.run.agent, policy.run.obs_normalizer, 2, 12345,
+                            deterministic=False, action_bounds=policy.run.action_bounds)
+        _, lengths = record_video(policy, 2, 12345)
+    assert lengths == measured.lengths.tolist()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--video"], "environment 'ExactChain-v0' cannot be rendered"),
     (["--video-episodes", "2"], "--video-episodes needs --video"),
