@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
                         "on each frame, into RUN_DIR/videos/eval-<time>.mp4 (GIF without imageio-ffmpeg); "
                         "Safety-Gymnasium tasks")
     e.add_argument("--video-episodes", type=int, metavar="N",
-                   help="with --video: film the first N episodes (default 1)")
+                   help="with --video: film the first N evaluated episodes (default 1, at most --episodes)")
 
     ls = sub.add_parser("list", help="list registered algorithms and environments")
     ls.add_argument("--plugin", action="append", default=[], metavar="MODULE",
@@ -371,6 +371,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--num-envs ({args.num_envs}) must be at most --episodes ({args.episodes})")
     if args.video_episodes is not None and (not args.video or args.video_episodes < 1):
         raise ConfigError("--video-episodes needs --video and must be >= 1")
+    if (args.video_episodes or 0) > args.episodes:  # the video films the evaluated episodes, no others
+        raise ConfigError(f"--video-episodes ({args.video_episodes}) must be at most --episodes ({args.episodes})")
     with load_policy(args.run_dir, num_envs=args.num_envs, trust_plugins=args.trust_plugins,
                      plugins=args.plugin) as policy:
         if args.video:

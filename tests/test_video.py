@@ -114,6 +114,8 @@ def test_a_saute_or_simmer_policy_is_filmed_in_its_transformation(tmp_path, caps
 @pytest.mark.parametrize("args, message", [
     (["--video"], "environment 'ExactChain-v0' cannot be rendered"),
     (["--video-episodes", "2"], "--video-episodes needs --video"),
+    # the video had filmed 3 episodes beside a result measured on 2: one it showed was never measured
+    (["--video", "--video-episodes", "3", "--episodes", "2"], "--video-episodes (3) must be at most --episodes (2)"),
 ])
 def test_video_refused_in_one_line(tmp_path, capsys, args, message):
     run = tmp_path / "run"
