@@ -17,7 +17,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from cmdp.spec import CMDPSpec
+from cmdp.spec import CMDPSpec, ConfigError
 
 
 @dataclass
@@ -211,6 +211,11 @@ def _worker(conn: Any, env_fn: Callable[[], CMDPEnv]) -> None:
                 break
     except KeyboardInterrupt:
         pass
+    except ConfigError as exc:  # a refusal meant for the user (a setting the environment cannot take): its one line
+        try:
+            conn.send(("refused", str(exc)))
+        except Exception:
+            pass
     except Exception:  # report instead of dying silently; the parent raises it
         try:
             conn.send(("error", traceback.format_exc()))
@@ -250,6 +255,8 @@ class SubprocVecCMDP(VecCMDP):
                 status, payload = conn.recv()
             except EOFError:
                 raise RuntimeError("an environment subprocess died") from None
+            if status == "refused":
+                raise ConfigError(payload)
             if status == "error":
                 raise RuntimeError(f"an environment subprocess failed:\n{payload}")
             out.append(payload)

@@ -33,10 +33,11 @@ Two problems of safety-gymnasium 1.0.0 (the newest release) on Python 3.11, and 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -81,12 +82,28 @@ def import_safety_gymnasium() -> Any:
             "pip install --no-deps safety-gymnasium==1.0.0 && pip install 'cmdp-lab[safety-gym]'") from exc
 
 
+@contextlib.contextmanager
+def task_config_refusals(name: str, env_kwargs: dict[str, Any] | None) -> Iterator[None]:
+    """Around making task `name` with `env_kwargs`: safety-gymnasium refuses a task configuration it cannot take
+    (`env_kwargs.config`) with a bare AssertionError from inside the task ("Bad key foo", "agent not found"), which
+    is one line here instead. Without a `config` such an AssertionError is left alone: it would be no user's doing."""
+    try:
+        yield
+    except AssertionError as exc:
+        if not (env_kwargs or {}).get("config"):
+            raise
+        raise ConfigError(f"env_kwargs.config: {name} refuses its task configuration ({exc}); its keys are the task's "
+                          f"settings, e.g. agent_name, observe_vision, placements_conf.extents, "
+                          f"vision_env_conf.vision_size") from None
+
+
 class SafetyGymEnv:
     """One Safety-Gymnasium environment behind the `CMDPEnv` protocol (one cost named 'cost')."""
 
     def __init__(self, name: str, env_kwargs: dict[str, Any] | None = None) -> None:
         sg = import_safety_gymnasium()
-        self.env = sg.make(name, **(env_kwargs or {}))
+        with task_config_refusals(name, env_kwargs):
+            self.env = sg.make(name, **(env_kwargs or {}))
         max_steps = getattr(self.env.spec, "max_episode_steps", None)
         self.spec = CMDPSpec(self.env.observation_space, self.env.action_space,
                              (CostSpec("cost", DEFAULT_COST_LIMIT),), max_steps)

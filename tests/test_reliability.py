@@ -484,6 +484,22 @@ def test_unknown_env_kwargs_key_is_refused_before_anything_is_built(env: str, tm
     assert built == [] and not out.exists()
 
 
+@pytest.mark.parametrize("env, num_envs", [("SafetyPointGoal1-v0", 1), ("SafetyPointGoal1-v0", 2),
+                                           ("SafetyPointGoal1Vision-v0", 1)])
+@pytest.mark.parametrize("config, refusal", [("{foo: 1}", "Bad key foo"), ("{agent_name: Robot}", "agent not found")])
+def test_a_task_configuration_safety_gymnasium_refuses_is_one_line(env: str, num_envs: int, config: str, refusal: str,
+                                                                   tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # upstream refuses with a bare AssertionError from inside its task: a traceback (exit status 1), and with
+    # --num-envs 2 a RuntimeError carrying the subprocess's traceback
+    out = tmp_path / "run"
+    line = fails(["train", "--env", env, "--num-envs", str(num_envs), "--total-steps", "400", "--set",
+                  "steps_per_epoch=200", "--no-progress", "--set", f"env_kwargs={{config: {config}}}", "--out",
+                  str(out)], capsys)
+    assert line.startswith(f"cmdp: error: env_kwargs.config: {env} refuses its task configuration ({refusal}); ")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("env", ["SafetyPointGoal1-v0", "SafetyHopperVelocity-v1", "SafetyPointGoal1Vision-v0"])
 def test_a_window_without_a_display_is_one_line_before_anything_is_built(env: str, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch,

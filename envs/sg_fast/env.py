@@ -11,7 +11,7 @@ from safety_gymnasium.bases.base_task import BaseTask
 from safety_gymnasium.builder import Builder
 from safety_gymnasium.utils.task_utils import get_task_class_name
 
-from cmdp.envs.safety_gym import DEFAULT_COST_LIMIT, free_viewer
+from cmdp.envs.safety_gym import DEFAULT_COST_LIMIT, free_viewer, task_config_refusals
 from cmdp.envs.sg_fast.task import fast_task_class
 from cmdp.spec import CMDPSpec, CostSpec
 
@@ -42,7 +42,8 @@ class FastSafetyGymEnv:
         registered = registered_spec(name)
         kwargs = copy.deepcopy(registered.kwargs)
         kwargs.update(env_kwargs or {})
-        self.builder = FastBuilder(**kwargs)
+        with task_config_refusals(name, env_kwargs):
+            self.builder = FastBuilder(**kwargs)
         self.max_episode_steps = max_episode_steps if max_episode_steps is not None else registered.max_episode_steps
         self.spec = CMDPSpec(self.builder.observation_space, self.builder.action_space,
                              (CostSpec("cost", cost_limit),), self.max_episode_steps)
