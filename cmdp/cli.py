@@ -226,7 +226,10 @@ def _train(args: argparse.Namespace) -> int:
         given = [f for f in ("algo", "env", "total_steps", "seed", "num_envs", "config", "preset", "out")
                  if getattr(args, f) is not None] + (["set"] if args.set else [])
         if given:
-            raise ConfigError(f"--resume continues a run with its saved config; drop --{given[0].replace('_', '-')}")
+            longer = (f" (to train it longer, raise total_steps in {Path(args.resume) / 'config.yaml'})"
+                      if given[0] == "total_steps" else "")
+            raise ConfigError(f"--resume continues a run with its saved config; drop --{given[0].replace('_', '-')}"
+                              f"{longer}")
         cfg, run_dir = open_run(args.resume, need_checkpoint=False, trust_plugins=args.trust_plugins,
                                 given_plugins=args.plugin)
         added = defaults_since(run_dir, cfg)

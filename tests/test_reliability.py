@@ -832,6 +832,11 @@ def test_resume_with_a_preset_is_refused(finished_run: Path, tmp_path: Path, cap
     line = fails(["train", "--resume", str(run), "--preset", "omnisafe", "--no-progress"], capsys)
     assert line == "cmdp: error: --resume continues a run with its saved config; drop --preset"
     assert snapshot(run) == before
+    # the flag a user reaches for to train a run longer: the line says how that is done
+    line = fails(["train", "--resume", str(run), "--total-steps", "800", "--no-progress"], capsys)
+    assert line == (f"cmdp: error: --resume continues a run with its saved config; drop --total-steps (to train it "
+                    f"longer, raise total_steps in {run / 'config.yaml'})")
+    assert snapshot(run) == before
 
 
 @pytest.mark.parametrize("name", ["summary.json", "tb", "progress.csv"])
