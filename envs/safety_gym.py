@@ -66,6 +66,8 @@ OTHER_TASKS = ("Run0",) + tuple(f"{task}{level}" for task in ("Race", "FadingEas
 #: the side of the vision tasks' square camera image unless `env_kwargs.vision_size` says otherwise (see
 #: `VisionTaskKwargs` for why it is not upstream's 256)
 DEFAULT_VISION_SIZE = 64
+#: upstream's task configuration key of the camera image's (width, height), which `vision_size` sets
+VISION_SIZE_KEY = "vision_env_conf.vision_size"
 
 
 def import_safety_gymnasium() -> Any:
@@ -93,8 +95,7 @@ def task_config_refusals(name: str, env_kwargs: dict[str, Any] | None) -> Iterat
         if not (env_kwargs or {}).get("config"):
             raise
         raise ConfigError(f"env_kwargs.config: {name} refuses its task configuration ({exc}); its keys are the task's "
-                          f"settings, e.g. agent_name, observe_vision, placements_conf.extents, "
-                          f"vision_env_conf.vision_size") from None
+                          f"settings, e.g. agent_name, placements_conf.extents, floor_conf.type") from None
 
 
 class SafetyGymEnv:
@@ -154,7 +155,7 @@ class SafetyGymImageEnv(SafetyGymEnv):
         kwargs = dict(env_kwargs or {})
         size = int(kwargs.pop("vision_size", DEFAULT_VISION_SIZE))
         config = {**(gymnasium.spec(name).kwargs.get("config") or {}), **(kwargs.pop("config", None) or {}),
-                  "vision_env_conf.vision_size": (size, size)}
+                  VISION_SIZE_KEY: (size, size)}
         super().__init__(name, {**kwargs, "config": config})
         layout = ImageLayout.of(self.spec.observation_space)
         if layout is None:
@@ -257,6 +258,9 @@ class VisionTaskKwargs(UpstreamTaskKwargs):
         if self.vision_size < MIN_IMAGE_SIDE:
             raise ConfigError(f"env_kwargs.vision_size must be >= {MIN_IMAGE_SIDE} (the image encoder's smallest "
                               f"input), got {self.vision_size}")
+        if VISION_SIZE_KEY in (self.config or {}):  # SafetyGymImageEnv sets it from vision_size, over the user's
+            raise ConfigError(f"env_kwargs.config.{VISION_SIZE_KEY}: the camera image's size is env_kwargs.vision_size "
+                              f"here (the side of a square image, default {DEFAULT_VISION_SIZE}); set that instead")
 
 
 def check_upstream_only(backend: str) -> None:

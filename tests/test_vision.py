@@ -196,7 +196,10 @@ def test_off_policy_solvers_and_saute_are_refused_on_images(tmp_path, capsys):
                            # Simmer appends its budget as Saute does (its subclass), behind the image's pixels
                            (["--algo", "ppo_simmer_pid"], "does not support the 'simmer' transformation"),
                            (["--set", "env_kwargs={vision_size: 20}"], f"vision_size must be >= {MIN_IMAGE_SIDE}"),
-                           (["--set", "env_kwargs={backend: fast}"], "runs on upstream safety-gymnasium only")):
+                           (["--set", "env_kwargs={backend: fast}"], "runs on upstream safety-gymnasium only"),
+                           # upstream's own key for the image size was overwritten by vision_size's 64 without a word
+                           (["--set", "env_kwargs={config: {vision_env_conf.vision_size: [128, 128]}}"],
+                            "the camera image's size is env_kwargs.vision_size here")):
         assert main(["train", *TRAIN, *extra, "--out", str(tmp_path / "refused")]) == 2
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], lines
