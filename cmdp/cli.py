@@ -242,9 +242,7 @@ def _train(args: argparse.Namespace) -> int:
             if getattr(args, flag) is not None:
                 overrides[flag] = getattr(args, flag)
         overrides.update(parse_set(args.set))
-        if args.plugin:
-            overrides["plugins"] = list(overrides.get("plugins") or []) + args.plugin
-        cfg, config_notes = resolve_config(overrides, args.config, args.preset)
+        cfg, config_notes = resolve_config(overrides, args.config, args.preset, more_plugins=args.plugin)
         existed = args.out is not None and Path(args.out).is_dir()  # an empty folder the user gave: kept
         trainer, run_dir = new_run(cfg, args.out)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Sequence
 
 from cmdp.config import TrainConfig, build_config, field_names, load_yaml
 from cmdp.family import SolverNeeds
@@ -13,10 +13,12 @@ from cmdp.transforms import resolve_transform
 
 
 def resolve_config(overrides: dict[str, Any], config_file: str | None = None,
-                   preset: str | None = None, source: str | None = None) -> tuple[Any, list[str]]:
+                   preset: str | None = None, source: str | None = None,
+                   more_plugins: Sequence[str] = ()) -> tuple[Any, list[str]]:
     """Defaults < preset < config file < overrides -> the algorithm's config dataclass, plus notices for the user.
 
     `source` names where the values came from in an unknown-key message (default: the config file, else "config").
+    `more_plugins` (`cmdp train --plugin`) load after, and are recorded beside, the plugins the values name.
 
     The algorithm (and its plugins) must be known before its config class can check the other keys.
     """
@@ -26,7 +28,8 @@ def resolve_config(overrides: dict[str, Any], config_file: str | None = None,
         values = {**preset_values(preset, values.get("algo")), **values}
     # the config file named the plugins unless the overrides did: its errors name that file
     named_in = config_file if config_file and "plugins" not in overrides else None
-    values["plugins"] = load_named_plugins(values.get("plugins") or [], named_in)
+    named = load_named_plugins(values.get("plugins") or [], named_in)
+    values["plugins"] = list(dict.fromkeys([*named, *load_named_plugins(list(more_plugins))]))
     algo = values.get("algo", TrainConfig.algo)
     if not isinstance(algo, str):
         raise ConfigError(f"algo must be a string, got {algo!r}")

@@ -403,9 +403,25 @@ def test_a_plugin_a_config_or_suite_file_names_is_reported_with_that_file(tmp_pa
         f"cmdp: error: suite {suite}: config: plugins: file not found: {here / 'margin_lag.py'} (a relative path is "
         f"taken from the current folder, {here})")
     # a plugin the command line names is the command line's own: no file is named
-    assert main(["train", "--config", str(config), "--plugin", "other.py", "--no-progress"]) == 2
+    plain = write(tmp_path / "plain.yaml", "algo: ppo_lag\nenv: ExactChain-v0\n")
+    assert main(["train", "--config", str(plain), "--plugin", "other.py", "--no-progress"]) == 2
     assert one_error_line(capsys.readouterr().err) == f"cmdp: error: plugins: file not found: {here / 'other.py'}"
     assert list(here.iterdir()) == [] and not (tmp_path / "run").exists()
+
+
+def test_plugins_of_a_config_file_and_of_the_command_line_load_together(tmp_path, capsys):
+    # --plugin replaced the config file's plugins: the algorithm the file's plugin registers was then unknown
+    algo = write(tmp_path / "file_lag.py", textwrap.dedent('''\
+        from cmdp.algorithms.ppo_lag import PPOLag
+        from cmdp.registry import register_algorithm
+
+        register_algorithm("file_lag_plugin")(type("FileLag", (PPOLag,), {}))
+        '''))
+    other = write(tmp_path / "flag_lag.py", algo.read_text().replace("file_lag", "flag_lag").replace("FileLag", "F"))
+    config = write(tmp_path / "run.yaml", f"algo: file_lag_plugin\nenv: ExactChain-v0\nplugins: [{algo}]\n")
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--plugin", str(other), *FAST[2:], "--out", str(out)]) == 0
+    assert load_yaml(out / "config.yaml")["plugins"] == [str(algo), str(other)]
 
 
 # --- plugins that load ------------------------------------------------------------------------------------------
