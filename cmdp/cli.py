@@ -214,6 +214,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_resume_flags(args: argparse.Namespace) -> None:
+    """`cmdp train --resume`'s refusal of the flags that would change the run, before its folder is read (also
+    how tests/test_doc_commands.py checks the docs' resume commands)."""
+    given = [f for f in ("algo", "env", "total_steps", "seed", "num_envs", "config", "preset", "out")
+             if getattr(args, f) is not None] + (["set"] if args.set else [])
+    if given:
+        longer = (f" (to train it longer, raise total_steps in {Path(args.resume) / 'config.yaml'})"
+                  if given[0] == "total_steps" else "")
+        raise ConfigError(f"--resume continues a run with its saved config; drop --{given[0].replace('_', '-')}"
+                          f"{longer}")
+
+
 def _train(args: argparse.Namespace) -> int:
     from cmdp.loading import defaults_since
     from cmdp.solver import TrainingDiverged
@@ -223,13 +235,7 @@ def _train(args: argparse.Namespace) -> int:
     added: dict[str, Any] = {}  # with --resume: the keys the run's config.yaml lacks (defaults_since)
     config_notes: list[str] = []  # a new run's notes on its config (resolve_config), printed once it has started
     if args.resume:
-        given = [f for f in ("algo", "env", "total_steps", "seed", "num_envs", "config", "preset", "out")
-                 if getattr(args, f) is not None] + (["set"] if args.set else [])
-        if given:
-            longer = (f" (to train it longer, raise total_steps in {Path(args.resume) / 'config.yaml'})"
-                      if given[0] == "total_steps" else "")
-            raise ConfigError(f"--resume continues a run with its saved config; drop --{given[0].replace('_', '-')}"
-                              f"{longer}")
+        check_resume_flags(args)
         cfg, run_dir = open_run(args.resume, need_checkpoint=False, trust_plugins=args.trust_plugins,
                                 given_plugins=args.plugin)
         added = defaults_since(run_dir, cfg)
@@ -363,9 +369,9 @@ def format_summary(summary: dict[str, Any], run_dir: Path, delay: int = 0, multi
     return "\n".join(lines)
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from cmdp.loading import config_edits_note, load_policy
-
+def check_eval_flags(args: argparse.Namespace) -> None:
+    """`cmdp eval`'s refusals of its flags alone, before the run folder is read (also how
+    tests/test_doc_commands.py checks the docs' eval commands)."""
     if args.episodes < 1 or args.num_envs < 1:
         raise ConfigError("--episodes and --num-envs must be >= 1")
     if args.num_envs > args.episodes:  # the extra copies would only run episodes that are thrown away
@@ -374,6 +380,12 @@ def _eval(args: argparse.Namespace) -> int:
         raise ConfigError("--video-episodes needs --video and must be >= 1")
     if (args.video_episodes or 0) > args.episodes:  # the video films the evaluated episodes, no others
         raise ConfigError(f"--video-episodes ({args.video_episodes}) must be at most --episodes ({args.episodes})")
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from cmdp.loading import config_edits_note, load_policy
+
+    check_eval_flags(args)
     with load_policy(args.run_dir, num_envs=args.num_envs, trust_plugins=args.trust_plugins,
                      plugins=args.plugin) as policy:
         if args.video:

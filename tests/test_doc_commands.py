@@ -3,7 +3,8 @@
 The README, docs/*.md, benchmarks/README.md, the suite files and the docstrings of the plugin examples
 (docs/examples/*.py) quote `cmdp` commands and `python -m` benchmark commands in code blocks (fenced or indented)
 and inline code. A renamed flag, a removed `--set` key or a misspelt solver there sends a
-reader to an error. Each quoted `cmdp` command must parse with the CLI's own parser; a `cmdp train` command must
+reader to an error. Each quoted `cmdp` command must parse with the CLI's own parser and pass the checks `cmdp eval`
+and `cmdp train --resume` make of their flags before they read a run folder; a `cmdp train` command must
 resolve to a config (`resolve_config`: the algorithm, the environment and every `--set` key and value, with the
 `--config` file when the repository has it); a suite or plugin file it names must exist. Each quoted `python -m`
 command must parse with its module's parser (its `main` stopped right after parsing).
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from cmdp.cli import _parser
+from cmdp.cli import _parser, check_eval_flags, check_resume_flags
 from cmdp.config import ConfigError, TrainConfig, parse_set
 from cmdp.registry import get_algorithm
 from cmdp.resolve import resolve_config
@@ -120,8 +121,25 @@ def test_a_quoted_command_parses_and_resolves(path: Path, command: str, runnable
     for plugin in getattr(args, "plugin", []):
         if plugin.startswith(("docs/", "benchmarks/")):
             assert (ROOT / plugin).is_file(), f"{path.relative_to(ROOT)}: `{command}`: no plugin {plugin}"
+    try:  # the flags cmdp itself refuses before it reads a run folder
+        if args.command == "eval":
+            check_eval_flags(args)
+        if args.command == "train" and args.resume:
+            check_resume_flags(args)
+    except ConfigError as error:
+        pytest.fail(f"{path.relative_to(ROOT)}: `{command}` is refused: {error}")
     if args.command == "train" and not args.resume:
         _resolves(path, command, args)
+
+
+@pytest.mark.parametrize("command", ["cmdp eval RUN --video --video-episodes 3 --episodes 2",
+                                     "cmdp eval RUN --num-envs 4 --episodes 2",
+                                     "cmdp train --resume RUN --total-steps 2000000"])
+def test_a_quoted_command_that_cmdp_refuses_fails_the_check(command: str, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Commands that parse but that cmdp refuses before it reads the run folder fail the check above."""
+    with pytest.raises(pytest.fail.Exception, match="is refused: "):
+        test_a_quoted_command_parses_and_resolves(ROOT / "README.md", command, True, monkeypatch, capsys)
 
 
 def _resolves(path: Path, command: str, args: argparse.Namespace) -> None:
