@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
 
     t = sub.add_parser("train", help="train a solver on a CMDP (defaults: ppo_lag on SafetyPointGoal1-v0)",
-                       description="Train a solver. Precedence: algorithm defaults < --config file < flags < --set.")
+                       description="Train a solver. Precedence: algorithm defaults < the environment family's (Safety-"
+                                   "Gymnasium's cost_window 50) < --preset < --config file < flags < --set.")
     t.add_argument("--algo", help="solver name (see `cmdp list`); default ppo_lag")
     t.add_argument("--env", help="environment name (see `cmdp list`); default SafetyPointGoal1-v0")
     t.add_argument("--total-steps", type=int, help="environment steps to train for (all copies together)")

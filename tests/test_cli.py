@@ -116,6 +116,19 @@ def test_list_shows_algorithms_and_environments(capsys):
     assert not cut, cut
 
 
+def test_train_help_gives_the_readmes_config_precedence(capsys):
+    """`cmdp train --help` named three of the six layers ("algorithm defaults < --config file < flags < --set"): the
+    environment family's defaults and --preset, which the README lists and resolve_config applies, were missing."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    layers = ["algorithm defaults", "family's", "--preset", "--config", "flags", "--set"]
+    for text in (help_text[help_text.index("Precedence"):], readme[readme.index("Config precedence"):]):
+        places = [text.find(layer) for layer in layers]
+        assert -1 not in places and places == sorted(places), (layers, places)
+
+
 def test_first_sentence_joins_wrapped_lines_and_stops_at_the_full_stop():
     from cmdp.cli import first_sentence
 
