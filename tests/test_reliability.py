@@ -819,7 +819,8 @@ def test_a_plugin_entry_that_is_not_a_name_is_one_line(where: str, tmp_path: Pat
         argv = ["benchmark", str(suite), "--dry-run", "--out", str(out)]
     else:
         argv = ["train", *FAST, "--set", "plugins=[5]", "--out", str(out)]
-    assert fails(argv, capsys) == "cmdp: error: plugins: each must be a module name or a .py file, got 5"
+    named_in = f"suite {tmp_path / 's.yaml'}: config: " if where == "suite" else ""  # the file that names it
+    assert fails(argv, capsys) == f"cmdp: error: {named_in}plugins: each must be a module name or a .py file, got 5"
     assert not out.exists()
 
 
