@@ -85,6 +85,8 @@ class ImageVectorFamily(VectorFamily):
     schedules = frozenset({Schedule.ON_POLICY})
     critics = frozenset({Critics.VALUE, Critics.NONE})
     transforms = KINDS - {"saute", "simmer"}
+    transforms_missing_because = ("Saute and Simmer append the budget to a flat vector observation, and this one "
+                                  "holds an image")
 
 
 class ControlRun(FamilyRun):

@@ -141,6 +141,8 @@ class EnvFamily(ABC):
     critics: frozenset[Critics] = frozenset({Critics.VALUE})
     #: transformations of the CMDP (config key `transform`, cmdp.transforms) this family can train on
     transforms: frozenset[str] = frozenset()
+    #: why the kinds of transformation missing from `transforms` are, where a reason helps the user (their refusal)
+    transforms_missing_because: str = ""
     #: the costs are scores that may be negative, and so may their limits (`cmdp.spec.CostSpec.signed`)
     signed_costs: bool = False
 

@@ -88,7 +88,8 @@ def open_run(run_dir: str | Path, need_checkpoint: bool = True, trust_plugins: b
     # rows and fail at its first save; an evaluation would say the run has no checkpoint yet
     check_run_paths(path, ("checkpoints", CHECKPOINT))
     if need_checkpoint and not checkpoint.is_file():
-        raise ConfigError(f"{path} has no checkpoint yet ({CHECKPOINT}); train it first")
+        raise ConfigError(f"{path} has no checkpoint yet ({CHECKPOINT}): a run saves its first after "
+                          f"checkpoint_every epochs (one stopped before that continues with cmdp train --resume {path})")
     values = load_yaml(path / "config.yaml")
     # every version's config.yaml names these; without them today's defaults would stand in (an emptied file
     # opened as ppo_lag on SafetyPointGoal1-v0, and failed on the checkpoint's weights)

@@ -38,13 +38,18 @@ def resolve_config(overrides: dict[str, Any], config_file: str | None = None,
     if not isinstance(env, str):
         raise ConfigError(f"env must be a string, got {env!r}")
     family = get_env(env).family  # unknown environment -> ConfigError now, not after a folder exists
+    if isinstance(values.get("transform"), str):  # `--set transform=saute`: the kind alone
+        kind = values["transform"]
+        raise ConfigError(f"transform must be a mapping, got {kind!r}; for that kind, write "
+                          f"transform={{kind: {kind}}} (in a YAML file: `transform: {{kind: {kind}}}`)")
     known = set(field_names(solver_cls.Config))
     values = {**{k: v for k, v in family.config_defaults().items() if k in known}, **values}
     cfg = build_config(solver_cls.Config, values, source=source or config_file or "config",
                        owner=f"algorithm '{algo}'")
     # the kind's every key, defaults filled in, so config.yaml says what ran; refused first if the family lacks it
     default_kind = solver_cls.Config().transform.get("kind")
-    cfg = replace(cfg, transform=resolve_transform(cfg.transform, cfg.env, family.transforms, default_kind))
+    cfg = replace(cfg, transform=resolve_transform(cfg.transform, cfg.env, family.transforms, default_kind,
+                                                   family.transforms_missing_because))
     family.validate(cfg)
     check_limits(family.cost_names(cfg), cfg.cost_limits, family.signed_costs)
     family.check_solver(cfg, SolverNeeds.of(solver_cls))
@@ -58,7 +63,8 @@ def check_algorithm_fits(algo: str, env: str) -> None:
     solver_cls = get_algorithm(algo)
     family = get_env(env).family
     cfg = replace(solver_cls.Config(), algo=algo, env=env)
-    resolve_transform(cfg.transform, env, family.transforms, cfg.transform.get("kind"))
+    resolve_transform(cfg.transform, env, family.transforms, cfg.transform.get("kind"),
+                      family.transforms_missing_because)
     family.check_solver(cfg, SolverNeeds.of(solver_cls))
 
 

@@ -117,11 +117,13 @@ KWARGS: dict[str, type] = {"saute": SauteKwargs, "simmer": SimmerKwargs, "early_
 KINDS = frozenset(KWARGS)
 
 
-def resolve_transform(transform: dict, env: str, supported: frozenset[str], default_kind: str | None = None) -> dict:
+def resolve_transform(transform: dict, env: str, supported: frozenset[str], default_kind: str | None = None,
+                      missing_because: str = "") -> dict:
     """A config's `transform` checked and completed: `{}`, or its kind with every key of that kind (defaults
     filled in), so a run's config.yaml says exactly what ran. A mapping without `kind` takes `default_kind` (the
     algorithm's own kind). ConfigError naming `transform.<key>` for a missing or unknown kind, an unknown key
-    or a bad value, and for a kind the environment's family does not support."""
+    or a bad value, and for a kind the environment's family does not support (with `missing_because`, the
+    family's reason, when it gives one)."""
     if not transform:
         return {}
     values = dict(transform)
@@ -131,7 +133,8 @@ def resolve_transform(transform: dict, env: str, supported: frozenset[str], defa
     if kind not in KWARGS:
         raise ConfigError(f"transform.kind: unknown kind {kind!r}; known: {sorted(KINDS)}")
     if kind not in supported:
-        raise ConfigError(f"transform: environment '{env}' does not support the {kind!r} transformation "
+        because = f": {missing_because}" if missing_because else ""
+        raise ConfigError(f"transform: environment '{env}' does not support the {kind!r} transformation{because} "
                           f"(it supports: {', '.join(sorted(supported)) or 'none'})")
     return {"kind": kind, **dataclasses.asdict(_kwargs(kind, values))}
 

@@ -198,7 +198,10 @@ def test_load_policy_of_a_folder_that_is_not_a_run(tmp_path, run_dir):
     half = tmp_path / "half"
     half.mkdir()
     (half / "config.yaml").write_text((run_dir / "config.yaml").read_text())
-    with pytest.raises(ConfigError, match="no checkpoint"):
+    # and says when a run has one, and how one stopped before continues (it had said "train it first")
+    with pytest.raises(ConfigError, match=rf"^{half} has no checkpoint yet \(checkpoints/last.pt\): a run saves its "
+                                          rf"first after checkpoint_every epochs \(one stopped before that continues "
+                                          rf"with cmdp train --resume {half}\)$"):
         load_policy(half)
 
 

@@ -439,3 +439,12 @@ def test_simmer_with_omnisafe_gains_keeps_every_episode_within_its_budget(tmp_pa
     with open(tmp_path / "progress.csv") as f:
         budgets = [float(row["budget/cost"]) for row in csv.DictReader(f)]
     assert len(budgets) == 160 and budgets[0] == 1.5 and min(budgets) > 1.4  # logged every epoch, near the limit
+
+
+def test_a_kind_given_as_the_transform_says_how_to_write_it(tmp_path, capsys):
+    # "transform must be a mapping, got 'saute'" had left the form to guess
+    assert main(["train", "--algo", "ppo_lag", *TINY, "--set", "transform=saute", "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "cmdp: error: transform must be a mapping, got 'saute'; for that kind, write transform={kind: saute} (in a "
+        "YAML file: `transform: {kind: saute}`)"]
+    assert not (tmp_path / "r").exists()

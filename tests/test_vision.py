@@ -192,9 +192,12 @@ def test_vision_task_in_subprocesses():
 
 def test_off_policy_solvers_and_saute_are_refused_on_images(tmp_path, capsys):
     for extra, message in ((["--algo", "sac_lag"], "trains off-policy, which environment"),
-                           (["--set", "transform={kind: saute}"], "does not support the 'saute' transformation"),
+                           # and says why, which the list of kinds it supports had left to guess
+                           (["--set", "transform={kind: saute}"], "does not support the 'saute' transformation: "
+                            "Saute and Simmer append the budget to a flat vector observation, and this one holds an "
+                            "image (it supports: early_terminated)"),
                            # Simmer appends its budget as Saute does (its subclass), behind the image's pixels
-                           (["--algo", "ppo_simmer_pid"], "does not support the 'simmer' transformation"),
+                           (["--algo", "ppo_simmer_pid"], "does not support the 'simmer' transformation: Saute"),
                            (["--set", "env_kwargs={vision_size: 20}"], f"vision_size must be >= {MIN_IMAGE_SIDE}"),
                            (["--set", "env_kwargs={backend: fast}"], "runs on upstream safety-gymnasium only"),
                            # upstream's own key for the image size was overwritten by vision_size's 64 without a word
