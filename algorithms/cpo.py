@@ -113,7 +113,7 @@ class CPO(TrustRegionSolver):
         cfg = self.cfg
         adv_r, adv_c, c, violation = self.cost_streams(batch, mean_episode_costs)
 
-        surr_r, surr_c = self.surrogates(batch, adv_r, adv_c)
+        surr_r, surr_c = self.old_surrogates(batch, adv_r, adv_c)
         g, b = self.gradients(surr_r, surr_c)
         surr_r_old, surr_c_old = surr_r.item(), surr_c.item()
         fvp = self.fisher(batch)

@@ -31,7 +31,7 @@ from cmdp.config import ConfigError, check_choice
 from cmdp.fisher import FISHER_PRODUCTS, KL_REDUCTIONS, fisher_product, flat_grad, mean_kl
 from cmdp.optim import trainable_parameters
 from cmdp.rollout import RolloutBatch
-from cmdp.solver import PolicyGradientConfig, PolicyGradientSolver
+from cmdp.solver import PolicyGradientConfig, PolicyGradientSolver, check_finite
 
 
 @dataclass
@@ -336,7 +336,8 @@ class TrustRegionSolver(PolicyGradientSolver):
     fraction with mean KL(old || new) <= target_kl and a surrogate that did not decrease.
 
     The pieces, for a `policy_step` of one's own: `natural_step(batch, adv)` (TRPO's direction before
-    the line search), `surrogates(batch, *advs)` (one shared ratio, with graph), `gradients(*surrogates)`
+    the line search), `old_surrogates(batch, *advs)` (one shared ratio, with graph, at the behaviour policy,
+    where a non-finite one stops the run; `surrogates` for a try), `gradients(*surrogates)`
     (flat), `fisher(batch)` (the Fisher-vector product), `natural_direction(fvp, g)` (H^-1 g by
     conjugate gradient), `scale_to_trust_region(fvp, x)`, and
     `line_search(batch, direction, accept)`, where `accept()` judges the actor as it stands (under
@@ -354,7 +355,7 @@ class TrustRegionSolver(PolicyGradientSolver):
 
         def policy_step(self, batch, mean_episode_costs):
             adv_r, adv_c, c, violation = self.cost_streams(batch, mean_episode_costs)  # CPO's
-            surr_r, surr_c = self.surrogates(batch, adv_r, adv_c)
+            surr_r, surr_c = self.old_surrogates(batch, adv_r, adv_c)
             g, b = self.gradients(surr_r, surr_c)
             fvp = self.fisher(batch)
             x = self.scale_to_trust_region(fvp, self.natural_direction(fvp, g))  # TRPO's reward step
@@ -392,10 +393,18 @@ class TrustRegionSolver(PolicyGradientSolver):
     def natural_step(self, batch: RolloutBatch, adv: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
         """The surrogate E[rho A] at the old policy, its gradient g, and the natural-gradient step
         H^-1 g scaled to the trust region's boundary (x^T H x / 2 = target_kl): TRPO's and NPG's direction."""
-        (surr,) = self.surrogates(batch, adv)
+        (surr,) = self.old_surrogates(batch, adv)
         (g,) = self.gradients(surr)
         fvp = self.fisher(batch)
         return surr.item(), g, self.scale_to_trust_region(fvp, self.natural_direction(fvp, g))
+
+    def old_surrogates(self, batch: RolloutBatch, *advs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`surrogates` at the behaviour policy, where a step starts; a non-finite one stops the run
+        (`check_finite`): every try of the line search would be refused, and the run would go on without learning."""
+        surrogates = self.surrogates(batch, *advs)
+        for surrogate, adv in zip(surrogates, advs):
+            check_finite(surrogate, "actor surrogate", batch, adv)
+        return surrogates
 
     def surrogates(self, batch: RolloutBatch, *advs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """E[rho A] for each (B,) advantage A, rho = pi(a|s) / pi_old(a|s) computed once, with graph

@@ -361,6 +361,32 @@ def test_an_off_policy_solver_whose_loss_is_nan_stops_in_one_line(tmp_path, caps
     assert not out.exists()
 
 
+@pytest.mark.parametrize("base", ["cmdp.algorithms.trpo_lag.TRPOLag", "cmdp.algorithms.cpo.CPO",
+                                  "cmdp.algorithms.pcpo.PCPO"])
+def test_a_trust_region_solver_whose_surrogate_is_nan_stops_in_one_line(base, tmp_path, capsys):
+    # every try of its line search was refused: the run finished "successfully" without learning
+    module, cls = base.rsplit(".", 1)
+    plugin = write(tmp_path / "nan_adv.py", textwrap.dedent(f'''\
+        from {module} import {cls}
+        from cmdp.registry import register_algorithm
+
+
+        @register_algorithm("nan_adv_{cls.lower()}")
+        class NaNAdvantage({cls}):
+            def cost_streams(self, batch, *args):
+                adv_r, *rest = super().cost_streams(batch, *args)
+                return (adv_r * float("nan"), *rest)
+
+            def policy_advantage(self, batch):
+                return super().policy_advantage(batch) * float("nan")
+        '''))
+    out = tmp_path / "run"
+    assert main(["train", "--plugin", str(plugin), "--algo", f"nan_adv_{cls.lower()}", *FAST, "--out", str(out)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith("cmdp: error: epoch 1: training diverged: actor surrogate loss is nan; "), line
+    assert not out.exists()
+
+
 def test_a_finite_loss_with_a_non_finite_gradient_stops_in_one_line(tmp_path, capsys):
     # the optimiser's check had ended the run in "RuntimeError: a gradient norm is non-finite", a traceback
     plugin = write(tmp_path / "nan_grad.py", textwrap.dedent('''\
