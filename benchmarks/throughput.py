@@ -55,8 +55,11 @@ def train_rate(env_name: str, steps: int, num_envs: int, algo: str, seed: int = 
                overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """End-to-end training steps per second with the algorithm's default config (plus `overrides`)."""
     values = {"algo": algo, "env": env_name, "total_steps": steps, "num_envs": num_envs, "seed": seed}
-    cfg, _ = resolve_config({**values, **(overrides or {})})
-    if get_algorithm(algo).schedule is Schedule.OFF_POLICY:  # measure updates from the second epoch on
+    off_policy = get_algorithm(algo).schedule is Schedule.OFF_POLICY
+    # an off-policy warm-up of 0 first, as the budget may be below the default one (which is refused)
+    cfg, _ = resolve_config({**values, **({"update_after": 0, "random_steps": 0} if off_policy else {}),
+                             **(overrides or {})})
+    if off_policy:  # measure updates from the second epoch on
         warm = {"update_after": cfg.steps_per_epoch, "random_steps": cfg.steps_per_epoch}
         cfg, _ = resolve_config({**values, **warm, **(overrides or {})})
     trainer = Trainer(cfg)

@@ -161,7 +161,8 @@ class EnvFamily(ABC):
         return None
 
     def check_solver(self, cfg: Any, needs: SolverNeeds) -> None:
-        """Refuse, before anything is built, a solver whose schedule or critics this family cannot provide."""
+        """Refuse, before anything is built, a solver whose schedule or critics this family cannot provide; then an
+        off-policy run whose warm-up is not shorter than its budget (`OffPolicyConfig.check_warm_up_fits`)."""
         if needs.schedule not in self.schedules:
             raise ConfigError(f"algorithm '{cfg.algo}' trains {needs.schedule.value}, which environment "
                               f"'{cfg.env}' does not support (it supports: "
@@ -169,6 +170,8 @@ class EnvFamily(ABC):
         if needs.critics not in self.critics:
             raise ConfigError(f"algorithm '{cfg.algo}' needs {needs.critics.value} critics, which environment "
                               f"'{cfg.env}' does not build")
+        if needs.schedule is Schedule.OFF_POLICY:  # a budget the warm-up fills (`OffPolicyConfig`), said last
+            cfg.check_warm_up_fits()
 
     def cpus(self, cfg: Any) -> int:
         """CPU processes a run of this config keeps busy (benchmark planning)."""

@@ -123,6 +123,24 @@ class OffPolicyConfig(TrainConfig):
         if self.steps_per_epoch % (self.num_envs * self.update_every):
             raise ConfigError(f"steps_per_epoch ({self.steps_per_epoch}) must be a multiple of num_envs x "
                               f"update_every ({self.num_envs} x {self.update_every})")
+        if self.batch_size > self.replay_size:  # every minibatch would repeat the buffer's transitions
+            raise ConfigError(f"batch_size ({self.batch_size:,}) must be at most replay_size ({self.replay_size:,}): "
+                              f"the buffer never holds a whole minibatch of distinct transitions")
+
+    def check_warm_up_fits(self) -> None:
+        """ConfigError in one line when `update_after` or `random_steps` is not below `total_steps`: the run would
+        take no gradient step (its policy the initial one), or act at random to its end (its return and cost a
+        random policy's), and still print a summary as if it had trained. Called by `EnvFamily.check_solver`, after
+        the refusals of a solver the environment cannot train at all, which are said first."""
+        late = [name for name in ("update_after", "random_steps") if getattr(self, name) >= self.total_steps]
+        if not late:
+            return
+        what = {"update_after": "the run would end before its first gradient update",
+                "random_steps": "every action would be uniformly random"}
+        values = " and ".join(f"{name} ({getattr(self, name):,})" for name in late)
+        raise ConfigError(f"{values} must be below total_steps ({self.total_steps:,}): "
+                          f"{' and '.join(what[name] for name in late)}; lower {' and '.join(late)} (env steps, all "
+                          f"copies together) or raise total_steps")
 
     def multiplier(self, limits: np.ndarray) -> Multiplier | None:
         """No multipliers: the unconstrained bases. A constrained solver's config lists `LagrangeOptions` or

@@ -142,6 +142,19 @@ def test_a_quoted_command_that_cmdp_refuses_fails_the_check(command: str, monkey
         test_a_quoted_command_parses_and_resolves(ROOT / "README.md", command, True, monkeypatch, capsys)
 
 
+@pytest.mark.parametrize("command", [
+    # sac_lag's warm-up of 10,000 steps outlasts the budget: the run would never take a gradient step
+    "cmdp train --algo sac_lag --env QuadraticBandit-v0 --total-steps 4000",
+    "cmdp train --algo ddpg --env QuadraticBandit-v0 --set batch_size=512 --set replay_size=256",
+])
+def test_a_quoted_train_command_whose_config_cmdp_refuses_fails_the_check(command: str,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A training command that parses but whose config cmdp refuses before anything runs fails the check above."""
+    with pytest.raises(pytest.fail.Exception, match="does not resolve: "):
+        test_a_quoted_command_parses_and_resolves(ROOT / "docs/off-policy.md", command, True, monkeypatch, capsys)
+
+
 def _resolves(path: Path, command: str, args: argparse.Namespace) -> None:
     where = f"{path.relative_to(ROOT)}: `{command}`"
     overrides = {flag: getattr(args, flag) for flag in ("algo", "env", "total_steps", "seed", "num_envs")

@@ -132,3 +132,51 @@ def test_solvers_and_families_refuse_what_they_cannot_do(capsys: pytest.CaptureF
     assert main(["train", "--algo", "sac_lag", "--env", "text", "--set",
                  "env_kwargs={policy: p, reward_model: r, cost_models: c, prompts: q}"]) == 2
     assert "off-policy" in capsys.readouterr().err
+
+
+# --- a new user's mistakes: one line, exit status 2, nothing written ------------------------------------------------
+
+@pytest.mark.parametrize("settings, line", [
+    # sac_lag's update_after and random_steps of 10,000 (OmniSafe's start_learning_steps) against a 6,000-step
+    # budget: the run took no gradient step and acted at random throughout, then printed a summary whose note put the
+    # cost above the limit down to the multiplier's speed ("a multiplier takes many epochs to bring a cost down")
+    ([], "update_after (10,000) and random_steps (10,000) must be below total_steps (6,000): the run would end "
+         "before its first gradient update and every action would be uniformly random; lower update_after and "
+         "random_steps (env steps, all copies together) or raise total_steps"),
+    # updates from step 1,000 on, every action random: the summary's numbers were a random policy's
+    (["--set", "update_after=1000"], "random_steps (10,000) must be below total_steps (6,000): every action would be "
+                                     "uniformly random; lower random_steps (env steps, all copies together) or raise "
+                                     "total_steps"),
+    # one update at the last step, of a policy that never acted
+    (["--set", "update_after=6000", "--set", "random_steps=0"], "update_after (6,000) must be below total_steps"),
+    # minibatches of 5,000 drawn (with replacement) from at most 1,000 stored transitions: trained without a word
+    (["--set", "batch_size=5000", "--set", "replay_size=1000", "--set", "update_after=1000",
+      "--set", "random_steps=1000"],
+     "batch_size (5,000) must be at most replay_size (1,000): the buffer never holds a whole minibatch of distinct "
+     "transitions"),
+])
+def test_a_warm_up_beyond_the_budget_or_a_batch_beyond_the_buffer_is_one_line(
+        settings: list[str], line: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "sac_lag", "--env", "QuadraticBandit-v0", "--total-steps", "6000", *settings,
+                 "--no-progress", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"cmdp: error: {line}"), err
+    assert not out.exists()
+
+
+def test_a_suite_cell_whose_warm_up_outlasts_its_budget_is_refused_before_anything_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # each such cell trained to its end with no gradient step, and the report showed a random policy's numbers
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: warm\nalgorithms: [td3_pid]\nenvironments: [QuadraticBandit-v0]\nseeds: [0]\n"
+                     "total_steps: 20000\n")
+    out = tmp_path / "out"
+    assert main(["benchmark", str(suite), "--out", str(out), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"cmdp: error: suite {suite}: cell QuadraticBandit-v0/td3_pid/seed0: update_after (25,000) and "
+                   f"random_steps (25,000) must be below total_steps (20,000): the run would end before its first "
+                   f"gradient update and every action would be uniformly random; lower update_after and random_steps "
+                   f"(env steps, all copies together) or raise total_steps"]
+    assert not out.exists()
+
