@@ -6,6 +6,7 @@ tensors and ints, so a checkpoint holds it and `torch.load(weights_only=True)` r
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,23 +27,46 @@ class ReplaySample:
     terminated: torch.Tensor  # (B,) float 0/1: 1 where the value after the step is 0 (no bootstrap)
 
 
+def row_layout(obs_dim: int, action_shape: tuple[int, ...], num_costs: int,
+               discrete_actions: bool) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """The shape (after the row index) and dtype of each field of one stored transition."""
+    return {"obs": ((obs_dim,), torch.float32),
+            "actions": (tuple(action_shape), torch.int64 if discrete_actions else torch.float32),
+            "rewards": ((), torch.float32), "costs": ((num_costs,), torch.float32),
+            "next_obs": ((obs_dim,), torch.float32), "terminated": ((), torch.bool), "truncated": ((), torch.bool)}
+
+
+def row_bytes(layout: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> int:
+    """Bytes one transition of `layout` takes in the buffer."""
+    return sum(math.prod(shape) * torch.empty((), dtype=dtype).element_size() for shape, dtype in layout.values())
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can give this process without swapping (Linux's MemAvailable); None where that
+    is not known."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 class ReplayBuffer:
-    """A fixed-capacity circular store of transitions; `sample` draws uniformly with a torch Generator."""
+    """A fixed-capacity circular store of transitions; `sample` draws uniformly with a torch Generator.
+
+    Every row is allocated and zeroed here, at once: a buffer larger than the machine's memory ends in an allocator's
+    traceback or the system's out-of-memory killer, so `cmdp.schedules.OffPolicyLoop` checks its size first."""
 
     def __init__(self, capacity: int, obs_dim: int, action_shape: tuple[int, ...], num_costs: int,
                  discrete_actions: bool, device: torch.device | str = "cpu") -> None:
         self.capacity = int(capacity)
         self.device = torch.device(device)
-        act_dtype = torch.int64 if discrete_actions else torch.float32
-        self.data = {
-            "obs": torch.zeros((self.capacity, obs_dim), dtype=torch.float32, device=self.device),
-            "actions": torch.zeros((self.capacity, *action_shape), dtype=act_dtype, device=self.device),
-            "rewards": torch.zeros(self.capacity, dtype=torch.float32, device=self.device),
-            "costs": torch.zeros((self.capacity, num_costs), dtype=torch.float32, device=self.device),
-            "next_obs": torch.zeros((self.capacity, obs_dim), dtype=torch.float32, device=self.device),
-            "terminated": torch.zeros(self.capacity, dtype=torch.bool, device=self.device),
-            "truncated": torch.zeros(self.capacity, dtype=torch.bool, device=self.device),
-        }
+        layout = row_layout(obs_dim, action_shape, num_costs, discrete_actions)
+        self.data = {key: torch.zeros((self.capacity, *shape), dtype=dtype, device=self.device)
+                     for key, (shape, dtype) in layout.items()}
         self.position = 0  # next row to write
         self.size = 0
 

@@ -22,7 +22,8 @@ import torch
 from cmdp.family import FamilyRun
 from cmdp.networks import flat_obs_dim
 from cmdp.normalize import StepStandardizer
-from cmdp.replay import ReplayBuffer
+from cmdp.replay import ReplayBuffer, available_memory, row_bytes, row_layout
+from cmdp.spec import ConfigError
 from cmdp.vec_env import EpisodeStats
 
 
@@ -93,6 +94,29 @@ class OnPolicyLoop:
         self.costs.load_state_dict(state.get("costs", {"recent": []}))  # checkpoints before cost_window have none
 
 
+def check_replay_memory(capacity: int, row: int, save_replay: bool, available: int | None) -> None:
+    """ConfigError in one line when a replay buffer of `capacity` transitions of `row` bytes, with its copy in each
+    checkpoint (`save_replay`: the stored rows are copied while it is written), needs more than the `available`
+    bytes (None: not known, not checked). Allocated anyway, such a buffer ends in the allocator's traceback, or the
+    system's out-of-memory killer stops the run (or another process) once it has filled."""
+    need = capacity * row
+    if available is None or need * (2 if save_replay else 1) <= available:
+        return
+
+    def memory_text(count: int) -> str:
+        for unit, size in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+            if count >= size:
+                return f"{count / size:.1f} {unit}"
+        return f"{count} bytes"
+
+    copy = ", and as much again for its copy in each checkpoint (save_replay)" if save_replay else ""
+    advice = "lower replay_size" + (", or set save_replay=false (a resume then starts it empty)"
+                                    if save_replay and need <= available else "")
+    raise ConfigError(f"the replay buffer does not fit in memory: {capacity:,} transitions (the smaller of "
+                      f"replay_size and total_steps) of {row:,} bytes take {memory_text(need)}{copy}, and this "
+                      f"machine has {memory_text(available)} available; {advice}")
+
+
 class OffPolicyLoop:
     """Collect `update_every` steps per copy, store them, then `updates_per_step` gradient steps per stored step
     once `update_after` steps were collected; uniformly random actions for the first `random_steps`."""
@@ -101,9 +125,16 @@ class OffPolicyLoop:
         self.cfg, self.run, self.solver, self.generator = cfg, run, solver, generator
         spec = run.spec
         discrete = isinstance(spec.action_space, gymnasium.spaces.Discrete)
-        self.replay = ReplayBuffer(min(cfg.replay_size, cfg.total_steps), flat_obs_dim(spec.observation_space),
-                                   () if discrete else tuple(spec.action_space.shape), spec.num_costs, discrete,
-                                   cfg.device)
+        shape = (flat_obs_dim(spec.observation_space), () if discrete else tuple(spec.action_space.shape),
+                 spec.num_costs, discrete)
+        capacity = min(cfg.replay_size, cfg.total_steps)
+        if torch.device(cfg.device).type == "cpu":
+            check_replay_memory(capacity, row_bytes(row_layout(*shape)), cfg.save_replay, available_memory())
+        try:
+            self.replay = ReplayBuffer(capacity, *shape, cfg.device)
+        except torch.OutOfMemoryError:  # a GPU's memory, which is not overcommitted: refused at once
+            raise ConfigError(f"the replay buffer of {capacity:,} transitions (the smaller of replay_size and "
+                              f"total_steps) does not fit in the memory of {cfg.device}; lower replay_size") from None
         self.update_debt = 0.0  # fractional gradient steps owed (updates_per_step need not be a whole number)
         self.costs = CostWindow(cfg.cost_window, spec.num_costs)
         # `cost_standardize`: the costs the critics learn from, standardised step by step as OmniSafe stores them

@@ -180,3 +180,40 @@ def test_a_suite_cell_whose_warm_up_outlasts_its_budget_is_refused_before_anythi
                    f"(env steps, all copies together) or raise total_steps"]
     assert not out.exists()
 
+
+@pytest.mark.parametrize("available, save_replay, line", [
+    # 4,000 transitions of QuadraticBandit-v0 with one cost: obs, next obs, action, reward and cost as 4-byte floats
+    # and two flags, 22 bytes each, 85.9 KiB; its copy in a checkpoint doubles that
+    (60_000, "true", "the replay buffer does not fit in memory: 4,000 transitions (the smaller of replay_size and "
+                     "total_steps) of 22 bytes take 85.9 KiB, and as much again for its copy in each checkpoint "
+                     "(save_replay), and this machine has 58.6 KiB available; lower replay_size"),
+    (100_000, "true", "the replay buffer does not fit in memory: 4,000 transitions (the smaller of replay_size and "
+                      "total_steps) of 22 bytes take 85.9 KiB, and as much again for its copy in each checkpoint "
+                      "(save_replay), and this machine has 97.7 KiB available; lower replay_size, or set "
+                      "save_replay=false (a resume then starts it empty)"),
+    (60_000, "false", "the replay buffer does not fit in memory: 4,000 transitions (the smaller of replay_size and "
+                      "total_steps) of 22 bytes take 85.9 KiB, and this machine has 58.6 KiB available; lower "
+                      "replay_size"),
+])
+def test_a_replay_buffer_larger_than_memory_is_one_line_before_anything_is_written(
+        available: int, save_replay: str, line: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the buffer was allocated and zeroed at once: beyond the machine's memory that was torch's allocator traceback,
+    # or the system's out-of-memory killer (exit status 137, or another process killed); one that fitted alone but
+    # not with its copy in a checkpoint was killed once it had filled, hours into the run
+    import cmdp.schedules
+
+    monkeypatch.setattr(cmdp.schedules, "available_memory", lambda: available)
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "td3_lag", "--env", "QuadraticBandit-v0", "--total-steps", "4000", "--set",
+                 "update_after=2000", "--set", "random_steps=2000", "--set", f"save_replay={save_replay}",
+                 "--no-progress", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"cmdp: error: {line}"]
+    assert not out.exists()
+    # the 22 bytes are what the buffer allocates per transition
+    assert sum(t.nbytes for t in ReplayBuffer(4000, 1, (1,), 1, False).data.values()) == 4000 * 22
+    # and a buffer that fits is built: with save_replay=false, 85.9 KiB in 87.9 KiB
+    monkeypatch.setattr(cmdp.schedules, "available_memory", lambda: 90_000)
+    cfg, _ = resolve_config({"algo": "td3_lag", "env": "QuadraticBandit-v0", "total_steps": 4000,
+                             "update_after": 2000, "random_steps": 2000, "save_replay": False})
+    Trainer(cfg).close()
