@@ -173,17 +173,30 @@ def _import_ray() -> Any:
 RAY_CONNECT_TIMEOUT_S = 5.0
 
 
+#: what `--ray` takes, as its one-line refusals say
+RAY_ADDRESSES = ("give the cluster's address: host:port (its head node, port 6379 by default), ray://host:port (Ray "
+                 "Client, 10001 by default) or auto")
+
+
 def check_ray_address(address: str | None) -> None:
-    """ConfigError in one line when nothing accepts a connection at a `host:port` (or `ray://host:port`) address.
-    Ray itself, given such an address, retries for minutes, printing a warning line every few seconds. "auto",
-    a local start and an address without a port are left to Ray, which answers those at once."""
+    """ConfigError in one line when a `host:port` (or `ray://host:port`) address is malformed, or nothing accepts a
+    connection there. Ray itself, given such an address, retries for minutes, printing a warning line every few
+    seconds, or reports a misspelt scheme (`ray:/`, `http://`) as a host it cannot resolve. "auto", a local start
+    and an address without a port are left to Ray, which answers those at once."""
     if not address or ":" not in address:
         return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        return
+    scheme, separator, rest = address.partition("://")
+    if separator and scheme != "ray":
+        dashboard = " (an http address is the Ray dashboard's, which takes jobs, not a driver)" \
+            if scheme in ("http", "https") else ""
+        raise ConfigError(f"--ray: {address} is not a Ray cluster address{dashboard}; {RAY_ADDRESSES}")
+    host, _, port = (rest if separator else address).rpartition(":")
+    if not host or "/" in host or not port.isdigit():
+        raise ConfigError(f"--ray: {address} is not a Ray cluster address (host:port with a port number); "
+                          f"{RAY_ADDRESSES}")
     try:
-        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+        socket.create_connection((host.removeprefix("[").removesuffix("]"), int(port)),  # [::1]: an IPv6 host
+                                 timeout=RAY_CONNECT_TIMEOUT_S).close()
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise ConfigError(f"--ray: nothing answers at {address} ({reason}); start the cluster there (ray start "

@@ -158,6 +158,25 @@ def test_a_ray_address_where_nothing_answers_is_one_line_at_once(tmp_path, capsy
         assert not out.exists() and not ray.is_initialized()
 
 
+@pytest.mark.parametrize("address, why", [
+    # Ray took the scheme's letters for a host name: "nothing answers at ... (Name or service not known); start the
+    # cluster there (ray start --head --port 8265)", or its own parse error on an address it had rewritten
+    ("http://127.0.0.1:8265", " (an http address is the Ray dashboard's, which takes jobs, not a driver)"),
+    ("ray:/localhost:10001", " (host:port with a port number)"),
+    ("127.0.0.1:637x", " (host:port with a port number)"),
+])
+def test_a_misspelt_ray_address_is_one_line_saying_what_ray_takes(address, why, tmp_path, capsys):
+    pytest.importorskip("ray")
+    suite = write_suite(tmp_path / "s.yaml", name="r", algorithms=["ppo"], environments=[CHAIN], seeds=[0],
+                        total_steps=400, config={"steps_per_epoch": 200})
+    out = tmp_path / "out"
+    assert main(["benchmark", str(suite), "--out", str(out), "--ray", address]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"cmdp: error: --ray: {address} is not a Ray cluster address{why}; give the cluster's address: host:port (its "
+        f"head node, port 6379 by default), ray://host:port (Ray Client, 10001 by default) or auto")
+    assert not out.exists()
+
+
 # --- resume, failures --------------------------------------------------------------------------------
 def test_rerun_skips_finished_resumes_interrupted_and_starts_new_cells(tmp_path, capsys):
     suite = write_suite(tmp_path / "s.yaml", name="resume", algorithms=["ppo_lag"], environments=[CHAIN],
