@@ -220,8 +220,9 @@ def _final_numbers(run_dir: Path) -> dict[str, Any]:
     return {key: summary[key] for key in FINAL_KEYS if key in summary}
 
 
-def format_outcome(board: Board, skipped: int) -> str:
-    """The end-of-suite lines: counts, failed cells, where the status and the report are."""
+def format_outcome(board: Board, skipped: int, rerun: str) -> str:
+    """The end-of-suite lines: counts, failed cells with `rerun` (the command that retries them), where the status and
+    the report are."""
     cells = board.cells
     failed = {k: c for k, c in cells.items() if c["status"] == "failed"}
     lines = [f"suite {board.suite.name}: {count_text(len(cells), 'cells')}, "
@@ -232,8 +233,7 @@ def format_outcome(board: Board, skipped: int) -> str:
         where = f"  [{board.out / c['error_file']}]" if c.get("error_file") else ""
         lines.append(f"  FAILED {key}: {c['error']}{where}")
     if failed:
-        lines.append(f"rerun to retry the failed cells (finished ones are skipped): "
-                     f"cmdp benchmark {board.suite.path} --out {board.out}")
+        lines.append(f"rerun to retry the failed cells (finished ones are skipped): {rerun}")
     lines.append(f"status: {board.out / STATUS_FILE}   report: cmdp report {board.out}")
     return "\n".join(lines)
 

@@ -52,13 +52,18 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
     """Validate a suite, then train its cells that are not finished; the `cmdp benchmark` command.
 
     `suite_path` is a suite file, or a `Suite` already loaded (`cmdp demo` changes the seeds or budget of its own);
-    `rerun` is the command that resumes an interrupted run (default: `cmdp benchmark SUITE --out OUT`).
+    `rerun` is the command that resumes an interrupted run or retries its failed cells (default: `cmdp benchmark
+    SUITE --out OUT`, with the same `--ray` or `--workers`).
     Returns the exit status: 0 when every cell finished, 1 when any failed, 130 when interrupted.
     Raises ConfigError (before anything is written) when the suite or any cell's config is invalid.
     """
     stream = stream or sys.stderr
     suite = suite_path if isinstance(suite_path, Suite) else load_suite(suite_path)
     out = Path(out) if out else Path("runs") / f"benchmark-{suite.name}"
+    # the command that goes on, run where this one ran: on the same Ray cluster, or with as many local workers
+    where = (f" --ray {ray_address}" if ray_address else " --ray") if use_ray else \
+        (f" --workers {workers}" if workers is not None else "")
+    rerun = rerun or f"cmdp benchmark {suite.path} --out {out}{where}"
     if workers is not None and workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {workers}")
     if use_ray and workers is not None:
@@ -108,11 +113,11 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
             run_local(todo, out, board, n_workers)
     except KeyboardInterrupt:
         board.close("interrupted")
-        print(f"\ninterrupted; rerun to resume: {rerun or f'cmdp benchmark {suite.path} --out {out}'}", file=stream)
+        print(f"\ninterrupted; rerun to resume: {rerun}", file=stream)
         return 130
     failed = [k for k, c in board.cells.items() if c["status"] == "failed"]
     board.close("failed" if failed else "complete")
-    print(format_outcome(board, counts["skip"]))
+    print(format_outcome(board, counts["skip"], rerun))
     return 1 if failed else 0
 
 

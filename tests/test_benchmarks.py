@@ -177,6 +177,24 @@ def test_a_misspelt_ray_address_is_one_line_saying_what_ray_takes(address, why, 
     assert not out.exists()
 
 
+def test_the_command_an_interrupted_ray_suite_suggests_runs_on_ray_again(tmp_path, capsys, monkeypatch):
+    # it said `cmdp benchmark SUITE --out OUT`, which trains the rest of a cluster's grid on this machine's workers
+    import cmdp.benchmarks.runner as runner
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "start_ray", lambda address: False)  # Ray's session is not what is tested
+    monkeypatch.setattr(runner, "run_ray", interrupted)
+    suite = write_suite(tmp_path / "s.yaml", name="r", algorithms=["ppo"], environments=[CHAIN], seeds=[0],
+                        total_steps=400, config={"steps_per_epoch": 200})
+    out = tmp_path / "out"
+    for flags, again in ((["--ray"], "--ray"), (["--ray", "auto"], "--ray auto")):
+        assert main(["benchmark", str(suite), "--out", str(out), *flags]) == 130
+        assert capsys.readouterr().err.splitlines()[-1] == \
+            f"interrupted; rerun to resume: cmdp benchmark {suite} --out {out} {again}"
+
+
 # --- resume, failures --------------------------------------------------------------------------------
 def test_rerun_skips_finished_resumes_interrupted_and_starts_new_cells(tmp_path, capsys):
     suite = write_suite(tmp_path / "s.yaml", name="resume", algorithms=["ppo_lag"], environments=[CHAIN],
@@ -267,6 +285,9 @@ def test_failing_cells_do_not_stop_the_others(tmp_path, capsys):
     assert died["status"] == "failed" and "worker process died (exit code 7" in died["error"]
     assert json.loads((out / CHAIN / "ppo" / "seed0" / "summary.json").read_text())["finished"]
     assert "FAILED FailOnBuild-v0/ppo/seed0" in captured.out and "FAILED DieOnBuild-v0/ppo/seed0" in captured.out
+    # the command that retries them runs them as this one did (it dropped --workers, and --ray)
+    assert (f"rerun to retry the failed cells (finished ones are skipped): cmdp benchmark {suite} --out {out} "
+            f"--workers 1") in captured.out.splitlines()
 
     # a rerun (in this process) retries only the failed cells: the good one is skipped, the bad one fails again
     write_suite(suite, name="failing", algorithms=["ppo"], environments=["FailOnBuild-v0", CHAIN], seeds=[0],
