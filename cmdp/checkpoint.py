@@ -17,12 +17,17 @@ CHECKPOINT_KEYS: tuple[str, ...] = ("epoch", "wall_seconds", "agent", "solver", 
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write `state` to `path` via a temporary file, so an interruption never leaves a torn checkpoint."""
+    """Write `state` to `path` via a temporary file, so an interruption never leaves a torn checkpoint; the part of the
+    temporary file written before an interruption (Ctrl-C, a full disk) is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _short_reason(exc: BaseException) -> str:

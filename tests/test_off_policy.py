@@ -217,3 +217,32 @@ def test_a_replay_buffer_larger_than_memory_is_one_line_before_anything_is_writt
     cfg, _ = resolve_config({"algo": "td3_lag", "env": "QuadraticBandit-v0", "total_steps": 4000,
                              "update_after": 2000, "random_steps": 2000, "save_replay": False})
     Trainer(cfg).close()
+
+
+def test_ctrl_c_while_a_checkpoint_is_written_leaves_no_part_of_it(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # an off-policy checkpoint holds the replay buffer (up to 3 GB on Humanoid) and takes seconds to write: Ctrl-C
+    # then left checkpoints/last.pt.tmp, as much of it as was written, beside the last whole checkpoint
+    import cmdp.checkpoint
+
+    saves: list[Path] = []
+    save = torch.save
+
+    def interrupted_second_save(state: dict, file: Path) -> None:
+        saves.append(Path(file))
+        if len(saves) == 2:
+            Path(file).write_bytes(b"PK\x03\x04 the first bytes of a checkpoint")
+            raise KeyboardInterrupt
+        save(state, file)
+
+    monkeypatch.setattr(cmdp.checkpoint.torch, "save", interrupted_second_save)
+    out = tmp_path / "run"
+    tiny = ["--algo", "td3_lag", "--env", "QuadraticBandit-v0", "--total-steps", "600", "--set", "steps_per_epoch=200",
+            "--set", "update_after=200", "--set", "random_steps=200", "--set", "batch_size=16", "--set",
+            "actor_hidden=[16]", "--set", "critic_hidden=[16]", "--no-progress"]
+    assert main(["train", *tiny, "--out", str(out)]) == 130
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt"]
+    assert "interrupted; continue with: cmdp train --resume" in capsys.readouterr().err
+    monkeypatch.setattr(cmdp.checkpoint.torch, "save", save)
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0  # from the whole checkpoint of epoch 1
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt"]
