@@ -136,6 +136,7 @@ class OffPolicyLoop:
             raise ConfigError(f"the replay buffer of {capacity:,} transitions (the smaller of replay_size and "
                               f"total_steps) does not fit in the memory of {cfg.device}; lower replay_size") from None
         self.update_debt = 0.0  # fractional gradient steps owed (updates_per_step need not be a whole number)
+        self.refill = 0  # transitions the buffer holds again before updates go on (a resume without the buffer)
         self.costs = CostWindow(cfg.cost_window, spec.num_costs)
         # `cost_standardize`: the costs the critics learn from, standardised step by step as OmniSafe stores them
         self.cost_standardizer = StepStandardizer((spec.num_costs,)) if cfg.cost_standardize else None
@@ -164,7 +165,7 @@ class OffPolicyLoop:
             t_collect += t1 - t0
             if progress is not None:
                 progress(collected)
-            if env_steps < cfg.update_after:
+            if env_steps < cfg.update_after or len(self.replay) < self.refill:
                 continue
             self.update_debt += collected * cfg.updates_per_step
             while self.update_debt >= 1.0:
@@ -204,6 +205,8 @@ class OffPolicyLoop:
             self.cost_standardizer.load_state_dict(state["cost_standardizer"])
         if "replay" in state:
             self.replay.load_state_dict(state["replay"])
-        else:
-            log("note: this run's checkpoints do not hold the replay buffer (save_replay: false); it starts empty "
-                "again, so the resumed run differs from an uninterrupted one")
+        else:  # the warm-up again: updates on the few transitions stored since would repeat them in every minibatch
+            self.refill = min(self.cfg.update_after, self.replay.capacity)
+            log(f"note: this run's checkpoints do not hold the replay buffer (save_replay: false); it starts empty "
+                f"again and the updates wait until it holds update_after ({self.refill:,}) transitions, so the "
+                f"resumed run differs from an uninterrupted one")

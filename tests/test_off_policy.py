@@ -10,6 +10,7 @@ import torch
 
 from cmdp.cli import main
 from cmdp.family import Transitions
+from cmdp.logger import TIMING_COLUMNS, read_progress
 from cmdp.replay import ReplayBuffer
 from cmdp.trainer import Trainer, resolve_config
 from cmdp.vec_env import EpisodeStats
@@ -103,8 +104,6 @@ def test_sac_lag_near_the_lp_optimum_on_exact_cmdps(tmp_path: Path, settings: di
 
 
 def _rows(run_dir: Path) -> list[list[str]]:
-    from cmdp.logger import TIMING_COLUMNS, read_progress
-
     return [[v for k, v in row.items() if k not in TIMING_COLUMNS] for row in read_progress(run_dir / "progress.csv")]
 
 
@@ -123,7 +122,11 @@ def test_off_policy_resume_is_exact_with_the_replay_buffer(tmp_path: Path, save_
         assert "replay buffer" not in said
     else:
         assert "do not hold the replay buffer" in said
+        assert "the updates wait until it holds update_after (500) transitions" in said
         assert _rows(tmp_path / "full")[:2] == _rows(run_dir)[:2]
+        # the warm-up again, not 125 updates on minibatches of the 1, 2, 3, ... transitions stored since the resume
+        updates = [float(row["updates"]) for row in read_progress(run_dir / "progress.csv")]
+        assert updates == [0.0, 125.0, 0.0, 125.0], updates
 
 
 def test_solvers_and_families_refuse_what_they_cannot_do(capsys: pytest.CaptureFixture[str]) -> None:
