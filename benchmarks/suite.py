@@ -150,19 +150,22 @@ def load_suite(path: str | Path) -> Suite:
         for key in values:
             for a in algos:
                 if key not in known[a]:
-                    close = difflib.get_close_matches(str(key), sorted(known[a]), n=1)
-                    hint = f" (did you mean '{close[0]}'?)" if close else ""
                     if section != f"algo_config: {a}" and any(key in known[b] for b in algorithms):
-                        hint += f"; a key that only some algorithms have goes under algo_config: {{{_algos_with(key, known)}: ...}}"
-                    raise ConfigError(f"{where}: {section}: unknown key '{key}'{hint} for algorithm '{a}'")
+                        # another algorithm's key, not a misspelling: no close match to suggest
+                        hint = (f"; a key that only some algorithms have goes under algo_config: "
+                                f"{{{_algos_with(key, known)}}}")
+                    else:
+                        close = difflib.get_close_matches(str(key), sorted(known[a]), n=1)
+                        hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    raise ConfigError(f"{where}: {section}: unknown key '{key}' for algorithm '{a}'{hint}")
     return Suite(name=name, path=p, algorithms=algorithms, environments=environments, seeds=seeds,
                  total_steps=total_steps, config=config, env_config=env_config, algo_config=algo_config,
                  description=description, preset=preset)
 
 
 def _algos_with(key: str, known: dict[str, set[str]]) -> str:
-    """The algorithms whose config has `key` (for error hints)."""
-    return ", ".join(a for a, keys in known.items() if key in keys)
+    """The algorithms whose config has `key`, as algo_config's entries (for error hints): `a: ..., b: ...`."""
+    return ", ".join(f"{a}: ..." for a, keys in known.items() if key in keys)
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:

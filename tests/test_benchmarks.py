@@ -415,6 +415,13 @@ GOOD = {"name": "t", "algorithms": ["ppo", "ppo_lag"], "environments": [CHAIN], 
     (yaml.safe_dump({**GOOD, "environments": ["SafetyPointGoal9-v0"]}), "unknown environment 'SafetyPointGoal9-v0'"),
     (yaml.safe_dump({**GOOD, "config": {"learning_rate": 0.1}}), "config: unknown key 'learning_rate'"),
     (yaml.safe_dump({**GOOD, "config": {"lagrangian_lr": 0.1}}), "goes under algo_config: {ppo_lag: ...}"),
+    # another algorithm's key named the algorithm after the hint, suggested a key of the same spelling and wrote two
+    # algorithms as one YAML key: "unknown key 'multiplier_delay' (did you mean 'policy_delay'?); a key that only some
+    # algorithms have goes under algo_config: {sac_lag, td3_pid: ...} for algorithm 'ddpg'"
+    (yaml.safe_dump({**GOOD, "algorithms": ["sac_lag", "td3_pid", "ddpg"], "environments": ["QuadraticBandit-v0"],
+                     "total_steps": 40_000, "config": {"multiplier_delay": 1}}),
+     "config: unknown key 'multiplier_delay' for algorithm 'ddpg'; a key that only some algorithms have goes under "
+     "algo_config: {sac_lag: ..., td3_pid: ...}"),
     (yaml.safe_dump({**GOOD, "config": {"gamma": 1.5}}), "cell ExactChain-v0/ppo/seed0: gamma must be in [0, 1]"),
     (yaml.safe_dump({**GOOD, "algo_config": {"cpo": {"clip": 0.1}}}), "'cpo' is not one of the suite's algorithms"),
     (yaml.safe_dump({**GOOD, "env_config": {CHAIN: {"seed": 3}}}), "'seed' is set by the grid"),
