@@ -100,9 +100,18 @@ class ReplayBuffer:
                 "data": {k: v[:self.size].cpu().clone() for k, v in self.data.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        size = int(state["size"])
+        """Restore `state_dict`'s rows and write position, into a buffer of the same capacity or a larger one (a run
+        trained longer: its capacity, the smaller of replay_size and total_steps, grows with total_steps)."""
+        size, position = int(state["size"]), int(state["position"])
         if size > self.capacity:
             raise ValueError(f"saved replay buffer holds {size} transitions, more than the capacity {self.capacity}")
-        for key, value in state["data"].items():
+        data = state["data"]
+        if position < size < self.capacity:
+            # it had wrapped round, full at a capacity of `size` with its oldest row at `position`: here its rows go
+            # oldest first and the next one after them, where otherwise the next would overwrite the oldest while
+            # rows never written, zeros, were counted as stored and sampled
+            data = {key: torch.roll(value, -position, dims=0) for key, value in data.items()}
+            position = size
+        for key, value in data.items():
             self.data[key][:size] = value.to(self.device)
-        self.position, self.size = int(state["position"]), size
+        self.position, self.size = position % self.capacity, size

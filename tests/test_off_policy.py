@@ -58,6 +58,35 @@ def test_replay_buffer_overwrites_the_oldest_and_round_trips_through_a_checkpoin
     assert torch.equal(a.next_obs, a.obs + 1)  # rows stay whole
 
 
+def test_a_wrapped_replay_buffer_restored_into_a_larger_one_goes_on_after_its_newest_row(tmp_path: Path) -> None:
+    # a run trained longer (total_steps raised in config.yaml) restores its buffer into a larger one; it kept the
+    # saved write position, so the next rows overwrote the oldest while rows never written were counted and sampled
+    buffer = ReplayBuffer(5, obs_dim=3, action_shape=(), num_costs=2, discrete_actions=True)
+    buffer.add(_transitions(0, 7))  # slots [5, 6, 2, 3, 4], next write at slot 2
+    larger = ReplayBuffer(8, obs_dim=3, action_shape=(), num_costs=2, discrete_actions=True)
+    larger.load_state_dict(buffer.state_dict())
+    assert larger.data["rewards"][:5].tolist() == [2.0, 3.0, 4.0, 5.0, 6.0] and larger.position == 5
+    larger.add(_transitions(7, 2))
+    assert larger.data["rewards"][:len(larger)].tolist() == [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    assert torch.equal(larger.data["next_obs"][:7], larger.data["obs"][:7] + 1)  # rows stay whole
+    # one exactly as large as the saved one takes it as it was (a resume stays bit for bit)
+    same = ReplayBuffer(5, obs_dim=3, action_shape=(), num_costs=2, discrete_actions=True)
+    same.load_state_dict(buffer.state_dict())
+    assert same.data["rewards"].tolist() == [5.0, 6.0, 2.0, 3.0, 4.0] and same.position == 2
+    # through the CLI: a finished run raised from 400 to 800 steps stores 800 transitions, none of them unwritten
+    out = tmp_path / "run"
+    tiny = ["--algo", "td3", "--env", "QuadraticBandit-v0", "--total-steps", "400", "--set", "steps_per_epoch=200",
+            "--set", "update_after=200", "--set", "random_steps=200", "--set", "batch_size=16", "--set",
+            "actor_hidden=[16]", "--set", "critic_hidden=[16]", "--no-progress"]
+    assert main(["train", *tiny, "--out", str(out)]) == 0
+    config = out / "config.yaml"
+    config.write_text(config.read_text().replace("total_steps: 400\n", "total_steps: 800\n"))
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    replay = torch.load(out / "checkpoints/last.pt", weights_only=True)["schedule"]["replay"]
+    rewards = replay["data"]["rewards"]  # 1 - mean (a - s)^2 with a and s in [-1, 1]: never exactly 0 when written
+    assert replay["size"] == 800 and bool((rewards != 0).all()), int((rewards == 0).sum())
+
+
 def test_off_policy_epochs_store_every_step_and_cut_episodes_at_the_epoch_end(tmp_path: Path) -> None:
     cfg, _ = resolve_config({**SAC_EXACT, "total_steps": 1000, "num_envs": 2, "update_after": 400})
     trainer = Trainer(cfg)
