@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 from cmdp.checkpoint import load_checkpoint
 from cmdp.config import RESTORE_RUN_FILE, check_seed, field_names, load_yaml, to_dict
 from cmdp.family import FamilyRun, SolverNeeds
-from cmdp.registry import get_algorithm, get_env
+from cmdp.registry import get_algorithm, get_env, plugin_path
 from cmdp.resolve import resolve_config
 from cmdp.spec import CMDPSpec, ConfigError
 
@@ -38,18 +38,14 @@ EARLIER_BEHAVIOUR: dict[str, Any] = {
 RUN_CONFIG_KEYS = ("algo", "env", "seed", "total_steps", "steps_per_epoch")
 
 
-def _plugin_key(plugin: str) -> str:
-    return str(Path(plugin).resolve()) if plugin.endswith(".py") else plugin
-
-
 def check_plugins_trusted(run_dir: Path, values: dict[str, Any], trust_plugins: bool,
                           given_plugins: list[str] | None) -> None:
     """ConfigError unless the run's plugins may be imported: `trust_plugins`, or all of them given by the user."""
     named = values.get("plugins") or []
     if not isinstance(named, list) or not all(isinstance(p, str) for p in named):
         raise ConfigError(f"{run_dir / 'config.yaml'}: plugins must be a list of module names or .py files")
-    given = {_plugin_key(p) for p in (given_plugins or [])}
-    untrusted = [p for p in named if _plugin_key(p) not in given]
+    given = {plugin_path(p) for p in (given_plugins or [])}
+    untrusted = [p for p in named if plugin_path(p) not in given]
     if untrusted and not trust_plugins:
         raise ConfigError(f"{run_dir} names plugin code that loading it would run: {', '.join(untrusted)}; "
                           "pass --trust-plugins if you trust it (or --plugin with the same files)")

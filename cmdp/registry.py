@@ -168,19 +168,20 @@ def load_plugins(modules: list[str]) -> None:
             raise ConfigError(f"plugins: module '{module}': {_where(exc, None)}") from None
 
 
-def plugin_paths(plugins: list[Any]) -> list[Any]:
-    """Plugin files by absolute path (module names as they are), as a run records them: it resumes from any folder."""
-    return [str(Path(p).resolve()) if isinstance(p, str) and p.endswith(".py") else p for p in plugins]
+def plugin_path(plugin: Any) -> Any:
+    """A plugin as a run records it: a file by absolute path (the run resumes from any folder), a module name as it
+    is."""
+    return str(Path(plugin).resolve()) if isinstance(plugin, str) and plugin.endswith(".py") else plugin
 
 
 def load_named_plugins(plugins: list[Any], named_in: str | None = None) -> list[Any]:
-    """`load_plugins` for the plugins a config names; returns them as `plugin_paths` records them. `named_in` is
-    the file (and field) that named them, for its errors, which then also say where a relative path that is not
-    found was looked for."""
+    """`load_plugins` for the plugins a config names; returns them as a run records them (`plugin_path`).
+    `named_in` is the file (and field) that named them, for its errors, which then also say where a relative path
+    that is not found was looked for."""
     if not isinstance(plugins, list):
         raise ConfigError(f"{named_in + ': ' if named_in else ''}plugins must be a list of module names or .py "
                           f"files, got {plugins!r}")
-    paths = plugin_paths(plugins)
+    paths = [plugin_path(p) for p in plugins]
     try:
         load_plugins(paths)
     except ConfigError as exc:
