@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,16 +42,42 @@ def row_bytes(layout: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> int:
     return sum(math.prod(shape) * torch.empty((), dtype=dtype).element_size() for shape, dtype in layout.values())
 
 
-def available_memory() -> int | None:
-    """Bytes of memory the system can give this process without swapping (Linux's MemAvailable); None where that
-    is not known."""
+def available_memory(meminfo: str | Path = "/proc/meminfo", cgroup: str | Path = "/sys/fs/cgroup") -> int | None:
+    """Bytes of memory this process can still take without swapping or being killed: the system's MemAvailable
+    (`meminfo`), or less where a container's memory limit leaves less (`cgroup`: the cgroup v2 files `memory.max`
+    and `memory.current`, or v1's `memory/memory.limit_in_bytes` and `memory/memory.usage_in_bytes`); None where
+    neither is known."""
+    known = [room for room in (_mem_available(Path(meminfo)), _cgroup_room(Path(cgroup))) if room is not None]
+    return min(known) if known else None
+
+
+def _mem_available(meminfo: Path) -> int | None:
     try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
+        with open(meminfo, encoding="ascii") as lines:
+            for line in lines:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return None
+    return None
+
+
+#: a cgroup v1 limit at or above this is "no limit" (the kernel writes the largest page-aligned 64-bit number)
+_NO_V1_LIMIT = 2 ** 62
+
+
+def _cgroup_room(root: Path) -> int | None:
+    """The memory limit of this process's container minus what it uses now; None without a limit."""
+    for limit_file, usage_file in (("memory.max", "memory.current"),
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            limit = (root / limit_file).read_text().strip()
+            usage = int((root / usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or not limit.isdigit() or int(limit) >= _NO_V1_LIMIT:
+            return None
+        return max(0, int(limit) - usage)
     return None
 
 

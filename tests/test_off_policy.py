@@ -278,3 +278,31 @@ def test_ctrl_c_while_a_checkpoint_is_written_leaves_no_part_of_it(tmp_path: Pat
     monkeypatch.setattr(cmdp.checkpoint.torch, "save", save)
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0  # from the whole checkpoint of epoch 1
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt"]
+
+
+@pytest.mark.parametrize("files, expected", [
+    # a container's cgroup v2 limit of 1 GiB with 256 MiB used leaves 768 MiB, below the host's 8 GiB
+    ({"memory.max": "1073741824\n", "memory.current": "268435456\n"}, 768 * 2 ** 20),
+    # cgroup v1's files
+    ({"memory/memory.limit_in_bytes": "1073741824\n", "memory/memory.usage_in_bytes": "536870912\n"}, 512 * 2 ** 20),
+    # no limit: v2's "max", v1's largest number; or no cgroup files at all: the host's MemAvailable
+    ({"memory.max": "max\n", "memory.current": "268435456\n"}, 8 * 2 ** 30),
+    ({"memory/memory.limit_in_bytes": "9223372036854771712\n", "memory/memory.usage_in_bytes": "5\n"}, 8 * 2 ** 30),
+    ({}, 8 * 2 ** 30),
+    # a limit above the host's room changes nothing
+    ({"memory.max": str(64 * 2 ** 30), "memory.current": "0"}, 8 * 2 ** 30),
+])
+def test_the_memory_a_replay_buffer_may_take_is_a_containers_limit_where_that_is_lower(
+        files: dict[str, str], expected: int, tmp_path: Path) -> None:
+    # the check read the host's MemAvailable only: in a container limited below it, a buffer that "fitted" was
+    # killed by the container's out-of-memory killer once it had filled
+    from cmdp.replay import available_memory
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       16777216 kB\nMemAvailable:    8388608 kB\n")
+    cgroup = tmp_path / "cgroup"
+    for name, text in files.items():
+        (cgroup / name).parent.mkdir(parents=True, exist_ok=True)
+        (cgroup / name).write_text(text)
+    assert available_memory(meminfo, cgroup) == expected
+    assert available_memory(tmp_path / "none", tmp_path / "none") is None
