@@ -65,6 +65,12 @@ class TrainConfig:
         # at 2**32 - 1), so a run's seed can be handed to any of them.
         check_seed("seed", self.seed)
 
+    def notices(self, given: frozenset[str]) -> list[str]:
+        """Lines to show the user about values that are valid but probably not what they meant, `given` being the
+        keys the user (a config file, `--set`, a preset, the environment's family) set rather than left at their
+        defaults. A config class that has such a case extends this, calling `super().notices(given)`."""
+        return []
+
 
 def check_device_name(key: str, device: str) -> None:
     """ConfigError naming `key` unless `device` is a device name a run accepts (DEVICE_PATTERN: cpu, cuda or

@@ -188,6 +188,15 @@ class OffPolicyLagrangeOptions(LagrangeOptions):
         """Ascent steps for an epoch that took `updates` gradient updates (`lagrangian_steps`)."""
         return updates if self.lagrangian_steps == "update" else 1
 
+    def notices(self, given: frozenset[str]) -> list[str]:
+        notes = super().notices(given)  # type: ignore[misc]  # the solver config the mixin is combined with
+        if self.lagrangian_steps == "epoch" and "lagrangian_lr" not in given:
+            # the default rate is sized for a step per update (2,000 an epoch): once per epoch it barely moves
+            notes.append(f"lagrangian_steps=epoch moves the multipliers once per epoch, at lagrangian_lr "
+                         f"{self.lagrangian_lr:g}, the rate of a step per update: they would hardly move; the "
+                         f"epoch rule's rate is 0.02 (--set lagrangian_lr=0.02; docs/off-policy.md)")
+        return notes
+
 
 @dataclass
 class OffPolicyPIDOptions(PIDOptions):

@@ -53,7 +53,8 @@ def resolve_config(overrides: dict[str, Any], config_file: str | None = None,
     family.validate(cfg)
     check_limits(family.cost_names(cfg), cfg.cost_limits, family.signed_costs)
     family.check_solver(cfg, SolverNeeds.of(solver_cls))
-    return plan_epochs(cfg)
+    cfg, notes = plan_epochs(cfg)
+    return cfg, [*notes, *cfg.notices(frozenset(values))]
 
 
 def check_algorithm_fits(algo: str, env: str) -> None:

@@ -306,3 +306,18 @@ def test_the_memory_a_replay_buffer_may_take_is_a_containers_limit_where_that_is
         (cgroup / name).write_text(text)
     assert available_memory(meminfo, cgroup) == expected
     assert available_memory(tmp_path / "none", tmp_path / "none") is None
+
+
+def test_the_epoch_rule_of_the_multipliers_at_the_per_update_rate_is_pointed_out() -> None:
+    # `--set lagrangian_steps=epoch` alone kept lagrangian_lr at 1e-5, sized for 2,000 steps an epoch: the
+    # multipliers then hardly moved, and nothing said so
+    values = {"algo": "td3_lag", "env": "QuadraticBandit-v0", "total_steps": 4000, "update_after": 2000,
+              "random_steps": 2000, "lagrangian_steps": "epoch"}
+    _, notes = resolve_config(values)
+    assert notes == ["lagrangian_steps=epoch moves the multipliers once per epoch, at lagrangian_lr 1e-05, the rate "
+                     "of a step per update: they would hardly move; the epoch rule's rate is 0.02 (--set "
+                     "lagrangian_lr=0.02; docs/off-policy.md)"]
+    # a rate the user chose, even the default's, and the per-update rule are left alone
+    assert resolve_config({**values, "lagrangian_lr": 1e-5})[1] == []
+    assert resolve_config({**values, "lagrangian_lr": 0.02})[1] == []
+    assert resolve_config({**values, "lagrangian_steps": "update"})[1] == []
