@@ -25,7 +25,7 @@ import yaml
 
 from cmdp.benchmarks.board import STATUS_FILE, Board, format_outcome, read_status
 from cmdp.benchmarks.cells import SUITE_COPY, Cell, cell_dir, plan_cells, train_cell
-from cmdp.benchmarks.executors import run_inline, run_local, run_ray, start_ray
+from cmdp.benchmarks.executors import check_ray_address, run_inline, run_local, run_ray, start_ray
 from cmdp.benchmarks.suite import SUITE_KEYS, Suite, load_suite
 from cmdp.config import check_output_folder, make_output_folder
 from cmdp.spec import ConfigError
@@ -75,9 +75,11 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
     check_run_paths(out, list(SUITE_PATH_KINDS), SUITE_PATH_KINDS, "a suite run", "remove it or choose another --out")
     check_suite_folder(out, suite)
     cells, notes = plan_cells(suite, out, for_ray=use_ray)
+    todo = [c for c in cells if c.start != "skip"]
+    if use_ray and todo and not dry_run:  # a misspelt or silent address: its error line alone, before the plan
+        check_ray_address(ray_address)
     for note in notes:
         print(f"note: {note}", file=stream)
-    todo = [c for c in cells if c.start != "skip"]
     n_workers = default_workers(todo) if workers is None else workers
     mode = "ray" + (f" {ray_address}" if ray_address else "") if use_ray else \
         ("in-process" if n_workers == 0 else count_text(n_workers, "local workers"))
