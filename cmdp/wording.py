@@ -16,4 +16,4 @@ def mean_std_text(mean: float, std: float, count: int, digits: int = 2) -> str:
     for a mean that was not measured (NaN)."""
     if math.isnan(mean):
         return "n/a"
-    return f"{mean:.{digits}f}" if count == 1 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:,.{digits}f}" if count == 1 else f"{mean:,.{digits}f} ± {std:,.{digits}f}"

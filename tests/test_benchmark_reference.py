@@ -173,9 +173,9 @@ def test_off_policy_cells_at_omnisafe_budget_are_not_marked(tmp_path):
     assert sac["ref_source"] == OFF_POLICY_SOURCE
     assert rows[(HUMANOID, "td3_pid")]["ref_total_steps"] == "3000000"
     assert rows[(HOPPER, "ppo_lag")]["ref_total_steps"] == "10000000"
-    assert "| 963.49 ± 291.64 | 20.23 ± 28.47 |" in md and "| 6179.38 ± 105.70 | 5.60 ± 6.23 |" in md
+    assert "| 963.49 ± 291.64 | 20.23 ± 28.47 |" in md and "| 6,179.38 ± 105.70 | 5.60 ± 6.23 |" in md
     assert "| 961.92 ± 752.87 | 13.96 ± 19.33 |" in md
-    assert rows[(HOPPER, "ppo_saute")]["ref_algo"] == "PPOSaute" and "| 1650.91 ± 152.65 | 17.87 ± 1.33 |" in md
+    assert rows[(HOPPER, "ppo_saute")]["ref_algo"] == "PPOSaute" and "| 1,650.91 ± 152.65 | 17.87 ± 1.33 |" in md
     assert "†" not in md and "‡" not in md and "Budget differs" not in md
     assert ("from the OmniSafe repository (PKU-Alignment/omnisafe), benchmarks/on-policy/README.md and "
             "benchmarks/off-policy/README.md (Table 2);") in md
@@ -189,9 +189,9 @@ def test_off_policy_cells_at_another_budget_are_marked_against_their_own_row(tmp
     fake_cell(root, "td3_lag", "SafetyWalker2dVelocity-v1", 1_000_000, limit=10.0)
     rows, md = report(root, tmp_path / "rep")
     assert "| 963.49 ± 291.64† | 20.23 ± 28.47† |" in md
-    assert "| 5940.04 ± 121.93† | 17.59 ± 6.24† |" in md
+    assert "| 5,940.04 ± 121.93† | 17.59 ± 6.24† |" in md
     assert "| 961.92 ± 752.87† | 13.96 ± 19.33† |" in md
-    assert "| 2996.21 ± 74.40‡ | 22.50 ± 16.97‡ |" in md  # its budget is OmniSafe's; its cost limit is not
+    assert "| 2,996.21 ± 74.40‡ | 22.50 ± 16.97‡ |" in md  # its budget is OmniSafe's; its cost limit is not
     assert "> **Budget differs from OmniSafe's.**" in md and "not comparable" in md
     assert "> - trained for 100,000 steps, OmniSafe's after 1,000,000: sac_lag on SafetyHopperVelocity-v1" in md
     assert "> - trained for 1,000,000 steps, OmniSafe's after 3,000,000: sac_lag on SafetyHumanoidVelocity-v1" in md
@@ -206,7 +206,7 @@ def test_one_budget_note_and_source_of_an_on_policy_report_read_as_before(tmp_pa
     fake_cell(root, "cpo", "SafetyAntVelocity-v1", 20_000)
     rows, md = report(root, tmp_path / "rep")
     assert rows[(HOPPER, "ppo_lag")]["ref_total_steps"] == "10000000"
-    assert "961.92 ± 752.87†" in md and "3098.54 ± 78.90†" in md
+    assert "961.92 ± 752.87†" in md and "3,098.54 ± 78.90†" in md
     assert ("> **Budget differs from OmniSafe's.** The rows marked † were trained for 20,000 steps, but OmniSafe's "
             "numbers for them (the last two columns) are after 10,000,000 environment steps with cost limit 25 over "
             "5 seeds, so they are not comparable with OmniSafe's.") in md
