@@ -39,7 +39,9 @@ class RewardShapingConfig(PolicyGradientConfig):
             raise ConfigError(f"beta must be >= 0 (a number or a non-empty list), got {self.beta}")
 
 
-@register_algorithm("reward_shaping")
+# unconstrained: the limits play no part in the update (a fixed beta keeps or breaks them by its size alone), so
+# no short run excuses a cost above them (`cmdp train`'s end-of-run note, cmdp.cli.format_summary)
+@register_algorithm("reward_shaping", constrained=False)
 class RewardShaping(PolicyGradientSolver):
     """PPO on the shaped reward r - sum_k beta_k c_k with a fixed penalty beta_k per cost (config key `beta`)."""
 

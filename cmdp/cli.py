@@ -329,7 +329,17 @@ def format_summary(summary: dict[str, Any], run_dir: Path, delay: int = 0, multi
                    plugins: Sequence[str] = ()) -> str:
     """The one-screen end-of-run report; `delay`: the epochs the run's multipliers waited before moving;
     `multiplier`: what the solver calls them (its `multiplier_name`); `plugins`: the run's, which the `cmdp eval` it
-    suggests names."""
+    suggests names. Whether the solver acts on the cost limits is its name's declaration
+    (`register_algorithm(name, constrained=...)`, `cmdp.registry.is_constrained`), so `summary["algo"]` must be a
+    registered name."""
+    # here, not at the top: cmdp.registry imports cmdp.spec, which imports gymnasium (main() checks MUJOCO_GL first)
+    from cmdp.registry import is_constrained
+
+    # only a solver that acts on the limits has an excuse for a short run above them: an unconstrained baseline
+    # (ppo, or reward_shaping's fixed penalties) is above them by what it is, however long it trains
+    constrained = is_constrained(summary["algo"])
+    # multipliers that move towards the limits (the Lagrangian solvers'); reward_shaping's are shown but never move
+    moving = constrained and bool(summary["multipliers"])
     epochs = summary["epochs"]
     measured = summary["final_epoch_with_episodes"] is not None  # None: no epoch finished an episode
     of = (f"mean over the episodes of epoch {summary['final_epoch_with_episodes']}" if measured else
@@ -351,20 +361,23 @@ def format_summary(summary: dict[str, Any], run_dir: Path, delay: int = 0, multi
         # than an episode never finishes one: nothing measured the return or the cost, and no multiplier moved
         lines.append("note           no episode finished: every epoch starts new episodes, so an epoch needs at least "
                      "one episode's steps per environment copy (steps_per_epoch / num_envs); without one nothing "
-                     "measures the return or the cost" + (" and the multipliers never move" if summary["multipliers"]
-                                                            else ""))
-    if above and summary["multipliers"]:
+                     "measures the return or the cost" + (" and the multipliers never move" if moving else ""))
+    if above and constrained:
         # a short run (the default's 2 epochs) ends above the limit by design: say so, rather than let it read as
         # a solver that failed; a run as long as OmniSafe's benchmarks has no such excuse, and gets no note
         after = f"above the limit after {count_text(epochs, 'epochs')}"
-        if epochs <= delay:
+        if moving and epochs <= delay:
             lines.append(f"note           {after}: the multipliers wait {delay} epochs before they first move "
                          f"(multiplier_delay, OmniSafe's warmup_epochs); OmniSafe's benchmarks train "
                          f"{OMNISAFE_EPOCHS} (--total-steps)")
         elif epochs < OMNISAFE_EPOCHS:
-            lines.append(f"note           {after}: a multiplier takes many epochs to bring a cost down, and "
-                         f"OmniSafe's benchmarks train {OMNISAFE_EPOCHS} (1e7 steps on-policy, 1e6 off-policy: "
-                         f"--total-steps)")
+            # without multipliers to wait for (cpo's projection, crpo's cost steps, ppo_saute's budget) the update
+            # acts on the cost from the first epoch, but a clipped or trust-region step moves the policy only a little
+            why = ("a multiplier takes many epochs to bring a cost down" if moving else
+                   f"{summary['algo']}'s update acts on the cost from the first epoch, but moves the policy a small "
+                   f"step at a time, so bringing a cost down takes many epochs")
+            lines.append(f"note           {after}: {why}, and OmniSafe's benchmarks train {OMNISAFE_EPOCHS} (1e7 "
+                         f"steps on-policy, 1e6 off-policy: --total-steps)")
     lines += [f"run folder     {run_dir}",
               f"next           cmdp eval {run_dir}{plugin_flags(plugins)}   |   tensorboard --logdir {run_dir / 'tb'}"]
     return "\n".join(lines)
