@@ -536,11 +536,17 @@ def plot_env(env: str, by_algo: dict[str, list[RunData]], path: Path) -> None:
     curves_figure(env, by_algo).savefig(path, dpi=100)
 
 
+#: the learning curves' dash patterns, line by line: solid, long dashes, dots, dash-dot (the cost limit's short
+#: black dashes are apart by colour)
+LINE_STYLES: tuple[Any, ...] = ("-", (0, (7, 3)), (0, (1, 2)), (0, (7, 2, 1, 2)))
+
+
 def curves_figure(env: str, by_algo: dict[str, list[RunData]]) -> Any:
     """`plot_env`'s figure (a matplotlib Figure): return and each cost against env steps, one line per algorithm
     in its colour (the mean over its seeds, shaded between their min and max). Algorithms whose lines coincide in a
     panel (ppo and ppo_lag while the multiplier stays at 0) share one black line there, named "ppo = ppo_lag" in its
-    legend, as the tradeoff figure names coinciding means: in their colours the second line would hide the first."""
+    legend, as the tradeoff figure names coinciding means: in their colours the second line would hide the first.
+    Each line has its own dash pattern too (`LINE_STYLES`), so lines that nearly coincide stay visible."""
     from matplotlib.figure import Figure
 
     names = _cost_names(by_algo)
@@ -558,9 +564,13 @@ def curves_figure(env: str, by_algo: dict[str, list[RunData]]) -> Any:
                 same[0][2].append((algo, len(runs)))
             else:
                 lines.append((band, f"C{i % 10}", [(algo, len(runs))]))
-        for (x, mean, lo, hi), color, algos in lines:
+        for k, ((x, mean, lo, hi), color, algos) in enumerate(lines):
             color = color if len(algos) == 1 else "black"
-            ax.plot(x, mean, color=color, label=_line_label(algos), lw=1.6)
+            # a dash pattern per line as well as a colour: lines that nearly coincide (not exactly, or they would
+            # share one) show both through each other's gaps; a shared black line is solid, apart from the limit's
+            # black dashes
+            style = LINE_STYLES[k % len(LINE_STYLES)] if len(algos) == 1 else "-"
+            ax.plot(x, mean, color=color, label=_line_label(algos), lw=1.6, ls=style)
             ax.fill_between(x, lo, hi, color=color, alpha=0.2 if len(algos) == 1 else 0.1, lw=0)
     limits = _finite_limits(by_algo)
     axes[0].set_title(f"{env}: return")
@@ -771,8 +781,9 @@ def write_report(root: str | Path, out: str | Path | None = None, partial: bool 
     if figures:
         lines += ["## Learning curves", "",
                   "Episode return and cost against environment steps: mean over seeds, shaded between the seeds' "
-                  "minimum and maximum; dashed: the cost limit. Algorithms whose curves coincide share one black line, "
-                  "named \"a = b\" in the legend.", ""]
+                  "minimum and maximum; black dashes: the cost limit. Each algorithm's line has its own colour and "
+                  "dash pattern; algorithms whose curves coincide share one solid black line, named \"a = b\" in the "
+                  "legend.", ""]
         for env, name, _ in figures:
             lines += [f"### {env}", "", f"![{env}]({name})", ""]
     tradeoffs = [(env, name) for env, _, name in figures if name]
