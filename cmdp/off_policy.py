@@ -48,7 +48,7 @@ from cmdp.losses import value_loss
 from cmdp.networks import NETWORK_INITS, EnsembleCritic, flat_obs_dim
 from cmdp.optim import CRITIC_CLIPS
 from cmdp.replay import ReplaySample
-from cmdp.solver import DIVERGED_ADVICE, Solver, TrainingDiverged
+from cmdp.solver import DIVERGED_ADVICE, Solver, TrainingDiverged, loss_and_info
 from cmdp.spec import CMDPSpec
 
 
@@ -360,7 +360,7 @@ class OffPolicySolver(Solver):
 
     def update_actor(self, obs: torch.Tensor) -> dict[str, float]:
         """One actor step on `actor_loss`; returns what to log."""
-        loss_pi, info = self.actor_loss(obs)
+        loss_pi, info = loss_and_info(self.actor_loss(obs), self)
         value = finite_loss(loss_pi, "actor")
         self.updater.step(actor_loss=loss_pi)
         return {**info, "loss_pi": value}

@@ -23,6 +23,7 @@ A solver of the PPO family differs from another in a few places only, and those 
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field, is_dataclass
 from typing import Any, Mapping
@@ -156,6 +157,26 @@ def check_finite(loss: torch.Tensor | float, part: str, batch: RolloutBatch, adv
     raise TrainingDiverged("training diverged: " + "; ".join(facts) + ". " + DIVERGED_ADVICE)
 
 
+def loss_and_info(result: Any, solver: Any) -> tuple[torch.Tensor, Mapping[str, Any]]:
+    """`solver.actor_loss`'s result, refused in one line (`ConfigError`, naming the class) unless it is what the
+    loop needs: (a scalar tensor, a mapping of scalars to log). A plugin's bare tensor had ended in "iteration over a
+    0-d tensor", a traceback from inside the loop."""
+    if (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.Tensor)
+            and result[0].dim() == 0 and isinstance(result[1], Mapping)):
+        return result
+    if isinstance(result, torch.Tensor):
+        got = f"a tensor of shape {tuple(result.shape)}"
+    elif isinstance(result, tuple):
+        got = "(" + ", ".join(type(x).__name__ if not isinstance(x, torch.Tensor) else f"tensor of shape "
+                              f"{tuple(x.shape)}" for x in result) + ")"
+    else:
+        got = type(result).__name__
+    # a plugin file's module has a made-up name (cmdp.registry): its file says where the class is
+    where = f"{type(solver).__qualname__}.actor_loss ({inspect.getfile(type(solver))})"
+    raise ConfigError(f"{where} must return (loss, info): a scalar tensor and a dict of scalars to log "
+                      f"({{}} for none), got {got}")
+
+
 class Solver:
     """Interface the trainer drives. `Config` is the solver's config dataclass; the class attributes below
     declare what it needs (see the module docstring)."""
@@ -280,7 +301,7 @@ class PolicyGradientSolver(Solver):
         loss_v = None if critic is None else value_loss(critic(mb.obs), mb.returns, mb.values, self.cfg.value_clip)
         if mb.adv is None:
             return None, loss_v, {}
-        loss_pi, info = self.actor_loss(mb)
+        loss_pi, info = loss_and_info(self.actor_loss(mb), self)
         return loss_pi, loss_v, info
 
     def stream_advantages(self, batch: RolloutBatch) -> torch.Tensor:

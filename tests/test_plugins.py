@@ -612,3 +612,33 @@ def test_run_folder_plugins_need_trust(tmp_path, monkeypatch, capsys):
     other = write(tmp_path / "other.py", "")
     assert main(["eval", str(run), "--episodes", "2", "--plugin", str(other)]) == 2  # another file is no consent
     assert "--trust-plugins" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("case, returns, got", [
+    (0, "loss", "a tensor of shape ()"),
+    (1, "loss, info, 1.0", "(tensor of shape (), dict, float)"),
+    (2, "loss.expand(3), info", "(tensor of shape (3,), dict)"),
+])
+def test_an_actor_loss_that_does_not_return_a_loss_and_its_info_is_one_line(case, returns, got, tmp_path, capsys):
+    # a bare tensor had ended in "TypeError: iteration over a 0-d tensor", a traceback from inside the loop; a
+    # per-sample loss in backward's "grad can be implicitly created only for scalar outputs"
+    plugin = write(tmp_path / "bare.py", textwrap.dedent(f'''\
+        from cmdp.algorithms.ppo_lag import PPOLag
+        from cmdp.registry import register_algorithm
+
+
+        @register_algorithm("bare_loss_plugin{case}")
+        class BareLoss(PPOLag):
+            """Its actor_loss returns the wrong thing."""
+
+            def actor_loss(self, mb):
+                loss, info = super().actor_loss(mb)
+                return {returns}
+        '''))
+    out = tmp_path / "run"
+    args = ["train", "--plugin", str(plugin), "--algo", f"bare_loss_plugin{case}", *FAST, "--out", str(out)]
+    assert main(args) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"cmdp: error: BareLoss.actor_loss ({plugin}) must return (loss, info): a scalar tensor and a dict of scalars to "
+        f"log ({{}} for none), got {got}")
+    assert not out.exists()
