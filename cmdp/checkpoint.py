@@ -16,6 +16,10 @@ CHECKPOINT_KEYS: tuple[str, ...] = ("epoch", "wall_seconds", "agent", "solver", 
                                      "torch_rng")
 
 
+#: The first bytes of a zip archive, the format of torch.save (`torch.load(mmap=True)` reads no other).
+ZIP_MAGIC = b"PK\x03\x04"
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write `state` to `path` via a temporary file, so an interruption never leaves a torn checkpoint; the part of the
     temporary file written before an interruption (Ctrl-C, a full disk) is removed."""
@@ -41,8 +45,13 @@ def _short_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
-def load_checkpoint(path: str | Path, required: Sequence[str] = CHECKPOINT_KEYS) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, required: Sequence[str] = CHECKPOINT_KEYS,
+                    mmap: bool = False) -> dict[str, Any]:
     """Read a checkpoint without unpickling arbitrary objects (torch.load(weights_only=True)).
+
+    `mmap`: map the file's tensors instead of reading them (torch.load(mmap=True)): a tensor's bytes are read when it
+    is used, so a caller that needs only the weights (an evaluation) never reads an off-policy run's replay buffer.
+    The tensors stay valid while the file is replaced (`save_checkpoint` writes a new file, never into this one).
 
     Raises ConfigError (one line naming the file) if the file cannot be read, is not a checkpoint (empty,
     truncated, corrupted) or lacks any of the `required` top-level keys.
@@ -54,7 +63,13 @@ def load_checkpoint(path: str | Path, required: Sequence[str] = CHECKPOINT_KEYS)
         if size == 0:
             raise ConfigError(f"{path} is not a readable cmdp checkpoint (truncated or corrupted: the file is "
                               f"empty); {hint}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        mapped = False
+        if mmap:
+            with path.open("rb") as file:
+                # torch maps only its zip format (every torch.save since torch 1.6); anything else is read as before,
+                # so a file that is no checkpoint fails with torch's reason, not its advice to save with mmap support
+                mapped = file.read(4) == ZIP_MAGIC
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
     except ConfigError:
         raise
     except OSError as exc:

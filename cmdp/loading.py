@@ -2,9 +2,13 @@
 
     from cmdp import load_policy
 
-    policy = load_policy("runs/my-run")              # the trained (stochastic) policy of the last checkpoint
+    policy = load_policy("runs/my-run")              # the policy of the last checkpoint, as it was trained
     print(policy.evaluate(episodes=20, seed=0))      # mean return and costs over fresh episodes
     policy.close()
+
+A policy that is a distribution (`policy.stochastic`: PPO's Gaussian, SAC's) is measured by sampling it unless
+`deterministic=True` asks for its mean or most likely action; a DDPG or TD3 actor is deterministic, and is measured
+without the exploration noise it trained with whichever is asked (as OmniSafe's evaluator does).
 
 A run folder names the plugins it was trained with in its config.yaml, and loading it imports them (they
 register the run's solver or environment). Code from a folder someone else made is not run without consent:
@@ -19,6 +23,7 @@ from typing import Any, Mapping, Sequence
 from cmdp.checkpoint import load_checkpoint
 from cmdp.config import RESTORE_RUN_FILE, check_seed, field_names, load_yaml, to_dict
 from cmdp.family import FamilyRun, SolverNeeds
+from cmdp.networks import Actor
 from cmdp.registry import get_algorithm, get_env, plugin_path
 from cmdp.resolve import resolve_config
 from cmdp.spec import CMDPSpec, ConfigError
@@ -175,12 +180,36 @@ class LoadedPolicy:
     def spec(self) -> CMDPSpec:
         return self.run.spec
 
+    @property
+    def stochastic(self) -> bool:
+        """Whether the trained policy is a distribution its actions are drawn from (`cmdp.networks.Actor.stochastic`),
+        so that sampling it and taking its mean or most likely action measure two policies. False for a DDPG or TD3
+        actor: its Gaussian noise only explored in training, and it is evaluated without it."""
+        actor = self.run.agent.actor
+        # cmdp.networks' actors say it; another family's policy (a text run's language model) samples its tokens
+        return actor.stochastic if isinstance(actor, Actor) else True
+
+    def acts_deterministically(self, deterministic: bool) -> bool:
+        """Whether an evaluation asked for `deterministic` or not takes each action without drawing it: when asked,
+        and always for a deterministic policy (`stochastic` is False)."""
+        return deterministic or not self.stochastic
+
+    def action_description(self, deterministic: bool) -> str:
+        """What an evaluation asked for `deterministic` or not measures, in words (`cmdp eval`'s first line)."""
+        if not self.stochastic:
+            return "deterministic: the trained actor's action, without its exploration noise"
+        if deterministic:
+            return "deterministic: the mean or most likely action"
+        return "stochastic: actions sampled from the trained policy"
+
     def evaluate(self, episodes: int = 10, seed: int = 12345, deterministic: bool = False) -> dict[str, Any]:
-        """Fresh episodes (text: prompts) with the saved policy: sampled actions (the policy that was trained,
-        and a constrained optimum is stochastic) unless `deterministic` (the mean or most likely action)."""
+        """Fresh episodes (text: prompts) with the saved policy as it was trained: sampled actions (a constrained
+        optimum is stochastic) unless `deterministic` (the mean or most likely action); a deterministic policy's
+        own action either way (`stochastic`). The result's "deterministic" says which was measured."""
         if episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {episodes}")
         check_seed("the evaluation seed", seed)
+        deterministic = self.acts_deterministically(deterministic)
         result = self.run.evaluate(episodes, seed, deterministic)
         result.update({"run_dir": str(self.run_dir), "epoch": self.epoch, "deterministic": deterministic})
         if self.config_edits:  # the record says what it measured: not quite the trained run
@@ -227,7 +256,8 @@ def load_policy(run_dir: str | Path, num_envs: int = 1, trust_plugins: bool = Fa
     if num_envs < 1:
         raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
     cfg, path = open_run(run_dir, trust_plugins=trust_plugins, given_plugins=plugins)
-    state = load_checkpoint(path / CHECKPOINT)
+    # memory-mapped: only the weights are read, not an off-policy run's replay buffer (gigabytes on Humanoid)
+    state = load_checkpoint(path / CHECKPOINT, mmap=True)
     edits = config_edits(cfg, state)
     cfg = replace(cfg, num_envs=num_envs, steps_per_epoch=num_envs)
     solver_cls = get_algorithm(cfg.algo)

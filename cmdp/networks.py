@@ -1,6 +1,8 @@
 """Actor and critic networks for vector observations (the control side of the framework); for image observations
 an encoder (`cmdp.vision.ImageEncoder`) goes in front of the actor's and the critics' MLPs.
 
+- `Actor`: the actors' base; `stochastic` says whether the trained policy is a distribution (the deterministic
+  actor's noise only explores in training, and evaluation leaves it out).
 - `GaussianActor` (Box actions): MLP mean, state-independent learned log-std.
 - `CategoricalActor` (Discrete actions): MLP logits.
 - `SquashedGaussianActor` (Box actions, SAC): MLP mean and log-std, a tanh-squashed sample in the bounds.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar
 
 import gymnasium
 import numpy as np
@@ -122,7 +124,16 @@ def categorical_log_prob(logits: torch.Tensor, actions: torch.Tensor) -> torch.T
     return torch.log_softmax(logits, dim=-1).gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)
 
 
-class GaussianActor(nn.Module):
+class Actor(nn.Module):
+    """Base of the policy networks: says what kind of policy training made, so that evaluation measures that one."""
+
+    #: Whether the trained policy is a distribution its actions are drawn from (a Gaussian, a softmax): sampling it
+    #: and taking its mean or most likely action are two policies. False: a deterministic policy, whose sampler
+    #: adds noise only to explore during training; evaluating it takes the action alone.
+    stochastic: ClassVar[bool] = True
+
+
+class GaussianActor(Actor):
     """Diagonal Gaussian policy for Box action spaces. With an `encoder` (image observations, `cmdp.vision`) the
     MLP reads the encoder's output, and `obs_dim` is the encoder's `out_dim`."""
 
@@ -182,7 +193,7 @@ class GaussianActor(nn.Module):
         return sample
 
 
-class CategoricalActor(nn.Module):
+class CategoricalActor(Actor):
     """Softmax policy for Discrete action spaces; `encoder` as for `GaussianActor`."""
 
     def __init__(self, obs_dim: int, num_actions: int, hidden: list[int], activation: str = "tanh",
@@ -319,7 +330,7 @@ class BoxScale(nn.Module):
         return (self.high + self.low) / 2 + (self.high - self.low) / 2 * np.tanh(u)
 
 
-class SquashedGaussianActor(nn.Module):
+class SquashedGaussianActor(Actor):
     """SAC's policy for bounded Box actions: u ~ N(mu(s), sigma(s)), a = center + half * tanh(u).
 
     The MLP outputs the mean and the log-std per dimension; the log-std is clamped to [-20, 2] (Haarnoja et
@@ -370,13 +381,15 @@ class SquashedGaussianActor(nn.Module):
         return sample
 
 
-class DeterministicActor(nn.Module):
+class DeterministicActor(Actor):
     """DDPG's and TD3's policy for bounded Box actions: a = center + half * tanh(mlp(s)).
 
     Acting adds Gaussian exploration noise of std `noise * half` and clips to the bounds (OmniSafe's mlp actor
     with exploration_noise 0.1 on [-1, 1] actions); `deterministic` acting and the training losses use the
-    noiseless action.
+    noiseless action, and so does evaluation (`stochastic` is False), as OmniSafe's evaluator does.
     """
+
+    stochastic = False  # the noise is a training device: the policy that was trained is the noiseless action
 
     def __init__(self, obs_dim: int, action_space: gymnasium.spaces.Box, hidden: list[int],
                  activation: str = "relu", noise: float = 0.1, init: str = "orthogonal") -> None:
@@ -487,7 +500,7 @@ class ActorCritic(nn.Module):
         encoder = None if layout is None else ImageEncoder(layout)
         obs_dim = flat_obs_dim(observation_space) if encoder is None else encoder.out_dim
         if isinstance(action_space, gymnasium.spaces.Box):
-            self.actor: nn.Module = GaussianActor(obs_dim, int(np.prod(action_space.shape)), actor_hidden,
+            self.actor: Actor = GaussianActor(obs_dim, int(np.prod(action_space.shape)), actor_hidden,
                                                   activation, init_log_std, encoder, init)
         elif isinstance(action_space, gymnasium.spaces.Discrete):
             self.actor = CategoricalActor(obs_dim, int(action_space.n), actor_hidden, activation, encoder, init)

@@ -1,6 +1,10 @@
-"""`cmdp eval` and `cmdp.load_policy`: which policy is measured, the Python API, and TensorBoard after a resume."""
+"""`cmdp eval` and `cmdp.load_policy`: which policy is measured, the Python API, what is read of the checkpoint, and
+TensorBoard after a resume."""
 import json
 import math
+import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -10,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+import cmdp.checkpoint
 import cmdp.loading
 from cmdp.cli import main
 from cmdp.config import MAX_SEED
@@ -118,8 +123,6 @@ def test_eval_seed_out_of_range_is_one_line(run_dir, capsys):
 def test_eval_of_a_config_edited_after_training_says_so(run_dir, tmp_path, capsys):
     # a config.yaml edited after training (tanh -> relu: the weights fit, the policy is another) was evaluated as
     # edited without a word; the checkpoint now holds the config the run trained with, and eval names the edits
-    import shutil
-
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
     config = run / "config.yaml"
@@ -149,6 +152,88 @@ def test_eval_of_a_config_edited_after_training_says_so(run_dir, tmp_path, capsy
     assert main(["eval", str(run), "--episodes", "2", "--json"]) == 0
     out, err = capsys.readouterr()
     assert err == "" and "config_edits" not in json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def td3_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short td3 run on QuadraticBandit-v0: a deterministic actor, which explored with Gaussian noise."""
+    out = tmp_path_factory.mktemp("eval-td3") / "run"
+    settings = ["total_steps=800", "steps_per_epoch=400", "num_envs=4", "update_after=400", "random_steps=400",
+                "batch_size=32", "actor_hidden=[16]", "critic_hidden=[16]", "updates_per_step=0.25"]
+    assert main(["train", "--algo", "td3", "--env", "QuadraticBandit-v0", "--seed", "0", "--out", str(out),
+                 "--no-progress", *[arg for key in settings for arg in ("--set", key)]]) == 0
+    return out
+
+
+def test_eval_of_a_deterministic_actor_leaves_out_its_exploration_noise(td3_run, run_dir, capsys):
+    """A TD3 (or DDPG) policy is its actor's action; the Gaussian noise it acted with only explored in training.
+    eval measured it with the noise added unless --deterministic, and said "actions sampled from the trained
+    policy"; OmniSafe's evaluator takes the noiseless action. Now both ways measure the actor's own action."""
+    results = []
+    for flags in ([], ["--deterministic"]):
+        assert main(["eval", str(td3_run), "--episodes", "8", "--seed", "1", "--json", *flags]) == 0
+        results.append(json.loads(capsys.readouterr().out))
+    assert results[0] == results[1] and results[0]["deterministic"] is True
+    with cmdp.loading.load_policy(td3_run) as policy:
+        assert policy.stochastic is False
+        assert policy.evaluate(episodes=8, seed=1) == results[0]
+        assert policy.acts_deterministically(False) is True
+        which = policy.action_description(False)
+        assert which == policy.action_description(True) and which.startswith("deterministic: ")
+        assert "exploration noise" in which and "sampled" not in which and "stochastic" not in which
+    # a policy that is a distribution is still sampled unless asked otherwise (test above for the numbers)
+    with cmdp.loading.load_policy(run_dir) as policy:
+        assert policy.stochastic is True and policy.acts_deterministically(False) is False
+        assert policy.action_description(False) == "stochastic: actions sampled from the trained policy"
+        assert policy.action_description(True) == "deterministic: the mean or most likely action"
+
+
+def mapped_kib(path: Path) -> tuple[int, int] | None:
+    """(size, resident) in KiB of this process's memory mappings of the file `path`; None where none maps it."""
+    size = resident = 0
+    found, current = False, ""
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):
+                fields = line.split(None, 5)
+                current = fields[5].strip() if len(fields) > 5 else ""
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                if current == str(path):
+                    found, size = True, size + (end - start) // 1024
+            elif line.startswith("Rss:") and current == str(path):
+                resident += int(line.split()[1])
+    return (size, resident) if found else None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="reads the process's mappings from /proc (Linux)")
+def test_eval_reads_the_weights_of_the_checkpoint_not_its_replay_buffer(td3_run, tmp_path, monkeypatch):
+    """An off-policy checkpoint holds the replay buffer (about 3 GB on Humanoid), which evaluating needs nothing of:
+    eval read the whole file into memory. It now maps the file: the replay rows are never read."""
+    run = tmp_path / "run"
+    shutil.copytree(td3_run, run)
+    checkpoint = (run / "checkpoints" / "last.pt").resolve()
+    state = torch.load(checkpoint, weights_only=True)
+    replay = state["schedule"]["replay"]["data"]
+    width = replay["obs"].shape[1]
+    replay["obs"] = torch.ones(2**24 // width, width)  # 64 MiB of rows: a buffer much larger than the networks
+    torch.save(state, checkpoint)
+    loaded = []
+
+    def keep(*args, **kwargs):  # holds the loaded state (and so its mapping) for the check below
+        loaded.append(cmdp.checkpoint.load_checkpoint(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(cmdp.loading, "load_checkpoint", keep)
+    with cmdp.loading.load_policy(run) as policy:
+        result = policy.evaluate(episodes=4, seed=2)
+    mapped = mapped_kib(checkpoint)
+    assert mapped is not None, "the checkpoint was read into memory, not mapped"
+    size, resident = mapped
+    assert size >= 64 * 1024 and resident < 8 * 1024, mapped  # the 64 MiB of replay rows stayed on disk
+    assert len(loaded) == 1 and loaded[0]["schedule"]["replay"]["data"]["obs"].shape == (2**24 // width, width)
+    monkeypatch.undo()
+    with cmdp.loading.load_policy(td3_run) as policy:  # the mapped weights are the weights
+        assert {**result, "run_dir": ""} == {**policy.evaluate(episodes=4, seed=2), "run_dir": ""}
 
 
 # --- the Python API ---------------------------------------------------------------------------------------------
