@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
                        description="Measure the saved policy of a run folder on fresh episodes (text runs: prompts). "
                                    "By default the trained stochastic policy (actions sampled, as in training; a "
                                    "constrained optimum is stochastic); --deterministic takes the mean or most likely "
-                                   "action instead.")
+                                   "action instead. A DDPG or TD3 run's policy is deterministic: it is evaluated "
+                                   "without the exploration noise it trained with.")
     e.add_argument("run_dir")
     e.add_argument("--episodes", type=int, default=10, help="episodes (text runs: prompts to answer)")
     e.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
@@ -408,15 +409,15 @@ def _eval(args: argparse.Namespace) -> int:
             video_env_maker(policy)  # refuses an environment that cannot be filmed before anything runs
         result = policy.evaluate(args.episodes, args.seed, deterministic=args.deterministic)
         if args.video:
-            path, lengths = record_video(policy, args.video_episodes or 1, args.seed, args.deterministic)
+            path, lengths = record_video(policy, args.video_episodes or 1, args.seed,
+                                         policy.acts_deterministically(args.deterministic))  # the measured episodes
             result["video"] = str(path)
         if policy.config_edits:  # after the evaluation: a refused one's error line stands alone
             print(config_edits_note(policy.run_dir, policy.config_edits), file=sys.stderr)
         if args.json:
             print(json.dumps(result, indent=2))
             return 0
-        which = ("deterministic: the mean or most likely action" if args.deterministic
-                 else "stochastic: actions sampled from the trained policy")
+        which = policy.action_description(args.deterministic)
         print(f"{policy.cfg.algo} on {policy.cfg.env}, checkpoint of epoch {result['epoch']} ({which}); "
               f"{count_text(args.episodes, policy.run.evaluation_unit)} from seed {args.seed}")
         print(policy.run.format_evaluation(result))

@@ -186,7 +186,7 @@ class LoadedPolicy:
         so that sampling it and taking its mean or most likely action measure two policies. False for a DDPG or TD3
         actor: its Gaussian noise only explored in training, and it is evaluated without it."""
         actor = self.run.agent.actor
-        # cmdp.networks' actors say it; another family's policy (a text run's language model) samples its tokens
+        # cmdp's actors (the text family's too) declare it; another family's policy that does not is taken as drawn
         return actor.stochastic if isinstance(actor, Actor) else True
 
     def acts_deterministically(self, deterministic: bool) -> bool:

@@ -174,6 +174,9 @@ def test_eval_of_a_deterministic_actor_leaves_out_its_exploration_noise(td3_run,
         assert main(["eval", str(td3_run), "--episodes", "8", "--seed", "1", "--json", *flags]) == 0
         results.append(json.loads(capsys.readouterr().out))
     assert results[0] == results[1] and results[0]["deterministic"] is True
+    assert main(["eval", str(td3_run), "--episodes", "2"]) == 0  # the header says what was measured
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "(deterministic: the trained actor's action, without its exploration noise)" in header, header
     with cmdp.loading.load_policy(td3_run) as policy:
         assert policy.stochastic is False
         assert policy.evaluate(episodes=8, seed=1) == results[0]

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from cmdp.envs.text.score_model import ScoreModel
-from cmdp.networks import categorical_log_prob
+from cmdp.networks import Actor, categorical_log_prob
 from cmdp.optim import ClipGroup, trainable_parameters
 
 
@@ -109,8 +109,9 @@ def evaluate_in_chunks(obs: TokenObs, fn: Any, max_sequences: int) -> torch.Tens
     return out
 
 
-class TextActor(nn.Module):
-    """A Hugging Face causal LM as a policy over next tokens, at a fixed sampling temperature."""
+class TextActor(Actor):
+    """A Hugging Face causal LM as a policy over next tokens, at a fixed sampling temperature (a stochastic policy,
+    `Actor.stochastic`)."""
 
     def __init__(self, model: nn.Module, temperature: float = 1.0, eval_batch_size: int = 16,
                  autocast: torch.dtype | None = None) -> None:
