@@ -205,7 +205,7 @@ def _checkpoint_steps(run_dir: Path) -> int:
     from cmdp.trainer import CHECKPOINT
 
     try:
-        return int(load_checkpoint(run_dir / CHECKPOINT)["env_steps"])
+        return int(load_checkpoint(run_dir / CHECKPOINT, mmap=True)["env_steps"])  # mapped: not its replay buffer
     except Exception:
         return 0
 
