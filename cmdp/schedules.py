@@ -4,7 +4,8 @@ The trainer owns the epoch count, logging and checkpoints; a loop here owns what
 
 - `OnPolicyLoop` (on-policy and group schedules): collect an epoch with the current policy, update once on it;
 - `OffPolicyLoop`: reset, then alternate collecting a few steps into the replay buffer with gradient steps from
-  it; the multipliers move once at the epoch's end.
+  it; the multipliers move at the epoch's end (the solver's `end_epoch`: one step per gradient update of the epoch
+  or one for the epoch, `lagrangian_steps`).
 
 Every loop returns an `EpochResult`: the episodes that finished, the metrics to log, and the time spent
 collecting and updating. Loops hold their own state (the replay buffer) for checkpoints.

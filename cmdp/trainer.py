@@ -5,9 +5,9 @@ one update, or replay steps and updates) -> logger and checkpoint. The trainer n
 it holds: the solver declares its needs (cmdp.solver), the family provides them (cmdp.family).
 
 A run is fully described by its resolved config. Randomness comes from three seeded sources whose
-state is checkpointed after every epoch: a numpy Generator (action sampling), a torch Generator
-(minibatch order, replay sampling) and the environments, which are reset at each epoch start with a seed
-derived from (seed, epoch). So `--resume` continues an interrupted run to the same numbers an
+state is checkpointed (every `checkpoint_every` epochs and at the end): a numpy Generator (action sampling), a
+torch Generator (minibatch order, replay sampling) and the environments, which are reset at each epoch start with
+a seed derived from (seed, epoch). So `--resume` continues an interrupted run to the same numbers an
 uninterrupted run produces (same machine, CPU); off-policy runs checkpoint their replay buffer too.
 """
 from __future__ import annotations
