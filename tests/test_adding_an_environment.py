@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cmdp.cli import main
-from cmdp.registry import load_plugins
+from cmdp.registry import get_env, load_plugins
 from cmdp.trainer import new_run, resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,3 +63,12 @@ def test_ppo_lag_reaches_the_closed_form_optimum_of_the_example(tmp_path: Path) 
     assert cost <= limit * 1.05
     assert main(["eval", str(tmp_path / "run"), "--plugin", str(EXAMPLE), "--episodes", "400", "--num-envs", "8"]) == 0
     assert np.isclose(probs.sum(), 1.0)
+
+
+def test_the_example_family_asks_one_cpu_whatever_its_copies() -> None:
+    # it steps its copies in one process (SyncVecCMDP), but said nothing: a benchmark reserved one CPU per copy for
+    # it, locally and on Ray
+    example_module()
+    cfg, _ = resolve_config({"algo": "ppo_lag", "env": "ConstrainedBandit-v0", "plugins": [str(EXAMPLE)],
+                             "num_envs": 8})
+    assert get_env("ConstrainedBandit-v0").family.cpus(cfg) == 1

@@ -78,5 +78,6 @@ def optimum(limit: float = DEFAULT_LIMIT) -> tuple[float, float]:
     return best
 
 
-register_env("ConstrainedBandit-v0", VectorFamily(make_bandit, BanditKwargs, cost_names=["cost"]),
+register_env("ConstrainedBandit-v0",
+             VectorFamily(make_bandit, BanditKwargs, cost_names=["cost"], copies_in_process=True),
              group="examples", description="3-armed bandit, one cost (constrained optimum 2.875 at cost 1.5)")
