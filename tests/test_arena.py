@@ -19,6 +19,7 @@ pytest.importorskip("transformers")
 from cmdp.cli import main
 from cmdp.evaluation import wilson_interval
 from run_helpers import one_error_line
+from test_text_rl import score_model_of_another_tokenizer
 
 NUM_PROMPTS = 6
 FAST = ["--num-prompts", str(NUM_PROMPTS), "--max-new-tokens", "8", "--device", "cpu"]
@@ -292,6 +293,7 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(quick_text_default: P
     a_file.write_text("x")
     folder_jsonl = tmp_path / "folder.jsonl"
     folder_jsonl.mkdir()
+    other_cost = score_model_of_another_tokenizer(d / "cost", tmp_path / "other-cost")
     capsys.readouterr()
 
     sft, prompts = str(d / "sft"), str(d / "data" / "prompts_test.jsonl")
@@ -313,6 +315,9 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(quick_text_default: P
          ["--cost-models is required"]),
         ("missing reward model", [sft, sft, "--prompts", prompts, "--reward-model", str(tmp_path / "no-rm"),
                                   "--cost-models", str(d / "cost")], ["--reward-model", "no such score model"]),
+        # judged garbled text without a word until 2026-12-05 (the cost model's embedding was large enough)
+        ("cost model of another tokenizer", [sft, str(lag_run), "--prompts", prompts, "--cost-models", str(other_cost)],
+         [f"cost model {other_cost}: its tokenizer gives", "the arena's judges must share the policy's tokenizer"]),
         ("empty prompts file", [sft, str(lag_run), "--prompts", str(empty)], [str(empty), "no data rows"]),
         ("missing prompts file", [sft, str(lag_run), "--prompts", str(tmp_path / "none.jsonl")],
          [str(tmp_path / "none.jsonl"), "no such file"]),

@@ -208,13 +208,27 @@ def test_text_cost_limits_may_be_negative(quick_text_default: Path):
         resolve_config({"algo": "ppo_lag", "env": "SafetyPointGoal1-v0", "cost_limits": -2.5})
 
 
+def score_model_of_another_tokenizer(score_model: Path, out: Path) -> Path:
+    """A copy of `score_model` whose saved tokenizer is another BPE of at most the same size (trained on the
+    default's prompts written backwards): its embedding still has a row for every token id of the policy's, so
+    only a comparison of the tokenizers tells it was trained on other token ids."""
+    from cmdp.envs.text.make_default import train_tokenizer
+
+    shutil.copytree(score_model, out)
+    size = transformers.AutoConfig.from_pretrained(str(score_model)).vocab_size
+    texts = [json.loads(line)["prompt"][::-1]
+             for line in (score_model.parent / "data" / "prompts.jsonl").read_text().splitlines()]
+    train_tokenizer(texts, out, vocab_size=size, context=128)
+    return out
+
+
 def _no_run_folder(out: Path) -> bool:
     return not out.exists() or not any(out.iterdir())
 
 
 @pytest.mark.parametrize("case", ["unknown_key", "missing_policy", "no_cost_model", "bad_prompts", "cpo_deepspeed",
                                   "per_critic_deepspeed", "bad_limit", "normalize", "backend", "compile",
-                                  "policy_not_a_model", "reward_not_a_model"])
+                                  "policy_not_a_model", "reward_not_a_model", "cost_model_of_another_tokenizer"])
 def test_bad_text_input_fails_at_start(quick_text_default: Path, tmp_path: Path, capsys, case: str):
     env_kwargs: dict = {}
     extra: dict = {}
@@ -237,6 +251,11 @@ def test_bad_text_input_fails_at_start(quick_text_default: Path, tmp_path: Path,
             env_kwargs = {"reward_model": str(not_a_model)}
             expect = f"cmdp: error: reward model {not_a_model}: cannot load it: "
         (not_a_model / "config.json").write_text("{}")
+    elif case == "cost_model_of_another_tokenizer":
+        # ran on scores of garbled text until 2026-12-05: the embedding was large enough, so nothing said a word
+        other = score_model_of_another_tokenizer(quick_text_default / "cost", tmp_path / "other-cost")
+        env_kwargs = {"cost_models": str(other)}
+        expect = (f"cmdp: error: env_kwargs.cost_models.cost {other}: its tokenizer gives ")
     elif case == "no_cost_model":
         env_kwargs = {"cost_models": None}
         expect = "cost_models"

@@ -344,7 +344,7 @@ def run_arena(a_path: str | Path, b_path: str | Path, prompts: str | Path, rewar
 
     from cmdp.config import check_seed
     from cmdp.envs.text.data import load_prompts
-    from cmdp.envs.text.env import check_shared_vocabulary, frozen_dtype, load_scorers
+    from cmdp.envs.text.env import check_same_tokenizer, check_shared_vocabulary, frozen_dtype, load_scorers
     from cmdp.envs.text.evaluation import answer_and_score
     from cmdp.envs.text.score_model import resolve_device
 
@@ -373,6 +373,10 @@ def run_arena(a_path: str | Path, b_path: str | Path, prompts: str | Path, rewar
     if not _same_vocabulary(tokenizers["A"], tokenizers["B"]):
         raise ConfigError("A and B use different tokenizers; the arena scores both sides' token ids with the same "
                           "reward and cost models, so both policies must share one tokenizer")
+    # before the judges are loaded: judges of another tokenizer would score garbled text without a word
+    check_same_tokenizer(tokenizers["A"], [(f"reward model {settings.reward_model}", settings.reward_model),
+                                           *((f"cost model {path}", path) for path in settings.cost_paths().values())],
+                         settings.trust_remote_code, what="the arena's judges")
     dtype = frozen_dtype(settings, torch_device)  # nothing is trained: every model as a run's frozen ones
     reward, costs = load_scorers(settings, dtype)
     vocab = len(tokenizers["A"])

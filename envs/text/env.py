@@ -280,6 +280,46 @@ def check_shared_vocabulary(vocab: int, models: list[tuple[str, Any]], what: str
                               f"{what} must share the policy's tokenizer")
 
 
+# files by which a model folder holds a tokenizer of its own (score models trained here save theirs)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def check_same_tokenizer(tokenizer: Any, folders: list[tuple[str, str]], trust_remote_code: bool,
+                         what: str = "every model of a text run") -> None:
+    """ConfigError unless every (label, folder) that holds a tokenizer of its own gives each token of `tokenizer`
+    (the policy's) the same id. A score model reads the policy's token ids, so one trained with another tokenizer
+    scores other text than the answer; its embedding may still have enough rows for `check_shared_vocabulary`
+    (two BPE tokenizers of the same size). Extra tokens of the folder's own (an added pad token) do no harm. A
+    folder without a tokenizer, or a hub id, is left to `check_shared_vocabulary`."""
+    vocab = tokenizer.get_vocab()
+    for label, path in folders:
+        folder = Path(path).expanduser()
+        if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+            continue
+        with loading(f"{label} (its tokenizer)"):
+            own = quiet_transformers().AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+        own_vocab = own.get_vocab()
+        differ = sum(own_vocab.get(token) != index for token, index in vocab.items())
+        if differ:
+            raise ConfigError(f"{label}: its tokenizer gives {differ} of the policy's {len(vocab)} tokens "
+                              f"another id or none; {what} must share the policy's tokenizer (train a score model "
+                              f"from the policy: cmdp train-score-model --model POLICY)")
+
+
+def scorer_folders(tcfg: TextEnvConfig, with_critics: bool) -> list[tuple[str, str]]:
+    """(label, folder) of every model that reads the policy's token ids: reference, reward and cost models, and
+    the critics a run trains (`with_critics`)."""
+    folders = [("env_kwargs.reward_model", tcfg.reward_model),
+               *((f"env_kwargs.cost_models.{name}", path) for name, path in tcfg.cost_paths().items())]
+    if tcfg.reference:
+        folders.insert(0, ("env_kwargs.reference", tcfg.reference))
+    if with_critics:
+        folders += [("env_kwargs.reward_critic", tcfg.reward_critic)] if tcfg.reward_critic else []
+        if tcfg.cost_critics is not None:
+            folders += [(f"env_kwargs.cost_critics.{name}", path) for name, path in tcfg.cost_critic_paths().items()]
+    return [(f"{label} {path}", path) for label, path in folders]
+
+
 def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bool = False,
                      with_critics: bool = True) -> TextModels:
     """Load policy, reference, reward and cost models and critics from their paths, on `device`.
@@ -300,6 +340,8 @@ def load_text_models(tcfg: TextEnvConfig, device: torch.device, second_order: bo
     remote = tcfg.trust_remote_code
     with loading(f"env_kwargs.policy {tcfg.policy} (its tokenizer)"):
         tokenizer = load_tokenizer(tcfg.policy, remote)
+    # before any model is loaded: a mismatch would otherwise train on scores of garbled text without a word
+    check_same_tokenizer(tokenizer, scorer_folders(tcfg, with_critics), remote)
     with loading(f"env_kwargs.policy {tcfg.policy}"):
         policy = load_policy_model(tcfg, train_dtype, "eager" if second_order else None)
     with loading(f"env_kwargs.reference {tcfg.reference or tcfg.policy}"):
