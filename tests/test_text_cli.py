@@ -147,6 +147,22 @@ def test_bad_input_gives_one_error_line_and_no_output(backbone_dir: Path, prefs:
         assert not (tmp_path / "out").exists(), name
 
 
+def test_a_missing_folder_under_a_local_folder_is_not_sent_to_the_hub(backbone_dir: Path, prefs: tuple[Path, Path],
+                                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # `--model runs/reward-model` with no such folder under runs/ went to the hub as the id "runs/reward-model" until
+    # 2026-12-05: offline, a minute of retries and their warnings, then an error about the connection
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    for missing in ("runs/reward-model", "runs/models/reward"):
+        assert main(_args("reward", prefs[0], Path(missing), tmp_path / "out")) == 2
+        assert one_error_line(capsys.readouterr().err) == f"cmdp: error: {missing}: no such model folder"
+        assert not (tmp_path / "out").exists()
+    assert score_lib.is_missing_local_folder("runs/reward-model") and score_lib.is_missing_local_folder("a/b/c")
+    # a hub id (no local folder of its first part) is left to from_pretrained
+    assert not score_lib.is_missing_local_folder("gpt2") and not score_lib.is_missing_local_folder("org/model")
+
+
 def test_non_empty_out_folder_is_refused_and_kept(backbone_dir: Path, prefs: tuple[Path, Path], tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"

@@ -222,6 +222,22 @@ def score_model_of_another_tokenizer(score_model: Path, out: Path) -> Path:
     return out
 
 
+def test_a_policy_may_be_a_hub_id(quick_text_default: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """README: the policy "by local folder or hub id". An id with its organisation ("org/name") was refused as a
+    missing path until 2026-12-05; a missing folder under a local folder still is, before any model is loaded."""
+    from cmdp.envs.text.env import check_text_paths, text_env_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    env_kwargs = text_config(quick_text_default)["env_kwargs"]
+    for hub_id in ("Qwen/Qwen2-0.5B", "gpt2"):
+        check_text_paths(text_env_config({**env_kwargs, "policy": hub_id, "reference": hub_id}))
+    for label, missing in (("policy", "runs/sft"), ("policy", "./sft"), ("reference", "runs/a/b"),
+                           ("reward_model", "org/reward")):
+        with pytest.raises(ConfigError, match=f"^env_kwargs.{label}: {missing} does not exist$"):
+            check_text_paths(text_env_config({**env_kwargs, label: missing}))
+
+
 def _no_run_folder(out: Path) -> bool:
     return not out.exists() or not any(out.iterdir())
 

@@ -37,7 +37,7 @@ from cmdp.envs.text.chat import encode_prompt, pad_id_of
 from cmdp.envs.text.generation import GENERATION_BACKENDS, GenerationBackend
 from cmdp.envs.text.policy import (TextActor, TextAgent, TextCritic, TokenObs, autocast_context,
                               position_ids_from_mask)
-from cmdp.envs.text.score_model import ScoreModel, import_transformers, loading
+from cmdp.envs.text.score_model import ScoreModel, import_transformers, is_missing_local_folder, loading
 from cmdp.envs.text_registration import TextFamily
 
 DEFAULT_COST_LIMIT = 0.0  # safe-rlhf's threshold: a cost score <= 0 is judged safe
@@ -125,19 +125,22 @@ def text_env_config(env_kwargs: dict[str, Any]) -> TextEnvConfig:
     return build_config(TextEnvConfig, env_kwargs, source="env_kwargs", owner="--env text", key_prefix="env_kwargs.")
 
 
-def _check_path(label: str, path: str) -> None:
-    # a local-looking path that does not exist: say so now (a hub id like "gpt2" is left to from_pretrained)
-    if (path.startswith((".", "/", "~")) or Path(path).parent != Path(".")) and not Path(path).expanduser().exists():
+def _check_path(label: str, path: str, hub: bool = False) -> None:
+    """A local-looking path that does not exist: say so now. `hub`: the path may also be a hub id ("gpt2",
+    "org/name"), left to from_pretrained (`is_missing_local_folder`); score models and data files are local."""
+    local_looking = path.startswith((".", "/", "~")) or Path(path).parent != Path(".")
+    if is_missing_local_folder(path) if hub else local_looking and not Path(path).expanduser().exists():
         raise ConfigError(f"env_kwargs.{label}: {path} does not exist")
 
 
 def check_text_paths(tcfg: TextEnvConfig) -> None:
     """Every local path of the config exists (before any model is loaded or folder written)."""
-    _check_path("policy", tcfg.policy)
+    _check_path("policy", tcfg.policy, hub=True)
+    if tcfg.reference:
+        _check_path("reference", tcfg.reference, hub=True)
     _check_path("reward_model", tcfg.reward_model)
     _check_path("prompts", tcfg.prompts)
-    for label, path in (("reference", tcfg.reference), ("reward_critic", tcfg.reward_critic),
-                        ("eval_prompts", tcfg.eval_prompts)):
+    for label, path in (("reward_critic", tcfg.reward_critic), ("eval_prompts", tcfg.eval_prompts)):
         if path:
             _check_path(label, path)
     for name, path in tcfg.cost_paths().items():

@@ -348,11 +348,23 @@ def _check_kind(kind: str) -> None:
         raise ConfigError(f"kind must be one of {SCORE_KINDS}, got {kind!r}")
 
 
+def is_missing_local_folder(path: str | Path) -> bool:
+    """True when `path` can only name a local folder and none is there; False when it exists, and for what may be a
+    hub id ("gpt2", "org/name"), which is left to `from_pretrained`. Without this check `from_pretrained` sends a
+    missing folder to the hub: offline, a minute of retries, their warnings, and an error about the connection."""
+    text = str(path)
+    if Path(text).expanduser().exists():
+        return False
+    if isinstance(path, Path) or text.startswith(("/", ".", "~")) or text.count("/") > 1:
+        return True  # a hub id has at most one slash, "org/name"
+    first, slash, _ = text.partition("/")
+    return bool(slash) and Path(first).is_dir()  # runs/model under a local runs/: a folder, not the hub's org "runs"
+
+
 def _check_model_path(model_path: str | Path) -> None:
     """A path that names a local folder must exist (else transformers would try the hub, with no network here)."""
-    text = str(model_path)
-    if not Path(text).expanduser().exists() and (isinstance(model_path, Path) or text.startswith(("/", ".", "~"))):
-        raise ConfigError(f"{text}: no such model folder")
+    if is_missing_local_folder(model_path):
+        raise ConfigError(f"{model_path}: no such model folder")
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
