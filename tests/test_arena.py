@@ -248,6 +248,12 @@ def test_the_same_policy_against_itself_ties_everywhere(quick_text_default: Path
     assert "cost model" in (out / "arena.md").read_text() and "[harm]" in (out / "arena.md").read_text()
     assert "greedy decoding" in capsys.readouterr().out
     assert _rate((out / "arena.md").read_text(), "B win rate") == 0.5
+    # a rerun without a figure takes the previous one away: it had stayed beside files it no longer showed
+    assert main(["arena", str(d / "sft"), str(d / "sft"), "--prompts", str(d / "data" / "prompts_test.jsonl"),
+                 "--reward-model", str(d / "reward"), "--cost-models", str(d / "cost"), "--no-plot",
+                 "--no-progress", *FAST]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["arena.jsonl", "arena.md", "notes.txt"]
+    assert "results: runs/arena-sft-vs-sft (arena.jsonl, arena.md)" in capsys.readouterr().out
 
 
 def test_a_failed_write_leaves_nothing(quick_text_default: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

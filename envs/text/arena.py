@@ -443,7 +443,8 @@ def run_arena(a_path: str | Path, b_path: str | Path, prompts: str | Path, rewar
 
 def write_arena(out_dir: Path, result: dict[str, Any], plot: bool = True) -> None:
     """Write the arena's files into a hidden folder beside `out_dir`, then move them in (a new folder is renamed
-    whole): an interrupted or failed write leaves `out_dir` as it was."""
+    whole): an interrupted or failed write leaves `out_dir` as it was. Over a previous arena, its files are
+    replaced, and its arena.png removed when this one draws none."""
     make_output_folder(out_dir.parent, "folder")
     staging = out_dir.parent / f".{out_dir.name}.arena-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
@@ -461,6 +462,8 @@ def write_arena(out_dir: Path, result: dict[str, Any], plot: bool = True) -> Non
             for name in FILES:
                 if (staging / name).exists():
                     os.replace(staging / name, out_dir / name)
+                elif (out_dir / name).is_file():  # a previous arena's figure, which this one's files do not match
+                    (out_dir / name).unlink()
             staging.rmdir()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
