@@ -467,6 +467,27 @@ def test_text_demo_bad_input_is_one_line(tmp_path: Path, capsys, argv: list, mes
     assert not out.exists()
 
 
+def test_text_demo_interrupted_in_its_build_says_how_to_go_on(tmp_path: Path, capsys,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    """Ctrl-C in the build ended in a traceback until 2026-12-05 and left a half-built default that a rerun refused
+    ('holds an unfinished build; remove it'). Now: one line, status 130, no half-built folder."""
+    import cmdp.envs.text.make_default as make_default
+
+    def interrupted_build(out: Path, *args, **kwargs) -> None:
+        (Path(out) / "data").mkdir(parents=True)
+        (Path(out) / "data" / "prompts.jsonl").write_text('{"prompt": "Hi"}\n')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(make_default, "build_default", interrupted_build)
+    out = tmp_path / "demo"
+    with pytest.raises((SystemExit, KeyboardInterrupt)) as ended:  # KeyboardInterrupt: the old code's end
+        main(["text-demo", "--out", str(out), "--quick", "--no-plots"])
+    assert ended.type is SystemExit and ended.value.code == 130
+    err = capsys.readouterr().err.strip()
+    assert err == f"interrupted; what finished is kept, rerun to continue: cmdp text-demo --out {out} --quick"
+    assert not (out / "seed0" / "default").exists()
+
+
 @pytest.mark.slow
 def test_text_demo_shows_safe_rlhf_on_three_seeds(tmp_path: Path):
     """The full demo from scratch on 3 seeds, each with its own build (about 45 minutes on 2 cores). On every seed,

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -162,8 +164,12 @@ def build_seed_default(default: Path, seed: int, quick: bool, device: str | None
         raise ConfigError(f"{default} holds an unfinished build; remove it and run again")
     print(f"seed {seed}: building the embedded default in {default} (data, tokenizer, SFT, reward and cost models)")
     started = time.perf_counter()
-    build_default(default, DefaultConfig.quick(seed) if quick else DefaultConfig(seed=seed),
-                  device="auto" if device is None else device)
+    try:
+        build_default(default, DefaultConfig.quick(seed) if quick else DefaultConfig(seed=seed),
+                      device="auto" if device is None else device)
+    except BaseException:  # Ctrl-C or a failure: a rerun builds afresh instead of refusing the half-built folder
+        shutil.rmtree(default, ignore_errors=True)
+        raise
     return time.perf_counter() - started
 
 
@@ -353,10 +359,11 @@ def seed_checks(table: dict[str, Any], limit: float) -> dict[str, bool]:
 def run_demo(out: str | Path = "runs/text-demo", algos: Sequence[str] = DEMO_ALGOS, seeds: int = 1,
              quick: bool = False, device: str | None = None, workers: int | None = None,
              eval_samples: int = EVAL_SAMPLES, plots: bool = True) -> dict[str, Any]:
-    """Build, set the limit, train, evaluate for seeds 0..seeds-1; write the report; return the results."""
-    from cmdp.benchmarks.cells import cell_dir
+    """Build, set the limit, train, evaluate for seeds 0..seeds-1; write the report; return the results.
+
+    Ctrl-C ends the process with status 130 (SystemExit) after one line that says how to go on; a rerun reuses
+    what finished (an interrupted build is removed, not left half-written)."""
     from cmdp.benchmarks.report import check_matplotlib
-    from cmdp.benchmarks.runner import run_suite
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
@@ -378,6 +385,22 @@ def run_demo(out: str | Path = "runs/text-demo", algos: Sequence[str] = DEMO_ALG
     make_output_folder(out)
     flags = (f" --seeds {seeds}" if seeds != 1 else "") + (" --quick" if quick else "") + \
         (f" --algos {','.join(algos)}" if tuple(algos) != DEMO_ALGOS else "")
+    try:
+        return _run_seeds(out, algos, seeds, quick, device, workers, eval_samples, plots, flags)
+    except KeyboardInterrupt:
+        # one line and `cmdp train`'s status 130, not a traceback: the CLI's entry returns 0 for a finished demo,
+        # so the interrupt ends the command here
+        print(f"\ninterrupted; what finished is kept, rerun to continue: cmdp text-demo --out {out}{flags}",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def _run_seeds(out: Path, algos: Sequence[str], seeds: int, quick: bool, device: str | None, workers: int | None,
+               eval_samples: int, plots: bool, flags: str) -> dict[str, Any]:
+    """`run_demo` once its inputs are checked and `out` exists; `flags` are those a rerun needs."""
+    from cmdp.benchmarks.cells import cell_dir
+    from cmdp.benchmarks.runner import run_suite
+
     started = time.perf_counter()
     per_seed: dict[str, Any] = {}
     build_seconds = 0.0
@@ -400,6 +423,8 @@ def run_demo(out: str | Path = "runs/text-demo", algos: Sequence[str] = DEMO_ALG
             suite = seed_suite(default, algos, seed, limit, quick, device)
             status = run_suite(suite, out=where / "runs", workers=workers,
                                rerun=f"cmdp text-demo --out {out}{flags}")
+            if status == 130:  # interrupted: the suite has said so and how to go on
+                raise SystemExit(130)
             if status != 0:
                 raise ConfigError(f"seed {seed}: training did not finish (see {where / 'runs' / 'status.json'}); "
                                   f"rerun to resume: cmdp text-demo --out {out}{flags}")
