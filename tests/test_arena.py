@@ -324,6 +324,8 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(quick_text_default: P
         # judged garbled text without a word until 2026-12-05 (the cost model's embedding was large enough)
         ("cost model of another tokenizer", [sft, str(lag_run), "--prompts", prompts, "--cost-models", str(other_cost)],
          [f"cost model {other_cost}: its tokenizer gives", "the arena's judges must share the policy's tokenizer"]),
+        ("reward model as the cost model", [sft, str(lag_run), "--prompts", prompts, "--cost-models", str(d / "reward")],
+         [f"{d / 'reward'}: a reward model (its score_head.json says so), given as the cost model"]),
         ("empty prompts file", [sft, str(lag_run), "--prompts", str(empty)], [str(empty), "no data rows"]),
         ("missing prompts file", [sft, str(lag_run), "--prompts", str(tmp_path / "none.jsonl")],
          [str(tmp_path / "none.jsonl"), "no such file"]),

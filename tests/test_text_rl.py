@@ -244,7 +244,8 @@ def _no_run_folder(out: Path) -> bool:
 
 @pytest.mark.parametrize("case", ["unknown_key", "missing_policy", "no_cost_model", "bad_prompts", "cpo_deepspeed",
                                   "per_critic_deepspeed", "bad_limit", "normalize", "backend", "compile",
-                                  "policy_not_a_model", "reward_not_a_model", "cost_model_of_another_tokenizer"])
+                                  "policy_not_a_model", "reward_not_a_model", "cost_model_of_another_tokenizer",
+                                  "cost_model_is_the_reward_model"])
 def test_bad_text_input_fails_at_start(quick_text_default: Path, tmp_path: Path, capsys, case: str):
     env_kwargs: dict = {}
     extra: dict = {}
@@ -272,6 +273,12 @@ def test_bad_text_input_fails_at_start(quick_text_default: Path, tmp_path: Path,
         other = score_model_of_another_tokenizer(quick_text_default / "cost", tmp_path / "other-cost")
         env_kwargs = {"cost_models": str(other)}
         expect = (f"cmdp: error: env_kwargs.cost_models.cost {other}: its tokenizer gives ")
+    elif case == "cost_model_is_the_reward_model":
+        # trained against the reward model as its cost until 2026-12-05: a limit on helpfulness, without a word
+        env_kwargs = {"cost_models": str(quick_text_default / "reward"),
+                      "cost_critics": str(quick_text_default / "cost")}
+        expect = (f"cmdp: error: {quick_text_default / 'reward'}: a reward model (its score_head.json says so), "
+                  f"given as the cost model")
     elif case == "no_cost_model":
         env_kwargs = {"cost_models": None}
         expect = "cost_models"

@@ -264,11 +264,13 @@ def load_scorers(tcfg: TextEnvConfig, dtype: torch.dtype) -> tuple[ScoreModel, d
     """The reward model and the cost models {name: model} of `tcfg`, frozen (no gradient, eval mode)."""
     remote = tcfg.trust_remote_code
     with loading(f"reward model {tcfg.reward_model}"):
-        reward_model = ScoreModel.from_pretrained(tcfg.reward_model, trust_remote_code=remote, dtype=dtype)
+        reward_model = ScoreModel.from_pretrained(tcfg.reward_model, trust_remote_code=remote, as_kind="reward",
+                                                  dtype=dtype)
     cost_models = {}
     for name, path in tcfg.cost_paths().items():
         with loading(f"cost model '{name}' {path}"):
-            cost_models[name] = ScoreModel.from_pretrained(path, trust_remote_code=remote, dtype=dtype)
+            cost_models[name] = ScoreModel.from_pretrained(path, trust_remote_code=remote, as_kind="cost",
+                                                           dtype=dtype)
     for model in (reward_model, *cost_models.values()):
         model.requires_grad_(False).eval()
     return reward_model, cost_models

@@ -154,9 +154,12 @@ class ScoreModel(nn.Module):
         return cls(backbone, kind=kind)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, trust_remote_code: bool = False,
+    def from_pretrained(cls, path: str | Path, *, trust_remote_code: bool = False, as_kind: str | None = None,
                         **backbone_kwargs: Any) -> ScoreModel:
-        """Load a directory written by `save_pretrained` (backbone and head)."""
+        """Load a directory written by `save_pretrained` (backbone and head).
+
+        `as_kind` ("reward" or "cost"): the use the caller puts it to; a head saved as the other kind is refused
+        before the backbone is loaded (a reward model given as a cost model would constrain helpfulness)."""
         from safetensors.torch import load_file
 
         path = Path(path)
@@ -167,6 +170,9 @@ class ScoreModel(nn.Module):
         head_config = json.loads(config_file.read_text())
         if head_config.get("format") != _FORMAT:
             raise ConfigError(f"{config_file}: not a {_FORMAT} config")
+        saved = head_config.get("kind")
+        if as_kind is not None and saved in SCORE_KINDS and saved != as_kind:
+            raise ConfigError(f"{path}: a {saved} model (its {HEAD_CONFIG} says so), given as the {as_kind} model")
         model = cls.from_backbone(path, kind=head_config.get("kind"), trust_remote_code=trust_remote_code,
                                   **backbone_kwargs)
         if head_config.get("hidden_size") != model.head.in_features:
