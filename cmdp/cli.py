@@ -580,6 +580,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"cmdp: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before a command's own handler could say more (`--env text` loading its models)
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the reader of the output left (`cmdp list | head`): stop quietly, as `ls | head` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else the flush at exit fails again
         return 141  # 128 + SIGPIPE: the status of a tool that signal ended

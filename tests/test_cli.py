@@ -449,3 +449,18 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(command, unbuffered
     assert proc.wait(timeout=300) == 141, err
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     assert not (tmp_path / "suite").exists()
+
+
+def test_ctrl_c_while_a_command_starts_is_one_line(tmp_path, capsys, monkeypatch):
+    # Ctrl-C while `cmdp train --env text` loaded its models (the first seconds, before training's own handler)
+    # printed a torch/transformers traceback
+    import cmdp.trainer
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cmdp.trainer.Trainer, "__init__", interrupted)
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "ppo", "--env", "ExactChain-v0", "--out", str(out), "--no-progress"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["interrupted"]
+    assert not out.exists()
