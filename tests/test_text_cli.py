@@ -237,3 +237,15 @@ def test_cli_does_not_import_the_text_side() -> None:
             "loaded = [m for m in ('transformers', 'cmdp.envs.text', 'cmdp.envs.text.score_model') if m in sys.modules]\n"
             "assert not loaded, loaded\n")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_text_demo_prints_each_seeds_table_once(monkeypatch) -> None:
+    # each seed's table is printed as the seed finishes; the end of the run printed them all again (with one seed,
+    # the same table twice in a row)
+    from cmdp.envs.text import demo
+
+    monkeypatch.setattr(demo, "seed_lines", lambda seed, evaluation: [f"table of seed {seed}"])
+    results = {"seeds": {"0": {}, "1": {}}, "checks": {"ppo_lag within the limit": True}}
+    assert "table of seed" not in demo.format_report(results, brief=True)
+    assert demo.format_report(results, brief=True).splitlines() == ["Checks on every seed (2):", "",
+                                                                    "- ppo_lag within the limit: yes"]

@@ -508,7 +508,8 @@ def seed_lines(seed: int | str, evaluation: dict[str, Any]) -> list[str]:
 
 
 def format_report(results: dict[str, Any], brief: bool = False, figure: bool = True) -> str:
-    """The markdown report (or, `brief`, the tables and checks only, for the terminal)."""
+    """The markdown report (or, `brief`, the checks over every seed only: the terminal's end, below each seed's
+    table, which was printed as the seed finished)."""
     seeds = results["seeds"]
     lines: list[str] = []
     if not brief:
@@ -525,8 +526,9 @@ def format_report(results: dict[str, Any], brief: bool = False, figure: bool = T
                   f"first epoch, and the mean over the last {LAST_FRACTION:.0%} of the epochs.", ""]
         if figure:
             lines += [f"![reward against cost]({FIGURE})", ""]
-    for seed, evaluation in seeds.items():
-        lines += seed_lines(seed, evaluation)
+    if not brief:
+        for seed, evaluation in seeds.items():
+            lines += seed_lines(seed, evaluation)
     lines += [f"Checks on every seed ({len(seeds)}):", ""]
     for name, ok in results["checks"].items():
         lines.append(f"- {name}: {'yes' if ok else 'NO'}")
