@@ -206,12 +206,11 @@ def check_ray_address(address: str | None) -> None:
 def start_ray(address: str | None) -> bool:
     """Start a local Ray, or join the cluster at `address`, unless a Ray session is already initialised (by a script
     or a test: it is used as it is). True when this call started one, which `run_ray` then shuts down at its end.
-    ConfigError in one line when the address is malformed or no cluster answers there (`check_ray_address` asks
-    first, since Ray waits minutes for an address that does not answer)."""
+    The caller checks `address` first (`check_ray_address`, which `run_suite` runs before it prints its plan), since
+    Ray waits minutes for an address that does not answer; ConfigError in one line when Ray still refuses it."""
     ray = _import_ray()
     if ray.is_initialized():
         return False
-    check_ray_address(address)
     try:
         ray.init(address=address or None, log_to_driver=True)
     except (ValueError, ConnectionError, RuntimeError) as exc:

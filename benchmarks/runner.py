@@ -77,7 +77,7 @@ def run_suite(suite_path: str | Path | Suite, out: str | Path | None = None, wor
     cells, notes = plan_cells(suite, out, for_ray=use_ray)
     todo = [c for c in cells if c.start != "skip"]
     if use_ray and todo and not dry_run:  # a misspelt or silent address: its error line alone, before the plan
-        check_ray_address(ray_address)
+        check_ray_address(ray_address)  # once, here: `start_ray` below relies on it
     for note in notes:
         print(f"note: {note}", file=stream)
     n_workers = default_workers(todo) if workers is None else workers
