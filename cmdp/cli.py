@@ -409,8 +409,8 @@ def _eval(args: argparse.Namespace) -> int:
             video_env_maker(policy)  # refuses an environment that cannot be filmed before anything runs
         result = policy.evaluate(args.episodes, args.seed, deterministic=args.deterministic)
         if args.video:
-            path, lengths = record_video(policy, args.video_episodes or 1, args.seed,
-                                         policy.acts_deterministically(args.deterministic))  # the measured episodes
+            # the measured episodes: the evaluation's result says whether they were deterministic
+            path, lengths = record_video(policy, args.video_episodes or 1, args.seed, result["deterministic"])
             result["video"] = str(path)
         if policy.config_edits:  # after the evaluation: a refused one's error line stands alone
             print(config_edits_note(policy.run_dir, policy.config_edits), file=sys.stderr)
