@@ -128,8 +128,12 @@ def text_env_config(env_kwargs: dict[str, Any]) -> TextEnvConfig:
 def _check_path(label: str, path: str, hub: bool = False) -> None:
     """A local-looking path that does not exist: say so now. `hub`: the path may also be a hub id ("gpt2",
     "org/name"), left to from_pretrained (`is_missing_local_folder`); score models and data files are local."""
-    local_looking = path.startswith((".", "/", "~")) or Path(path).parent != Path(".")
-    if is_missing_local_folder(path) if hub else local_looking and not Path(path).expanduser().exists():
+    if hub:
+        missing = is_missing_local_folder(path)
+    else:
+        local_looking = path.startswith((".", "/", "~")) or Path(path).parent != Path(".")
+        missing = local_looking and not Path(path).expanduser().exists()
+    if missing:
         raise ConfigError(f"env_kwargs.{label}: {path} does not exist")
 
 
